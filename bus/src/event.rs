@@ -1,0 +1,151 @@
+//! The one event model: CloudEvents attribute names plus flat string labels.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::subject::Subject;
+
+/// Flat string labels, sorted by name so renderings and fingerprints are stable.
+pub type Labels = BTreeMap<String, String>;
+
+/// Most labels one event may carry.
+pub const MAX_LABELS: usize = 64;
+/// Longest label name, in bytes.
+pub const MAX_LABEL_NAME_BYTES: usize = 128;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+
+/// The `type` given to events whose producer did not name one.
+pub const DEFAULT_EVENT_TYPE: &str = "atalaya.event";
+
+/// One event on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Unique per producer; generated (UUIDv7) when the producer gives none.
+    pub id: String,
+    /// Who produced it (a URI-reference, e.g. `/atalaya/http` or `mqtt://broker`).
+    pub source: String,
+    /// What kind of occurrence this is (`atalaya.event` unless the producer says).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The token path rules match on.
+    pub subject: Subject,
+    /// When it happened, as the producer says, or when atalaya received it.
+    pub time: Timestamp,
+    /// The payload, any JSON value.
+    pub data: Value,
+    /// Flat string labels: from the producer and from pattern captures.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+}
+
+impl Event {
+    /// An event with a fresh id, received `now` from `source`.
+    pub fn new(source: &str, subject: Subject, data: Value, now: Timestamp) -> Self {
+        Self {
+            id: new_event_id(),
+            source: source.to_owned(),
+            event_type: DEFAULT_EVENT_TYPE.to_owned(),
+            subject,
+            time: now,
+            data,
+            labels: Labels::new(),
+        }
+    }
+}
+
+/// A fresh, time-ordered event id (UUIDv7).
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Whether `name` is a valid label name: a letter or `_`, then letters, digits or `_`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= MAX_LABEL_NAME_BYTES
+}
+
+/// Why a label cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error(
+        "label name `{0}` is invalid: use a letter or `_`, then letters, digits or `_` (at most {MAX_LABEL_NAME_BYTES} bytes)"
+    )]
+    InvalidName(String),
+    #[error("label `{name}` is {len} bytes long; the limit is {MAX_LABEL_VALUE_BYTES}")]
+    ValueTooLong { name: String, len: usize },
+    #[error("too many labels ({count}); the limit is {MAX_LABELS}")]
+    TooMany { count: usize },
+}
+
+/// Checks a whole label set against the label rules and limits.
+pub fn validate_labels(labels: &Labels) -> Result<(), LabelError> {
+    if labels.len() > MAX_LABELS {
+        return Err(LabelError::TooMany {
+            count: labels.len(),
+        });
+    }
+    for (name, value) in labels {
+        if !is_valid_label_name(name) {
+            return Err(LabelError::InvalidName(name.clone()));
+        }
+        if value.len() > MAX_LABEL_VALUE_BYTES {
+            return Err(LabelError::ValueTooLong {
+                name: name.clone(),
+                len: value.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names() {
+        for ok in ["room", "_x", "node_1", "A"] {
+            assert!(is_valid_label_name(ok), "{ok}");
+        }
+        for bad in ["", "1a", "a-b", "a.b", "ñ"] {
+            assert!(!is_valid_label_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_limits() {
+        let too_many: Labels = (0..=MAX_LABELS)
+            .map(|i| (format!("l{i}"), String::new()))
+            .collect();
+        assert!(matches!(
+            validate_labels(&too_many),
+            Err(LabelError::TooMany { .. })
+        ));
+        let long = Labels::from([("a".to_owned(), "x".repeat(MAX_LABEL_VALUE_BYTES + 1))]);
+        assert!(matches!(
+            validate_labels(&long),
+            Err(LabelError::ValueTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn serializes_with_cloudevents_names() {
+        let event = Event::new(
+            "/test",
+            Subject::parse("a/b").unwrap(),
+            Value::from(1),
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], DEFAULT_EVENT_TYPE);
+        assert_eq!(json["subject"], "a/b");
+        assert_eq!(json["time"], "2026-01-01T00:00:00Z");
+        assert!(json.get("labels").is_none());
+    }
+}

@@ -1,0 +1,139 @@
+//! The embedded state store: one redb file under the state directory.
+//!
+//! redb is pure Rust, ACID and crash-safe: a committed write survives a power cut. The file is
+//! locked while open, so two instances pointed at the same state directory fail at start
+//! with a clear error instead of corrupting each other's state. Engines keep their state in
+//! named tables of byte keys and values, encoded as they see fit.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, TableDefinition, TableError};
+
+/// The file name of the store inside the state directory.
+pub const STORE_FILE: &str = "atalaya.redb";
+
+/// Why the store could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state store {path} is in use by another atalaya process")]
+    InUse { path: PathBuf },
+    #[error("cannot open state store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("state store: {0}")]
+    Storage(#[from] redb::Error),
+}
+
+/// An open state store.
+pub struct Store {
+    path: PathBuf,
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, creating the directory if needed.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(STORE_FILE);
+        let db = Database::create(&path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
+            source => StoreError::Open {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        Ok(Self { path, db })
+    }
+
+    /// Where the store file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `value` under `key` in `table`, durably.
+    pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        {
+            let mut t = txn.open_table(def).map_err(redb::Error::from)?;
+            t.insert(key, value).map_err(redb::Error::from)?;
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+
+    /// Reads the value under `key` in `table`.
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let t = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(redb::Error::from(e).into()),
+        };
+        let value = t.get(key).map_err(redb::Error::from)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Removes `key` from `table`; returns whether it was there.
+    pub fn remove(&self, table: &str, key: &[u8]) -> Result<bool, StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        let removed = {
+            let mut t = txn.open_table(def).map_err(redb::Error::from)?;
+            t.remove(key).map_err(redb::Error::from)?.is_some()
+        };
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("data");
+        {
+            let store = Store::open(&state).unwrap();
+            store.put("timers", b"rule/a", b"123").unwrap();
+            store.put("timers", b"rule/b", b"456").unwrap();
+            assert!(store.remove("timers", b"rule/b").unwrap());
+        }
+        let store = Store::open(&state).unwrap();
+        assert_eq!(
+            store.get("timers", b"rule/a").unwrap().as_deref(),
+            Some(&b"123"[..])
+        );
+        assert_eq!(store.get("timers", b"rule/b").unwrap(), None);
+        assert_eq!(store.get("never-written", b"x").unwrap(), None);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path())
+            .err()
+            .expect("second open must fail");
+        assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("in use by another atalaya process")
+        );
+    }
+}
