@@ -1,1 +1,85 @@
-fn main() {}
+//! atalaya: the event bus and alerting service of a home Kubernetes cluster.
+//!
+//! # Layout
+//! - `cli`: the command line (clap).
+//! - `config`: the configuration file and environment overrides.
+//! - `service`: `atalaya run` — wiring, supervision, shutdown.
+//! - `supervisor`: spawning tasks so that none dies unnoticed.
+//! - `http`: the HTTP API (ingest, health, metrics).
+//! - `telemetry`: logging and the metrics registry; `internal_events`: log line + metric.
+//! - `check`, `send`: the `atalaya check` and `atalaya send` commands.
+
+mod check;
+mod cli;
+mod config;
+mod http;
+mod internal_events;
+mod send;
+mod service;
+mod supervisor;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::ConfigSource;
+use crate::service::exit;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One process-wide crypto provider for every rustls user (kube panics without one).
+    // Installing fails only if one is already installed, which is then just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Run(args) => {
+            let source = ConfigSource::resolve(args.config.as_deref());
+            let mut config = match config::load(&source, None) {
+                Ok(config) => config,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!(
+                        "atalaya: {} configuration error(s) in {source}; not starting",
+                        errors.len()
+                    );
+                    return ExitCode::from(exit::CONFIG);
+                }
+            };
+            if let Some(format) = args.log_format {
+                config.log.format = format;
+            }
+            telemetry::init_logging(config.log.format, &config.log.level);
+            runtime().block_on(service::run(config, source))
+        }
+        Command::Check(args) => match check::run(args) {
+            0 => ExitCode::SUCCESS,
+            n => {
+                eprintln!("atalaya check: {n} error(s)");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Send(args) => match runtime().block_on(send::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("atalaya send: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("atalaya: cannot start the async runtime: {e}");
+            std::process::exit(exit::FAILURE.into());
+        }
+    }
+}

@@ -86,13 +86,13 @@ pub fn decode_object(
     defaults: EventDefaults<'_>,
 ) -> Result<Event, DecodeError> {
     let at = |name: &str| format!("{pointer}/{name}");
-    if let Some(version) = map.remove("specversion") {
-        if version.as_str() != Some("1.0") {
-            return Err(attribute(
-                at("specversion"),
-                format!("unsupported version {version}; atalaya reads CloudEvents 1.0"),
-            ));
-        }
+    if let Some(version) = map.remove("specversion")
+        && version.as_str() != Some("1.0")
+    {
+        return Err(attribute(
+            at("specversion"),
+            format!("unsupported version {version}; atalaya reads CloudEvents 1.0"),
+        ));
     }
     if map.contains_key("data_base64") {
         return Err(attribute(

@@ -12,11 +12,13 @@
 //! - [`subject`]: [`Subject`], a token path shared by MQTT topics and NATS subjects.
 //! - [`pattern`]: [`Pattern`], `+`, `+name` and `#`/`>` matching with label captures.
 //! - [`bus`]: the bounded, fan-out [`bus::Publisher`] / [`bus::Consumer`] pair and its metrics.
+//! - [`connector_metrics`]: received / sent / errors counters shared by every connector.
 //! - [`readiness`]: components report whether they are ready; `/readyz` reads it.
 //! - [`store`]: the embedded, crash-safe state store (redb) under the state directory.
 
 pub mod bus;
 pub mod cloudevents;
+pub mod connector_metrics;
 pub mod event;
 pub mod pattern;
 pub mod readiness;

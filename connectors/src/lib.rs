@@ -1,1 +1,18 @@
-//! placeholder
+//! atalaya's connectors: the code that talks to systems outside the process.
+//!
+//! Sources turn what an outside system sends into [`atalaya_bus::Event`]s and publish them on
+//! the bus; receivers take what atalaya has to say (events today, notifications later) and
+//! deliver it. A connector never knows about rules, and a receiver never knows where what it
+//! delivers came from.
+//!
+//! Each outside system sits behind its own cargo feature — `mqtt`, `nats`, `kubernetes`,
+//! `telegram`, `mail`, `webhook` — so a build carries only the clients it uses. The console
+//! receiver needs nothing outside the process and is always built.
+//!
+//! # Layout
+//! One module per system, split by job (`config.rs` for its settings, `source.rs` /
+//! `receiver.rs` for its loop):
+//! - [`console`]: the console receiver, which prints one readable line per event on standard
+//!   output (always built).
+
+pub mod console;

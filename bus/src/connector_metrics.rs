@@ -1,0 +1,77 @@
+//! The metrics every connector shares, so dashboards see all sources and receivers alike:
+//! `atalaya_connector_received_total{connector}`, `atalaya_connector_sent_total{connector}`
+//! and `atalaya_connector_errors_total{connector, stage}`.
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+/// The shared connector metric families, registered once.
+#[derive(Clone)]
+pub struct ConnectorMetrics {
+    received: IntCounterVec,
+    sent: IntCounterVec,
+    errors: IntCounterVec,
+}
+
+impl ConnectorMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let received = IntCounterVec::new(
+            Opts::new(
+                "atalaya_connector_received_total",
+                "Events received by each source connector and accepted onto the bus.",
+            ),
+            &["connector"],
+        )?;
+        let sent = IntCounterVec::new(
+            Opts::new(
+                "atalaya_connector_sent_total",
+                "Messages sent by each connector to its outside system.",
+            ),
+            &["connector"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "atalaya_connector_errors_total",
+                "Errors of each connector, by the stage where they happened.",
+            ),
+            &["connector", "stage"],
+        )?;
+        registry.register(Box::new(received.clone()))?;
+        registry.register(Box::new(sent.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        Ok(Self {
+            received,
+            sent,
+            errors,
+        })
+    }
+
+    /// The counters of one connector; `stages` are created at zero so they show in
+    /// `/metrics` before the first error.
+    pub fn connector(&self, name: &str, stages: &[&str]) -> ConnectorCounters {
+        for stage in stages {
+            self.errors.with_label_values(&[name, stage]);
+        }
+        ConnectorCounters {
+            name: name.to_owned(),
+            received: self.received.with_label_values(&[name]),
+            sent: self.sent.with_label_values(&[name]),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+/// One connector's counters.
+#[derive(Clone)]
+pub struct ConnectorCounters {
+    name: String,
+    pub received: IntCounter,
+    pub sent: IntCounter,
+    errors: IntCounterVec,
+}
+
+impl ConnectorCounters {
+    /// Counts one error at `stage`.
+    pub fn error(&self, stage: &str) {
+        self.errors.with_label_values(&[&self.name, stage]).inc();
+    }
+}

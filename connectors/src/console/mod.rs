@@ -1,0 +1,15 @@
+//! The console receiver: one readable line per event on standard output.
+//!
+//! It is what `atalaya run` shows a newcomer with no configuration, and what a developer
+//! reads while writing rules: `2026-11-22T10:00:00Z home/kitchen/temperature 21.5 room=kitchen
+//! (/atalaya/http atalaya.event)`.
+//!
+//! - `config.rs`: [`ConsoleReceiverConfig`], its settings.
+//! - `receiver.rs`: [`render_event`], the line format, and [`ConsoleReceiver`], the loop that
+//!   drains its bus consumer into a writer.
+
+mod config;
+mod receiver;
+
+pub use config::ConsoleReceiverConfig;
+pub use receiver::{ConsoleReceiver, MAX_DATA_BYTES, render_event};

@@ -1,0 +1,580 @@
+//! Finding rule files and checking that they are well-formed YAML.
+//!
+//! A rules directory is usually a Kubernetes ConfigMap volume, which looks like this:
+//!
+//! ```text
+//! rules/
+//! ├── ..2026_11_22_00_00_00.123/   the real files, one directory per update
+//! │   └── alerts.yaml
+//! ├── ..data -> ..2026_11_22_00_00_00.123
+//! └── alerts.yaml -> ..data/alerts.yaml
+//! ```
+//!
+//! [`discover`] follows symlinks but skips every entry whose name starts with `.`, so each
+//! file is found once, under the name the admin gave it. [`load`] reads one file and checks
+//! its syntax; [`load_dir`] does both for a whole directory and reports every broken file at
+//! once rather than stopping at the first.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// Deepest nesting of mappings and sequences a rule file may use.
+///
+/// Rules need a handful of levels. The limit keeps a malformed or hostile file (`- - - - …`)
+/// from exhausting the stack of whatever parses the documents next.
+pub const MAX_NESTING_DEPTH: usize = 64;
+
+/// Why a rules directory could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleFilesError {
+    /// The directory (or a directory below it) is missing, not a directory, or unreadable.
+    #[error("{path}: cannot read the rules directory", path = path.display())]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// An entry of the directory could not be inspected (for example, no permission).
+    #[error("{path}: cannot inspect this entry", path = path.display())]
+    Entry {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why a rule file (or the directory holding it) could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleFileError {
+    /// The directory could not be listed, so no file was loaded.
+    #[error(transparent)]
+    Discover(#[from] RuleFilesError),
+    /// The file could not be read.
+    #[error("{path}: cannot read the file", path = path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not UTF-8; the position is that of the first invalid byte.
+    #[error("{path}:{line}:{column}: the file is not valid UTF-8", path = path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
+    /// The file is not well-formed YAML, or a document is not a mapping or a sequence.
+    /// `line` and `column` are 1-based; the column counts characters.
+    #[error("{path}:{line}:{column}: {message}", path = path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// One rule file, read and syntax-checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFile {
+    /// The path as discovered (`rules/alerts.yaml`, not the ConfigMap's `..2026…/alerts.yaml`),
+    /// so messages name the file the admin knows.
+    pub path: PathBuf,
+    /// The contents, without a leading byte-order mark, for the rule parser to read.
+    pub text: String,
+    /// How many YAML documents (`---` separated) the file holds; empty documents count.
+    pub documents: usize,
+}
+
+/// Every rule file of one directory, loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSetFiles {
+    /// The directory the files were found under, as given.
+    pub dir: PathBuf,
+    /// The files, sorted by path.
+    pub files: Vec<RuleFile>,
+}
+
+/// Every `*.yaml` / `*.yml` file under `dir`, recursively, sorted by path.
+///
+/// Symlinks are followed, to files and to directories (a directory reached twice, as through a
+/// symlink loop, is read once). Entries whose name starts with `.` are skipped: hidden files,
+/// and the `..data` and `..<timestamp>` directories of a ConfigMap volume, which hold the same
+/// files again. An entry that vanishes while the directory is read, or a symlink to nothing
+/// (a key just removed from a ConfigMap leaves one for a moment), is skipped too.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, RuleFilesError> {
+    let mut found = Vec::new();
+    let mut visited = HashSet::new();
+    walk(dir, &mut visited, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
+/// Adds the rule files under `dir` to `found`; `visited` holds the canonical paths of the
+/// directories already read.
+fn walk(
+    dir: &Path,
+    visited: &mut HashSet<PathBuf>,
+    found: &mut Vec<PathBuf>,
+) -> Result<(), RuleFilesError> {
+    let read_dir_error = |source| RuleFilesError::ReadDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let canonical = fs::canonicalize(dir).map_err(read_dir_error)?;
+    if !visited.insert(canonical) {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_dir_error)? {
+        let entry = entry.map_err(read_dir_error)?;
+        if !entry.file_name().as_encoded_bytes().starts_with(b".") {
+            entries.push(entry.path());
+        }
+    }
+    // Sorted, so which path a twice-reachable directory is read under does not depend on
+    // the order the filesystem lists entries in.
+    entries.sort();
+    for path in entries {
+        // `fs::metadata` follows symlinks: a link to a file is a file.
+        let metadata = match fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(RuleFilesError::Entry { path, source }),
+        };
+        if metadata.is_dir() {
+            walk(&path, visited, found)?;
+        } else if metadata.is_file() && is_yaml(&path) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the file name ends in `.yaml` or `.yml` (any case).
+fn is_yaml(path: &Path) -> bool {
+    path.extension()
+        .and_then(OsStr::to_str)
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"))
+}
+
+/// Reads `path` and checks that it is well-formed YAML whose every document is a mapping or a
+/// sequence (or empty).
+pub fn load(path: &Path) -> Result<RuleFile, RuleFileError> {
+    let bytes = fs::read(path).map_err(|source| RuleFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let (line, column) = position_after(valid);
+        RuleFileError::NotUtf8 {
+            path: path.to_owned(),
+            line,
+            column,
+        }
+    })?;
+    // yaml_rust2 would read a byte-order mark as part of the first key.
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    };
+    let documents = check_yaml(&text).map_err(|error| RuleFileError::Syntax {
+        path: path.to_owned(),
+        line: error.line,
+        column: error.column,
+        message: error.message,
+    })?;
+    Ok(RuleFile {
+        path: path.to_owned(),
+        text,
+        documents,
+    })
+}
+
+/// Discovers and loads every rule file under `dir`, returning every error, not the first.
+pub fn load_dir(dir: &Path) -> Result<RuleSetFiles, Vec<RuleFileError>> {
+    let paths = discover(dir).map_err(|error| vec![RuleFileError::from(error)])?;
+    let mut files = Vec::with_capacity(paths.len());
+    let mut errors = Vec::new();
+    for path in paths {
+        match load(&path) {
+            Ok(file) => files.push(file),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(RuleSetFiles {
+            dir: dir.to_owned(),
+            files,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A problem in a YAML text, positioned for humans (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct YamlError {
+    line: usize,
+    column: usize,
+    message: String,
+}
+
+impl YamlError {
+    fn at(mark: &Marker, message: impl Into<String>) -> Self {
+        // yaml_rust2 counts lines from 1 but columns from 0 (its own error Display adds 1).
+        Self {
+            line: mark.line().max(1),
+            column: mark.col() + 1,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks `text` is well-formed YAML whose documents are mappings, sequences or empty, nested
+/// at most [`MAX_NESTING_DEPTH`] deep, and returns how many documents it holds.
+///
+/// Uses yaml_rust2's event parser directly rather than `Parser::load`: `load` recurses once
+/// per nesting level, so a deeply nested file would overflow the stack before any receiver
+/// could stop it. Pulling events lets the depth limit end the parse first.
+fn check_yaml(text: &str) -> Result<usize, YamlError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut documents = 0;
+    let mut depth = 0_usize;
+    loop {
+        let (event, mark) = parser
+            .next_token()
+            .map_err(|error| YamlError::at(error.marker(), error.info()))?;
+        match event {
+            Event::StreamEnd => return Ok(documents),
+            Event::DocumentStart => documents += 1,
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                depth += 1;
+                if depth > MAX_NESTING_DEPTH {
+                    return Err(YamlError::at(
+                        &mark,
+                        format!("nested deeper than {MAX_NESTING_DEPTH} levels"),
+                    ));
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+            // An empty document (`---` and nothing else) is harmless: skip it.
+            Event::Scalar(value, TScalarStyle::Plain, _, None)
+                if depth == 0 && value.is_empty() => {}
+            Event::Scalar(..) | Event::Alias(..) if depth == 0 => {
+                return Err(YamlError::at(
+                    &mark,
+                    "expected a mapping or a sequence at the top of the document, found a scalar",
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The 1-based line and column just after `text`, counting characters of valid UTF-8.
+fn position_after(text: &[u8]) -> (usize, usize) {
+    let line_start = text
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let line = 1 + text.iter().filter(|&&b| b == b'\n').count();
+    // Every character starts with a byte that is not a UTF-8 continuation byte (0b10xx_xxxx).
+    let column = 1 + text[line_start..]
+        .iter()
+        .filter(|&&b| b & 0xC0 != 0x80)
+        .count();
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    #[cfg(unix)]
+    use std::os::unix::fs::symlink;
+
+    use proptest::prelude::*;
+    use tempfile::TempDir;
+
+    use super::*;
+
+    fn write(dir: &Path, relative: &str, text: &str) -> PathBuf {
+        let path = dir.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn relative(dir: &Path, paths: &[PathBuf]) -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn discovers_yaml_files_recursively_sorted_and_ignores_the_rest() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path();
+        write(dir, "zigbee.yml", "a: 1\n");
+        write(dir, "cluster/nodes.yaml", "a: 1\n");
+        write(dir, "cluster/disks.YAML", "a: 1\n");
+        write(dir, "appliances/washer.yaml", "a: 1\n");
+        write(dir, "README.md", "# rules\n");
+        write(dir, "notes.txt", "a: 1\n");
+        write(dir, "alerts.yaml.bak", "a: 1\n");
+        write(dir, ".hidden.yaml", "a: 1\n");
+        write(dir, ".git/config.yaml", "a: 1\n");
+        let found = discover(dir).unwrap();
+        assert_eq!(
+            relative(dir, &found),
+            [
+                "appliances/washer.yaml",
+                "cluster/disks.YAML",
+                "cluster/nodes.yaml",
+                "zigbee.yml"
+            ]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_configmap_volume_yields_each_file_once_under_its_own_name() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path();
+        let stamp = "..2026_11_22_00_00_00.123";
+        write(dir, &format!("{stamp}/alerts.yaml"), "a: 1\n");
+        write(dir, &format!("{stamp}/cluster.yaml"), "b: 2\n");
+        symlink(stamp, dir.join("..data")).unwrap();
+        symlink("..data/alerts.yaml", dir.join("alerts.yaml")).unwrap();
+        symlink("..data/cluster.yaml", dir.join("cluster.yaml")).unwrap();
+        // A key just removed from the ConfigMap: its link dangles until kubelet removes it.
+        symlink("..data/removed.yaml", dir.join("removed.yaml")).unwrap();
+
+        let found = discover(dir).unwrap();
+        assert_eq!(relative(dir, &found), ["alerts.yaml", "cluster.yaml"]);
+        let set = load_dir(dir).unwrap();
+        assert_eq!(set.files.len(), 2);
+        assert_eq!(set.files[0].path, dir.join("alerts.yaml"));
+        assert_eq!(set.files[0].text, "a: 1\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_is_read_once() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path();
+        write(dir, "sub/a.yaml", "a: 1\n");
+        symlink("..", dir.join("sub/up")).unwrap();
+        let found = discover(dir).unwrap();
+        assert_eq!(relative(dir, &found), ["sub/a.yaml"]);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_naming_it() {
+        let tmp = TempDir::new().unwrap();
+        let missing = tmp.path().join("nope");
+        let error = discover(&missing).unwrap_err();
+        assert!(matches!(&error, RuleFilesError::ReadDir { path, .. } if *path == missing));
+        assert_eq!(
+            error.to_string(),
+            format!("{}: cannot read the rules directory", missing.display())
+        );
+        let errors = load_dir(&missing).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with(&missing.display().to_string())
+        );
+    }
+
+    #[test]
+    fn loads_and_counts_documents() {
+        let tmp = TempDir::new().unwrap();
+        let path = write(
+            tmp.path(),
+            "a.yaml",
+            "# two rules\nname: a\n---\n- name: b\n---\n",
+        );
+        let file = load(&path).unwrap();
+        assert_eq!(file.documents, 3);
+        assert_eq!(file.path, path);
+
+        let empty = write(tmp.path(), "empty.yaml", "# nothing yet\n");
+        assert_eq!(load(&empty).unwrap().documents, 0);
+    }
+
+    #[test]
+    fn a_syntax_error_points_at_the_line_and_column_an_editor_shows() {
+        let tmp = TempDir::new().unwrap();
+        // Line 3, column 6 is the `:` that cannot start a mapping inside a plain scalar.
+        let path = write(
+            tmp.path(),
+            "bad.yaml",
+            "name: freezer\nsummary: warm\n  for: 5m\n",
+        );
+        let error = load(&path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}:3:6: mapping values are not allowed in this context",
+                path.display()
+            )
+        );
+        assert!(matches!(
+            error,
+            RuleFileError::Syntax {
+                line: 3,
+                column: 6,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let error = check_yaml("señal: ñandú\n  b: 2\n").unwrap_err();
+        assert_eq!((error.line, error.column), (2, 4));
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_reported() {
+        // The position is that of the opening quote, where the user has to look.
+        let error = check_yaml("a: 1\nb: \"open\nc: 2\n").unwrap_err();
+        assert_eq!((error.line, error.column), (2, 4));
+        assert!(error.message.contains("quoted scalar"), "{error:?}");
+    }
+
+    #[test]
+    fn a_bare_scalar_document_is_rejected_with_its_position() {
+        let error = check_yaml("a: 1\n---\n  just text\n").unwrap_err();
+        assert_eq!((error.line, error.column), (3, 3));
+        assert!(error.message.contains("found a scalar"), "{error:?}");
+        assert!(check_yaml("42\n").is_err());
+        assert!(check_yaml("null\n").is_err());
+        assert!(check_yaml("\"quoted\"\n").is_err());
+        assert_eq!(check_yaml("---\n---\n- a\n"), Ok(2));
+    }
+
+    #[test]
+    fn a_lone_carriage_return_counts_as_a_line_break() {
+        let error = check_yaml("a: 1\r  b: 2\r").unwrap_err();
+        assert_eq!((error.line, error.column), (2, 4), "{error:?}");
+        // Found by proptest: a lone `\r` before a broken flow mapping must not panic.
+        assert!(check_yaml("\r{\u{a1}\0").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = "- ".repeat(200_000) + "x\n";
+        let error = check_yaml(&deep).unwrap_err();
+        assert_eq!(error.line, 1);
+        assert_eq!(error.column, 2 * MAX_NESTING_DEPTH + 1);
+        assert!(error.message.contains("nested deeper"), "{error:?}");
+        let fine = "- ".repeat(MAX_NESTING_DEPTH) + "x\n";
+        assert_eq!(check_yaml(&fine), Ok(1));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped() {
+        let tmp = TempDir::new().unwrap();
+        let path = write(tmp.path(), "bom.yaml", "\u{feff}a: 1\n");
+        assert_eq!(load(&path).unwrap().text, "a: 1\n");
+    }
+
+    #[test]
+    fn non_utf8_is_an_error_with_the_position_of_the_first_bad_byte() {
+        let tmp = TempDir::new().unwrap();
+        let path = tmp.path().join("latin1.yaml");
+        fs::write(&path, b"a: 1\nb: caf\xe9\n").unwrap();
+        let error = load(&path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{}:2:7: the file is not valid UTF-8", path.display())
+        );
+        assert_eq!(position_after("é\nñx".as_bytes()), (2, 3));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_naming_it() {
+        let tmp = TempDir::new().unwrap();
+        let path = tmp.path().join("gone.yaml");
+        let error = load(&path).unwrap_err();
+        assert!(matches!(&error, RuleFileError::Read { path: p, .. } if *p == path));
+        assert!(error.to_string().starts_with(&path.display().to_string()));
+    }
+
+    #[test]
+    fn load_dir_reports_every_broken_file() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path();
+        write(dir, "a_good.yaml", "a: 1\n");
+        let bad_one = write(dir, "b_bad.yaml", "a: [1, 2\n");
+        let bad_two = write(dir, "sub/c_bad.yml", "just a scalar\n");
+        let bad_three = dir.join("d_latin1.yaml");
+        fs::write(&bad_three, b"\xff\n").unwrap();
+        let errors = load_dir(dir).unwrap_err();
+        let named: Vec<&Path> = errors
+            .iter()
+            .map(|e| match e {
+                RuleFileError::Syntax { path, .. } | RuleFileError::NotUtf8 { path, .. } => {
+                    path.as_path()
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(named, [&bad_one, &bad_three, &bad_two]);
+        assert!(errors[2].to_string().ends_with(
+            ":1:1: expected a mapping or a sequence at the top of the document, found a scalar"
+        ));
+    }
+
+    #[test]
+    fn load_dir_returns_the_files_in_order() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path();
+        write(dir, "b.yaml", "b: 1\n");
+        write(dir, "a.yaml", "a: 1\n---\na: 2\n");
+        let set = load_dir(dir).unwrap();
+        assert_eq!(set.dir, dir);
+        let summary: Vec<(String, usize)> = set
+            .files
+            .iter()
+            .map(|f| (f.text.clone(), f.documents))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a: 1\n---\na: 2\n".to_owned(), 2),
+                ("b: 1\n".to_owned(), 1)
+            ]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn checking_never_panics_and_positions_are_inside_the_text(text in "(?s).{0,200}") {
+            if let Err(error) = check_yaml(&text) {
+                prop_assert!(error.line >= 1 && error.column >= 1);
+                // YAML, like editors, also breaks lines at a lone `\r`.
+                let breaks = text.matches(['\n', '\r']).count();
+                prop_assert!(error.line <= breaks + 2, "{error:?}");
+            }
+        }
+
+        #[test]
+        fn checking_yaml_shaped_text_never_panics(
+            text in r#"([-:\[\]{}"'&*!|>#, \t\n?]|[a-z]{1,3}){0,60}"#
+        ) {
+            let _ = check_yaml(&text);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+/// atalaya: the event bus and alerting service of a home Kubernetes cluster.
+#[derive(Debug, Parser)]
+#[command(name = "atalaya", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (with no config: HTTP on 127.0.0.1:9470, state in ./data, console
+    /// output).
+    Run(RunArgs),
+    /// Validate config files and rule directories; print every error as file:line:col.
+    Check(CheckArgs),
+    /// Publish one event to a running atalaya (reads the token from $ATALAYA_TOKEN).
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file (YAML). Default: ./atalaya.yaml if present, else embedded defaults.
+    #[arg(short, long, env = "ATALAYA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format; overrides `log.format`. `json` is for the cluster's log collector.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config files (.yaml/.yml) and rule directories. Default: the config `run` would use,
+    /// and its rules directory.
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The subject, e.g. `home/kitchen/temperature`.
+    pub subject: String,
+    /// The data: JSON (`21.5`, `{"t": 21.5}`, `true`), plain text (sent as a JSON string),
+    /// or `-` to read it from stdin. Default: null.
+    pub data: Option<String>,
+    /// A label, `NAME=VALUE`; repeat for more.
+    #[arg(short, long = "label", value_name = "NAME=VALUE")]
+    pub labels: Vec<String>,
+    /// The event's `source` attribute.
+    #[arg(long, default_value = "/atalaya/send")]
+    pub source: String,
+    /// The event's `type` attribute.
+    #[arg(long = "type", default_value = atalaya_bus::event::DEFAULT_EVENT_TYPE)]
+    pub event_type: String,
+    /// Where atalaya listens.
+    #[arg(long, env = "ATALAYA_URL", default_value = "http://127.0.0.1:9470")]
+    pub url: String,
+}

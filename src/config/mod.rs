@@ -1,0 +1,136 @@
+//! Configuration: one YAML file, overridable from the environment.
+//!
+//! Every key has a default, so `atalaya run` works with no file at all. A file (`-c FILE`,
+//! `$ATALAYA_CONFIG`, or `./atalaya.yaml` when present) overrides the defaults, and
+//! `ATALAYA__SECTION__KEY` environment variables override the file. Unknown keys are errors.
+//! All errors are collected and reported together, each with where it came from.
+//!
+//! # Layout
+//! - `load`: reading the sources through the `config` crate and checking every key.
+//! - `locate`: line and column of a key in the YAML text.
+//! - `secret`: [`Secret`], a value that is never printed.
+
+mod load;
+mod locate;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use load::{ConfigSource, load};
+pub use secret::Secret;
+
+/// Default HTTP listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
+
+/// The whole service configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub bus: BusConfig,
+    pub state: StateConfig,
+    pub rules: RulesConfig,
+    pub log: LogConfig,
+    pub receivers: ReceiversConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// `http:` — the HTTP API (ingest, health, metrics).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Where the API listens. Loopback by default: exposing it is a deliberate choice.
+    pub listen: SocketAddr,
+    /// Bearer token required on `/api/…` when set (from `token_file` or
+    /// `ATALAYA__HTTP__TOKEN`; never from the file itself, which lives in Git).
+    pub token: Option<Secret>,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long an ingest request may wait for room on a full bus before getting 503.
+    pub publish_timeout: Duration,
+    /// Ingest requests handled at once; with `max_body_bytes` it bounds request memory.
+    pub max_concurrent_requests: usize,
+}
+
+/// `bus:` — the in-process bus.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// Events each consumer queue holds before publishers wait. Also the largest batch.
+    pub capacity: usize,
+}
+
+/// `state:` — where durable state lives.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+}
+
+/// `rules:` — where rule files are read from.
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// `None`: `./rules` if it exists, else the bundled `examples/rules`, else no rules.
+    pub dir: Option<PathBuf>,
+}
+
+/// `log:` — logging.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing` filter: a level (`info`) or directives (`info,atalaya=debug`).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people at a terminal.
+    Text,
+    /// One JSON object per line, for the cluster's log collector.
+    Json,
+}
+
+/// `receivers:` — where events and alerts go.
+#[derive(Debug, Clone)]
+pub struct ReceiversConfig {
+    pub console: atalaya_connectors::console::ConsoleReceiverConfig,
+}
+
+/// `shutdown:` — graceful shutdown.
+#[derive(Debug, Clone)]
+pub struct ShutdownConfig {
+    /// The longest a graceful shutdown (stop sources, drain the bus) may take.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig {
+                listen: DEFAULT_LISTEN
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!("the default address is valid")),
+                token: None,
+                max_body_bytes: 1024 * 1024,
+                publish_timeout: Duration::from_secs(5),
+                max_concurrent_requests: 64,
+            },
+            bus: BusConfig {
+                capacity: atalaya_bus::bus::DEFAULT_CAPACITY,
+            },
+            state: StateConfig {
+                dir: PathBuf::from("./data"),
+            },
+            rules: RulesConfig { dir: None },
+            log: LogConfig {
+                level: "info".to_owned(),
+                format: LogFormat::Text,
+            },
+            receivers: ReceiversConfig {
+                console: Default::default(),
+            },
+            shutdown: ShutdownConfig {
+                timeout: Duration::from_secs(10),
+            },
+        }
+    }
+}

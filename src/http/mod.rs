@@ -1,0 +1,171 @@
+//! The HTTP API: health, readiness, metrics, and event ingest.
+//!
+//! # Layout
+//! - `ingest`: `POST /api/v1/events` (CloudEvents, one or a batch) and
+//!   `POST /api/v1/events/{subject path}` (plain JSON).
+//! - `auth`: the optional bearer token on `/api/…`.
+//! - this module: the router, the probes, `/metrics`, and error responses.
+
+mod auth;
+mod ingest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use atalaya_bus::bus::Publisher;
+use atalaya_bus::connector_metrics::ConnectorCounters;
+use atalaya_bus::readiness::Readiness;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use prometheus::Registry;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::limit::GlobalConcurrencyLimitLayer;
+
+use crate::config::{HttpConfig, Secret};
+use crate::internal_events::{HttpRequestRejected, LogThrottle, RejectStage};
+
+/// What every handler shares.
+pub struct ApiState {
+    /// Where ingested events go.
+    pub publisher: Publisher,
+    /// The bearer token `/api/…` requires, if any.
+    pub token: Option<Secret>,
+    pub readiness: Readiness,
+    pub registry: Registry,
+    /// `connector="http"` counters: accepted events and rejections by stage.
+    pub counters: ConnectorCounters,
+    /// Keeps a flood of bad requests from flooding the log.
+    pub reject_log: LogThrottle,
+    /// How long an ingest request may wait for room on the bus.
+    pub publish_timeout: Duration,
+}
+
+impl ApiState {
+    /// Counts and logs a rejection and builds its JSON error response.
+    fn reject(
+        &self,
+        stage: RejectStage,
+        status: StatusCode,
+        message: String,
+        position: Option<(usize, usize)>,
+    ) -> Response {
+        HttpRequestRejected {
+            stage,
+            status: status.as_u16(),
+            reason: &message,
+        }
+        .emit(&self.counters, &self.reject_log);
+        let mut body = json!({ "error": message });
+        if let Some((line, column)) = position {
+            body["line"] = line.into();
+            body["column"] = column.into();
+        }
+        let mut response = (status, Json(body)).into_response();
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// The whole API.
+pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
+    let api = Router::new()
+        .route("/api/v1/events", post(ingest::structured))
+        .route("/api/v1/events/{*subject}", post(ingest::plain))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_requests,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes the requests
+/// in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    let report = state.readiness.report();
+    let components: serde_json::Map<String, serde_json::Value> = report
+        .components
+        .iter()
+        .map(|(name, ready)| (name.clone(), (*ready).into()))
+        .collect();
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": report.ready,
+        "shutting_down": report.shutting_down,
+        "components": components,
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    match crate::telemetry::encode(&state.registry) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(
+            json!({ "error": "no such endpoint; see /api/v1/events, /healthz, /readyz, /metrics" }),
+        ),
+    )
+        .into_response()
+}

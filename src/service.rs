@@ -1,0 +1,195 @@
+//! `atalaya run`: wiring, supervision and graceful shutdown.
+//!
+//! Start: open the state store, load the rules, build the bus, bind the HTTP port, spawn the
+//! tasks. Any mistake found before the port is bound ends the process with code 64 (bad
+//! config or rules) or 1 (the machine said no: port in use, state directory locked).
+//!
+//! Stop (SIGTERM from Kubernetes, SIGINT from a developer, or a failed task): readiness goes
+//! false, sources stop, the bus drains into the sinks, then the process exits — within
+//! `shutdown.timeout`. A second signal exits at once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use atalaya_bus::bus::BusBuilder;
+use atalaya_bus::connector_metrics::ConnectorMetrics;
+use atalaya_bus::readiness::Readiness;
+use atalaya_bus::store::Store;
+use atalaya_connectors::console::ConsoleReceiver;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigSource};
+use crate::http::{self, ApiState};
+use crate::internal_events::{LogThrottle, RejectStage};
+use crate::supervisor::{Stage, Supervisor};
+
+/// Exit codes, after BSD sysexits where one fits.
+pub mod exit {
+    /// Something outside the config stopped the service (port in use, store locked), or a
+    /// graceful shutdown ran out of time.
+    pub const FAILURE: u8 = 1;
+    /// EX_USAGE: invalid configuration or rule files.
+    pub const CONFIG: u8 = 64;
+    /// EX_SOFTWARE: a supervised task failed.
+    pub const TASK_FAILED: u8 = 70;
+    /// A second signal cut the graceful shutdown short (128 + SIGINT, as shells do).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// The rules directory in use: as configured, else `./rules`, else the bundled examples.
+pub fn rules_dir(config: &Config) -> Option<PathBuf> {
+    config.rules.dir.clone().or_else(|| {
+        ["rules", "examples/rules"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_dir())
+    })
+}
+
+pub async fn run(config: Config, source: ConfigSource) -> ExitCode {
+    match start_and_wait(config, source).await {
+        Ok(code) => ExitCode::from(code),
+        Err(StartError { code, error }) => {
+            error!(error = %format!("{error:#}"), "atalaya cannot start.");
+            ExitCode::from(code)
+        }
+    }
+}
+
+struct StartError {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn fail(code: u8) -> impl FnOnce(anyhow::Error) -> StartError {
+    move |error| StartError { code, error }
+}
+
+async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, StartError> {
+    info!(version = env!("CARGO_PKG_VERSION"), config = %source, "atalaya starting.");
+    // First of all, so a signal during start-up is a graceful stop, not a kill.
+    let mut terminate = signal(SignalKind::terminate())
+        .context("SIGTERM handler")
+        .map_err(fail(exit::FAILURE))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .context("SIGINT handler")
+        .map_err(fail(exit::FAILURE))?;
+    let registry = crate::telemetry::new_registry()
+        .context("metrics registry")
+        .map_err(fail(exit::FAILURE))?;
+    let readiness = Readiness::new(&registry)
+        .context("metrics registry")
+        .map_err(fail(exit::FAILURE))?;
+    let supervisor = Supervisor::new(&registry)
+        .context("metrics registry")
+        .map_err(fail(exit::FAILURE))?;
+    let connectors = ConnectorMetrics::register(&registry)
+        .context("metrics registry")
+        .map_err(fail(exit::FAILURE))?;
+
+    let store = Store::open(&config.state.dir)
+        .map_err(anyhow::Error::from)
+        .map_err(fail(exit::FAILURE))?;
+    info!(path = %store.path().display(), "State store open.");
+
+    let rules_ready = readiness.register("rules");
+    match rules_dir(&config) {
+        Some(dir) => match atalaya_rules::files::load_dir(&dir) {
+            Ok(set) => info!(
+                dir = %dir.display(),
+                files = set.files.len(),
+                "Rule files loaded (syntax checked; rule evaluation is not built yet)."
+            ),
+            Err(errors) => {
+                for e in &errors {
+                    error!(error = %e, "Invalid rule file.");
+                }
+                return Err(StartError {
+                    code: exit::CONFIG,
+                    error: anyhow::anyhow!("{} error(s) in {}", errors.len(), dir.display()),
+                });
+            }
+        },
+        None => info!("No rules directory (./rules or examples/rules); running without rules."),
+    }
+    rules_ready.set(true);
+
+    let mut bus = BusBuilder::new(config.bus.capacity, &registry)
+        .context("metrics registry")
+        .map_err(fail(exit::FAILURE))?;
+    if config.receivers.console.enabled {
+        let consumer = bus.consumer("console");
+        let receiver = ConsoleReceiver::new(config.receivers.console.clone());
+        let ready = readiness.register("console");
+        supervisor.spawn(Stage::Sink, "console", async move {
+            ready.set(true);
+            receiver.run(consumer, tokio::io::stdout()).await?;
+            Ok(())
+        });
+    }
+    let publisher = bus.build();
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))
+        .map_err(fail(exit::FAILURE))?;
+    let address = listener
+        .local_addr()
+        .context("listening socket")
+        .map_err(fail(exit::FAILURE))?;
+    let http_ready = readiness.register("http");
+    let state = Arc::new(ApiState {
+        publisher,
+        token: config.http.token.clone(),
+        readiness: readiness.clone(),
+        registry: registry.clone(),
+        counters: connectors.connector("http", &RejectStage::ALL),
+        reject_log: LogThrottle::default(),
+        publish_timeout: config.http.publish_timeout,
+    });
+    let router = http::router(state, &config.http);
+    let token = supervisor.token().clone();
+    supervisor.spawn(Stage::Source, "http", http::serve(listener, router, token));
+    http_ready.set(true);
+
+    info!(address = %address, auth = config.http.token.is_some(), "HTTP API listening.");
+    info!(
+        "Send a first event: `atalaya send home/hello '{{\"msg\":\"hi\"}}'` or `curl -X POST http://{address}/api/v1/events/home/hello -d '{{\"msg\":\"hi\"}}'`; metrics at http://{address}/metrics"
+    );
+
+    tokio::select! {
+        _ = terminate.recv() => info!(signal = "SIGTERM", "Shutting down."),
+        _ = interrupt.recv() => info!(signal = "SIGINT", "Shutting down."),
+        _ = supervisor.token().cancelled() => warn!("Shutting down after a task failure."),
+    }
+    readiness.set_shutting_down();
+    supervisor.token().cancel();
+
+    let timeout = config.shutdown.timeout;
+    let code = tokio::select! {
+        finished = tokio::time::timeout(timeout, supervisor.drain()) => match finished {
+            Ok(()) if supervisor.any_failed() => exit::TASK_FAILED,
+            Ok(()) => {
+                info!("Shutdown complete.");
+                0
+            }
+            Err(_) => {
+                error!(timeout = ?timeout, "Shutdown did not finish in time; exiting anyway.");
+                exit::FAILURE
+            }
+        },
+        _ = terminate.recv() => {
+            warn!("Second signal: exiting without finishing the shutdown.");
+            exit::INTERRUPTED
+        }
+        _ = interrupt.recv() => {
+            warn!("Second signal: exiting without finishing the shutdown.");
+            exit::INTERRUPTED
+        }
+    };
+    drop(store);
+    Ok(code)
+}

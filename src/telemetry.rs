@@ -1,0 +1,50 @@
+//! Logs and the metrics registry.
+
+use std::io::IsTerminal;
+
+use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global `tracing` subscriber: text (colored on a terminal) or JSON lines, on
+/// stderr. Stdout belongs to the console receiver.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    // The filter was validated with the config; fall back to `info` rather than fail here.
+    let filter = EnvFilter::builder()
+        .parse(filter)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+/// A registry with `atalaya_build_info` already in it.
+pub fn new_registry() -> prometheus::Result<Registry> {
+    let registry = Registry::new();
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "atalaya_build_info",
+            "The running atalaya version (always 1).",
+        ),
+        &["version"],
+    )?;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    registry.register(Box::new(info))?;
+    Ok(registry)
+}
+
+/// The registry in Prometheus text format.
+pub fn encode(registry: &Registry) -> Result<String, prometheus::Error> {
+    let mut buf = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut buf)?;
+    String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}

@@ -1,0 +1,239 @@
+//! The service's life as an operator sees it: start, shutdown on signals, refusal of bad
+//! config before any port is bound, and the `check`, `send` and `--version` commands.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::Stdio;
+
+use nix::sys::signal::Signal;
+use support::{Atalaya, Options, PATIENCE, command};
+
+#[tokio::test]
+async fn sigterm_drains_the_bus_and_exits_zero() {
+    let mut atalaya = Atalaya::start().await;
+    let client = reqwest::Client::new();
+    let batch: Vec<_> = (0..50)
+        .map(|i| serde_json::json!({"subject": "drain/test", "data": i}))
+        .collect();
+    let response = client
+        .post(atalaya.url("/api/v1/events"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    atalaya.signal(Signal::SIGTERM);
+    let status = atalaya.wait().await;
+    assert_eq!(status.code(), Some(0), "logs:\n{}", atalaya.logs());
+    // Every accepted event was printed before exit.
+    let mut printed = 0;
+    while let Ok(Some(line)) = tokio::time::timeout(PATIENCE, atalaya.stdout.recv()).await {
+        assert!(line.contains("drain/test"));
+        printed += 1;
+    }
+    assert_eq!(printed, 50);
+    let logs = atalaya.logs();
+    assert!(logs.contains("\"signal\":\"SIGTERM\""), "{logs}");
+    assert!(logs.contains("Shutdown complete."), "{logs}");
+}
+
+#[tokio::test]
+async fn sigint_shuts_down_gracefully_too() {
+    let mut atalaya = Atalaya::start().await;
+    atalaya.signal(Signal::SIGINT);
+    assert_eq!(atalaya.wait().await.code(), Some(0));
+    assert!(atalaya.logs().contains("\"signal\":\"SIGINT\""));
+}
+
+#[tokio::test]
+async fn a_config_with_three_mistakes_exits_64_listing_all_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that is free now: if atalaya bound it before failing, we could not bind it after.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("atalaya.yaml");
+    std::fs::write(
+        &config,
+        format!("http:\n  listen: 127.0.0.1:{port}\n  publish_timeout: soon\nbus:\n  capacty: 10\nlog:\n  format: xml\n"),
+    )
+    .unwrap();
+    let output = command(dir.path())
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let path = config.display().to_string();
+    let expected = [
+        format!("{path}:3:20: http.publish_timeout: `soon` is not a duration"),
+        format!("{path}:5:3: bus.capacty: unknown key `capacty`; did you mean `capacity`?"),
+        format!("{path}:7:11: log.format: `xml` is not a log format; use `text` or `json`"),
+    ];
+    for line in &expected {
+        assert!(
+            stderr.contains(line.as_str()),
+            "missing `{line}` in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("3 configuration error(s)"), "{stderr}");
+    TcpListener::bind(("127.0.0.1", port)).expect("the port was never bound");
+}
+
+#[tokio::test]
+async fn check_prints_every_error_with_its_position_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "http:\n  listen: 127.0.0.1:9470\n").unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "http:\n  listen: nowhere\nreceivers:\n  consle: {}\n").unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("broken.yaml"), "rules:\n  - name: [unclosed\n").unwrap();
+
+    let output = command(dir.path())
+        .arg("check")
+        .arg(&good)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok: config"));
+
+    let output = command(dir.path())
+        .arg("check")
+        .args([&good, &bad, &rules])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let bad = bad.display();
+    assert!(
+        stdout.contains(&format!(
+            "{bad}:2:11: http.listen: `nowhere` is not an address"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{bad}:4:3: receivers.consle: unknown key `consle`; did you mean `console`?"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{}:3:1: ", rules.join("broken.yaml").display())),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("3 error(s)"));
+}
+
+#[tokio::test]
+async fn send_publishes_one_event_with_the_token_from_the_environment() {
+    const TOKEN: &str = "fake-send-token";
+    let mut atalaya = Atalaya::start_with(Options {
+        env: vec![("ATALAYA__HTTP__TOKEN".into(), TOKEN.into())],
+        ..Options::default()
+    })
+    .await;
+    let (dir, url) = (atalaya.dir.path().to_owned(), atalaya.url(""));
+    let send = |token: Option<&str>, args: &[&str]| {
+        let mut cmd = command(&dir);
+        cmd.arg("send")
+            .args(args)
+            .env("ATALAYA_URL", &url)
+            .stdin(Stdio::null());
+        if let Some(token) = token {
+            cmd.env("ATALAYA_TOKEN", token);
+        }
+        cmd.output()
+    };
+    let output = send(
+        Some(TOKEN),
+        &[
+            "home/laundry/washer",
+            r#"{"state":"done"}"#,
+            "-l",
+            "room=laundry",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("sent home/laundry/washer (id "));
+    let line = atalaya.console_line().await;
+    assert!(
+        line.contains(
+            r#"home/laundry/washer {"state":"done"} room=laundry (/atalaya/send atalaya.event)"#
+        ),
+        "{line}"
+    );
+
+    let output = send(Some(TOKEN), &["home/door", "open"]).await.unwrap();
+    assert!(output.status.success());
+    assert!(atalaya.console_line().await.contains("home/door open"));
+
+    let output = send(None, &["home/door", "open"]).await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("401") && stderr.contains("missing bearer token"),
+        "{stderr}"
+    );
+
+    atalaya.signal(Signal::SIGTERM);
+    atalaya.wait().await;
+    let output = send(Some(TOKEN), &["home/door", "open"]).await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach atalaya"));
+}
+
+#[tokio::test]
+async fn a_state_directory_in_use_is_refused_with_a_clear_error() {
+    let first = Atalaya::start().await;
+    let config = first.dir.path().join("second.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state:\n  dir: {}\n",
+            first.dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let output = command(first.dir.path())
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("ATALAYA__HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("in use by another atalaya process"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn version_is_printed() {
+    let output = command(std::path::Path::new("."))
+        .arg("--version")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("atalaya {}", env!("CARGO_PKG_VERSION"))
+    );
+}

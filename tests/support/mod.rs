@@ -1,0 +1,193 @@
+//! Starts the real `atalaya` binary for end-to-end tests: on a free loopback port, with its
+//! own state directory, JSON logs captured from stderr and console lines from stdout.
+
+#![allow(dead_code, reason = "each test binary uses its own part of the helper")]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// The bound on anything a test waits for; generous for a loaded CI machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_atalaya")
+}
+
+/// A command for the binary with no `ATALAYA…` variables leaking in from the outside.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.current_dir(dir).kill_on_drop(true);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ATALAYA") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+pub struct Options {
+    /// Extra YAML appended to the generated config (must not set `http.listen`, `state`).
+    pub config: String,
+    pub env: Vec<(String, String)>,
+    /// Read stdout (the console receiver). `false` leaves the pipe unread, so it fills.
+    pub read_stdout: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: String::new(),
+            env: Vec::new(),
+            read_stdout: true,
+        }
+    }
+}
+
+pub struct Atalaya {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    /// Every stderr line so far (JSON log lines).
+    pub logs: Arc<Mutex<Vec<String>>>,
+    /// Console receiver lines, as they come.
+    pub stdout: mpsc::UnboundedReceiver<String>,
+}
+
+impl Atalaya {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, options).await
+    }
+
+    /// Starts in `dir`, whose `data/` keeps the state (reuse it to restart).
+    pub async fn start_in(dir: tempfile::TempDir, options: Options) -> Self {
+        let config_path = dir.path().join("atalaya.yaml");
+        let config = format!(
+            "state:\n  dir: {}\nrules:\n  dir: {}\n{}",
+            dir.path().join("data").display(),
+            rules_dir(dir.path()).display(),
+            options.config
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let mut cmd = command(dir.path());
+        cmd.args(["run", "-c"])
+            .arg(&config_path)
+            .args(["--log-format", "json"])
+            .env("ATALAYA__HTTP__LISTEN", "127.0.0.1:0")
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn atalaya");
+
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, mut addr_rx) = mpsc::unbounded_channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log_sink = Arc::clone(&logs);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "HTTP API listening."
+                {
+                    let _ = addr_tx.send(v["address"].as_str().unwrap_or("").to_owned());
+                }
+                log_sink.lock().unwrap().push(line);
+            }
+        });
+        let (out_tx, stdout_rx) = mpsc::unbounded_channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        if options.read_stdout {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = out_tx.send(line);
+                }
+            });
+        } else {
+            // Keep the pipe open and unread for the life of the test.
+            std::mem::forget(stdout);
+        }
+        let addr = match tokio::time::timeout(PATIENCE, addr_rx.recv()).await {
+            Ok(Some(addr)) => addr.parse().expect("listening address"),
+            _ => panic!(
+                "atalaya did not start listening; logs:\n{}",
+                logs.lock().unwrap().join("\n")
+            ),
+        };
+        Self {
+            child,
+            addr,
+            dir,
+            logs,
+            stdout: stdout_rx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The next console line, within [`PATIENCE`].
+    pub async fn console_line(&mut self) -> String {
+        tokio::time::timeout(PATIENCE, self.stdout.recv())
+            .await
+            .expect("a console line in time")
+            .expect("stdout open")
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let pid = self.child.id().expect("running") as i32;
+        kill(Pid::from_raw(pid), signal).expect("kill");
+    }
+
+    /// Waits for the process to exit, within [`PATIENCE`].
+    pub async fn wait(&mut self) -> ExitStatus {
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("atalaya exits in time")
+            .expect("wait")
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+/// The rules directory of a test instance (created empty).
+pub fn rules_dir(dir: &Path) -> PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    rules
+}
+
+/// The value of the sample `name` with exactly these `labels` (`{a="b"}`, or "" for none).
+pub fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let key = format!("{name}{labels} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&key))
+        .map(|v| v.trim().parse().expect("a number"))
+}
