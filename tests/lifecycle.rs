@@ -237,3 +237,49 @@ async fn version_is_printed() {
         format!("atalaya {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[tokio::test]
+async fn the_example_config_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/atalaya.yaml");
+    let output = command(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+        .arg("check")
+        .arg(&example)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[tokio::test]
+async fn broken_rule_files_stop_the_start_with_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = support::rules_dir(dir.path());
+    std::fs::write(rules.join("a.yaml"), "- name: x\n  for: [\n").unwrap();
+    std::fs::write(rules.join("b.yaml"), "key: value: other\n").unwrap();
+    let config = dir.path().join("atalaya.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules:\n  dir: {}\nstate:\n  dir: {}\n",
+            rules.display(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let output = command(dir.path())
+        .args(["run", "--log-format", "json", "-c"])
+        .arg(&config)
+        .env("ATALAYA__HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("a.yaml:3:1: "), "{stderr}");
+    assert!(stderr.contains("b.yaml:1:11: "), "{stderr}");
+    assert!(!stderr.contains("HTTP API listening"), "{stderr}");
+}
