@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Atalaya, Options, sample};
+use support::{Atalaya, Options, StdoutMode, sample};
 
 async fn post(
     client: &reqwest::Client,
@@ -401,7 +401,7 @@ async fn a_flood_meets_backpressure_not_unbounded_memory() {
     // queue fills, and ingest answers 503 instead of queueing more.
     let atalaya = Atalaya::start_with(Options {
         config: "bus:\n  capacity: 8\nhttp:\n  publish_timeout: 200ms\n".into(),
-        read_stdout: false,
+        stdout: StdoutMode::Unread,
         ..Options::default()
     })
     .await;

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::Stdio;
 
 use nix::sys::signal::Signal;
-use support::{Atalaya, Options, PATIENCE, command};
+use support::{Atalaya, Options, PATIENCE, StdoutMode, command};
 
 #[tokio::test]
 async fn sigterm_drains_the_bus_and_exits_zero() {
@@ -282,4 +282,28 @@ async fn broken_rule_files_stop_the_start_with_every_error() {
     assert!(stderr.contains("a.yaml:3:1: "), "{stderr}");
     assert!(stderr.contains("b.yaml:1:11: "), "{stderr}");
     assert!(!stderr.contains("HTTP API listening"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_failed_task_is_logged_counted_and_ends_the_process_non_zero() {
+    // The console's stdout is closed: its next write fails, and the service must not go on
+    // as if nothing happened.
+    let mut atalaya = Atalaya::start_with(Options {
+        stdout: StdoutMode::Closed,
+        ..Options::default()
+    })
+    .await;
+    let response = reqwest::Client::new()
+        .post(atalaya.url("/api/v1/events"))
+        .body(r#"{"subject":"lost/stdout"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(atalaya.wait().await.code(), Some(70), "{}", atalaya.logs());
+    let logs = atalaya.logs();
+    assert!(
+        logs.contains("Task failed; shutting down.") && logs.contains("\"task\":\"console\""),
+        "{logs}"
+    );
 }

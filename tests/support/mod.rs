@@ -34,12 +34,23 @@ pub fn command(dir: &Path) -> Command {
     cmd
 }
 
+/// What the test does with the service's stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdoutMode {
+    /// Read every console line.
+    Read,
+    /// Keep the pipe open but never read it, so it fills up.
+    Unread,
+    /// Close the read end, so the console's next write fails (EPIPE).
+    Closed,
+}
+
 pub struct Options {
     /// Extra YAML appended to the generated config (must not set `http.listen`, `state`).
     pub config: String,
     pub env: Vec<(String, String)>,
-    /// Read stdout (the console receiver). `false` leaves the pipe unread, so it fills.
-    pub read_stdout: bool,
+    /// What happens to stdout, where the console receiver writes.
+    pub stdout: StdoutMode,
 }
 
 impl Default for Options {
@@ -47,7 +58,7 @@ impl Default for Options {
         Self {
             config: String::new(),
             env: Vec::new(),
-            read_stdout: true,
+            stdout: StdoutMode::Read,
         }
     }
 }
@@ -110,16 +121,18 @@ impl Atalaya {
         });
         let (out_tx, stdout_rx) = mpsc::unbounded_channel();
         let stdout = child.stdout.take().expect("piped stdout");
-        if options.read_stdout {
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let _ = out_tx.send(line);
-                }
-            });
-        } else {
+        match options.stdout {
+            StdoutMode::Read => {
+                tokio::spawn(async move {
+                    let mut lines = BufReader::new(stdout).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let _ = out_tx.send(line);
+                    }
+                });
+            }
             // Keep the pipe open and unread for the life of the test.
-            std::mem::forget(stdout);
+            StdoutMode::Unread => std::mem::forget(stdout),
+            StdoutMode::Closed => drop(stdout),
         }
         let addr = match tokio::time::timeout(PATIENCE, addr_rx.recv()).await {
             Ok(Some(addr)) => addr.parse().expect("listening address"),
