@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Atalaya, Options, StdoutMode, sample};
+use support::{Atalaya, Options, StdoutMode, http_errors, published, sample};
 
 async fn post(
     client: &reqwest::Client,
@@ -47,10 +47,7 @@ async fn a_posted_event_reaches_the_console_and_the_metrics() {
         ),
         Some(1.0)
     );
-    assert_eq!(
-        sample(&metrics, "atalaya_bus_events_published_total", ""),
-        Some(1.0)
-    );
+    assert_eq!(published(&metrics), Some(1.0));
     assert_eq!(
         sample(
             &metrics,
@@ -207,18 +204,8 @@ async fn malformed_input_is_rejected_whole_and_counted() {
     assert_eq!(status, StatusCode::ACCEPTED);
     assert!(atalaya.console_line().await.contains("after/garbage"));
     let metrics = atalaya.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "atalaya_connector_errors_total",
-            r#"{connector="http",stage="decode"}"#
-        ),
-        Some(3.0)
-    );
-    assert_eq!(
-        sample(&metrics, "atalaya_bus_events_published_total", ""),
-        Some(1.0)
-    );
+    assert_eq!(http_errors(&metrics, "decode"), Some(3.0));
+    assert_eq!(published(&metrics), Some(1.0));
 }
 
 #[tokio::test]
@@ -243,18 +230,8 @@ async fn an_oversized_body_is_413() {
         413
     );
     let metrics = atalaya.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "atalaya_connector_errors_total",
-            r#"{connector="http",stage="read"}"#
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(&metrics, "atalaya_bus_events_published_total", ""),
-        Some(0.0)
-    );
+    assert_eq!(http_errors(&metrics, "read"), Some(2.0));
+    assert_eq!(published(&metrics), Some(0.0));
 }
 
 /// Posts `chunks` with `Transfer-Encoding: chunked` over a raw connection; returns the status.
@@ -323,14 +300,7 @@ async fn the_bearer_token_guards_the_api_but_not_the_probes() {
         );
     }
     let metrics = atalaya.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "atalaya_connector_errors_total",
-            r#"{connector="http",stage="auth"}"#
-        ),
-        Some(2.0)
-    );
+    assert_eq!(http_errors(&metrics, "auth"), Some(2.0));
     assert!(!metrics.contains(TOKEN));
     atalaya.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(atalaya.wait().await.success());
@@ -441,19 +411,8 @@ async fn a_flood_meets_backpressure_not_unbounded_memory() {
     )
     .unwrap();
     assert!(depth <= 8.0, "queue depth {depth} exceeds the capacity");
-    assert_eq!(
-        sample(&metrics, "atalaya_bus_events_published_total", ""),
-        Some(accepted as f64)
-    );
-    assert!(
-        sample(
-            &metrics,
-            "atalaya_connector_errors_total",
-            r#"{connector="http",stage="publish"}"#
-        )
-        .unwrap()
-            >= 1.0
-    );
+    assert_eq!(published(&metrics), Some(accepted as f64));
+    assert!(http_errors(&metrics, "publish").unwrap() >= 1.0);
     // A batch larger than the bus can ever hold is 413, not a wait.
     let huge = serde_json::to_string(&(0..9).map(|_| json!({"subject": "x"})).collect::<Vec<_>>())
         .unwrap();

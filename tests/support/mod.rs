@@ -204,3 +204,17 @@ pub fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(&key))
         .map(|v| v.trim().parse().expect("a number"))
 }
+
+/// `atalaya_connector_errors_total{connector="http",stage=…}`.
+pub fn http_errors(metrics: &str, stage: &str) -> Option<f64> {
+    sample(
+        metrics,
+        "atalaya_connector_errors_total",
+        &format!(r#"{{connector="http",stage="{stage}"}}"#),
+    )
+}
+
+/// `atalaya_bus_events_published_total`.
+pub fn published(metrics: &str) -> Option<f64> {
+    sample(metrics, "atalaya_bus_events_published_total", "")
+}
