@@ -45,9 +45,9 @@ fn check_config(source: &ConfigSource) -> usize {
 }
 
 fn check_rules(dir: &Path) -> usize {
-    match atalaya_rules::files::load_dir(dir) {
+    match atalaya_rules::compile::load_rules(dir) {
         Ok(set) => {
-            println!("ok: {} rule file(s) in {}", set.files.len(), dir.display());
+            println!("ok: {} rule(s) in {}", set.rules.len(), dir.display());
             0
         }
         Err(errors) => {

@@ -21,8 +21,33 @@ pub enum Command {
     Run(RunArgs),
     /// Validate config files and rule directories; print every error as file:line:col.
     Check(CheckArgs),
+    /// Run rule unit tests (*.test.yaml) on virtual time; exit 1 on any failure.
+    Test(TestArgs),
     /// Publish one event to a running atalaya (reads the token from $ATALAYA_TOKEN).
     Send(SendArgs),
+    /// Print the JSON Schema of rule files or rule test files, for editors.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test files, or directories to search for `*.test.yaml`. Default: the rules directory.
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which schema.
+    #[arg(value_enum, default_value = "rules")]
+    pub kind: SchemaKind,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// Rule files.
+    Rules,
+    /// Rule unit-test files.
+    Tests,
 }
 
 #[derive(Debug, Args)]

@@ -7,13 +7,18 @@
 //! - `supervisor`: spawning tasks so that none dies unnoticed.
 //! - `http`: the HTTP API (ingest, health, metrics).
 //! - `telemetry`: logging and the metrics registry; `internal_events`: log line + metric.
-//! - `check`, `send`: the `atalaya check` and `atalaya send` commands.
+//! - `rules_runner`: the rule engine on the bus, with persistence; `reload`: what asks
+//!   for a rule reload (file changes, SIGHUP).
+//! - `check`, `send`, `rule_tests`: the `atalaya check`, `send` and `test` commands.
 
 mod check;
 mod cli;
 mod config;
 mod http;
 mod internal_events;
+mod reload;
+mod rule_tests;
+mod rules_runner;
 mod send;
 mod service;
 mod supervisor;
@@ -61,6 +66,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Test(args) => match rule_tests::run(args) {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        },
+        Command::Schema(args) => {
+            let schema = match args.kind {
+                cli::SchemaKind::Rules => atalaya_rules::model::rule_file_schema(),
+                cli::SchemaKind::Tests => atalaya_rules::testing::test_file_schema(),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
         Command::Send(args) => match runtime().block_on(send::run(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

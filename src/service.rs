@@ -18,12 +18,19 @@ use atalaya_bus::connector_metrics::ConnectorMetrics;
 use atalaya_bus::readiness::Readiness;
 use atalaya_bus::store::Store;
 use atalaya_connectors::console::ConsoleReceiver;
+use atalaya_rules::compile::{RuleSet, load_rules};
+use atalaya_rules::engine::Engine;
+use atalaya_rules::metrics::EngineMetrics;
+use jiff::Timestamp;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigSource};
 use crate::http::{self, ApiState};
 use crate::internal_events::{LogThrottle, RejectStage};
+use crate::reload;
+use crate::rules_runner::{self, ReloadMetrics, RulesRunner};
 use crate::supervisor::{Stage, Supervisor};
 
 /// Exit codes, after BSD sysexits where one fits.
@@ -38,6 +45,9 @@ pub mod exit {
     /// A second signal cut the graceful shutdown short (128 + SIGINT, as shells do).
     pub const INTERRUPTED: u8 = 130;
 }
+
+/// Alert transitions and actions waiting for the receivers.
+const OUTPUT_QUEUE: usize = 1024;
 
 /// The rules directory in use: as configured, else `./rules`, else the bundled examples.
 pub fn rules_dir(config: &Config) -> Option<PathBuf> {
@@ -96,13 +106,13 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     info!(path = %store.path().display(), "State store open.");
 
     let rules_ready = readiness.register("rules");
-    match rules_dir(&config) {
-        Some(dir) => match atalaya_rules::files::load_dir(&dir) {
-            Ok(set) => info!(
-                dir = %dir.display(),
-                files = set.files.len(),
-                "Rule files loaded (syntax checked; rule evaluation is not built yet)."
-            ),
+    let rules_dir = rules_dir(&config);
+    let rule_set = match &rules_dir {
+        Some(dir) => match load_rules(dir) {
+            Ok(set) => {
+                info!(dir = %dir.display(), rules = set.rules.len(), "Rules loaded.");
+                set
+            }
             Err(errors) => {
                 for e in &errors {
                     error!(error = %e, "Invalid rule file.");
@@ -113,24 +123,70 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
                 });
             }
         },
-        None => info!("No rules directory (./rules or examples/rules); running without rules."),
-    }
+        None => {
+            info!("No rules directory (./rules or examples/rules); running without rules.");
+            RuleSet::default()
+        }
+    };
+    let engine_metrics = EngineMetrics::register(&registry)
+        .context("metrics registry")
+        .map_err(fail(exit::FAILURE))?;
+    let reload_metrics = ReloadMetrics::register(&registry)
+        .context("metrics registry")
+        .map_err(fail(exit::FAILURE))?;
+    let mut engine = Engine::new(rule_set, engine_metrics);
+    let store = Arc::new(store);
+    let restored = rules_runner::restore(&mut engine, &store, Timestamp::now())
+        .map_err(fail(exit::FAILURE))?;
     rules_ready.set(true);
 
     let mut bus = BusBuilder::new(config.bus.capacity, &registry)
         .context("metrics registry")
         .map_err(fail(exit::FAILURE))?;
+    let (outputs_tx, outputs_rx) = mpsc::channel(OUTPUT_QUEUE);
     if config.receivers.console.enabled {
         let consumer = bus.consumer("console");
         let receiver = ConsoleReceiver::new(config.receivers.console.clone());
         let ready = readiness.register("console");
         supervisor.spawn(Stage::Sink, "console", async move {
             ready.set(true);
-            receiver.run(consumer, tokio::io::stdout()).await?;
+            receiver
+                .run(consumer, outputs_rx, tokio::io::stdout())
+                .await?;
             Ok(())
         });
     }
+    for output in restored {
+        let _ = outputs_tx.try_send(output);
+    }
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let runner = RulesRunner {
+        engine,
+        store: Arc::clone(&store),
+        dir: rules_dir.clone(),
+        outputs: outputs_tx,
+        reload_metrics,
+    };
+    let rules_consumer = bus.consumer("rules");
+    supervisor.spawn(Stage::Sink, "rules", runner.run(rules_consumer, reload_rx));
     let publisher = bus.build();
+
+    // Reload triggers: the directory changing, SIGHUP, and POST /-/reload (below).
+    let _watcher = match &rules_dir {
+        Some(dir) => match reload::watch_rules(dir, reload_tx.clone()) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "Cannot watch the rules directory; reload with SIGHUP or POST /-/reload.");
+                None
+            }
+        },
+        None => None,
+    };
+    supervisor.spawn(
+        Stage::Source,
+        "sighup",
+        reload::reload_on_sighup(reload_tx.clone(), supervisor.token().clone()),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -149,6 +205,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         counters: connectors.connector("http", &RejectStage::ALL),
         reject_log: LogThrottle::default(),
         publish_timeout: config.http.publish_timeout,
+        reload: reload_tx,
     });
     let router = http::router(state, &config.http);
     let token = supervisor.token().clone();
@@ -190,6 +247,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             exit::INTERRUPTED
         }
     };
+    drop(_watcher);
     drop(store);
     Ok(code)
 }

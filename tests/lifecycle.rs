@@ -307,3 +307,26 @@ async fn a_failed_task_is_logged_counted_and_ends_the_process_non_zero() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn the_example_rule_pack_passes_its_tests_and_checks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = command(root)
+        .args(["test", "examples/rules"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    let output = command(root)
+        .args(["check", "examples/rules"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

@@ -218,6 +218,14 @@ impl Consumer {
         Some(event)
     }
 
+    /// The next event if one is waiting now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
+        let event = self.rx.try_recv().ok()?;
+        self.depth.dec();
+        self.delivered.inc();
+        Some(event)
+    }
+
     /// Whether no event is waiting right now.
     pub fn is_empty(&self) -> bool {
         self.rx.is_empty()

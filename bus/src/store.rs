@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, TableDefinition, TableError};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 /// The file name of the store inside the state directory.
 pub const STORE_FILE: &str = "atalaya.redb";
@@ -32,6 +32,9 @@ pub enum StoreError {
     #[error("state store: {0}")]
     Storage(#[from] redb::Error),
 }
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// An open state store.
 pub struct Store {
@@ -87,6 +90,46 @@ impl Store {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
+    /// Writes and deletes several keys of `table` in one durable transaction: all or none.
+    pub fn write_batch(
+        &self,
+        table: &str,
+        puts: &[Entry],
+        deletes: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        {
+            let mut t = txn.open_table(def).map_err(redb::Error::from)?;
+            for key in deletes {
+                t.remove(key.as_slice()).map_err(redb::Error::from)?;
+            }
+            for (key, value) in puts {
+                t.insert(key.as_slice(), value.as_slice())
+                    .map_err(redb::Error::from)?;
+            }
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+
+    /// Every key and value of `table`, in key order.
+    pub fn scan(&self, table: &str) -> Result<Vec<Entry>, StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let t = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb::Error::from(e).into()),
+        };
+        let mut entries = Vec::new();
+        for entry in t.iter().map_err(redb::Error::from)? {
+            let (k, v) = entry.map_err(redb::Error::from)?;
+            entries.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(entries)
+    }
+
     /// Removes `key` from `table`; returns whether it was there.
     pub fn remove(&self, table: &str, key: &[u8]) -> Result<bool, StoreError> {
         let def = TableDefinition::<&[u8], &[u8]>::new(table);
@@ -121,6 +164,32 @@ mod tests {
         );
         assert_eq!(store.get("timers", b"rule/b").unwrap(), None);
         assert_eq!(store.get("never-written", b"x").unwrap(), None);
+    }
+
+    #[test]
+    fn batches_write_and_scan_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.scan("series").unwrap().is_empty());
+        let puts = vec![
+            (b"b".to_vec(), b"2".to_vec()),
+            (b"a".to_vec(), b"1".to_vec()),
+        ];
+        store.write_batch("series", &puts, &[]).unwrap();
+        store
+            .write_batch(
+                "series",
+                &[(b"c".to_vec(), b"3".to_vec())],
+                &[b"b".to_vec()],
+            )
+            .unwrap();
+        let keys: Vec<Vec<u8>> = store
+            .scan("series")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, [b"a".to_vec(), b"c".to_vec()]);
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //! ```
 //!
 //! [`discover`] follows symlinks but skips every entry whose name starts with `.`, so each
-//! file is found once, under the name the admin gave it. [`load`] reads one file and checks
-//! its syntax; [`load_dir`] does both for a whole directory and reports every broken file at
-//! once rather than stopping at the first.
+//! file is found once, under the name the admin gave it. [`load`] reads one file and parses
+//! its YAML documents into positioned [`Node`]s; [`load_dir`] does both for a whole directory
+//! and reports every broken file at once rather than stopping at the first.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -21,14 +21,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use yaml_rust2::parser::{Event, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use crate::yaml::{self, Node, NodeKind, YamlError};
 
-/// Deepest nesting of mappings and sequences a rule file may use.
-///
-/// Rules need a handful of levels. The limit keeps a malformed or hostile file (`- - - - …`)
-/// from exhausting the stack of whatever parses the documents next.
-pub const MAX_NESTING_DEPTH: usize = 64;
+pub use crate::yaml::MAX_NESTING_DEPTH;
 
 /// Why a rules directory could not be listed.
 #[derive(Debug, thiserror::Error)]
@@ -80,20 +75,21 @@ pub enum RuleFileError {
     },
 }
 
-/// One rule file, read and syntax-checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One rule file, read and parsed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleFile {
     /// The path as discovered (`rules/alerts.yaml`, not the ConfigMap's `..2026…/alerts.yaml`),
     /// so messages name the file the admin knows.
     pub path: PathBuf,
     /// The contents, without a leading byte-order mark, for the rule parser to read.
     pub text: String,
-    /// How many YAML documents (`---` separated) the file holds; empty documents count.
-    pub documents: usize,
+    /// The YAML documents (`---` separated), in order, each a mapping or a list; an empty
+    /// document is a null node.
+    pub documents: Vec<Node>,
 }
 
 /// Every rule file of one directory, loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleSetFiles {
     /// The directory the files were found under, as given.
     pub dir: PathBuf,
@@ -164,8 +160,8 @@ fn is_yaml(path: &Path) -> bool {
         .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"))
 }
 
-/// Reads `path` and checks that it is well-formed YAML whose every document is a mapping or a
-/// sequence (or empty).
+/// Reads `path` and parses it as YAML whose every document is a mapping or a sequence (or
+/// empty).
 pub fn load(path: &Path) -> Result<RuleFile, RuleFileError> {
     let bytes = fs::read(path).map_err(|source| RuleFileError::Read {
         path: path.to_owned(),
@@ -185,10 +181,10 @@ pub fn load(path: &Path) -> Result<RuleFile, RuleFileError> {
         Some(rest) => rest.to_owned(),
         None => text,
     };
-    let documents = check_yaml(&text).map_err(|error| RuleFileError::Syntax {
+    let documents = parse_rule_documents(&text).map_err(|error| RuleFileError::Syntax {
         path: path.to_owned(),
-        line: error.line,
-        column: error.column,
+        line: error.position.line,
+        column: error.position.column,
         message: error.message,
     })?;
     Ok(RuleFile {
@@ -219,64 +215,26 @@ pub fn load_dir(dir: &Path) -> Result<RuleSetFiles, Vec<RuleFileError>> {
     }
 }
 
-/// A problem in a YAML text, positioned for humans (1-based line and column).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct YamlError {
-    line: usize,
-    column: usize,
-    message: String,
-}
-
-impl YamlError {
-    fn at(mark: &Marker, message: impl Into<String>) -> Self {
-        // yaml_rust2 counts lines from 1 but columns from 0 (its own error Display adds 1).
-        Self {
-            line: mark.line().max(1),
-            column: mark.col() + 1,
-            message: message.into(),
+/// The documents of `text`, each a mapping, a sequence or empty, nested at most
+/// [`MAX_NESTING_DEPTH`] deep.
+fn parse_rule_documents(text: &str) -> Result<Vec<Node>, YamlError> {
+    let documents = yaml::parse_stream(text)?;
+    let mut roots = Vec::with_capacity(documents.len());
+    for document in documents {
+        // An empty document (`---` and nothing else) is harmless: keep it as null.
+        let acceptable =
+            document.empty || matches!(document.root.kind, NodeKind::Map(_) | NodeKind::Seq(_));
+        if !acceptable {
+            return Err(YamlError {
+                position: document.root.position,
+                message: "expected a mapping or a sequence at the top of the document, \
+                          found a scalar"
+                    .to_owned(),
+            });
         }
+        roots.push(document.root);
     }
-}
-
-/// Checks `text` is well-formed YAML whose documents are mappings, sequences or empty, nested
-/// at most [`MAX_NESTING_DEPTH`] deep, and returns how many documents it holds.
-///
-/// Uses yaml_rust2's event parser directly rather than `Parser::load`: `load` recurses once
-/// per nesting level, so a deeply nested file would overflow the stack before any receiver
-/// could stop it. Pulling events lets the depth limit end the parse first.
-fn check_yaml(text: &str) -> Result<usize, YamlError> {
-    let mut parser = Parser::new_from_str(text);
-    let mut documents = 0;
-    let mut depth = 0_usize;
-    loop {
-        let (event, mark) = parser
-            .next_token()
-            .map_err(|error| YamlError::at(error.marker(), error.info()))?;
-        match event {
-            Event::StreamEnd => return Ok(documents),
-            Event::DocumentStart => documents += 1,
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                depth += 1;
-                if depth > MAX_NESTING_DEPTH {
-                    return Err(YamlError::at(
-                        &mark,
-                        format!("nested deeper than {MAX_NESTING_DEPTH} levels"),
-                    ));
-                }
-            }
-            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
-            // An empty document (`---` and nothing else) is harmless: skip it.
-            Event::Scalar(value, TScalarStyle::Plain, _, None)
-                if depth == 0 && value.is_empty() => {}
-            Event::Scalar(..) | Event::Alias(..) if depth == 0 => {
-                return Err(YamlError::at(
-                    &mark,
-                    "expected a mapping or a sequence at the top of the document, found a scalar",
-                ));
-            }
-            _ => {}
-        }
-    }
+    Ok(roots)
 }
 
 /// The 1-based line and column just after `text`, counting characters of valid UTF-8.
@@ -310,6 +268,10 @@ mod tests {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, text).unwrap();
         path
+    }
+
+    fn document_count(text: &str) -> Result<usize, YamlError> {
+        parse_rule_documents(text).map(|documents| documents.len())
     }
 
     fn relative(dir: &Path, paths: &[PathBuf]) -> Vec<String> {
@@ -405,11 +367,14 @@ mod tests {
             "# two rules\nname: a\n---\n- name: b\n---\n",
         );
         let file = load(&path).unwrap();
-        assert_eq!(file.documents, 3);
+        assert_eq!(file.documents.len(), 3);
+        assert_eq!(file.documents[0].get("name").unwrap().position.line, 2);
+        assert!(matches!(file.documents[1].kind, NodeKind::Seq(_)));
+        assert_eq!(file.documents[2].kind, NodeKind::Null);
         assert_eq!(file.path, path);
 
         let empty = write(tmp.path(), "empty.yaml", "# nothing yet\n");
-        assert_eq!(load(&empty).unwrap().documents, 0);
+        assert_eq!(load(&empty).unwrap().documents, []);
     }
 
     #[test]
@@ -441,46 +406,50 @@ mod tests {
 
     #[test]
     fn columns_count_characters_not_bytes() {
-        let error = check_yaml("señal: ñandú\n  b: 2\n").unwrap_err();
-        assert_eq!((error.line, error.column), (2, 4));
+        let error = parse_rule_documents("señal: ñandú\n  b: 2\n").unwrap_err();
+        assert_eq!((error.position.line, error.position.column), (2, 4));
     }
 
     #[test]
     fn an_unterminated_quote_is_reported() {
         // The position is that of the opening quote, where the user has to look.
-        let error = check_yaml("a: 1\nb: \"open\nc: 2\n").unwrap_err();
-        assert_eq!((error.line, error.column), (2, 4));
+        let error = parse_rule_documents("a: 1\nb: \"open\nc: 2\n").unwrap_err();
+        assert_eq!((error.position.line, error.position.column), (2, 4));
         assert!(error.message.contains("quoted scalar"), "{error:?}");
     }
 
     #[test]
     fn a_bare_scalar_document_is_rejected_with_its_position() {
-        let error = check_yaml("a: 1\n---\n  just text\n").unwrap_err();
-        assert_eq!((error.line, error.column), (3, 3));
+        let error = parse_rule_documents("a: 1\n---\n  just text\n").unwrap_err();
+        assert_eq!((error.position.line, error.position.column), (3, 3));
         assert!(error.message.contains("found a scalar"), "{error:?}");
-        assert!(check_yaml("42\n").is_err());
-        assert!(check_yaml("null\n").is_err());
-        assert!(check_yaml("\"quoted\"\n").is_err());
-        assert_eq!(check_yaml("---\n---\n- a\n"), Ok(2));
+        assert!(parse_rule_documents("42\n").is_err());
+        assert!(parse_rule_documents("null\n").is_err());
+        assert!(parse_rule_documents("\"quoted\"\n").is_err());
+        assert_eq!(document_count("---\n---\n- a\n"), Ok(2));
     }
 
     #[test]
     fn a_lone_carriage_return_counts_as_a_line_break() {
-        let error = check_yaml("a: 1\r  b: 2\r").unwrap_err();
-        assert_eq!((error.line, error.column), (2, 4), "{error:?}");
+        let error = parse_rule_documents("a: 1\r  b: 2\r").unwrap_err();
+        assert_eq!(
+            (error.position.line, error.position.column),
+            (2, 4),
+            "{error:?}"
+        );
         // Found by proptest: a lone `\r` before a broken flow mapping must not panic.
-        assert!(check_yaml("\r{\u{a1}\0").is_err());
+        assert!(parse_rule_documents("\r{\u{a1}\0").is_err());
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let deep = "- ".repeat(200_000) + "x\n";
-        let error = check_yaml(&deep).unwrap_err();
-        assert_eq!(error.line, 1);
-        assert_eq!(error.column, 2 * MAX_NESTING_DEPTH + 1);
+        let error = parse_rule_documents(&deep).unwrap_err();
+        assert_eq!(error.position.line, 1);
+        assert_eq!(error.position.column, 2 * MAX_NESTING_DEPTH + 1);
         assert!(error.message.contains("nested deeper"), "{error:?}");
         let fine = "- ".repeat(MAX_NESTING_DEPTH) + "x\n";
-        assert_eq!(check_yaml(&fine), Ok(1));
+        assert_eq!(document_count(&fine), Ok(1));
     }
 
     #[test]
@@ -548,7 +517,7 @@ mod tests {
         let summary: Vec<(String, usize)> = set
             .files
             .iter()
-            .map(|f| (f.text.clone(), f.documents))
+            .map(|f| (f.text.clone(), f.documents.len()))
             .collect();
         assert_eq!(
             summary,
@@ -562,11 +531,11 @@ mod tests {
     proptest! {
         #[test]
         fn checking_never_panics_and_positions_are_inside_the_text(text in "(?s).{0,200}") {
-            if let Err(error) = check_yaml(&text) {
-                prop_assert!(error.line >= 1 && error.column >= 1);
+            if let Err(error) = parse_rule_documents(&text) {
+                prop_assert!(error.position.line >= 1 && error.position.column >= 1);
                 // YAML, like editors, also breaks lines at a lone `\r`.
                 let breaks = text.matches(['\n', '\r']).count();
-                prop_assert!(error.line <= breaks + 2, "{error:?}");
+                prop_assert!(error.position.line <= breaks + 2, "{error:?}");
             }
         }
 
@@ -574,7 +543,7 @@ mod tests {
         fn checking_yaml_shaped_text_never_panics(
             text in r#"([-:\[\]{}"'&*!|>#, \t\n?]|[a-z]{1,3}){0,60}"#
         ) {
-            let _ = check_yaml(&text);
+            let _ = parse_rule_documents(&text);
         }
     }
 }

@@ -11,7 +11,28 @@
 //! # Layout
 //! - [`files`]: discovering rule files under a directory (ConfigMap-aware), loading each one
 //!   and checking its YAML syntax with positions, and loading a whole directory at once.
+//! - [`yaml`]: a YAML tree that keeps the position of every node, and a serde deserializer
+//!   over it whose errors point at the key or value at fault.
+//! - [`active`]: a rule's active days and hours in a time zone (`22:00-07:00`, `mon-fri`):
+//!   whether an instant falls inside, and when that next changes.
+//! - [`notation`]: the compact series notation of rule unit tests (`1+1x3 _ 5`).
+//! - [`expr`]: CEL expressions for a rule's `value:` and `condition:`, compiled once and
+//!   evaluated per event against `value`, `data`, `labels`, `subject` and `time`.
+//! - [`template`]: Jinja templates (minijinja) for a rule's severity, labels and
+//!   annotations: strict about undefined values, bounded by fuel, never HTML-escaped.
 
+pub mod active;
+pub mod alert;
+pub mod compile;
+pub mod engine;
+pub mod expr;
 pub mod files;
+pub mod index;
+pub mod metrics;
+pub mod model;
+pub mod notation;
+pub mod template;
+pub mod testing;
+pub mod yaml;
 
 pub use files::{RuleFile, RuleFileError, RuleFilesError, RuleSetFiles, discover, load, load_dir};

@@ -23,11 +23,16 @@ use axum::{Json, Router, middleware};
 use prometheus::Registry;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::{HttpConfig, Secret};
 use crate::internal_events::{HttpRequestRejected, LogThrottle, RejectStage};
+use crate::rules_runner::ReloadRequest;
+
+/// The longest `POST /-/reload` waits for the outcome.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 pub struct ApiState {
@@ -43,6 +48,8 @@ pub struct ApiState {
     pub reject_log: LogThrottle,
     /// How long an ingest request may wait for room on the bus.
     pub publish_timeout: Duration,
+    /// Where `POST /-/reload` asks for a rule reload.
+    pub reload: mpsc::Sender<ReloadRequest>,
 }
 
 impl ApiState {
@@ -88,6 +95,7 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
     let api = Router::new()
         .route("/api/v1/events", post(ingest::structured))
         .route("/api/v1/events/{*subject}", post(ingest::plain))
+        .route("/-/reload", post(reload))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_requests,
@@ -116,6 +124,38 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// `POST /-/reload`: reload the rules now; answers once the reload is done or refused.
+async fn reload(State(state): State<Arc<ApiState>>) -> Response {
+    let (reply, outcome) = oneshot::channel();
+    let request = ReloadRequest {
+        cause: "HTTP",
+        reply: Some(reply),
+    };
+    if state.reload.send(request).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "shutting down" })),
+        )
+            .into_response();
+    }
+    match tokio::time::timeout(RELOAD_TIMEOUT, outcome).await {
+        Ok(Ok(Ok(rules))) => (StatusCode::OK, Json(json!({ "rules": rules }))).into_response(),
+        Ok(Ok(Err(errors))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": "the rule files have errors; the running rules were kept",
+                "errors": errors,
+            })),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "the reload did not finish in time" })),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {

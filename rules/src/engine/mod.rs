@@ -1,0 +1,776 @@
+//! The rule engine: a sans-IO state machine from events and time to alert transitions.
+//!
+//! The caller drives it: [`Engine::on_event`] with each event, [`Engine::on_tick`] when
+//! [`Engine::next_deadline`] comes, both with the current time. No clock, no tasks, no
+//! sockets inside, so the service runs it on real time and `atalaya test` and benchmarks on
+//! virtual time. Deadlines are processed at their own instant, however late the tick, so the
+//! outcome does not depend on when the caller gets round to ticking.
+//!
+//! State is per series (one alert per series of a rule). Changed series are handed out by
+//! [`Engine::take_changes`] for the caller to persist, and come back through
+//! [`Engine::restore`] after a restart.
+
+mod series;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use atalaya_bus::{Event, Labels, Subject};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::warn;
+
+pub use self::series::{MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
+use crate::alert::{ActionRequest, Alert, AlertState, Output, fingerprint};
+use crate::compile::{Rule, RuleSet};
+use crate::expr::{RuleValue, Vars};
+use crate::metrics::EngineMetrics;
+use crate::model::ActionTrigger;
+
+/// How often, at most, one rule logs the same kind of problem (virtual time).
+const LOG_EVERY: SignedDuration = SignedDuration::from_secs(60);
+
+/// The rule engine.
+pub struct Engine {
+    rules: RuleSet,
+    /// Per rule (same order as `rules.rules`): its series by fingerprint.
+    states: Vec<RuleState>,
+    /// Every series' next deadline: (when, rule id, fingerprint).
+    deadlines: BTreeSet<(Timestamp, usize, String)>,
+    /// Series changed since the last `take_changes`.
+    dirty: HashSet<(usize, String)>,
+    /// Series gone since the last `take_changes`: (rule name, fingerprint).
+    removed: Vec<(String, String)>,
+    metrics: EngineMetrics,
+}
+
+#[derive(Default)]
+struct RuleState {
+    series: HashMap<String, Series>,
+    /// Last time a series-limit or evaluation problem was logged, to keep logs quiet.
+    limit_logged: Option<Timestamp>,
+    error_logged: Option<Timestamp>,
+}
+
+/// Persisted form of one series.
+#[derive(Serialize, Deserialize)]
+struct SeriesRecord {
+    rule_hash: u64,
+    series: Series,
+}
+
+/// Series to write to and delete from the store.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// (rule name, fingerprint, record).
+    pub upserts: Vec<(String, String, Vec<u8>)>,
+    /// (rule name, fingerprint).
+    pub deletes: Vec<(String, String)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet, metrics: EngineMetrics) -> Self {
+        let states = rules.rules.iter().map(|_| RuleState::default()).collect();
+        metrics.rules_loaded.set(rules.rules.len() as i64);
+        Self {
+            rules,
+            states,
+            deadlines: BTreeSet::new(),
+            dirty: HashSet::new(),
+            removed: Vec::new(),
+            metrics,
+        }
+    }
+
+    /// The rules in use.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules.rules
+    }
+
+    /// When [`Engine::on_tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|(t, _, _)| *t)
+    }
+
+    /// Evaluates `event` against the rules whose pattern matches its subject.
+    pub fn on_event(&mut self, now: Timestamp, event: &Event) -> Vec<Output> {
+        let mut out = self.on_tick(now);
+        let ids = self.rules.index.matches(&event.subject);
+        let mut vars: Option<Vars> = None;
+        for id in ids {
+            let rule = Arc::clone(&self.rules.rules[id]);
+            if rule.source.as_ref().is_some_and(|s| *s != event.source)
+                || rule
+                    .event_type
+                    .as_ref()
+                    .is_some_and(|t| *t != event.event_type)
+            {
+                continue;
+            }
+            let Some(captures) = rule.pattern.captures(&event.subject) else {
+                continue;
+            };
+            let mut labels = event.labels.clone();
+            let mut series_labels = Labels::new();
+            for (name, token) in captures {
+                labels.insert(name.to_owned(), token.to_owned());
+                series_labels.insert(name.to_owned(), token.to_owned());
+            }
+            if let Some(names) = &rule.group_by {
+                series_labels = names
+                    .iter()
+                    .map(|n| (n.clone(), labels.get(n).cloned().unwrap_or_default()))
+                    .collect();
+            }
+            let vars = vars.get_or_insert_with(|| {
+                Vars::new(&event.data, &event.labels, &event.subject, event.time)
+            });
+            vars.set_labels(&labels);
+            vars.set_value(RuleValue::from_json(&event.data));
+            self.metrics.evaluations(&rule.name).inc();
+            self.evaluate(id, &rule, series_labels, vars, event, now, &mut out);
+        }
+        out
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one evaluation's whole context, passed once"
+    )]
+    fn evaluate(
+        &mut self,
+        id: usize,
+        rule: &Rule,
+        series_labels: Labels,
+        vars: &mut Vars,
+        event: &Event,
+        now: Timestamp,
+        out: &mut Vec<Output>,
+    ) {
+        let value = match &rule.value {
+            Some(expression) => match expression.eval(vars) {
+                Ok(v) => v,
+                Err(e) => return self.eval_error(id, rule, "value", &e.to_string(), now),
+            },
+            None => RuleValue::from_json(&event.data),
+        };
+        vars.set_value(value.clone());
+
+        let key = fingerprint(&rule.name, &series_labels);
+        let state = &mut self.states[id];
+        if !state.series.contains_key(&key) {
+            if state.series.len() >= rule.max_series {
+                self.metrics.series_limit_hits(&rule.name).inc();
+                if state
+                    .limit_logged
+                    .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+                {
+                    state.limit_logged = Some(now);
+                    warn!(rule = %rule.name, limit = rule.max_series, "Series limit reached; new series are ignored.");
+                }
+                return;
+            }
+            state
+                .series
+                .insert(key.clone(), Series::new(series_labels, now));
+            self.metrics.series(&rule.name).inc();
+        }
+        let mut series = match self.states[id].series.remove(&key) {
+            Some(s) => s,
+            None => return,
+        };
+        series.last_seen = now;
+        series.subject = event.subject.to_string();
+        series.value = value.to_json();
+        if rule.needs_data {
+            series.data = Some(event.data.clone());
+        }
+
+        if rule.absent_for.is_some() {
+            // It spoke: not absent.
+            if series.is_firing() {
+                self.resolve(rule, &mut series, now, out);
+            }
+        } else {
+            match self.holds(id, rule, &mut series, vars, &value, now) {
+                Some(holds) => self.step(rule, &mut series, holds, now, out),
+                None => {
+                    // Evaluation failed: counted and logged; the series keeps its state.
+                }
+            }
+        }
+        self.put_back(id, rule, key, series, now);
+    }
+
+    /// Whether the rule's condition holds for this event (window, transition, hysteresis
+    /// and active hours applied). `None` when an expression failed.
+    fn holds(
+        &mut self,
+        id: usize,
+        rule: &Rule,
+        series: &mut Series,
+        vars: &mut Vars,
+        value: &RuleValue,
+        now: Timestamp,
+    ) -> Option<bool> {
+        if let Some(window) = &rule.window {
+            let include = match &window.filter {
+                Some(filter) => match filter.eval_bool(vars) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.eval_error(id, rule, "window.where", &e.to_string(), now);
+                        return None;
+                    }
+                },
+                None => true,
+            };
+            if include {
+                series.push_sample(now, value.as_f64().unwrap_or(f64::NAN), window.duration);
+            } else {
+                series.prune(now, window.duration);
+            }
+            let agg = aggregate(window.aggregate, &series.samples);
+            series.value = json!(agg);
+            match agg {
+                Some(a) => vars.set_value(RuleValue::from_json(&json!(a))),
+                // Nothing to aggregate: the condition cannot hold.
+                None => return Some(false),
+            }
+        }
+        if let Some(after) = &rule.after {
+            match after.eval_bool(vars) {
+                Ok(true) => series.armed = true,
+                Ok(false) => {}
+                Err(e) => {
+                    self.eval_error(id, rule, "after", &e.to_string(), now);
+                    return None;
+                }
+            }
+        }
+        let (which, expression) = match (&rule.clear_condition, &series.phase) {
+            (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
+                ("clear_condition", clear)
+            }
+            _ => match &rule.condition {
+                Some(c) => ("condition", c),
+                None => return Some(false),
+            },
+        };
+        let result = match expression.eval_bool(vars) {
+            Ok(b) => b,
+            Err(e) => {
+                self.eval_error(id, rule, which, &e.to_string(), now);
+                return None;
+            }
+        };
+        let holds = if which == "clear_condition" {
+            !result
+        } else {
+            result
+        };
+        let in_hours = rule.active.as_ref().is_none_or(|a| a.contains(now));
+        Some(holds && (rule.after.is_none() || series.armed) && in_hours)
+    }
+
+    /// Moves the series' alert given whether the condition holds at `now`.
+    fn step(
+        &self,
+        rule: &Rule,
+        series: &mut Series,
+        holds: bool,
+        now: Timestamp,
+        out: &mut Vec<Output>,
+    ) {
+        if rule.one_shot && !holds {
+            series.latched = false;
+        }
+        match series.phase.clone() {
+            Phase::Inactive => {
+                if !holds || (rule.one_shot && series.latched) {
+                    return;
+                }
+                series.active_since = Some(now);
+                if rule.for_.is_zero() {
+                    self.fire(rule, series, now, out);
+                } else {
+                    series.phase = Phase::Pending { since: now };
+                    out.push(Output::Alert(self.alert(
+                        rule,
+                        series,
+                        AlertState::Pending,
+                        now,
+                    )));
+                }
+            }
+            Phase::Pending { since } => {
+                if !holds {
+                    series.phase = Phase::Inactive;
+                    series.active_since = None;
+                } else if now.duration_since(since) >= rule.for_ {
+                    self.fire(rule, series, now, out);
+                }
+            }
+            Phase::Firing {
+                fired_at,
+                clear_since,
+            } => {
+                if rule.one_shot {
+                    return;
+                }
+                if holds {
+                    series.phase = Phase::Firing {
+                        fired_at,
+                        clear_since: None,
+                    };
+                } else if rule.keep_firing_for.is_zero() {
+                    self.resolve(rule, series, now, out);
+                } else {
+                    let since = clear_since.unwrap_or(now);
+                    series.phase = Phase::Firing {
+                        fired_at,
+                        clear_since: Some(since),
+                    };
+                    if now.duration_since(since) >= rule.keep_firing_for {
+                        self.resolve(rule, series, now, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fire(&self, rule: &Rule, series: &mut Series, now: Timestamp, out: &mut Vec<Output>) {
+        series.phase = Phase::Firing {
+            fired_at: now,
+            clear_since: None,
+        };
+        series.fired_at = Some(now);
+        series.active_since.get_or_insert(now);
+        let alert = self.alert(rule, series, AlertState::Firing, now);
+        self.actions(rule, &alert, ActionTrigger::Firing, out);
+        out.push(Output::Alert(alert));
+        if rule.one_shot {
+            series.latched = true;
+            series.armed = false;
+            if rule.keep_firing_for.is_zero() {
+                self.resolve(rule, series, now, out);
+            }
+        }
+    }
+
+    fn resolve(&self, rule: &Rule, series: &mut Series, now: Timestamp, out: &mut Vec<Output>) {
+        let mut alert = self.alert(rule, series, AlertState::Resolved, now);
+        alert.resolved_at = Some(now);
+        self.actions(rule, &alert, ActionTrigger::Resolved, out);
+        out.push(Output::Alert(alert));
+        series.phase = Phase::Inactive;
+        series.armed = false;
+        series.active_since = None;
+        series.fired_at = None;
+    }
+
+    /// Renders the alert of `series` in `state`.
+    fn alert(&self, rule: &Rule, series: &Series, state: AlertState, now: Timestamp) -> Alert {
+        let mut context = json!({
+            "labels": series.labels,
+            "value": series.value,
+            "subject": series.subject,
+            "rule": rule.name,
+            "state": state.as_str(),
+            "time": now.to_string(),
+        });
+        if let Some(data) = &series.data {
+            context["data"] = data.clone();
+        }
+        let render =
+            |what: &str, template: &crate::template::Template, context: &Value| match template
+                .render(context)
+            {
+                Ok(text) => text,
+                Err(e) => {
+                    self.metrics.template_errors(&rule.name).inc();
+                    format!("<{what}: {e}>")
+                }
+            };
+        let severity = render("severity", &rule.severity, &context);
+        context["severity"] = Value::from(severity.clone());
+        let mut labels = series.labels.clone();
+        for (name, template) in &rule.labels {
+            labels.insert(name.clone(), render(name, template, &context));
+        }
+        labels.insert("alertname".to_owned(), rule.name.clone());
+        labels.insert("severity".to_owned(), severity);
+        let annotations: BTreeMap<String, String> = rule
+            .annotations
+            .iter()
+            .map(|(name, template)| (name.clone(), render(name, template, &context)))
+            .collect();
+        Alert {
+            rule: rule.name.clone(),
+            fingerprint: fingerprint(&rule.name, &series.labels),
+            state,
+            labels,
+            annotations,
+            value: series.value.clone(),
+            active_since: series.active_since.unwrap_or(now),
+            fired_at: series.fired_at,
+            resolved_at: None,
+        }
+    }
+
+    fn actions(&self, rule: &Rule, alert: &Alert, trigger: ActionTrigger, out: &mut Vec<Output>) {
+        for action in rule.actions.iter().filter(|a| a.on == trigger) {
+            let context = json!({
+                "labels": alert.labels,
+                "annotations": alert.annotations,
+                "value": alert.value,
+                "rule": rule.name,
+                "state": alert.state.as_str(),
+            });
+            let rendered = action.subject.render(&context).and_then(|subject| {
+                let payload = match &action.payload {
+                    Some(p) => p.render(&context)?,
+                    None => serde_json::to_string(alert).unwrap_or_default(),
+                };
+                Ok((subject, payload))
+            });
+            match rendered {
+                Ok((subject, payload)) if Subject::parse(&subject).is_ok() => {
+                    out.push(Output::Action(ActionRequest {
+                        rule: rule.name.clone(),
+                        fingerprint: alert.fingerprint.clone(),
+                        trigger: alert.state,
+                        subject,
+                        payload,
+                    }));
+                }
+                Ok((subject, _)) => {
+                    self.metrics.template_errors(&rule.name).inc();
+                    warn!(rule = %rule.name, subject = %subject, "Action subject is not a valid subject; skipped.");
+                }
+                Err(e) => {
+                    self.metrics.template_errors(&rule.name).inc();
+                    warn!(rule = %rule.name, error = %e, "Action template failed; skipped.");
+                }
+            }
+        }
+    }
+
+    fn eval_error(&mut self, id: usize, rule: &Rule, what: &str, error: &str, now: Timestamp) {
+        self.metrics.evaluation_errors(&rule.name).inc();
+        let state = &mut self.states[id];
+        if state
+            .error_logged
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
+            state.error_logged = Some(now);
+            warn!(rule = %rule.name, expression = what, error = %error, "Rule evaluation failed (logged at most once a minute per rule).");
+        }
+    }
+
+    /// Stores the series back, rescheduling its deadline and marking it for persistence.
+    fn put_back(
+        &mut self,
+        id: usize,
+        rule: &Rule,
+        key: String,
+        mut series: Series,
+        now: Timestamp,
+    ) {
+        if let Some(old) = series.deadline.take() {
+            self.deadlines.remove(&(old, id, key.clone()));
+        }
+        series.deadline = series.next_deadline(rule, now);
+        if let Some(new) = series.deadline {
+            self.deadlines.insert((new, id, key.clone()));
+        }
+        self.dirty.insert((id, key.clone()));
+        self.states[id].series.insert(key, series);
+    }
+
+    /// Processes every deadline up to `now`, each at its own instant.
+    pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
+        let mut out = Vec::new();
+        while let Some((at, id, key)) = self.deadlines.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.deadlines.remove(&(at, id, key.clone()));
+            let rule = Arc::clone(&self.rules.rules[id]);
+            let Some(mut series) = self.states[id].series.remove(&key) else {
+                continue;
+            };
+            series.deadline = None;
+            self.on_deadline(id, &rule, &mut series, at, &mut out);
+            self.put_back(id, &rule, key, series, at);
+        }
+        self.update_alert_gauges();
+        out
+    }
+
+    fn on_deadline(
+        &mut self,
+        id: usize,
+        rule: &Rule,
+        series: &mut Series,
+        at: Timestamp,
+        out: &mut Vec<Output>,
+    ) {
+        // Conditions that change with time alone: the window slides, active hours end.
+        let window_holds = match &rule.window {
+            Some(window) => {
+                series.prune(at, window.duration);
+                let agg = aggregate(window.aggregate, &series.samples);
+                series.value = json!(agg);
+                match agg {
+                    None => Some(false),
+                    Some(a) => {
+                        let subject = Subject::parse(&series.subject).ok();
+                        match (subject, &rule.condition) {
+                            (Some(subject), Some(condition)) => {
+                                let mut labels = series.labels.clone();
+                                labels.extend(Labels::new());
+                                let mut vars = Vars::new(&Value::Null, &labels, &subject, at);
+                                vars.set_value(RuleValue::from_json(&json!(a)));
+                                match condition.eval_bool(&vars) {
+                                    Ok(b) => Some(b && (rule.after.is_none() || series.armed)),
+                                    Err(e) => {
+                                        self.eval_error(id, rule, "condition", &e.to_string(), at);
+                                        None
+                                    }
+                                }
+                            }
+                            _ => None,
+                        }
+                    }
+                }
+            }
+            None => None,
+        };
+        let out_of_hours = rule.active.as_ref().is_some_and(|a| !a.contains(at));
+        if out_of_hours {
+            self.step(rule, series, false, at, out);
+        } else if let Some(holds) = window_holds {
+            self.step(rule, series, holds, at, out);
+        }
+        // Timers.
+        match series.phase.clone() {
+            Phase::Pending { since } if at.duration_since(since) >= rule.for_ => {
+                self.fire(rule, series, at, out);
+            }
+            Phase::Firing { fired_at, .. }
+                if rule.one_shot && at.duration_since(fired_at) >= rule.keep_firing_for =>
+            {
+                self.resolve(rule, series, at, out);
+            }
+            Phase::Firing {
+                clear_since: Some(c),
+                ..
+            } if at.duration_since(c) >= rule.keep_firing_for => {
+                self.resolve(rule, series, at, out);
+            }
+            Phase::Inactive => {
+                if let Some(absent) = rule.absent_for
+                    && at.duration_since(series.last_seen) >= absent
+                {
+                    series.active_since = Some(series.last_seen);
+                    self.fire(rule, series, at, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The alerts now pending or firing, rendered, in rule then fingerprint order.
+    pub fn alerts(&self, now: Timestamp) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        for (rule, state) in self.rules.rules.iter().zip(&self.states) {
+            let mut keys: Vec<&String> = state.series.keys().collect();
+            keys.sort();
+            for key in keys {
+                let series = &state.series[key];
+                let alert_state = match series.phase {
+                    Phase::Inactive => continue,
+                    Phase::Pending { .. } => AlertState::Pending,
+                    Phase::Firing { .. } => AlertState::Firing,
+                };
+                alerts.push(self.alert(rule, series, alert_state, now));
+            }
+        }
+        alerts
+    }
+
+    fn update_alert_gauges(&self) {
+        let (mut pending, mut firing) = (0i64, 0i64);
+        for state in &self.states {
+            for series in state.series.values() {
+                match series.phase {
+                    Phase::Pending { .. } => pending += 1,
+                    Phase::Firing { .. } => firing += 1,
+                    Phase::Inactive => {}
+                }
+            }
+        }
+        self.metrics
+            .alerts
+            .with_label_values(&["pending"])
+            .set(pending);
+        self.metrics
+            .alerts
+            .with_label_values(&["firing"])
+            .set(firing);
+    }
+
+    /// Series changed or removed since the last call, ready to persist.
+    pub fn take_changes(&mut self) -> Changes {
+        self.update_alert_gauges();
+        let mut changes = Changes {
+            deletes: std::mem::take(&mut self.removed),
+            ..Changes::default()
+        };
+        for (id, key) in self.dirty.drain() {
+            let rule = &self.rules.rules[id];
+            if let Some(series) = self.states[id].series.get(&key) {
+                let record = SeriesRecord {
+                    rule_hash: rule.hash,
+                    series: series.clone(),
+                };
+                if let Ok(bytes) = serde_json::to_vec(&record) {
+                    changes.upserts.push((rule.name.clone(), key, bytes));
+                }
+            }
+        }
+        changes
+    }
+
+    /// Restores persisted series. Timer anchors move by the downtime (`now - saved_at`), so
+    /// timers pause while atalaya is down. Series of rules that changed or are gone are
+    /// dropped (their firing alerts resolved and returned) and queued for deletion.
+    pub fn restore(
+        &mut self,
+        records: impl IntoIterator<Item = (String, String, Vec<u8>)>,
+        saved_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Vec<Output> {
+        let downtime = saved_at
+            .map(|s| now.duration_since(s))
+            .filter(|d| d.is_positive())
+            .unwrap_or(SignedDuration::ZERO);
+        let by_name: HashMap<&str, usize> = self
+            .rules
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        let mut out = Vec::new();
+        let mut restored = Vec::new();
+        for (name, key, bytes) in records {
+            let Ok(record) = serde_json::from_slice::<SeriesRecord>(&bytes) else {
+                warn!(rule = %name, "Unreadable stored series; dropped.");
+                self.removed.push((name, key));
+                continue;
+            };
+            match by_name.get(name.as_str()) {
+                Some(&id) if self.rules.rules[id].hash == record.rule_hash => {
+                    let mut series = record.series;
+                    series.shift(downtime);
+                    restored.push((id, key, series));
+                }
+                _ => {
+                    if record.series.is_firing() {
+                        out.push(Output::Alert(gone_alert(&name, &key, record.series, now)));
+                    }
+                    self.removed.push((name, key));
+                }
+            }
+        }
+        for (id, key, mut series) in restored {
+            let rule = Arc::clone(&self.rules.rules[id]);
+            series.deadline = None;
+            self.metrics.series(&rule.name).inc();
+            self.put_back(id, &rule, key, series, now);
+        }
+        self.dirty.clear();
+        self.update_alert_gauges();
+        out
+    }
+
+    /// Replaces the rules. Rules whose definition did not change keep their series; the
+    /// alerts of changed and removed rules resolve.
+    pub fn reload(&mut self, rules: RuleSet, now: Timestamp) -> Vec<Output> {
+        let mut old: HashMap<String, (Arc<Rule>, RuleState)> = self
+            .rules
+            .rules
+            .drain(..)
+            .zip(self.states.drain(..))
+            .map(|(rule, state)| (rule.name.clone(), (rule, state)))
+            .collect();
+        self.deadlines.clear();
+        self.dirty.clear();
+        let mut out = Vec::new();
+        let mut states = Vec::with_capacity(rules.rules.len());
+        for rule in &rules.rules {
+            match old.remove(&rule.name) {
+                Some((previous, state)) if previous.hash == rule.hash => states.push(state),
+                Some((previous, state)) => {
+                    self.retire(&previous, state, now, &mut out);
+                    states.push(RuleState::default());
+                }
+                None => states.push(RuleState::default()),
+            }
+        }
+        for (_, (previous, state)) in old {
+            self.retire(&previous, state, now, &mut out);
+        }
+        self.rules = rules;
+        self.states = states;
+        for (id, state) in self.states.iter().enumerate() {
+            for (key, series) in &state.series {
+                if let Some(d) = series.deadline {
+                    self.deadlines.insert((d, id, key.clone()));
+                }
+            }
+        }
+        self.metrics.rules_loaded.set(self.rules.rules.len() as i64);
+        self.update_alert_gauges();
+        out
+    }
+
+    /// Resolves the firing alerts of a rule that goes away and queues its series for
+    /// deletion.
+    fn retire(&mut self, rule: &Rule, state: RuleState, now: Timestamp, out: &mut Vec<Output>) {
+        self.metrics.forget_rule(&rule.name);
+        for (key, mut series) in state.series {
+            if series.is_firing() {
+                self.resolve(rule, &mut series, now, out);
+            }
+            self.removed.push((rule.name.clone(), key));
+        }
+    }
+}
+
+/// The resolution of a stored alert whose rule no longer exists as it was.
+fn gone_alert(rule: &str, key: &str, series: Series, now: Timestamp) -> Alert {
+    let mut labels = series.labels;
+    labels.insert("alertname".to_owned(), rule.to_owned());
+    Alert {
+        rule: rule.to_owned(),
+        fingerprint: key.to_owned(),
+        state: AlertState::Resolved,
+        labels,
+        annotations: BTreeMap::new(),
+        value: series.value,
+        active_since: series.active_since.unwrap_or(now),
+        fired_at: series.fired_at,
+        resolved_at: Some(now),
+    }
+}

@@ -1,0 +1,225 @@
+//! Per-series state: where one series of one rule is in its life, and the pure functions
+//! that move it. Everything here is plain data, so it can be persisted and restored.
+
+use std::collections::VecDeque;
+
+use atalaya_bus::Labels;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::compile::Rule;
+use crate::model::Aggregate;
+
+/// Where a series' alert is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "lowercase")]
+pub enum Phase {
+    Inactive,
+    /// The condition holds since `since` (a timer anchor: shifted over downtime).
+    Pending {
+        since: Timestamp,
+    },
+    /// Fired at `fired_at` (timer anchor for one-shot expiry); `clear_since` is when the
+    /// condition stopped holding, for `keep_firing_for`.
+    Firing {
+        fired_at: Timestamp,
+        clear_since: Option<Timestamp>,
+    },
+}
+
+/// The state of one series of one rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// The labels that identify the series.
+    pub labels: Labels,
+    /// The subject of its last event.
+    pub subject: String,
+    pub phase: Phase,
+    /// Transition rules: the `after` condition has held since the last alert.
+    pub armed: bool,
+    /// One-shot rules: fired, and the condition has not been false since.
+    pub latched: bool,
+    /// When the series last sent an event (timer anchor for absence).
+    pub last_seen: Timestamp,
+    /// The rule's value at the last event (or the window aggregate).
+    pub value: serde_json::Value,
+    /// The last payload, kept only when the rule's templates read `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// Window samples: (time, value), oldest first.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub samples: VecDeque<(Timestamp, f64)>,
+    /// For display: when the alert became pending or firing, and when it fired. Not shifted
+    /// on restore, unlike the timer anchors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired_at: Option<Timestamp>,
+    /// The next time this series needs attention without an event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
+}
+
+/// Most samples one series keeps in a window; older ones are dropped first.
+pub const MAX_WINDOW_SAMPLES: usize = 10_000;
+
+impl Series {
+    pub fn new(labels: Labels, now: Timestamp) -> Self {
+        Self {
+            labels,
+            subject: String::new(),
+            phase: Phase::Inactive,
+            armed: false,
+            latched: false,
+            last_seen: now,
+            value: serde_json::Value::Null,
+            data: None,
+            samples: VecDeque::new(),
+            active_since: None,
+            fired_at: None,
+            deadline: None,
+        }
+    }
+
+    pub fn is_firing(&self) -> bool {
+        matches!(self.phase, Phase::Firing { .. })
+    }
+
+    /// Moves every timer anchor by `by` (restore after downtime: timers pause while atalaya
+    /// is not running, so a restart neither fires overdue `for` timers nor reports every
+    /// sensor as silent).
+    pub fn shift(&mut self, by: SignedDuration) {
+        let shift = |t: &mut Timestamp| *t = t.checked_add(by).unwrap_or(*t);
+        match &mut self.phase {
+            Phase::Inactive => {}
+            Phase::Pending { since } => shift(since),
+            Phase::Firing {
+                fired_at,
+                clear_since,
+            } => {
+                shift(fired_at);
+                if let Some(c) = clear_since {
+                    shift(c);
+                }
+            }
+        }
+        shift(&mut self.last_seen);
+        for (t, _) in &mut self.samples {
+            shift(t);
+        }
+        if let Some(d) = &mut self.deadline {
+            shift(d);
+        }
+    }
+
+    /// Adds a window sample and drops what fell out of the window ending at `now`.
+    pub fn push_sample(&mut self, now: Timestamp, value: f64, window: SignedDuration) {
+        self.samples.push_back((now, value));
+        while self.samples.len() > MAX_WINDOW_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.prune(now, window);
+    }
+
+    /// Drops samples at or before `now - window`.
+    pub fn prune(&mut self, now: Timestamp, window: SignedDuration) {
+        let Some(start) = now.checked_sub(window).ok() else {
+            return;
+        };
+        while self.samples.front().is_some_and(|(t, _)| *t <= start) {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The next instant this series needs attention, as of `now`.
+    pub fn next_deadline(&self, rule: &Rule, now: Timestamp) -> Option<Timestamp> {
+        let mut candidates: Vec<Option<Timestamp>> = Vec::new();
+        let add = |t: Timestamp, d: SignedDuration| t.checked_add(d).ok();
+        match &self.phase {
+            Phase::Inactive => {}
+            Phase::Pending { since } => candidates.push(add(*since, rule.for_)),
+            Phase::Firing {
+                fired_at,
+                clear_since,
+            } => {
+                if rule.one_shot {
+                    candidates.push(add(*fired_at, rule.keep_firing_for));
+                } else if let Some(c) = clear_since {
+                    candidates.push(add(*c, rule.keep_firing_for));
+                }
+            }
+        }
+        if let Some(absent) = rule.absent_for
+            && !self.is_firing()
+        {
+            candidates.push(add(self.last_seen, absent));
+        }
+        if let (Some(window), Some((oldest, _))) = (&rule.window, self.samples.front()) {
+            candidates.push(add(*oldest, window.duration));
+        }
+        if let Some(active) = &rule.active
+            && self.phase != Phase::Inactive
+        {
+            candidates.push(active.next_change(now));
+        }
+        candidates.into_iter().flatten().filter(|t| *t > now).min()
+    }
+}
+
+/// The aggregate of `samples` over a window of `duration`; `None` when there is nothing to
+/// aggregate (no samples, or no numbers for avg/min/max/sum).
+pub fn aggregate(aggregate: Aggregate, samples: &VecDeque<(Timestamp, f64)>) -> Option<f64> {
+    let numbers = || samples.iter().map(|(_, v)| *v).filter(|v| v.is_finite());
+    match aggregate {
+        Aggregate::Count => Some(samples.len() as f64),
+        Aggregate::Sum => numbers().reduce(|a, b| a + b),
+        Aggregate::Min => numbers().reduce(f64::min),
+        Aggregate::Max => numbers().reduce(f64::max),
+        Aggregate::Avg => {
+            let (n, sum) = numbers().fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
+            (n > 0).then(|| sum / n as f64)
+        }
+        Aggregate::Rate => {
+            let mut finite = samples.iter().filter(|(_, v)| v.is_finite());
+            let (t0, v0) = finite.next()?;
+            let (t1, v1) = finite.next_back()?;
+            let seconds = t1.duration_since(*t0).as_secs_f64();
+            (seconds > 0.0).then(|| (v1 - v0) / seconds)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn aggregates() {
+        let samples: VecDeque<(Timestamp, f64)> =
+            [(t(0), 10.0), (t(30), 20.0), (t(60), 40.0)].into();
+        assert_eq!(aggregate(Aggregate::Count, &samples), Some(3.0));
+        assert_eq!(aggregate(Aggregate::Sum, &samples), Some(70.0));
+        assert_eq!(aggregate(Aggregate::Min, &samples), Some(10.0));
+        assert_eq!(aggregate(Aggregate::Max, &samples), Some(40.0));
+        assert!((aggregate(Aggregate::Avg, &samples).unwrap() - 23.333).abs() < 0.01);
+        assert_eq!(aggregate(Aggregate::Rate, &samples), Some(0.5));
+        assert_eq!(aggregate(Aggregate::Avg, &VecDeque::new()), None);
+        assert_eq!(aggregate(Aggregate::Count, &VecDeque::new()), Some(0.0));
+    }
+
+    #[test]
+    fn prune_keeps_the_window() {
+        let mut s = Series::new(Labels::new(), t(0));
+        let w = SignedDuration::from_secs(60);
+        s.push_sample(t(0), 1.0, w);
+        s.push_sample(t(30), 1.0, w);
+        s.push_sample(t(60), 1.0, w);
+        assert_eq!(s.samples.len(), 2, "the sample at 0 is out of (0, 60]");
+        s.prune(t(90), w);
+        assert_eq!(s.samples.len(), 1);
+    }
+}

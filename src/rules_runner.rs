@@ -1,0 +1,222 @@
+//! The rule engine in the service: a bus consumer that feeds the sans-IO engine with events
+//! and real time, persists what changed, hands alerts and actions on, and reloads rules.
+//!
+//! After every batch of events (everything waiting in the queue, up to a bound) and every
+//! tick, the changed series are written to the state store in one transaction, together with
+//! a `saved_at` heartbeat (also written every [`HEARTBEAT`] when idle), so a restart knows how
+//! long atalaya was down and pauses timers for that long.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use atalaya_bus::bus::Consumer;
+use atalaya_bus::store::Store;
+use atalaya_rules::alert::Output;
+use atalaya_rules::compile::{RuleError, load_rules};
+use atalaya_rules::engine::{Changes, Engine};
+use jiff::Timestamp;
+use prometheus::{IntCounter, IntGauge, Registry};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info};
+
+/// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
+pub const SERIES_TABLE: &str = "rule_series";
+/// Key of the heartbeat: the last time the engine state was known to be current.
+const SAVED_AT_KEY: &[u8] = b"\0saved_at";
+/// How often the heartbeat is written while nothing else is.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Most events processed before state is persisted.
+const MAX_BATCH: usize = 512;
+
+/// A request to reload the rules, with where to send the outcome.
+pub struct ReloadRequest {
+    /// Why: `file change`, `SIGHUP`, `HTTP`.
+    pub cause: &'static str,
+    pub reply: Option<oneshot::Sender<Result<usize, Vec<String>>>>,
+}
+
+/// Reload metrics.
+#[derive(Clone)]
+pub struct ReloadMetrics {
+    reloads: IntCounter,
+    failures: IntCounter,
+    last_success: IntGauge,
+}
+
+impl ReloadMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let reloads = IntCounter::new("atalaya_rules_reloads_total", "Rule reloads attempted.")?;
+        let failures = IntCounter::new(
+            "atalaya_rules_reload_failures_total",
+            "Rule reloads refused because a rule file had errors (the running rules were kept).",
+        )?;
+        let last_success = IntGauge::new(
+            "atalaya_rules_last_reload_success_timestamp_seconds",
+            "When the rules were last loaded successfully (Unix seconds).",
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        last_success.set(Timestamp::now().as_second());
+        Ok(Self {
+            reloads,
+            failures,
+            last_success,
+        })
+    }
+}
+
+pub struct RulesRunner {
+    pub engine: Engine,
+    pub store: Arc<Store>,
+    /// Where rules are reloaded from; `None`: no rules directory, nothing to reload.
+    pub dir: Option<PathBuf>,
+    /// Alert transitions and actions, to the receivers.
+    pub outputs: mpsc::Sender<Output>,
+    pub reload_metrics: ReloadMetrics,
+}
+
+/// Loads the persisted state into `engine`; returns the outputs of the restore (resolutions
+/// of alerts whose rule changed while atalaya was down).
+pub fn restore(engine: &mut Engine, store: &Store, now: Timestamp) -> anyhow::Result<Vec<Output>> {
+    let entries = store.scan(SERIES_TABLE).context("reading rule state")?;
+    let mut saved_at = None;
+    let mut records = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        if key == SAVED_AT_KEY {
+            saved_at = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|s| s.parse().ok());
+            continue;
+        }
+        let Some(split) = key.iter().position(|b| *b == 0) else {
+            continue;
+        };
+        let rule = String::from_utf8_lossy(&key[..split]).into_owned();
+        let fingerprint = String::from_utf8_lossy(&key[split + 1..]).into_owned();
+        records.push((rule, fingerprint, value));
+    }
+    let count = records.len();
+    let outputs = engine.restore(records, saved_at, now);
+    if count > 0 {
+        info!(series = count, saved_at = ?saved_at.map(|t| t.to_string()), "Rule state restored.");
+    }
+    Ok(outputs)
+}
+
+impl RulesRunner {
+    pub async fn run(
+        mut self,
+        mut consumer: Consumer,
+        mut reloads: mpsc::Receiver<ReloadRequest>,
+    ) -> anyhow::Result<()> {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        loop {
+            let sleep = match self.engine.next_deadline() {
+                Some(deadline) => {
+                    let wait = deadline.duration_since(Timestamp::now());
+                    Duration::try_from(wait).unwrap_or(Duration::ZERO)
+                }
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                event = consumer.recv() => {
+                    let Some(event) = event else { break };
+                    let mut outputs = self.engine.on_event(Timestamp::now(), &event);
+                    let mut processed = 1;
+                    while processed < MAX_BATCH {
+                        let Some(event) = consumer.try_recv() else { break };
+                        outputs.extend(self.engine.on_event(Timestamp::now(), &event));
+                        processed += 1;
+                    }
+                    self.persist()?;
+                    self.deliver(outputs).await;
+                }
+                _ = tokio::time::sleep(sleep) => {
+                    let outputs = self.engine.on_tick(Timestamp::now());
+                    self.persist()?;
+                    self.deliver(outputs).await;
+                }
+                Some(request) = reloads.recv() => self.reload(request).await?,
+                _ = heartbeat.tick() => self.persist()?,
+            }
+        }
+        // The bus is drained: save the final state.
+        self.persist()?;
+        Ok(())
+    }
+
+    async fn deliver(&self, outputs: Vec<Output>) {
+        for output in outputs {
+            if let Output::Alert(alert) = &output {
+                info!(rule = %alert.rule, state = alert.state.as_str(), fingerprint = %alert.fingerprint, "Alert {}.", alert.state.as_str());
+            }
+            // A closed receiver only happens during shutdown; nothing to deliver to then.
+            let _ = self.outputs.send(output).await;
+        }
+    }
+
+    /// Writes changed series and the heartbeat in one transaction. A store failure is fatal:
+    /// going on would lose state silently.
+    fn persist(&mut self) -> anyhow::Result<()> {
+        let Changes { upserts, deletes } = self.engine.take_changes();
+        let key = |rule: &str, fingerprint: &str| {
+            let mut k = Vec::with_capacity(rule.len() + fingerprint.len() + 1);
+            k.extend_from_slice(rule.as_bytes());
+            k.push(0);
+            k.extend_from_slice(fingerprint.as_bytes());
+            k
+        };
+        let mut puts: Vec<(Vec<u8>, Vec<u8>)> = upserts
+            .into_iter()
+            .map(|(rule, fp, bytes)| (key(&rule, &fp), bytes))
+            .collect();
+        puts.push((
+            SAVED_AT_KEY.to_vec(),
+            Timestamp::now().to_string().into_bytes(),
+        ));
+        let deletes: Vec<Vec<u8>> = deletes.iter().map(|(r, f)| key(r, f)).collect();
+        self.store
+            .write_batch(SERIES_TABLE, &puts, &deletes)
+            .context("persisting rule state")
+    }
+
+    async fn reload(&mut self, request: ReloadRequest) -> anyhow::Result<()> {
+        let Some(dir) = self.dir.clone() else {
+            if let Some(reply) = request.reply {
+                let _ = reply.send(Err(vec!["no rules directory is configured".to_owned()]));
+            }
+            return Ok(());
+        };
+        self.reload_metrics.reloads.inc();
+        let loaded = tokio::task::spawn_blocking(move || load_rules(&dir))
+            .await
+            .context("rule loading task")?;
+        let result = match loaded {
+            Ok(set) => {
+                let count = set.rules.len();
+                let outputs = self.engine.reload(set, Timestamp::now());
+                self.persist()?;
+                self.deliver(outputs).await;
+                self.reload_metrics
+                    .last_success
+                    .set(Timestamp::now().as_second());
+                info!(cause = request.cause, rules = count, "Rules reloaded.");
+                Ok(count)
+            }
+            Err(errors) => {
+                self.reload_metrics.failures.inc();
+                for e in &errors {
+                    error!(cause = request.cause, error = %e, "Rule reload refused; the running rules stay.");
+                }
+                Err(errors.iter().map(RuleError::to_string).collect())
+            }
+        };
+        if let Some(reply) = request.reply {
+            let _ = reply.send(result);
+        }
+        Ok(())
+    }
+}
