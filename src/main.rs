@@ -24,6 +24,7 @@ mod service;
 mod supervisor;
 mod telemetry;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -75,10 +76,9 @@ fn main() -> ExitCode {
                 cli::SchemaKind::Rules => atalaya_rules::model::rule_file_schema(),
                 cli::SchemaKind::Tests => atalaya_rules::testing::test_file_schema(),
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&schema).unwrap_or_default()
-            );
+            let text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+            // A closed pipe (`| head`) is not worth a panic.
+            let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
         Command::Send(args) => match runtime().block_on(send::run(args)) {

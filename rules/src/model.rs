@@ -160,3 +160,19 @@ pub struct ActionSpec {
 pub fn rule_file_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RuleFileSpec)).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    /// The committed schema is what the types generate. After changing a rule field:
+    /// `cargo run -- schema rules > schema/rules.schema.json`.
+    #[test]
+    fn the_committed_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/rules.schema.json");
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(
+            committed == super::rule_file_schema(),
+            "schema/rules.schema.json is stale: run `cargo run -- schema rules > schema/rules.schema.json`"
+        );
+    }
+}
