@@ -414,7 +414,10 @@ mod tests {
     /// `cargo run -- schema tests > schema/rule-tests.schema.json`.
     #[test]
     fn the_committed_schema_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/rule-tests.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schema/rule-tests.schema.json"
+        );
         let committed: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert!(

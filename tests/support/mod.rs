@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// The bound on anything a test waits for; generous for a loaded CI machine.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -51,6 +51,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// What happens to stdout, where the console receiver writes.
     pub stdout: StdoutMode,
+    /// Rule files written into the rules directory before start: (file name, YAML).
+    pub rules: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             config: String::new(),
             env: Vec::new(),
             stdout: StdoutMode::Read,
+            rules: Vec::new(),
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct Atalaya {
     pub dir: tempfile::TempDir,
     /// Every stderr line so far (JSON log lines).
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// Woken at every new log line.
+    pub logged: Arc<Notify>,
     /// Console receiver lines, as they come.
     pub stdout: mpsc::UnboundedReceiver<String>,
 }
@@ -93,6 +98,9 @@ impl Atalaya {
             options.config
         );
         std::fs::write(&config_path, config).expect("write config");
+        for (name, yaml) in &options.rules {
+            std::fs::write(rules_dir(dir.path()).join(name), yaml).expect("write rule file");
+        }
         let mut cmd = command(dir.path());
         cmd.args(["run", "-c"])
             .arg(&config_path)
@@ -108,6 +116,8 @@ impl Atalaya {
         let (addr_tx, mut addr_rx) = mpsc::unbounded_channel();
         let stderr = child.stderr.take().expect("piped stderr");
         let log_sink = Arc::clone(&logs);
+        let logged = Arc::new(Notify::new());
+        let log_notify = Arc::clone(&logged);
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
@@ -117,6 +127,7 @@ impl Atalaya {
                     let _ = addr_tx.send(v["address"].as_str().unwrap_or("").to_owned());
                 }
                 log_sink.lock().unwrap().push(line);
+                log_notify.notify_waiters();
             }
         });
         let (out_tx, stdout_rx) = mpsc::unbounded_channel();
@@ -146,6 +157,7 @@ impl Atalaya {
             addr,
             dir,
             logs,
+            logged,
             stdout: stdout_rx,
         }
     }
@@ -182,6 +194,44 @@ impl Atalaya {
             .await
             .expect("atalaya exits in time")
             .expect("wait")
+    }
+
+    /// Waits (within [`PATIENCE`]) until `count` log lines contain every one of `needles`.
+    pub async fn wait_for_logs(&self, needles: &[&str], count: usize) {
+        let found = || {
+            self.logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .count()
+                >= count
+        };
+        let wait = async {
+            loop {
+                let notified = self.logged.notified();
+                if found() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(PATIENCE, wait).await.is_err() {
+            panic!(
+                "no log line with {needles:?} (x{count}); logs:\n{}",
+                self.logs()
+            );
+        }
+    }
+
+    /// Reads console lines until one contains every one of `needles`; returns it.
+    pub async fn console_until(&mut self, needles: &[&str]) -> String {
+        loop {
+            let line = self.console_line().await;
+            if needles.iter().all(|n| line.contains(n)) {
+                return line;
+            }
+        }
     }
 
     pub fn logs(&self) -> String {
