@@ -2,9 +2,10 @@
 //! and real time, persists what changed, hands alerts and actions on, and reloads rules.
 //!
 //! After every batch of events (everything waiting in the queue, up to a bound) and every
-//! tick, the changed series are written to the state store in one transaction, together with
-//! a `saved_at` heartbeat (also written every [`HEARTBEAT`] when idle), so a restart knows how
-//! long atalaya was down and pauses timers for that long.
+//! tick, the series whose alert phase changed — and those whose minor changes are due — are
+//! written to the state store in one transaction, together with a `saved_at` heartbeat (also
+//! written every [`HEARTBEAT`] when idle), so a restart knows how long atalaya was down and
+//! pauses timers for that long. At shutdown everything is written.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -131,20 +132,20 @@ impl RulesRunner {
                         outputs.extend(self.engine.on_event(Timestamp::now(), &event));
                         processed += 1;
                     }
-                    self.persist()?;
+                    self.persist(false)?;
                     self.deliver(outputs).await;
                 }
                 _ = tokio::time::sleep(sleep) => {
                     let outputs = self.engine.on_tick(Timestamp::now());
-                    self.persist()?;
+                    self.persist(false)?;
                     self.deliver(outputs).await;
                 }
                 Some(request) = reloads.recv() => self.reload(request).await?,
-                _ = heartbeat.tick() => self.persist()?,
+                _ = heartbeat.tick() => self.persist(false)?,
             }
         }
-        // The bus is drained: save the final state.
-        self.persist()?;
+        // The bus is drained: save everything, minor changes included.
+        self.persist(true)?;
         Ok(())
     }
 
@@ -158,10 +159,15 @@ impl RulesRunner {
         }
     }
 
-    /// Writes changed series and the heartbeat in one transaction. A store failure is fatal:
-    /// going on would lose state silently.
-    fn persist(&mut self) -> anyhow::Result<()> {
-        let Changes { upserts, deletes } = self.engine.take_changes();
+    /// Writes changed series (`all`: minor changes too, not only those due) and the
+    /// heartbeat in one transaction. A store failure is fatal: going on would lose state
+    /// silently.
+    fn persist(&mut self, all: bool) -> anyhow::Result<()> {
+        let Changes { upserts, deletes } = if all {
+            self.engine.take_all_changes()
+        } else {
+            self.engine.take_changes(Timestamp::now())
+        };
         let key = |rule: &str, fingerprint: &str| {
             let mut k = Vec::with_capacity(rule.len() + fingerprint.len() + 1);
             k.extend_from_slice(rule.as_bytes());
@@ -198,7 +204,7 @@ impl RulesRunner {
             Ok(set) => {
                 let count = set.rules.len();
                 let outputs = self.engine.reload(set, Timestamp::now());
-                self.persist()?;
+                self.persist(false)?;
                 self.deliver(outputs).await;
                 self.reload_metrics
                     .last_success

@@ -330,3 +330,69 @@ async fn the_example_rule_pack_passes_its_tests_and_checks() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+#[tokio::test]
+async fn check_reports_every_kind_of_rule_mistake_at_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = support::rules_dir(dir.path());
+    std::fs::write(
+        rules.join("a.yaml"),
+        r#"rules:
+  - name: typo
+    subject: home/+room/temp
+    conditon: value > 1
+  - name: bad_duration
+    subject: home/+room/temp
+    condition: value > 1
+    for: soon
+  - name: bad_cel
+    subject: home/+room/temp
+    condition: value >> 3
+  - name: bad_template
+    subject: home/+room/temp
+    condition: value > 1
+    annotations:
+      summary: "{{ labels.room }"
+  - name: uncaptured
+    subject: home/+room/temp
+    condition: value > 1
+    annotations:
+      summary: "{{ labels.host }} is hot"
+  - name: wrong_type
+    subject: home/+room/temp
+    condition: '"a" + 1 > 2'
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("b.yaml"),
+        "rules:\n  - name: bad_duration\n    subject: x\n    condition: value > 1\n",
+    )
+    .unwrap();
+    let output = command(dir.path())
+        .arg("check")
+        .arg(&rules)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let a = rules.join("a.yaml").display().to_string();
+    let b = rules.join("b.yaml").display().to_string();
+    for expected in [
+        format!("{a}:4:5: unknown key `conditon`; did you mean `condition`?"),
+        format!("{a}:8:10: for: `soon` is not a duration"),
+        format!("{a}:11:23: condition: syntax error"),
+        format!("{a}:16:32: annotations.summary: template: syntax error"),
+        format!(
+            "{a}:21:16: annotations.summary: the template uses label `host`, which the series never has (it has `room`"
+        ),
+        format!("{a}:24:16: condition: cannot apply '+' to string and int"),
+        format!("{b}:2:11: duplicate rule name `bad_duration`; first defined at {a}:5:11"),
+    ] {
+        assert!(
+            stdout.contains(&expected),
+            "missing `{expected}` in:\n{stdout}"
+        );
+    }
+}

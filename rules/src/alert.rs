@@ -89,25 +89,59 @@ pub struct ActionRequest {
 /// The 64-bit FNV-1a hash: stable across builds and platforms, unlike `std`'s hasher, so
 /// fingerprints survive upgrades.
 pub fn fnv1a(parts: &[&str]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = Fnv::default();
     for part in parts {
+        hash.part(part);
+    }
+    hash.0
+}
+
+/// FNV-1a over parts, each followed by a 0xff byte (which UTF-8 never holds) so that
+/// ("ab", "c") and ("a", "bc") differ.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn part(&mut self, part: &str) {
         for byte in part.bytes().chain(std::iter::once(0xff)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    hash
+}
+
+/// The fingerprint of `rule`'s series with `labels`, as a number (no allocation).
+pub fn fingerprint_hash(rule: &str, labels: &Labels) -> u64 {
+    fingerprint_hash_sorted(rule, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// [`fingerprint_hash`] over label pairs already sorted by name.
+pub fn fingerprint_hash_sorted<'a>(
+    rule: &str,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> u64 {
+    let mut hash = Fnv::default();
+    hash.part(rule);
+    for (name, value) in labels {
+        hash.part(name);
+        hash.part(value);
+    }
+    hash.0
+}
+
+/// A fingerprint as written in alerts and the store: 16 hex digits.
+pub fn fingerprint_text(hash: u64) -> String {
+    format!("{hash:016x}")
 }
 
 /// The fingerprint of `rule`'s series with `labels`.
 pub fn fingerprint(rule: &str, labels: &Labels) -> String {
-    let mut parts = Vec::with_capacity(1 + labels.len() * 2);
-    parts.push(rule);
-    for (name, value) in labels {
-        parts.push(name);
-        parts.push(value);
-    }
-    format!("{:016x}", fnv1a(&parts))
+    fingerprint_text(fingerprint_hash(rule, labels))
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub struct Rule {
     pub max_series: usize,
     /// Whether any template reads `data`, so the engine keeps the last payload per series.
     pub needs_data: bool,
+    /// Whether any expression reads `labels`, so the engine hands them over.
+    pub uses_labels: bool,
 }
 
 /// A compiled sliding window.
@@ -525,6 +527,12 @@ impl Checker<'_> {
             }
         }
 
+        let uses_labels = [&value, &condition, &clear_condition, &after]
+            .into_iter()
+            .flatten()
+            .chain(window.iter().flat_map(|w| &w.filter))
+            .any(|e| e.referenced_variables().contains("labels"));
+
         if self.errors.len() > before {
             return None;
         }
@@ -558,6 +566,7 @@ impl Checker<'_> {
             actions,
             max_series: spec.max_series.unwrap_or(DEFAULT_MAX_SERIES),
             needs_data,
+            uses_labels,
         })
     }
 

@@ -283,6 +283,10 @@ fn expand_series(
             .map_err(|e| format!("values: {e}"))?
             .into_iter()
             .map(|step| match step {
+                // Whole numbers as integers, as a sensor would send them.
+                Step::Value(v) if v.fract() == 0.0 && v.abs() < 9e15 => {
+                    Some(serde_json::json!(v as i64))
+                }
                 Step::Value(v) => Some(serde_json::json!(v)),
                 Step::Skip => None,
             })

@@ -14,7 +14,7 @@ mod series;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use atalaya_bus::{Event, Labels, Subject};
@@ -24,11 +24,19 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 pub use self::series::{MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
-use crate::alert::{ActionRequest, Alert, AlertState, Output, fingerprint};
+use crate::alert::{
+    ActionRequest, Alert, AlertState, Output, fingerprint, fingerprint_hash,
+    fingerprint_hash_sorted, fingerprint_text,
+};
 use crate::compile::{Rule, RuleSet};
 use crate::expr::{RuleValue, Vars};
 use crate::metrics::EngineMetrics;
 use crate::model::ActionTrigger;
+
+/// Longest a series' minor changes (last seen, value, window samples) wait to be persisted.
+/// Phase changes are persisted at once; this bounds what a crash can lose, and spares an SD
+/// card a write per event.
+pub const SOFT_PERSIST_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
 
 /// How often, at most, one rule logs the same kind of problem (virtual time).
 const LOG_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -39,27 +47,78 @@ pub struct Engine {
     /// Per rule (same order as `rules.rules`): its series by fingerprint.
     states: Vec<RuleState>,
     /// Every series' next deadline: (when, rule id, fingerprint).
-    deadlines: BTreeSet<(Timestamp, usize, String)>,
-    /// Series changed since the last `take_changes`.
-    dirty: HashSet<(usize, String)>,
+    deadlines: BTreeSet<(Timestamp, usize, u64)>,
+    /// Series whose phase, arm or latch changed since they were last persisted.
+    urgent: HashSet<(usize, u64)>,
+    /// Series with other changes, with when they are due to be persisted, oldest first.
+    soft: VecDeque<(Timestamp, usize, u64)>,
+    soft_queued: HashSet<(usize, u64)>,
+    /// Changes taken before a reload renumbered the rules, handed out with the next ones.
+    carried: Changes,
     /// Series gone since the last `take_changes`: (rule name, fingerprint).
     removed: Vec<(String, String)>,
     metrics: EngineMetrics,
 }
 
-#[derive(Default)]
 struct RuleState {
-    series: HashMap<String, Series>,
+    /// `atalaya_rule_evaluations_total{rule}`, looked up once: it moves on every event.
+    evaluations: prometheus::IntCounter,
+    /// Series by fingerprint hash.
+    series: HashMap<u64, Box<Series>>,
     /// Last time a series-limit or evaluation problem was logged, to keep logs quiet.
     limit_logged: Option<Timestamp>,
     error_logged: Option<Timestamp>,
 }
 
+impl RuleState {
+    fn new(metrics: &EngineMetrics, rule: &str) -> Self {
+        Self {
+            evaluations: metrics.evaluations(rule),
+            series: HashMap::new(),
+            limit_logged: None,
+            error_logged: None,
+        }
+    }
+}
+
+/// How an event names its series: by the pattern's captures (sorted by name), or by labels
+/// chosen with `group_by`.
+enum SeriesId<'a> {
+    Captures(&'a [(&'a str, &'a str)]),
+    Labels(Labels),
+}
+
+impl SeriesId<'_> {
+    fn key(&self, rule: &str) -> u64 {
+        match self {
+            Self::Captures(pairs) => fingerprint_hash_sorted(rule, pairs.iter().copied()),
+            Self::Labels(labels) => fingerprint_hash(rule, labels),
+        }
+    }
+
+    fn labels(self) -> Labels {
+        match self {
+            Self::Captures(pairs) => pairs
+                .iter()
+                .map(|(name, token)| ((*name).to_owned(), (*token).to_owned()))
+                .collect(),
+            Self::Labels(labels) => labels,
+        }
+    }
+}
+
 /// Persisted form of one series.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SeriesRecord {
     rule_hash: u64,
     series: Series,
+}
+
+/// [`SeriesRecord`] for writing, without copying the series.
+#[derive(Serialize)]
+struct SeriesRecordRef<'a> {
+    rule_hash: u64,
+    series: &'a Series,
 }
 
 /// Series to write to and delete from the store.
@@ -79,13 +138,20 @@ impl Changes {
 
 impl Engine {
     pub fn new(rules: RuleSet, metrics: EngineMetrics) -> Self {
-        let states = rules.rules.iter().map(|_| RuleState::default()).collect();
+        let states = rules
+            .rules
+            .iter()
+            .map(|r| RuleState::new(&metrics, &r.name))
+            .collect();
         metrics.rules_loaded.set(rules.rules.len() as i64);
         Self {
             rules,
             states,
             deadlines: BTreeSet::new(),
-            dirty: HashSet::new(),
+            urgent: HashSet::new(),
+            soft: VecDeque::new(),
+            soft_queued: HashSet::new(),
+            carried: Changes::default(),
             removed: Vec::new(),
             metrics,
         }
@@ -116,28 +182,42 @@ impl Engine {
             {
                 continue;
             }
-            let Some(captures) = rule.pattern.captures(&event.subject) else {
+            let Some(mut captures) = rule.pattern.captures(&event.subject) else {
                 continue;
             };
-            let mut labels = event.labels.clone();
-            let mut series_labels = Labels::new();
-            for (name, token) in captures {
-                labels.insert(name.to_owned(), token.to_owned());
-                series_labels.insert(name.to_owned(), token.to_owned());
-            }
-            if let Some(names) = &rule.group_by {
-                series_labels = names
+            captures.sort_unstable();
+            let owned = |pairs: &[(&str, &str)]| -> Labels {
+                pairs
                     .iter()
-                    .map(|n| (n.clone(), labels.get(n).cloned().unwrap_or_default()))
-                    .collect();
-            }
+                    .map(|(name, token)| ((*name).to_owned(), (*token).to_owned()))
+                    .collect()
+            };
+            // Event labels with the captures on top: what expressions and `group_by` see.
+            let all_labels = || {
+                let mut labels = event.labels.clone();
+                labels.extend(owned(&captures));
+                labels
+            };
             let vars = vars.get_or_insert_with(|| {
                 Vars::new(&event.data, &event.labels, &event.subject, event.time)
             });
-            vars.set_labels(&labels);
-            vars.set_value(RuleValue::from_json(&event.data));
-            self.metrics.evaluations(&rule.name).inc();
-            self.evaluate(id, &rule, series_labels, vars, event, now, &mut out);
+            if rule.uses_labels {
+                vars.set_labels(&all_labels());
+            }
+            // The series: its key now, its labels only if it is new (most events are not).
+            let series = match &rule.group_by {
+                Some(names) => {
+                    let labels = all_labels();
+                    let chosen: Labels = names
+                        .iter()
+                        .map(|n| (n.clone(), labels.get(n).cloned().unwrap_or_default()))
+                        .collect();
+                    SeriesId::Labels(chosen)
+                }
+                None => SeriesId::Captures(&captures),
+            };
+            self.states[id].evaluations.inc();
+            self.evaluate(id, &rule, series, vars, event, now, &mut out);
         }
         out
     }
@@ -150,22 +230,28 @@ impl Engine {
         &mut self,
         id: usize,
         rule: &Rule,
-        series_labels: Labels,
+        series_id: SeriesId<'_>,
         vars: &mut Vars,
         event: &Event,
         now: Timestamp,
         out: &mut Vec<Output>,
     ) {
-        let value = match &rule.value {
+        let (value, number) = match &rule.value {
             Some(expression) => match expression.eval(vars) {
-                Ok(v) => v,
+                Ok(v) => {
+                    let parts = (v.to_json(), v.as_f64());
+                    vars.set_value(v);
+                    parts
+                }
                 Err(e) => return self.eval_error(id, rule, "value", &e.to_string(), now),
             },
-            None => RuleValue::from_json(&event.data),
+            None => {
+                vars.clear_value();
+                (event.data.clone(), event.data.as_f64())
+            }
         };
-        vars.set_value(value.clone());
 
-        let key = fingerprint(&rule.name, &series_labels);
+        let key = series_id.key(&rule.name);
         let state = &mut self.states[id];
         if !state.series.contains_key(&key) {
             if state.series.len() >= rule.max_series {
@@ -181,7 +267,7 @@ impl Engine {
             }
             state
                 .series
-                .insert(key.clone(), Series::new(series_labels, now));
+                .insert(key, Box::new(Series::new(series_id.labels(), now)));
             self.metrics.series(&rule.name).inc();
         }
         let mut series = match self.states[id].series.remove(&key) {
@@ -189,8 +275,10 @@ impl Engine {
             None => return,
         };
         series.last_seen = now;
-        series.subject = event.subject.to_string();
-        series.value = value.to_json();
+        if series.subject != event.subject.as_str() {
+            series.subject = event.subject.to_string();
+        }
+        series.value = value;
         if rule.needs_data {
             series.data = Some(event.data.clone());
         }
@@ -201,7 +289,7 @@ impl Engine {
                 self.resolve(rule, &mut series, now, out);
             }
         } else {
-            match self.holds(id, rule, &mut series, vars, &value, now) {
+            match self.holds(id, rule, &mut series, vars, number, now) {
                 Some(holds) => self.step(rule, &mut series, holds, now, out),
                 None => {
                     // Evaluation failed: counted and logged; the series keeps its state.
@@ -219,7 +307,7 @@ impl Engine {
         rule: &Rule,
         series: &mut Series,
         vars: &mut Vars,
-        value: &RuleValue,
+        number: Option<f64>,
         now: Timestamp,
     ) -> Option<bool> {
         if let Some(window) = &rule.window {
@@ -234,7 +322,7 @@ impl Engine {
                 None => true,
             };
             if include {
-                series.push_sample(now, value.as_f64().unwrap_or(f64::NAN), window.duration);
+                series.push_sample(now, number.unwrap_or(f64::NAN), window.duration);
             } else {
                 series.prune(now, window.duration);
             }
@@ -481,29 +569,50 @@ impl Engine {
         &mut self,
         id: usize,
         rule: &Rule,
-        key: String,
-        mut series: Series,
+        key: u64,
+        mut series: Box<Series>,
         now: Timestamp,
     ) {
         if let Some(old) = series.deadline.take() {
-            self.deadlines.remove(&(old, id, key.clone()));
+            self.deadlines.remove(&(old, id, key));
         }
         series.deadline = series.next_deadline(rule, now);
         if let Some(new) = series.deadline {
-            self.deadlines.insert((new, id, key.clone()));
+            self.deadlines.insert((new, id, key));
         }
-        self.dirty.insert((id, key.clone()));
+        let state = series.alert_state();
+        if series.counted != state {
+            self.count(series.counted, -1);
+            self.count(state, 1);
+            series.counted = state;
+        }
+        if series.persisted.as_ref() != Some(&series.essentials()) {
+            self.urgent.insert((id, key));
+        } else if self.soft_queued.insert((id, key)) {
+            let due = now.checked_add(SOFT_PERSIST_INTERVAL).unwrap_or(now);
+            self.soft.push_back((due, id, key));
+        }
         self.states[id].series.insert(key, series);
+    }
+
+    /// Moves the `atalaya_alerts{state}` gauge for one series entering or leaving `state`.
+    fn count(&self, state: Option<AlertState>, delta: i64) {
+        if let Some(state) = state {
+            self.metrics
+                .alerts
+                .with_label_values(&[state.as_str()])
+                .add(delta);
+        }
     }
 
     /// Processes every deadline up to `now`, each at its own instant.
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
         let mut out = Vec::new();
-        while let Some((at, id, key)) = self.deadlines.first().cloned() {
+        while let Some(&(at, id, key)) = self.deadlines.first() {
             if at > now {
                 break;
             }
-            self.deadlines.remove(&(at, id, key.clone()));
+            self.deadlines.remove(&(at, id, key));
             let rule = Arc::clone(&self.rules.rules[id]);
             let Some(mut series) = self.states[id].series.remove(&key) else {
                 continue;
@@ -512,7 +621,6 @@ impl Engine {
             self.on_deadline(id, &rule, &mut series, at, &mut out);
             self.put_back(id, &rule, key, series, at);
         }
-        self.update_alert_gauges();
         out
     }
 
@@ -593,7 +701,7 @@ impl Engine {
     pub fn alerts(&self, now: Timestamp) -> Vec<Alert> {
         let mut alerts = Vec::new();
         for (rule, state) in self.rules.rules.iter().zip(&self.states) {
-            let mut keys: Vec<&String> = state.series.keys().collect();
+            let mut keys: Vec<&u64> = state.series.keys().collect();
             keys.sort();
             for key in keys {
                 let series = &state.series[key];
@@ -608,14 +716,16 @@ impl Engine {
         alerts
     }
 
-    fn update_alert_gauges(&self) {
+    /// Recounts `atalaya_alerts{state}` from scratch (after a reload or restore).
+    fn update_alert_gauges(&mut self) {
         let (mut pending, mut firing) = (0i64, 0i64);
-        for state in &self.states {
-            for series in state.series.values() {
-                match series.phase {
-                    Phase::Pending { .. } => pending += 1,
-                    Phase::Firing { .. } => firing += 1,
-                    Phase::Inactive => {}
+        for state in &mut self.states {
+            for series in state.series.values_mut() {
+                series.counted = series.alert_state();
+                match series.counted {
+                    Some(AlertState::Pending) => pending += 1,
+                    Some(AlertState::Firing) => firing += 1,
+                    _ => {}
                 }
             }
         }
@@ -629,23 +739,46 @@ impl Engine {
             .set(firing);
     }
 
-    /// Series changed or removed since the last call, ready to persist.
-    pub fn take_changes(&mut self) -> Changes {
-        self.update_alert_gauges();
-        let mut changes = Changes {
-            deletes: std::mem::take(&mut self.removed),
-            ..Changes::default()
-        };
-        for (id, key) in self.dirty.drain() {
+    /// What to persist as of `now`: series whose phase, arm or latch changed, series with
+    /// other changes older than [`SOFT_PERSIST_INTERVAL`], and removed series.
+    pub fn take_changes(&mut self, now: Timestamp) -> Changes {
+        let mut keys: Vec<(usize, u64)> = self.urgent.drain().collect();
+        while let Some(&(due, id, key)) = self.soft.front() {
+            if due > now {
+                break;
+            }
+            self.soft.pop_front();
+            self.soft_queued.remove(&(id, key));
+            keys.push((id, key));
+        }
+        self.encode(keys)
+    }
+
+    /// Every pending change, whatever its age (at shutdown).
+    pub fn take_all_changes(&mut self) -> Changes {
+        let mut keys: Vec<(usize, u64)> = self.urgent.drain().collect();
+        keys.extend(self.soft.drain(..).map(|(_, id, key)| (id, key)));
+        self.soft_queued.clear();
+        self.encode(keys)
+    }
+
+    fn encode(&mut self, keys: Vec<(usize, u64)>) -> Changes {
+        let mut changes = std::mem::take(&mut self.carried);
+        changes.deletes.append(&mut self.removed);
+        for (id, key) in keys {
             let rule = &self.rules.rules[id];
-            if let Some(series) = self.states[id].series.get(&key) {
-                let record = SeriesRecord {
-                    rule_hash: rule.hash,
-                    series: series.clone(),
-                };
-                if let Ok(bytes) = serde_json::to_vec(&record) {
-                    changes.upserts.push((rule.name.clone(), key, bytes));
-                }
+            let Some(series) = self.states[id].series.get_mut(&key) else {
+                continue;
+            };
+            let record = SeriesRecordRef {
+                rule_hash: rule.hash,
+                series,
+            };
+            if let Ok(bytes) = serde_json::to_vec(&record) {
+                changes
+                    .upserts
+                    .push((rule.name.clone(), fingerprint_text(key), bytes));
+                series.persisted = Some(series.essentials());
             }
         }
         changes
@@ -683,7 +816,11 @@ impl Engine {
                 Some(&id) if self.rules.rules[id].hash == record.rule_hash => {
                     let mut series = record.series;
                     series.shift(downtime);
-                    restored.push((id, key, series));
+                    let hash = fingerprint_hash(&name, &series.labels);
+                    if fingerprint_text(hash) != key {
+                        self.removed.push((name, key));
+                    }
+                    restored.push((id, hash, series));
                 }
                 _ => {
                     if record.series.is_firing() {
@@ -697,9 +834,11 @@ impl Engine {
             let rule = Arc::clone(&self.rules.rules[id]);
             series.deadline = None;
             self.metrics.series(&rule.name).inc();
-            self.put_back(id, &rule, key, series, now);
+            series.persisted = Some(series.essentials());
+            self.put_back(id, &rule, key, Box::new(series), now);
         }
-        self.dirty.clear();
+        self.soft.clear();
+        self.soft_queued.clear();
         self.update_alert_gauges();
         out
     }
@@ -707,6 +846,8 @@ impl Engine {
     /// Replaces the rules. Rules whose definition did not change keep their series; the
     /// alerts of changed and removed rules resolve.
     pub fn reload(&mut self, rules: RuleSet, now: Timestamp) -> Vec<Output> {
+        // Rule ids change below: encode what is pending under the old ones first.
+        self.carried = self.take_all_changes();
         let mut old: HashMap<String, (Arc<Rule>, RuleState)> = self
             .rules
             .rules
@@ -715,7 +856,6 @@ impl Engine {
             .map(|(rule, state)| (rule.name.clone(), (rule, state)))
             .collect();
         self.deadlines.clear();
-        self.dirty.clear();
         let mut out = Vec::new();
         let mut states = Vec::with_capacity(rules.rules.len());
         for rule in &rules.rules {
@@ -723,9 +863,9 @@ impl Engine {
                 Some((previous, state)) if previous.hash == rule.hash => states.push(state),
                 Some((previous, state)) => {
                     self.retire(&previous, state, now, &mut out);
-                    states.push(RuleState::default());
+                    states.push(RuleState::new(&self.metrics, &rule.name));
                 }
-                None => states.push(RuleState::default()),
+                None => states.push(RuleState::new(&self.metrics, &rule.name)),
             }
         }
         for (_, (previous, state)) in old {
@@ -736,7 +876,7 @@ impl Engine {
         for (id, state) in self.states.iter().enumerate() {
             for (key, series) in &state.series {
                 if let Some(d) = series.deadline {
-                    self.deadlines.insert((d, id, key.clone()));
+                    self.deadlines.insert((d, id, *key));
                 }
             }
         }
@@ -753,7 +893,8 @@ impl Engine {
             if series.is_firing() {
                 self.resolve(rule, &mut series, now, out);
             }
-            self.removed.push((rule.name.clone(), key));
+            self.removed
+                .push((rule.name.clone(), fingerprint_text(key)));
         }
     }
 }

@@ -7,6 +7,7 @@ use atalaya_bus::Labels;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::alert::AlertState;
 use crate::compile::Rule;
 use crate::model::Aggregate;
 
@@ -58,6 +59,15 @@ pub struct Series {
     /// The next time this series needs attention without an event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Timestamp>,
+    /// How the engine's alert counts see this series: the phase kind it was last counted
+    /// as (not persisted: a restored series is counted afresh).
+    #[serde(skip)]
+    pub counted: Option<AlertState>,
+    /// The phase, arm and latch as last persisted: a change to these is written at once,
+    /// other changes (last seen, value, window samples) at most every
+    /// [`SOFT_PERSIST_INTERVAL`](super::SOFT_PERSIST_INTERVAL).
+    #[serde(skip)]
+    pub persisted: Option<(Phase, bool, bool)>,
 }
 
 /// Most samples one series keeps in a window; older ones are dropped first.
@@ -78,6 +88,22 @@ impl Series {
             active_since: None,
             fired_at: None,
             deadline: None,
+            counted: None,
+            persisted: None,
+        }
+    }
+
+    /// What must reach the store at once when it changes.
+    pub fn essentials(&self) -> (Phase, bool, bool) {
+        (self.phase.clone(), self.armed, self.latched)
+    }
+
+    /// The alert state this series shows: `None` when inactive.
+    pub fn alert_state(&self) -> Option<AlertState> {
+        match self.phase {
+            Phase::Inactive => None,
+            Phase::Pending { .. } => Some(AlertState::Pending),
+            Phase::Firing { .. } => Some(AlertState::Firing),
         }
     }
 

@@ -333,7 +333,7 @@ fn a_restart_resumes_timers_where_they_stopped() {
     before.on_event(at(0), &event("hb", json!(1), 0));
     // Stops after 6 minutes, saving state then.
     before.on_tick(at(360));
-    let changes = before.take_changes();
+    let changes = before.take_all_changes();
     // Back after an hour of downtime.
     let mut after = engine(rules);
     assert!(
@@ -361,14 +361,14 @@ fn a_restart_resumes_timers_where_they_stopped() {
 fn a_restart_with_a_changed_rule_resolves_its_old_alerts() {
     let mut before = engine("rules:\n  - name: r\n    subject: t\n    condition: value > 80\n");
     before.on_event(at(0), &event("t", json!(90), 0));
-    let changes = before.take_changes();
+    let changes = before.take_all_changes();
     let mut after = engine("rules:\n  - name: r\n    subject: t\n    condition: value > 70\n");
     let out = after.restore(changes.upserts, Some(at(0)), at(10));
     assert!(
         matches!(&out[..], [Output::Alert(a)] if a.state == Resolved),
         "{out:?}"
     );
-    assert_eq!(after.take_changes().deletes.len(), 1);
+    assert_eq!(after.take_all_changes().deletes.len(), 1);
 }
 
 #[test]
