@@ -21,6 +21,7 @@ use atalaya_connectors::console::ConsoleReceiver;
 use atalaya_rules::compile::{RuleSet, load_rules};
 use atalaya_rules::engine::Engine;
 use atalaya_rules::metrics::EngineMetrics;
+use atalaya_rules::testing::is_test_file;
 use jiff::Timestamp;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -49,13 +50,17 @@ pub mod exit {
 /// Alert transitions and actions waiting for the receivers.
 const OUTPUT_QUEUE: usize = 1024;
 
-/// The rules directory in use: as configured, else `./rules`, else the bundled examples.
+/// The rules directory in use: as configured, else `./rules`, else the bundled examples —
+/// the first that holds rule files (in this repository `./rules` is the rules crate).
 pub fn rules_dir(config: &Config) -> Option<PathBuf> {
     config.rules.dir.clone().or_else(|| {
         ["rules", "examples/rules"]
             .into_iter()
             .map(PathBuf::from)
-            .find(|p| p.is_dir())
+            .find(|p| {
+                atalaya_rules::files::discover(p)
+                    .is_ok_and(|files| files.iter().any(|f| !is_test_file(f)))
+            })
     })
 }
 
@@ -124,7 +129,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             }
         },
         None => {
-            info!("No rules directory (./rules or examples/rules); running without rules.");
+            info!("No rule files in ./rules or examples/rules; running without rules.");
             RuleSet::default()
         }
     };

@@ -396,3 +396,37 @@ async fn check_reports_every_kind_of_rule_mistake_at_its_position() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failing_rule_test_prints_expected_against_got_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hot.yaml"),
+        "rules:\n  - name: hot\n    subject: t/+room\n    condition: value > 30\n    for: 5m\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("hot.test.yaml"),
+        "rule_files: [hot.yaml]\ntests:\n  - name: fires too early, says the test\n    events:\n      - subject: t/attic\n        values: \"35x10\"\n    expect:\n      - at: 2m\n        alerts:\n          - {rule: hot, state: firing, labels: {room: attic}}\n",
+    )
+    .unwrap();
+    let output = command(dir.path())
+        .arg("test")
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("FAIL "), "{stdout}");
+    assert!(stdout.contains("at 2m, alerts:"), "{stdout}");
+    assert!(
+        stdout.contains("expected:\n      - rule=hot state=firing"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("got:\n      - rule=hot state=pending"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
