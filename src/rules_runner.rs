@@ -126,13 +126,16 @@ impl RulesRunner {
                 event = consumer.recv() => {
                     let Some(event) = event else { break };
                     let mut outputs = self.engine.on_event(Timestamp::now(), &event);
-                    let mut processed = 1;
-                    while processed < MAX_BATCH {
+                    // Held until their effects are persisted: then the sources that track
+                    // delivery may acknowledge them.
+                    let mut batch = vec![event];
+                    while batch.len() < MAX_BATCH {
                         let Some(event) = consumer.try_recv() else { break };
                         outputs.extend(self.engine.on_event(Timestamp::now(), &event));
-                        processed += 1;
+                        batch.push(event);
                     }
                     self.persist(false)?;
+                    drop(batch);
                     self.deliver(outputs).await;
                 }
                 _ = tokio::time::sleep(sleep) => {

@@ -11,11 +11,12 @@
 //! consumers drain what is queued and then see the end of the stream — that is how shutdown
 //! drains the bus.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::event::Event;
 
@@ -82,8 +83,48 @@ impl BusMetrics {
 }
 
 struct Outlet {
-    tx: mpsc::Sender<Arc<Event>>,
+    tx: mpsc::Sender<Received>,
     depth: IntGauge,
+}
+
+/// An event as a consumer receives it. Cheap to clone. While any consumer still holds an
+/// event of a tracked batch, that batch's [`Delivery`] is pending: a consumer finishes with
+/// an event by dropping it, after it has done what the event asks (printed it, or made the
+/// state it caused durable).
+#[derive(Clone)]
+pub struct Received(Arc<Envelope>);
+
+struct Envelope {
+    event: Event,
+    /// Shared by the events of one tracked batch; dropped with the last of them, which is
+    /// what completes the batch's [`Delivery`].
+    _done: Option<Arc<oneshot::Sender<()>>>,
+}
+
+impl Deref for Received {
+    type Target = Event;
+    fn deref(&self) -> &Event {
+        &self.0.event
+    }
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.event.fmt(f)
+    }
+}
+
+/// Completes once every consumer has finished with every event of a tracked batch: what a
+/// source waits for before acknowledging its input (MQTT PUBACK, JetStream ack).
+pub struct Delivery(oneshot::Receiver<()>);
+
+impl Delivery {
+    /// Waits until the batch is done everywhere (or the bus is gone, which for a source
+    /// means the same: nothing more will happen to these events).
+    pub async fn done(self) {
+        // The sender is never used to send: its drop is the signal.
+        let _ = self.0.await;
+    }
 }
 
 /// Registers consumers, then builds the [`Publisher`].
@@ -157,6 +198,22 @@ impl Publisher {
     /// consumer queue lacks room for the whole batch. Cancel-safe: dropping the future before
     /// it completes publishes nothing.
     pub async fn publish_batch(&self, events: Vec<Event>) -> Result<(), PublishError> {
+        self.publish_inner(events, None).await
+    }
+
+    /// Like [`Publisher::publish_batch`], and returns a [`Delivery`] that completes once
+    /// every consumer has finished with every event of the batch.
+    pub async fn publish_tracked(&self, events: Vec<Event>) -> Result<Delivery, PublishError> {
+        let (done, delivery) = oneshot::channel();
+        self.publish_inner(events, Some(Arc::new(done))).await?;
+        Ok(Delivery(delivery))
+    }
+
+    async fn publish_inner(
+        &self,
+        events: Vec<Event>,
+        done: Option<Arc<oneshot::Sender<()>>>,
+    ) -> Result<(), PublishError> {
         let inner = &*self.inner;
         let len = events.len();
         if len == 0 {
@@ -184,11 +241,19 @@ impl Publisher {
             };
             reserved.push(permits);
         }
-        let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
+        let events: Vec<Received> = events
+            .into_iter()
+            .map(|event| {
+                Received(Arc::new(Envelope {
+                    event,
+                    _done: done.clone(),
+                }))
+            })
+            .collect();
         for (outlet, permits) in inner.outlets.iter().zip(reserved) {
             outlet.depth.add(len as i64);
             for (permit, event) in permits.zip(&events) {
-                permit.send(Arc::clone(event));
+                permit.send(event.clone());
             }
         }
         inner.published.inc_by(len as u64);
@@ -204,14 +269,14 @@ impl Publisher {
 /// One consumer's end of the bus.
 pub struct Consumer {
     name: String,
-    rx: mpsc::Receiver<Arc<Event>>,
+    rx: mpsc::Receiver<Received>,
     depth: IntGauge,
     delivered: IntCounter,
 }
 
 impl Consumer {
     /// The next event, or `None` once every publisher is gone and the queue is drained.
-    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+    pub async fn recv(&mut self) -> Option<Received> {
         let event = self.rx.recv().await?;
         self.depth.dec();
         self.delivered.inc();
@@ -219,7 +284,7 @@ impl Consumer {
     }
 
     /// The next event if one is waiting now, without waiting.
-    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
+    pub fn try_recv(&mut self) -> Option<Received> {
         let event = self.rx.try_recv().ok()?;
         self.depth.dec();
         self.delivered.inc();
@@ -355,6 +420,40 @@ mod tests {
             full_got += 1;
         }
         assert_eq!((fast_got, full_got), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tracked_delivery_completes_when_every_consumer_is_done() {
+        let registry = Registry::new();
+        let mut builder = BusBuilder::new(8, &registry).unwrap();
+        let mut a = builder.consumer("a");
+        let mut b = builder.consumer("b");
+        let publisher = builder.build();
+        let delivery = publisher
+            .publish_tracked(vec![event(1), event(2)])
+            .await
+            .unwrap();
+        let mut delivery = std::pin::pin!(delivery.done());
+        let held_a: Vec<Received> = vec![a.recv().await.unwrap(), a.recv().await.unwrap()];
+        let first_b = b.recv().await.unwrap();
+        drop(held_a);
+        drop(first_b);
+        // `b` has not taken the second event yet: not done.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut delivery)
+                .await
+                .is_err()
+        );
+        let second_b = b.recv().await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut delivery)
+                .await
+                .is_err()
+        );
+        drop(second_b);
+        tokio::time::timeout(Duration::from_secs(1), delivery)
+            .await
+            .expect("done once every consumer dropped every event");
     }
 
     #[tokio::test]

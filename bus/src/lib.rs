@@ -14,6 +14,7 @@
 //! - [`bus`]: the bounded, fan-out [`bus::Publisher`] / [`bus::Consumer`] pair and its metrics.
 //! - [`connector_metrics`]: received / sent / errors counters shared by every connector.
 //! - [`readiness`]: components report whether they are ready; `/readyz` reads it.
+//! - [`secret`]: [`secret::Secret`], a value that never reaches a log line.
 //! - [`store`]: the embedded, crash-safe state store (redb) under the state directory.
 
 pub mod bus;
@@ -22,6 +23,7 @@ pub mod connector_metrics;
 pub mod event;
 pub mod pattern;
 pub mod readiness;
+pub mod secret;
 pub mod store;
 pub mod subject;
 

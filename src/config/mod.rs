@@ -8,18 +8,16 @@
 //! # Layout
 //! - `load`: reading the sources through the `config` crate and checking every key.
 //! - `locate`: line and column of a key in the YAML text.
-//! - `secret`: [`Secret`], a value that is never printed.
 
 mod load;
 mod locate;
-mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use atalaya_bus::secret::Secret;
 pub use load::{ConfigSource, load};
-pub use secret::Secret;
 
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
