@@ -2,7 +2,7 @@
 //! `atalaya_connector_received_total{connector}`, `atalaya_connector_sent_total{connector}`
 //! and `atalaya_connector_errors_total{connector, stage}`.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The shared connector metric families, registered once.
 #[derive(Clone)]
@@ -10,6 +10,8 @@ pub struct ConnectorMetrics {
     received: IntCounterVec,
     sent: IntCounterVec,
     errors: IntCounterVec,
+    connected: IntGaugeVec,
+    reconnects: IntCounterVec,
 }
 
 impl ConnectorMetrics {
@@ -35,13 +37,31 @@ impl ConnectorMetrics {
             ),
             &["connector", "stage"],
         )?;
+        let connected = IntGaugeVec::new(
+            Opts::new(
+                "atalaya_connector_connected",
+                "Whether each connector is connected to its outside system (1) or not (0).",
+            ),
+            &["connector"],
+        )?;
+        let reconnects = IntCounterVec::new(
+            Opts::new(
+                "atalaya_connector_reconnects_total",
+                "Connections each connector lost and set up again.",
+            ),
+            &["connector"],
+        )?;
         registry.register(Box::new(received.clone()))?;
         registry.register(Box::new(sent.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(connected.clone()))?;
+        registry.register(Box::new(reconnects.clone()))?;
         Ok(Self {
             received,
             sent,
             errors,
+            connected,
+            reconnects,
         })
     }
 
@@ -56,6 +76,8 @@ impl ConnectorMetrics {
             received: self.received.with_label_values(&[name]),
             sent: self.sent.with_label_values(&[name]),
             errors: self.errors.clone(),
+            connected: self.connected.with_label_values(&[name]),
+            reconnects: self.reconnects.with_label_values(&[name]),
         }
     }
 }
@@ -67,6 +89,9 @@ pub struct ConnectorCounters {
     pub received: IntCounter,
     pub sent: IntCounter,
     errors: IntCounterVec,
+    /// 1 while connected (connectors with a connection only).
+    pub connected: IntGauge,
+    pub reconnects: IntCounter,
 }
 
 impl ConnectorCounters {

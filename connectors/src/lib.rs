@@ -14,5 +14,15 @@
 //! `receiver.rs` for its loop):
 //! - [`console`]: the console receiver, which prints one readable line per event on standard
 //!   output (always built).
+//! - [`payload`]: the one payload decoding policy of message brokers (always built).
+//! - [`tls`]: TLS settings shared by the connectors that speak TLS.
+//! - `mqtt` (feature `mqtt`): MQTT source and publisher.
+//! - `nats` (feature `nats`): NATS core and JetStream source, and publisher.
 
 pub mod console;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+#[cfg(feature = "nats")]
+pub mod nats;
+pub mod payload;
+pub mod tls;

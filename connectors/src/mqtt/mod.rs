@@ -1,0 +1,2 @@
+//! MQTT connector (being built).
+pub mod config;

@@ -1,0 +1,2 @@
+//! NATS connector (being built).
+pub mod config;

@@ -1,0 +1,98 @@
+//! Decoding message payloads (MQTT, NATS) into event data, one policy for every broker:
+//!
+//! - JSON (objects, arrays, numbers, strings, `true`/`false`/`null`) is taken as it is;
+//! - `ON`/`OFF` (any case, as Tasmota and Shelly send them) become `true`/`false`;
+//! - an empty payload is `null`;
+//! - other UTF-8 text becomes a JSON string (`online`, `idle`);
+//! - anything else — larger than the limit, not UTF-8, or holding control characters — is
+//!   refused with a [`PayloadError`], which the source counts, logs without flooding, and
+//!   skips.
+
+use serde_json::Value;
+
+/// Why a payload is not event data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload of {len} bytes is larger than the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("payload is not UTF-8 text (binary payloads are not supported)")]
+    NotText,
+    #[error("payload text holds control characters")]
+    ControlCharacters,
+}
+
+impl PayloadError {
+    /// The `stage` label for connector error metrics.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "size",
+            Self::NotText | Self::ControlCharacters => "decode",
+        }
+    }
+}
+
+/// Decodes `payload` by the policy above.
+pub fn decode_payload(payload: &[u8], max_bytes: usize) -> Result<Value, PayloadError> {
+    if payload.len() > max_bytes {
+        return Err(PayloadError::TooLarge {
+            len: payload.len(),
+            max: max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| PayloadError::NotText)?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Ok(Value::Null);
+    }
+    if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
+        return Ok(value);
+    }
+    if trimmed.eq_ignore_ascii_case("on") {
+        return Ok(Value::Bool(true));
+    }
+    if trimmed.eq_ignore_ascii_case("off") {
+        return Ok(Value::Bool(false));
+    }
+    if trimmed.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(PayloadError::ControlCharacters);
+    }
+    Ok(Value::String(trimmed.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_policy() {
+        let d = |p: &[u8]| decode_payload(p, 1024);
+        assert_eq!(d(br#"{"temperature": 21.5}"#), Ok(json!({"temperature": 21.5})));
+        assert_eq!(d(b"[1, 2]"), Ok(json!([1, 2])));
+        assert_eq!(d(b" 21.5\n"), Ok(json!(21.5)));
+        assert_eq!(d(b"-3"), Ok(json!(-3)));
+        assert_eq!(d(b"true"), Ok(json!(true)));
+        assert_eq!(d(b"ON"), Ok(json!(true)));
+        assert_eq!(d(b"off"), Ok(json!(false)));
+        assert_eq!(d(b""), Ok(Value::Null));
+        assert_eq!(d(b"online"), Ok(json!("online")));
+        assert_eq!(d(b"\"quoted\""), Ok(json!("quoted")));
+        assert_eq!(d(&[0xff, 0xfe]), Err(PayloadError::NotText));
+        assert_eq!(d(b"a\x00b"), Err(PayloadError::ControlCharacters));
+        assert_eq!(
+            decode_payload(&[b'1'; 2000], 1024),
+            Err(PayloadError::TooLarge { len: 2000, max: 1024 })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_respects_the_limit(payload in prop::collection::vec(any::<u8>(), 0..300)) {
+            if let Err(PayloadError::TooLarge { .. }) = decode_payload(&payload, 100) {
+                prop_assert!(payload.len() > 100);
+            }
+        }
+    }
+}
