@@ -7,10 +7,16 @@
 //!
 //! # Layout
 //! - `load`: reading the sources through the `config` crate and checking every key.
+//! - `connectors`: the `mqtt:` and `nats:` sections.
+//! - `reader`: taking the merged tree apart key by key, collecting every mistake.
 //! - `locate`: line and column of a key in the YAML text.
 
+mod connectors;
 mod load;
 mod locate;
+mod reader;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +38,12 @@ pub struct Config {
     pub log: LogConfig,
     pub receivers: ReceiversConfig,
     pub shutdown: ShutdownConfig,
+    /// `mqtt:`, when configured.
+    #[cfg(feature = "mqtt")]
+    pub mqtt: Option<atalaya_connectors::mqtt::config::MqttConfig>,
+    /// `nats:`, when configured.
+    #[cfg(feature = "nats")]
+    pub nats: Option<atalaya_connectors::nats::config::NatsConfig>,
 }
 
 /// `http:` — the HTTP API (ingest, health, metrics).
@@ -129,6 +141,10 @@ impl Default for Config {
             shutdown: ShutdownConfig {
                 timeout: Duration::from_secs(10),
             },
+            #[cfg(feature = "mqtt")]
+            mqtt: None,
+            #[cfg(feature = "nats")]
+            nats: None,
         }
     }
 }

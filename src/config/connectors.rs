@@ -1,0 +1,202 @@
+//! `mqtt:` and `nats:` — the broker connectors, each present only when configured (and only
+//! in builds with its cargo feature).
+
+#[cfg(feature = "mqtt")]
+use atalaya_connectors::mqtt::config::{MqttConfig, MqttSubscription};
+#[cfg(feature = "nats")]
+use atalaya_connectors::nats::config::{JetStreamConsumer, NatsAuth, NatsConfig, NatsSubscription};
+use atalaya_connectors::tls::TlsConfig;
+
+use super::reader::{
+    Anchor, Ctx, Table, boolean, duration, integer, path, pattern, secret, string,
+};
+
+/// `tls:` of a connector.
+fn read_tls(parent: &mut Table, ctx: &mut Ctx) -> Option<TlsConfig> {
+    if !parent.has("tls") {
+        parent.take("tls");
+        return None;
+    }
+    let mut t = parent.section(ctx, "tls");
+    let tls = TlsConfig {
+        ca_file: t.get(ctx, "ca_file", path),
+        cert_file: t.get(ctx, "cert_file", path),
+        key_file: t.get(ctx, "key_file", path),
+    };
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        ctx.error(
+            &t.full("cert_file"),
+            None,
+            Anchor::Key,
+            "cert_file and key_file go together",
+        );
+    }
+    t.finish(ctx);
+    Some(tls)
+}
+
+/// `mqtt:`, when present.
+#[cfg(feature = "mqtt")]
+pub(super) fn read_mqtt(root: &mut Table, ctx: &mut Ctx) -> Option<MqttConfig> {
+    if !root.has("mqtt") {
+        root.take("mqtt");
+        return None;
+    }
+    let mut m = root.section(ctx, "mqtt");
+    let host = m.get(ctx, "host", string);
+    let host = m.require(ctx, "host", host);
+    // Read on without a host, so every other mistake is reported too.
+    let mut c = MqttConfig::new(host.clone().unwrap_or_default());
+    c.tls = read_tls(&mut m, ctx);
+    if c.tls.is_some() {
+        c.port = 8883;
+    }
+    if let Some(v) = m.get(ctx, "port", |v| integer(v, 1, 65_535)) {
+        c.port = v as u16;
+    }
+    if let Some(v) = m.get(ctx, "client_id", string) {
+        c.client_id = v;
+    }
+    c.username = m.get(ctx, "username", string);
+    c.password = secret(&mut m, ctx, "password", "password_file");
+    if let Some(v) = m.get(ctx, "keep_alive", duration) {
+        c.keep_alive = v;
+    }
+    if let Some(v) = m.get(ctx, "clean_session", boolean) {
+        c.clean_session = v;
+    }
+    for mut s in m.list(ctx, "subscriptions") {
+        let topic = s.get(ctx, "topic", pattern);
+        let qos = s.get(ctx, "qos", |v| integer(v, 0, 2)).unwrap_or(1) as u8;
+        if let Some(pattern) = s.require(ctx, "topic", topic) {
+            c.subscriptions.push(MqttSubscription { pattern, qos });
+        }
+        s.finish(ctx);
+    }
+    if let Some(v) = m.get(ctx, "max_payload_bytes", |v| integer(v, 1, 64 << 20)) {
+        c.max_payload_bytes = v;
+    }
+    if let Some(v) = m.get(ctx, "status_topic", string) {
+        c.status_topic = (!v.is_empty()).then_some(v);
+    }
+    let mut r = m.section(ctx, "reconnect");
+    if let Some(v) = r.get(ctx, "min", duration) {
+        c.reconnect_min = v;
+    }
+    if let Some(v) = r.get(ctx, "max", duration) {
+        c.reconnect_max = v;
+    }
+    r.finish(ctx);
+    if let Some(v) = m.get(ctx, "required_for_ready", boolean) {
+        c.required_for_ready = v;
+    }
+    if let Some(v) = m.get(ctx, "max_inflight", |v| integer(v, 1, 65_535)) {
+        c.max_inflight = v as u16;
+    }
+    m.finish(ctx);
+    host.map(|_| c)
+}
+
+/// `nats:`, when present.
+#[cfg(feature = "nats")]
+pub(super) fn read_nats(root: &mut Table, ctx: &mut Ctx) -> Option<NatsConfig> {
+    if !root.has("nats") {
+        root.take("nats");
+        return None;
+    }
+    let mut n = root.section(ctx, "nats");
+    let servers: Option<Vec<String>> = n.get(ctx, "servers", |v| {
+        v.clone()
+            .into_array()
+            .map_err(|_| "expected a list of URLs such as nats://127.0.0.1:4222".to_owned())?
+            .iter()
+            .map(string)
+            .collect()
+    });
+    let servers = n.require(ctx, "servers", servers.filter(|s| !s.is_empty()));
+    let mut c = NatsConfig::new(String::new());
+    c.servers = servers.clone().unwrap_or_default();
+    if let Some(v) = n.get(ctx, "name", string) {
+        c.name = v;
+    }
+    let token = secret(&mut n, ctx, "token", "token_file");
+    let user = n.get(ctx, "user", string);
+    let password = secret(&mut n, ctx, "password", "password_file");
+    let nkey = secret(&mut n, ctx, "nkey_seed", "nkey_seed_file");
+    let creds = n.get(ctx, "credentials_file", path);
+    let chosen = [
+        token.is_some(),
+        user.is_some(),
+        nkey.is_some(),
+        creds.is_some(),
+    ];
+    if chosen.iter().filter(|c| **c).count() > 1 {
+        ctx.error(
+            &n.full("token"),
+            None,
+            Anchor::Key,
+            "choose one of token, user/password, nkey_seed or credentials_file",
+        );
+    }
+    c.auth = match (token, user, password, nkey, creds) {
+        (Some(t), ..) => NatsAuth::Token(t),
+        (_, Some(user), Some(password), ..) => NatsAuth::UserPassword { user, password },
+        (_, Some(_), None, ..) => {
+            ctx.error(
+                &n.full("user"),
+                None,
+                Anchor::Key,
+                "user needs password_file or ATALAYA__NATS__PASSWORD",
+            );
+            NatsAuth::None
+        }
+        (_, _, _, Some(seed), _) => NatsAuth::NKey(seed),
+        (_, _, _, _, Some(file)) => NatsAuth::CredentialsFile(file),
+        _ => NatsAuth::None,
+    };
+    c.tls = read_tls(&mut n, ctx);
+    for mut s in n.list(ctx, "subscriptions") {
+        let subject = s.get(ctx, "subject", pattern);
+        let queue_group = s.get(ctx, "queue_group", string);
+        if let Some(pattern) = s.require(ctx, "subject", subject) {
+            c.subscriptions.push(NatsSubscription {
+                pattern,
+                queue_group,
+            });
+        }
+        s.finish(ctx);
+    }
+    for mut j in n.list(ctx, "jetstream") {
+        let stream = j.get(ctx, "stream", string);
+        let durable = j.get(ctx, "durable", string);
+        let filter = j.get(ctx, "filter", pattern);
+        let create = j.get(ctx, "create", boolean);
+        let ack_wait = j.get(ctx, "ack_wait", duration);
+        let max_ack_pending = j.get(ctx, "max_ack_pending", |v| integer(v, 1, 1 << 20));
+        let nak_delay = j.get(ctx, "nak_delay", duration);
+        let stream = j.require(ctx, "stream", stream);
+        let durable = j.require(ctx, "durable", durable);
+        if let (Some(stream), Some(durable)) = (stream, durable) {
+            let mut consumer = JetStreamConsumer::new(stream, durable);
+            consumer.filter = filter;
+            consumer.create = create.unwrap_or(consumer.create);
+            consumer.ack_wait = ack_wait.unwrap_or(consumer.ack_wait);
+            consumer.max_ack_pending =
+                max_ack_pending.map_or(consumer.max_ack_pending, |v| v as i64);
+            consumer.nak_delay = nak_delay.unwrap_or(consumer.nak_delay);
+            c.jetstream.push(consumer);
+        }
+        j.finish(ctx);
+    }
+    if let Some(v) = n.get(ctx, "max_payload_bytes", |v| integer(v, 1, 64 << 20)) {
+        c.max_payload_bytes = v;
+    }
+    if let Some(v) = n.get(ctx, "required_for_ready", boolean) {
+        c.required_for_ready = v;
+    }
+    if let Some(v) = n.get(ctx, "publish_jetstream", boolean) {
+        c.publish_jetstream = v;
+    }
+    n.finish(ctx);
+    servers.map(|_| c)
+}

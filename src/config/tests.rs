@@ -1,0 +1,181 @@
+//! Configuration loading, end to end from YAML text and environment to `Config`.
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+fn file(text: &str) -> (tempfile::TempDir, ConfigSource) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("atalaya.yaml");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    (dir, ConfigSource::File(path))
+}
+
+fn env(vars: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    Some(
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn errors(source: &ConfigSource, vars: &[(&str, &str)]) -> Vec<String> {
+    let dir = match source {
+        ConfigSource::File(p) => format!("{}/", p.parent().unwrap().display()),
+        ConfigSource::Defaults => String::new(),
+    };
+    load(source, env(vars))
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string().replace(&dir, ""))
+        .collect()
+}
+
+#[test]
+fn defaults_need_no_file() {
+    let config = load(&ConfigSource::Defaults, env(&[])).unwrap();
+    assert_eq!(config.http.listen.to_string(), "127.0.0.1:9470");
+    assert_eq!(config.state.dir, PathBuf::from("./data"));
+    assert!(config.http.token.is_none());
+    assert!(config.receivers.console.enabled);
+}
+
+#[test]
+fn file_values_and_environment_overrides() {
+    let (_dir, source) = file(
+        "http:\n  listen: 0.0.0.0:9000\n  publish_timeout: 2s\nbus:\n  capacity: 16\nlog:\n  format: json\n",
+    );
+    let config = load(
+        &source,
+        env(&[
+            ("ATALAYA__HTTP__LISTEN", "127.0.0.1:9100"),
+            ("ATALAYA__HTTP__TOKEN", "00123"),
+            ("ATALAYA__RECEIVERS__CONSOLE__EVENTS", "false"),
+            ("ATALAYA_TOKEN", "not ours: single underscore"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.http.listen.to_string(), "127.0.0.1:9100");
+    assert_eq!(config.http.publish_timeout, Duration::from_secs(2));
+    assert_eq!(config.bus.capacity, 16);
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert_eq!(config.http.token.unwrap().expose(), "00123");
+    assert!(!config.receivers.console.events);
+}
+
+#[test]
+fn every_mistake_is_reported_at_once_with_its_place() {
+    let (_dir, source) = file(
+        "http:\n  listen: 9470\n  max_body_byte: 10\nbus:\n  capacity: -1\nshutdown:\n  timeout: 10\nlogs: {}\n",
+    );
+    assert_eq!(
+        errors(&source, &[("ATALAYA__LOG__FORMAT", "xml")]),
+        [
+            "atalaya.yaml:2:11: http.listen: `9470` is not an address; write IP:PORT such as `127.0.0.1:9470` or `[::]:9470`",
+            "atalaya.yaml:3:3: http.max_body_byte: unknown key `max_body_byte`; did you mean `max_body_bytes`?",
+            "atalaya.yaml:5:13: bus.capacity: -1 is out of range (1 to 1048576)",
+            "environment variable ATALAYA__LOG__FORMAT: log.format: `xml` is not a log format; use `text` or `json`",
+            "atalaya.yaml:7:12: shutdown.timeout: expected a duration with a unit such as `5s` or `2m`, found an integer",
+            "atalaya.yaml:8:1: logs: unknown key `logs`; did you mean `log`?",
+        ]
+    );
+}
+
+#[test]
+fn secrets_come_from_files_or_environment_only() {
+    let (_dir, source) = file("http:\n  token: hunter2\n");
+    let errs = errors(&source, &[]);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0]
+            .starts_with("atalaya.yaml:2:3: http.token: secrets are not read from the config file")
+    );
+    assert!(!errs[0].contains("hunter2"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let token_path = dir.path().join("token");
+    std::fs::write(&token_path, "s3cret\n").unwrap();
+    let (_d, source) = file(&format!("http:\n  token_file: {}\n", token_path.display()));
+    let config = load(&source, env(&[])).unwrap();
+    assert_eq!(config.http.token.unwrap().expose(), "s3cret");
+
+    let (_d, source) = file("http:\n  token_file: /nonexistent/token\n");
+    let errs = errors(&source, &[]);
+    assert!(
+        errs[0].starts_with("atalaya.yaml:2:15: http.token_file: cannot read /nonexistent/token"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn syntax_errors_and_wrong_shapes() {
+    let (_dir, source) = file("http:\n  listen: [1,\n");
+    let errs = errors(&source, &[]);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("atalaya.yaml:3:1: invalid YAML"),
+        "{errs:?}"
+    );
+
+    let (_dir, source) = file("http: 5\n");
+    assert_eq!(
+        errors(&source, &[]),
+        ["atalaya.yaml:1:7: http: expected a mapping of keys, found an integer"]
+    );
+
+    let (_dir, source) = file("");
+    assert!(
+        load(&source, env(&[])).is_ok(),
+        "an empty file means defaults"
+    );
+}
+
+#[test]
+fn only_yaml_files() {
+    let err = load(&ConfigSource::File("atalaya.toml".into()), env(&[])).unwrap_err();
+    assert_eq!(
+        err[0].to_string(),
+        "atalaya.toml: not a YAML file: config files end in .yaml or .yml"
+    );
+}
+
+#[test]
+fn broker_sections() {
+    let (_dir, source) = file(
+        "mqtt:\n  host: 127.0.0.1\n  port: 1884\n  username: atalaya\n  subscriptions:\n    - topic: zigbee2mqtt/+device\n    - topic: tasmota/#\n      qos: 0\nnats:\n  servers: [nats://127.0.0.1:4222]\n  subscriptions:\n    - subject: jobs/>\n      queue_group: atalaya\n  jetstream:\n    - stream: EVENTS\n      durable: atalaya\n      ack_wait: 10s\n",
+    );
+    let config = load(&source, env(&[("ATALAYA__MQTT__PASSWORD", "fake-pass")])).unwrap();
+    let mqtt = config.mqtt.unwrap();
+    assert_eq!((mqtt.host.as_str(), mqtt.port), ("127.0.0.1", 1884));
+    assert_eq!(mqtt.password.unwrap().expose(), "fake-pass");
+    assert_eq!(mqtt.subscriptions.len(), 2);
+    assert_eq!(mqtt.subscriptions[1].qos, 0);
+    let nats = config.nats.unwrap();
+    assert_eq!(
+        nats.subscriptions[0].queue_group.as_deref(),
+        Some("atalaya")
+    );
+    assert_eq!(nats.jetstream[0].ack_wait, Duration::from_secs(10));
+}
+
+#[test]
+fn broker_section_mistakes_are_positioned() {
+    let (_dir, source) = file(
+        "mqtt:\n  port: 99999\n  subscriptions:\n    - topic: a/#/b\n      qso: 1\n  password: inline\n",
+    );
+    assert_eq!(
+        errors(&source, &[]),
+        [
+            "atalaya.yaml:1:1: mqtt: `host` is required",
+            "atalaya.yaml:2:9: mqtt.port: 99999 is out of range (1 to 65535)",
+            "atalaya.yaml:6:3: mqtt.password: secrets are not read from the config file (it lives in Git): use mqtt.password_file or the ATALAYA__MQTT__PASSWORD environment variable",
+            "atalaya.yaml:4:14: mqtt.subscriptions[0].topic: `a/#/b`: `#` must be the last token of the pattern",
+            "atalaya.yaml:5:7: mqtt.subscriptions[0].qso: unknown key `qso`; did you mean `qos`?",
+        ]
+    );
+}
