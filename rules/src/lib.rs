@@ -5,21 +5,36 @@
 //! files and checks that each one is well-formed YAML, reporting every problem as
 //! `file:line:col: message` so `atalaya check` can print it and an editor can jump to it.
 //!
-//! The rule language itself (parsing rules out of these documents, the sans-IO engine and the
-//! router) comes later and will build on the [`files::RuleFile`]s loaded here.
+//! The rule language builds on the [`files::RuleFile`]s loaded here: rules are compiled
+//! ([`compile`]) and run by a sans-IO engine ([`engine`]); the router comes later.
 //!
 //! # Layout
 //! - [`files`]: discovering rule files under a directory (ConfigMap-aware), loading each one
 //!   and checking its YAML syntax with positions, and loading a whole directory at once.
-//! - [`yaml`]: a YAML tree that keeps the position of every node, and a serde deserializer
-//!   over it whose errors point at the key or value at fault.
+//! - [`yaml`]: a YAML tree that keeps the position of every node (`yaml/mod.rs`), and a serde
+//!   deserializer over it whose errors point at the key or value at fault (`yaml/de.rs`).
+//! - [`model`]: rule files as written, the serde shape from which the JSON Schema is generated.
+//! - [`compile`]: checking and compiling rules, every error as `file:line:col: message`
+//!   (`compile/mod.rs`); one rule's checks in `compile/check.rs`, error positions inside
+//!   scalars in `compile/position.rs`.
 //! - [`active`]: a rule's active days and hours in a time zone (`22:00-07:00`, `mon-fri`):
 //!   whether an instant falls inside, and when that next changes.
-//! - [`notation`]: the compact series notation of rule unit tests (`1+1x3 _ 5`).
 //! - [`expr`]: CEL expressions for a rule's `value:` and `condition:`, compiled once and
-//!   evaluated per event against `value`, `data`, `labels`, `subject` and `time`.
+//!   evaluated per event against `value`, `data`, `labels`, `subject` and `time`
+//!   (`expr/mod.rs`); JSON and CEL values in `expr/json.rs`, parsing and its limits in
+//!   `expr/syntax.rs`, walking the syntax tree in `expr/tree.rs`.
 //! - [`template`]: Jinja templates (minijinja) for a rule's severity, labels and
 //!   annotations: strict about undefined values, bounded by fuel, never HTML-escaped.
+//! - [`index`]: which rules an event's subject can match, without trying every rule.
+//! - [`engine`]: the sans-IO rule engine, evaluation in `engine/mod.rs`; a series' state in
+//!   `engine/series.rs`, rendering alerts in `engine/alerts.rs`, persistence in
+//!   `engine/persist.rs`, reloading rules in `engine/reload.rs`.
+//! - [`alert`]: the alerts and actions the engine outputs.
+//! - [`metrics`]: the engine's metrics.
+//! - [`testing`]: rule unit tests (`atalaya test`), run on virtual time.
+//! - [`notation`]: the compact series notation of rule unit tests (`1+1x3 _ 5`).
+//!
+//! Unit tests sit beside the code, in a `tests.rs` of the module's folder where they are long.
 
 pub mod active;
 pub mod alert;

@@ -9,34 +9,38 @@
 //! State is per series (one alert per series of a rule). Changed series are handed out by
 //! [`Engine::take_changes`] for the caller to persist, and come back through
 //! [`Engine::restore`] after a restart.
+//!
+//! # Layout
+//! - this file: the engine's state, and evaluation: events and deadlines moving each series'
+//!   alert through its phases.
+//! - `series`: one series' state and the pure functions that move it.
+//! - `alerts`: rendering a series' alert and actions from the rule's templates, listing the
+//!   alerts now active, and the `atalaya_alerts{state}` gauge.
+//! - `persist`: handing out changed series for the store ([`Changes`]) and restoring them.
+//! - `reload`: replacing the rules while keeping the state of unchanged ones.
 
+mod alerts;
+mod persist;
+mod reload;
 mod series;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use atalaya_bus::{Event, Labels, Subject};
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::warn;
 
+pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
 pub use self::series::{MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
-use crate::alert::{
-    ActionRequest, Alert, AlertState, Output, fingerprint, fingerprint_hash,
-    fingerprint_hash_sorted, fingerprint_text,
-};
+use crate::alert::{AlertState, Output, fingerprint_hash, fingerprint_hash_sorted};
 use crate::compile::{Rule, RuleSet};
 use crate::expr::{RuleValue, Vars};
 use crate::metrics::EngineMetrics;
 use crate::model::ActionTrigger;
-
-/// Longest a series' minor changes (last seen, value, window samples) wait to be persisted.
-/// Phase changes are persisted at once; this bounds what a crash can lose, and spares an SD
-/// card a write per event.
-pub const SOFT_PERSIST_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
 
 /// How often, at most, one rule logs the same kind of problem (virtual time).
 const LOG_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -104,35 +108,6 @@ impl SeriesId<'_> {
                 .collect(),
             Self::Labels(labels) => labels,
         }
-    }
-}
-
-/// Persisted form of one series.
-#[derive(Deserialize)]
-struct SeriesRecord {
-    rule_hash: u64,
-    series: Series,
-}
-
-/// [`SeriesRecord`] for writing, without copying the series.
-#[derive(Serialize)]
-struct SeriesRecordRef<'a> {
-    rule_hash: u64,
-    series: &'a Series,
-}
-
-/// Series to write to and delete from the store.
-#[derive(Debug, Default)]
-pub struct Changes {
-    /// (rule name, fingerprint, record).
-    pub upserts: Vec<(String, String, Vec<u8>)>,
-    /// (rule name, fingerprint).
-    pub deletes: Vec<(String, String)>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.upserts.is_empty() && self.deletes.is_empty()
     }
 }
 
@@ -465,93 +440,6 @@ impl Engine {
         series.fired_at = None;
     }
 
-    /// Renders the alert of `series` in `state`.
-    fn alert(&self, rule: &Rule, series: &Series, state: AlertState, now: Timestamp) -> Alert {
-        let mut context = json!({
-            "labels": series.labels,
-            "value": series.value,
-            "subject": series.subject,
-            "rule": rule.name,
-            "state": state.as_str(),
-            "time": now.to_string(),
-        });
-        if let Some(data) = &series.data {
-            context["data"] = data.clone();
-        }
-        let render =
-            |what: &str, template: &crate::template::Template, context: &Value| match template
-                .render(context)
-            {
-                Ok(text) => text,
-                Err(e) => {
-                    self.metrics.template_errors(&rule.name).inc();
-                    format!("<{what}: {e}>")
-                }
-            };
-        let severity = render("severity", &rule.severity, &context);
-        context["severity"] = Value::from(severity.clone());
-        let mut labels = series.labels.clone();
-        for (name, template) in &rule.labels {
-            labels.insert(name.clone(), render(name, template, &context));
-        }
-        labels.insert("alertname".to_owned(), rule.name.clone());
-        labels.insert("severity".to_owned(), severity);
-        let annotations: BTreeMap<String, String> = rule
-            .annotations
-            .iter()
-            .map(|(name, template)| (name.clone(), render(name, template, &context)))
-            .collect();
-        Alert {
-            rule: rule.name.clone(),
-            fingerprint: fingerprint(&rule.name, &series.labels),
-            state,
-            labels,
-            annotations,
-            value: series.value.clone(),
-            active_since: series.active_since.unwrap_or(now),
-            fired_at: series.fired_at,
-            resolved_at: None,
-        }
-    }
-
-    fn actions(&self, rule: &Rule, alert: &Alert, trigger: ActionTrigger, out: &mut Vec<Output>) {
-        for action in rule.actions.iter().filter(|a| a.on == trigger) {
-            let context = json!({
-                "labels": alert.labels,
-                "annotations": alert.annotations,
-                "value": alert.value,
-                "rule": rule.name,
-                "state": alert.state.as_str(),
-            });
-            let rendered = action.subject.render(&context).and_then(|subject| {
-                let payload = match &action.payload {
-                    Some(p) => p.render(&context)?,
-                    None => serde_json::to_string(alert).unwrap_or_default(),
-                };
-                Ok((subject, payload))
-            });
-            match rendered {
-                Ok((subject, payload)) if Subject::parse(&subject).is_ok() => {
-                    out.push(Output::Action(ActionRequest {
-                        rule: rule.name.clone(),
-                        fingerprint: alert.fingerprint.clone(),
-                        trigger: alert.state,
-                        subject,
-                        payload,
-                    }));
-                }
-                Ok((subject, _)) => {
-                    self.metrics.template_errors(&rule.name).inc();
-                    warn!(rule = %rule.name, subject = %subject, "Action subject is not a valid subject; skipped.");
-                }
-                Err(e) => {
-                    self.metrics.template_errors(&rule.name).inc();
-                    warn!(rule = %rule.name, error = %e, "Action template failed; skipped.");
-                }
-            }
-        }
-    }
-
     fn eval_error(&mut self, id: usize, rule: &Rule, what: &str, error: &str, now: Timestamp) {
         self.metrics.evaluation_errors(&rule.name).inc();
         let state = &mut self.states[id];
@@ -593,16 +481,6 @@ impl Engine {
             self.soft.push_back((due, id, key));
         }
         self.states[id].series.insert(key, series);
-    }
-
-    /// Moves the `atalaya_alerts{state}` gauge for one series entering or leaving `state`.
-    fn count(&self, state: Option<AlertState>, delta: i64) {
-        if let Some(state) = state {
-            self.metrics
-                .alerts
-                .with_label_values(&[state.as_str()])
-                .add(delta);
-        }
     }
 
     /// Processes every deadline up to `now`, each at its own instant.
@@ -695,223 +573,5 @@ impl Engine {
             }
             _ => {}
         }
-    }
-
-    /// The alerts now pending or firing, rendered, in rule then fingerprint order.
-    pub fn alerts(&self, now: Timestamp) -> Vec<Alert> {
-        let mut alerts = Vec::new();
-        for (rule, state) in self.rules.rules.iter().zip(&self.states) {
-            let mut keys: Vec<&u64> = state.series.keys().collect();
-            keys.sort();
-            for key in keys {
-                let series = &state.series[key];
-                let alert_state = match series.phase {
-                    Phase::Inactive => continue,
-                    Phase::Pending { .. } => AlertState::Pending,
-                    Phase::Firing { .. } => AlertState::Firing,
-                };
-                alerts.push(self.alert(rule, series, alert_state, now));
-            }
-        }
-        alerts
-    }
-
-    /// Recounts `atalaya_alerts{state}` from scratch (after a reload or restore).
-    fn update_alert_gauges(&mut self) {
-        let (mut pending, mut firing) = (0i64, 0i64);
-        for state in &mut self.states {
-            for series in state.series.values_mut() {
-                series.counted = series.alert_state();
-                match series.counted {
-                    Some(AlertState::Pending) => pending += 1,
-                    Some(AlertState::Firing) => firing += 1,
-                    _ => {}
-                }
-            }
-        }
-        self.metrics
-            .alerts
-            .with_label_values(&["pending"])
-            .set(pending);
-        self.metrics
-            .alerts
-            .with_label_values(&["firing"])
-            .set(firing);
-    }
-
-    /// What to persist as of `now`: series whose phase, arm or latch changed, series with
-    /// other changes older than [`SOFT_PERSIST_INTERVAL`], and removed series.
-    pub fn take_changes(&mut self, now: Timestamp) -> Changes {
-        let mut keys: Vec<(usize, u64)> = self.urgent.drain().collect();
-        while let Some(&(due, id, key)) = self.soft.front() {
-            if due > now {
-                break;
-            }
-            self.soft.pop_front();
-            self.soft_queued.remove(&(id, key));
-            keys.push((id, key));
-        }
-        self.encode(keys)
-    }
-
-    /// Every pending change, whatever its age (at shutdown).
-    pub fn take_all_changes(&mut self) -> Changes {
-        let mut keys: Vec<(usize, u64)> = self.urgent.drain().collect();
-        keys.extend(self.soft.drain(..).map(|(_, id, key)| (id, key)));
-        self.soft_queued.clear();
-        self.encode(keys)
-    }
-
-    fn encode(&mut self, keys: Vec<(usize, u64)>) -> Changes {
-        let mut changes = std::mem::take(&mut self.carried);
-        changes.deletes.append(&mut self.removed);
-        for (id, key) in keys {
-            let rule = &self.rules.rules[id];
-            let Some(series) = self.states[id].series.get_mut(&key) else {
-                continue;
-            };
-            let record = SeriesRecordRef {
-                rule_hash: rule.hash,
-                series,
-            };
-            if let Ok(bytes) = serde_json::to_vec(&record) {
-                changes
-                    .upserts
-                    .push((rule.name.clone(), fingerprint_text(key), bytes));
-                series.persisted = Some(series.essentials());
-            }
-        }
-        changes
-    }
-
-    /// Restores persisted series. Timer anchors move by the downtime (`now - saved_at`), so
-    /// timers pause while atalaya is down. Series of rules that changed or are gone are
-    /// dropped (their firing alerts resolved and returned) and queued for deletion.
-    pub fn restore(
-        &mut self,
-        records: impl IntoIterator<Item = (String, String, Vec<u8>)>,
-        saved_at: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Vec<Output> {
-        let downtime = saved_at
-            .map(|s| now.duration_since(s))
-            .filter(|d| d.is_positive())
-            .unwrap_or(SignedDuration::ZERO);
-        let by_name: HashMap<&str, usize> = self
-            .rules
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.name.as_str(), i))
-            .collect();
-        let mut out = Vec::new();
-        let mut restored = Vec::new();
-        for (name, key, bytes) in records {
-            let Ok(record) = serde_json::from_slice::<SeriesRecord>(&bytes) else {
-                warn!(rule = %name, "Unreadable stored series; dropped.");
-                self.removed.push((name, key));
-                continue;
-            };
-            match by_name.get(name.as_str()) {
-                Some(&id) if self.rules.rules[id].hash == record.rule_hash => {
-                    let mut series = record.series;
-                    series.shift(downtime);
-                    let hash = fingerprint_hash(&name, &series.labels);
-                    if fingerprint_text(hash) != key {
-                        self.removed.push((name, key));
-                    }
-                    restored.push((id, hash, series));
-                }
-                _ => {
-                    if record.series.is_firing() {
-                        out.push(Output::Alert(gone_alert(&name, &key, record.series, now)));
-                    }
-                    self.removed.push((name, key));
-                }
-            }
-        }
-        for (id, key, mut series) in restored {
-            let rule = Arc::clone(&self.rules.rules[id]);
-            series.deadline = None;
-            self.metrics.series(&rule.name).inc();
-            series.persisted = Some(series.essentials());
-            self.put_back(id, &rule, key, Box::new(series), now);
-        }
-        self.soft.clear();
-        self.soft_queued.clear();
-        self.update_alert_gauges();
-        out
-    }
-
-    /// Replaces the rules. Rules whose definition did not change keep their series; the
-    /// alerts of changed and removed rules resolve.
-    pub fn reload(&mut self, rules: RuleSet, now: Timestamp) -> Vec<Output> {
-        // Rule ids change below: encode what is pending under the old ones first.
-        self.carried = self.take_all_changes();
-        let mut old: HashMap<String, (Arc<Rule>, RuleState)> = self
-            .rules
-            .rules
-            .drain(..)
-            .zip(self.states.drain(..))
-            .map(|(rule, state)| (rule.name.clone(), (rule, state)))
-            .collect();
-        self.deadlines.clear();
-        let mut out = Vec::new();
-        let mut states = Vec::with_capacity(rules.rules.len());
-        for rule in &rules.rules {
-            match old.remove(&rule.name) {
-                Some((previous, state)) if previous.hash == rule.hash => states.push(state),
-                Some((previous, state)) => {
-                    self.retire(&previous, state, now, &mut out);
-                    states.push(RuleState::new(&self.metrics, &rule.name));
-                }
-                None => states.push(RuleState::new(&self.metrics, &rule.name)),
-            }
-        }
-        for (_, (previous, state)) in old {
-            self.retire(&previous, state, now, &mut out);
-        }
-        self.rules = rules;
-        self.states = states;
-        for (id, state) in self.states.iter().enumerate() {
-            for (key, series) in &state.series {
-                if let Some(d) = series.deadline {
-                    self.deadlines.insert((d, id, *key));
-                }
-            }
-        }
-        self.metrics.rules_loaded.set(self.rules.rules.len() as i64);
-        self.update_alert_gauges();
-        out
-    }
-
-    /// Resolves the firing alerts of a rule that goes away and queues its series for
-    /// deletion.
-    fn retire(&mut self, rule: &Rule, state: RuleState, now: Timestamp, out: &mut Vec<Output>) {
-        self.metrics.forget_rule(&rule.name);
-        for (key, mut series) in state.series {
-            if series.is_firing() {
-                self.resolve(rule, &mut series, now, out);
-            }
-            self.removed
-                .push((rule.name.clone(), fingerprint_text(key)));
-        }
-    }
-}
-
-/// The resolution of a stored alert whose rule no longer exists as it was.
-fn gone_alert(rule: &str, key: &str, series: Series, now: Timestamp) -> Alert {
-    let mut labels = series.labels;
-    labels.insert("alertname".to_owned(), rule.to_owned());
-    Alert {
-        rule: rule.to_owned(),
-        fingerprint: key.to_owned(),
-        state: AlertState::Resolved,
-        labels,
-        annotations: BTreeMap::new(),
-        value: series.value,
-        active_since: series.active_since.unwrap_or(now),
-        fired_at: series.fired_at,
-        resolved_at: Some(now),
     }
 }

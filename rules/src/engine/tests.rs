@@ -5,7 +5,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::alert::{AlertState, Output};
+use crate::alert::{ActionRequest, AlertState, Output};
 use crate::compile::compile_files;
 use crate::files::RuleFile;
 use crate::metrics::EngineMetrics;

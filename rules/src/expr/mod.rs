@@ -66,6 +66,7 @@ pub const MAX_EXPRESSION_DEPTH: usize = 32;
 /// How deep an expression's syntax tree may be: brackets, operators, field selections and
 /// macro loops all count.
 const MAX_SYNTAX_TREE_DEPTH: usize = 2 * MAX_EXPRESSION_DEPTH;
+
 /// The variables every expression can use.
 pub const VARIABLES: [&str; 6] = ["value", "data", "labels", "subject", "time", "time_unix"];
 
@@ -321,6 +322,7 @@ impl VariableResolver for Resolver<'_> {
         Some(CowVal::Borrowed(val))
     }
 }
+
 /// A value as an error message shows it: `a number (21.5)`, `a string ("on")`.
 fn describe_value(v: &Value) -> String {
     match v {

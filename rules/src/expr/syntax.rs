@@ -13,6 +13,7 @@ use super::{CompileError, ENV, MAX_EXPRESSION_DEPTH, MAX_SYNTAX_TREE_DEPTH, VARI
 /// longest expressions accepted need some 6 MiB, more than a test or tokio thread has. Only
 /// the pages used are committed.
 const PARSER_STACK_BYTES: usize = 32 << 20;
+
 /// The char offset of byte `byte` of `source` (or of the char containing it).
 pub(super) fn char_offset_of_byte(source: &str, byte: usize) -> usize {
     source.char_indices().take_while(|(i, _)| *i < byte).count()
