@@ -7,10 +7,12 @@
 //! - `supervisor`: spawning tasks so that none dies unnoticed.
 //! - `http`: the HTTP API (ingest, health, metrics).
 //! - `telemetry`: logging and the metrics registry; `internal_events`: log line + metric.
+//! - `actions`: rule actions published through the brokers.
 //! - `rules_runner`: the rule engine on the bus, with persistence; `reload`: what asks
 //!   for a rule reload (file changes, SIGHUP).
 //! - `check`, `send`, `rule_tests`: the `atalaya check`, `send` and `test` commands.
 
+mod actions;
 mod check;
 mod cli;
 mod config;

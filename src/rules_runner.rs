@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use atalaya_bus::bus::Consumer;
 use atalaya_bus::store::Store;
-use atalaya_rules::alert::Output;
+use atalaya_rules::alert::{ActionRequest, Output};
 use atalaya_rules::compile::{RuleError, load_rules};
 use atalaya_rules::engine::{Changes, Engine};
 use jiff::Timestamp;
@@ -76,6 +76,8 @@ pub struct RulesRunner {
     pub dir: Option<PathBuf>,
     /// Alert transitions and actions, to the receivers.
     pub outputs: mpsc::Sender<Output>,
+    /// Actions, to the brokers that publish them (when any is configured).
+    pub actions: Option<mpsc::Sender<ActionRequest>>,
     pub reload_metrics: ReloadMetrics,
 }
 
@@ -154,6 +156,9 @@ impl RulesRunner {
 
     async fn deliver(&self, outputs: Vec<Output>) {
         for output in outputs {
+            if let (Output::Action(action), Some(actions)) = (&output, &self.actions) {
+                let _ = actions.send(action.clone()).await;
+            }
             if let Output::Alert(alert) = &output {
                 info!(rule = %alert.rule, state = alert.state.as_str(), fingerprint = %alert.fingerprint, "Alert {}.", alert.state.as_str());
             }

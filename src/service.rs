@@ -27,6 +27,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::actions::{self, ActionPublishers};
 use crate::config::{Config, ConfigSource};
 use crate::http::{self, ApiState};
 use crate::internal_events::{LogThrottle, RejectStage};
@@ -165,16 +166,63 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         let _ = outputs_tx.try_send(output);
     }
     let (reload_tx, reload_rx) = mpsc::channel(4);
+    let rules_consumer = bus.consumer("rules");
+    let publisher = bus.build();
+
+    // Broker connectors: sources onto the bus, and publishers for rule actions.
+    let mut action_publishers = ActionPublishers::default();
+    #[cfg(feature = "mqtt")]
+    if let Some(mqtt) = config.mqtt.clone() {
+        let counters = connectors.connector("mqtt", &[]);
+        let ready = mqtt.required_for_ready.then(|| readiness.register("mqtt"));
+        let (connector, mqtt_publisher) =
+            atalaya_connectors::mqtt::MqttConnector::new(mqtt, publisher.clone(), counters, ready)
+                .map_err(anyhow::Error::from)
+                .map_err(fail(exit::CONFIG))?;
+        action_publishers.mqtt = Some(mqtt_publisher);
+        let token = supervisor.token().clone();
+        supervisor.spawn(Stage::Source, "mqtt", async move {
+            connector.run(token).await?;
+            Ok(())
+        });
+    }
+    #[cfg(feature = "nats")]
+    if let Some(nats) = config.nats.clone() {
+        let counters = connectors.connector("nats", atalaya_connectors::nats::ERROR_STAGES);
+        let ready = nats.required_for_ready.then(|| readiness.register("nats"));
+        let (connector, nats_publisher) = atalaya_connectors::nats::NatsConnector::connect(
+            nats,
+            publisher.clone(),
+            counters,
+            ready,
+        )
+        .await
+        .map_err(anyhow::Error::from)
+        .map_err(fail(exit::CONFIG))?;
+        action_publishers.nats = Some(nats_publisher);
+        let token = supervisor.token().clone();
+        supervisor.spawn(Stage::Source, "nats", async move {
+            connector.run(token).await?;
+            Ok(())
+        });
+    }
+    let actions_tx = if action_publishers.is_empty() {
+        None
+    } else {
+        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        supervisor.spawn(Stage::Sink, "actions", actions::run(rx, action_publishers));
+        Some(tx)
+    };
+
     let runner = RulesRunner {
         engine,
         store: Arc::clone(&store),
         dir: rules_dir.clone(),
         outputs: outputs_tx,
+        actions: actions_tx,
         reload_metrics,
     };
-    let rules_consumer = bus.consumer("rules");
     supervisor.spawn(Stage::Sink, "rules", runner.run(rules_consumer, reload_rx));
-    let publisher = bus.build();
 
     // Reload triggers: the directory changing, SIGHUP, and POST /-/reload (below).
     let _watcher = match &rules_dir {

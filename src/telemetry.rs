@@ -10,9 +10,17 @@ use crate::config::LogFormat;
 /// Installs the global `tracing` subscriber: text (colored on a terminal) or JSON lines, on
 /// stderr. Stdout belongs to the console receiver.
 pub fn init_logging(format: LogFormat, filter: &str) {
+    // Client libraries log every connection attempt; their warnings are enough unless the
+    // filter names them.
+    let mut directives = filter.to_owned();
+    for noisy in ["async_nats", "rumqttc"] {
+        if !filter.contains(noisy) {
+            directives.push_str(&format!(",{noisy}=warn"));
+        }
+    }
     // The filter was validated with the config; fall back to `info` rather than fail here.
     let filter = EnvFilter::builder()
-        .parse(filter)
+        .parse(&directives)
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

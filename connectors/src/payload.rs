@@ -53,7 +53,10 @@ pub fn decode_payload(payload: &[u8], max_bytes: usize) -> Result<Value, Payload
     if trimmed.eq_ignore_ascii_case("off") {
         return Ok(Value::Bool(false));
     }
-    if trimmed.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && !c.is_whitespace())
+    {
         return Err(PayloadError::ControlCharacters);
     }
     Ok(Value::String(trimmed.to_owned()))
@@ -69,7 +72,10 @@ mod tests {
     #[test]
     fn the_policy() {
         let d = |p: &[u8]| decode_payload(p, 1024);
-        assert_eq!(d(br#"{"temperature": 21.5}"#), Ok(json!({"temperature": 21.5})));
+        assert_eq!(
+            d(br#"{"temperature": 21.5}"#),
+            Ok(json!({"temperature": 21.5}))
+        );
         assert_eq!(d(b"[1, 2]"), Ok(json!([1, 2])));
         assert_eq!(d(b" 21.5\n"), Ok(json!(21.5)));
         assert_eq!(d(b"-3"), Ok(json!(-3)));
@@ -83,7 +89,10 @@ mod tests {
         assert_eq!(d(b"a\x00b"), Err(PayloadError::ControlCharacters));
         assert_eq!(
             decode_payload(&[b'1'; 2000], 1024),
-            Err(PayloadError::TooLarge { len: 2000, max: 1024 })
+            Err(PayloadError::TooLarge {
+                len: 2000,
+                max: 1024
+            })
         );
     }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses its own part of the helper")]
 
+pub mod brokers;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -232,6 +234,34 @@ impl Atalaya {
                 return line;
             }
         }
+    }
+
+    /// Waits (within [`PATIENCE`]) until `/readyz` says ready.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let ready = async {
+            loop {
+                if let Ok(r) = client.get(self.url("/readyz")).send().await
+                    && r.status().is_success()
+                {
+                    return;
+                }
+                // Readiness comes from another process; polling it is bounded by PATIENCE.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(PATIENCE, ready).await.is_err() {
+            panic!("atalaya never became ready; logs:\n{}", self.logs());
+        }
+    }
+
+    /// Every console line still to come, until the process's stdout closes.
+    pub async fn drain_console(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(Some(line)) = tokio::time::timeout(PATIENCE, self.stdout.recv()).await {
+            lines.push(line);
+        }
+        lines
     }
 
     pub fn logs(&self) -> String {

@@ -1,2 +1,125 @@
-//! MQTT connector (being built).
+//! `mqtt:` — one MQTT broker connection that is both a source (its subscriptions become events
+//! on the bus) and a publisher (rule actions publish over the same connection).
+//!
+//! # How a message becomes an event
+//! Each subscription pattern (`zigbee2mqtt/+device`, `home/#`, `tele/>`) is subscribed as the
+//! equivalent MQTT filter (`+name` → `+`, `>` → `#`). A received message's topic becomes the
+//! event's [`Subject`](atalaya_bus::Subject); the first subscription (in config order) whose
+//! pattern matches it gives the captured labels — a message no pattern matches (`>` needs at
+//! least one token, `#` does not; or a subscription left in the persistent session by an
+//! earlier configuration) is skipped. The payload is decoded by the shared
+//! [`payload`](crate::payload) policy. The event has source `mqtt://host:port`, type
+//! [`EVENT_TYPE`], and label `mqtt_retained="true"` when the broker flagged the message as
+//! retained: the broker replays retained messages whenever the connector subscribes (at every
+//! start, and after the broker lost the session), so rules that count or react to changes can
+//! tell a replay from news.
+//!
+//! A message that cannot be an event (topic not a valid subject, payload too large or not
+//! text) is counted (`errors{stage="decode"|"size"}`), logged at most once a minute per kind,
+//! and skipped — and still acknowledged, so it is not redelivered forever. Payloads are read
+//! off the connection up to four times `max_payload_bytes` (plus room for the topic); a
+//! message larger still cannot be skipped (rumqttc drops the connection over it, and the
+//! broker offers it again after the reconnect), so it is logged as an error and counted under
+//! `size` at each reconnect: cap message sizes at the broker (mosquitto:
+//! `message_size_limit`).
+//!
+//! # At-least-once
+//! The session is persistent (`clean_session: false` by default) and acknowledgements are
+//! manual: a QoS 1 message is acknowledged (PUBACK) only once every bus consumer has finished
+//! with its event — the rule engine releases an event after persisting what it caused. PUBACKs
+//! go out in the order the messages arrived, as MQTT requires, and only on the connection the
+//! message arrived on: after a reconnect the broker offers every unacknowledged message again,
+//! and the new copy is acknowledged in its turn. A message not acknowledged when atalaya, the
+//! connection or the broker went away is redelivered; consumers may see it twice, never zero
+//! times. Subscriptions asking for QoS 2 are made at QoS 1: the guarantee end to end is
+//! at-least-once either way, and rumqttc cannot resume a half-done QoS 2 exchange after a
+//! reconnect. QoS 0 messages are at-most-once.
+//!
+//! Subscriptions are made on the first connection of the process (the configuration may have
+//! changed since the session was created) and again whenever the broker answers without a
+//! session; a resumed session keeps them. A subscription removed from the configuration stays
+//! in the persistent session: its messages are skipped (and acknowledged), and a new
+//! `client_id` or `clean_session: true` once drops it at the broker.
+//!
+//! # Tasks and bounds
+//! [`MqttConnector::run`] drives three parts concurrently, none of which can stall another:
+//! the connection (rumqttc's `EventLoop::poll`, which must keep running for anything to move:
+//! it never waits on anything else), the bus stage (decodes and publishes on the bus, waiting
+//! when the bus is full), and the ack stage (waits for each delivery, in order, and queues
+//! its PUBACK). Memory stays bounded: unacknowledged QoS 1 messages are bounded by the
+//! broker's in-flight window (mosquitto's `max_inflight_messages`; at most 65 535 by the
+//! protocol), deliveries awaiting their PUBACK by `max_inflight`, and QoS 0 messages waiting
+//! for the bus by `max_inflight` too — beyond that they are dropped and counted
+//! (`errors{stage="overflow"}`).
+//!
+//! # Connection
+//! Reconnects back off from `reconnect_min` to `reconnect_max`, doubling, ±20 % jitter, reset
+//! once connected; an outage is logged once (and again when its reason changes), every failed
+//! attempt is counted (`errors{stage="connect"}`). After connecting, the connector publishes a
+//! retained `online` to `status_topic`; its last will, published by the broker when the
+//! connection dies, is a retained `offline`.
+//!
+//! At shutdown the connector stops taking messages, gives events already on the bus up to
+//! 5 s to be done (so their messages are acknowledged, not redelivered after the restart),
+//! publishes `offline`, sends DISCONNECT and waits (up to 2 s) for the broker to close the
+//! connection, which tells it everything before was read.
+//!
+//! # Layout
+//! - [`config`]: the settings.
+//! - `source`: [`MqttConnector`] — building the connection and the connection loop.
+//! - `delivery`: the bus stage and the in-order ack stage.
+//! - `message`: subscriptions as MQTT filters, and a message into an event.
+//! - `publisher`: [`MqttPublisher`].
+//! - `options`: config validation and rumqttc options (TLS, credentials, last will).
+//! - `telemetry`: log lines and metrics, written together.
+//! - `backoff`: the reconnect back-off.
+
+mod backoff;
 pub mod config;
+mod delivery;
+mod message;
+mod options;
+mod publisher;
+mod source;
+mod telemetry;
+
+use atalaya_bus::subject::SubjectError;
+
+pub use message::EVENT_TYPE;
+pub use publisher::MqttPublisher;
+pub use source::MqttConnector;
+
+use crate::tls::TlsError;
+
+/// The error stages this connector counts under `atalaya_connector_errors_total{stage}`; pass
+/// them to `ConnectorMetrics::connector` so they show at zero from the start.
+pub const ERROR_STAGES: &[&str] = &[
+    "connect",
+    "subscribe",
+    "decode",
+    "size",
+    "overflow",
+    "publish",
+];
+
+/// What can go wrong with the MQTT connector. No variant carries the password.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    /// Every problem found in the configuration, at once.
+    #[error("invalid mqtt configuration: {}", .0.join("; "))]
+    Config(Vec<String>),
+    #[error("mqtt.tls: {0}")]
+    Tls(#[from] TlsError),
+    #[error("`{subject}` cannot be published to MQTT: {source}")]
+    InvalidSubject {
+        subject: String,
+        #[source]
+        source: SubjectError,
+    },
+    #[error("MQTT payload of {len} bytes is larger than mqtt.max_payload_bytes ({max})")]
+    PayloadTooLarge { len: usize, max: usize },
+    #[error("the MQTT connector is not running (stopped, or never started)")]
+    Stopped,
+    #[error("the bus closed while the MQTT source was running")]
+    BusClosed,
+}

@@ -29,6 +29,9 @@ pub struct NatsConfig {
     /// Publish rule actions through JetStream (waiting for the stream's ack) rather than
     /// core NATS. Default false.
     pub publish_jetstream: bool,
+    /// Longest wait for one publish: the server's flush (core) or the stream's ack
+    /// (JetStream), so a publish during an outage fails instead of hanging. Default 10 s.
+    pub publish_timeout: Duration,
 }
 
 /// How to authenticate. Secrets come from `*_file` keys or the environment.
@@ -86,6 +89,7 @@ impl NatsConfig {
             max_payload_bytes: 256 * 1024,
             required_for_ready: true,
             publish_jetstream: false,
+            publish_timeout: Duration::from_secs(10),
         }
     }
 }

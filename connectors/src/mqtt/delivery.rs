@@ -1,0 +1,147 @@
+//! Between the connection and the bus: the bus stage turns received messages into events and
+//! publishes them, the ack stage acknowledges each message, in arrival order, once every bus
+//! consumer has finished with its event.
+//!
+//! Neither stage ever blocks the connection loop: it hands messages over through an
+//! unbounded channel (bounded in practice, see the module docs of [`super`]) and the ack stage
+//! queues PUBACKs through rumqttc's request channel, which only the connection loop drains.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use atalaya_bus::bus::{Delivery, Publisher};
+use jiff::Timestamp;
+use rumqttc::{AsyncClient, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::MqttError;
+use super::message::Subscriptions;
+use super::telemetry::MessageTelemetry;
+
+/// A received message on its way to the bus stage.
+pub(crate) struct Inbound {
+    pub(crate) publish: Publish,
+    /// The connection it arrived on (see [`Link`]).
+    pub(crate) connection: u64,
+}
+
+/// What the ack stage needs to know about the connection: the number of the connection that
+/// is up (counting from 1), or `None` while it is down.
+///
+/// A message is acknowledged only on the connection it arrived on. After a reconnect the
+/// broker offers every unacknowledged message again (a persistent session), or forgets them
+/// (a new session, where the same packet id may mean another message): either way a PUBACK
+/// from before the reconnect is useless or wrong, so it is dropped and the redelivered copy
+/// is acknowledged in its turn.
+pub(crate) type Link = Option<u64>;
+
+/// A QoS 1 message waiting for its event to be done everywhere before its PUBACK.
+pub(crate) struct PendingAck {
+    publish: Publish,
+    /// `None` for a skipped message: acknowledged as soon as its turn comes.
+    delivery: Option<Delivery>,
+    connection: u64,
+}
+
+/// Decodes messages and publishes their events on the bus.
+pub(crate) struct BusStage {
+    pub(crate) subscriptions: Subscriptions,
+    pub(crate) bus: Publisher,
+    pub(crate) telemetry: MessageTelemetry,
+    /// Messages handed over by the connection loop and not yet taken here; the connection
+    /// loop drops QoS 0 messages beyond a bound.
+    pub(crate) queued: Arc<AtomicUsize>,
+}
+
+impl BusStage {
+    /// Runs until `stop`, or until the connection loop is gone. Messages not yet on the bus
+    /// when it stops stay unacknowledged, and the broker offers them again next time.
+    pub(crate) async fn run(
+        mut self,
+        mut inbound: mpsc::UnboundedReceiver<Inbound>,
+        acks: mpsc::Sender<PendingAck>,
+        stop: &CancellationToken,
+    ) -> Result<(), MqttError> {
+        loop {
+            let Inbound {
+                publish,
+                connection,
+            } = tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(()),
+                received = inbound.recv() => match received {
+                    Some(received) => received,
+                    None => return Ok(()),
+                },
+            };
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            let delivery = match self.subscriptions.to_event(&publish, Timestamp::now()) {
+                Ok(event) => {
+                    // Both publishes are cancel-safe: nothing is published if stopped here.
+                    let published = if publish.qos == QoS::AtMostOnce {
+                        tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            published = self.bus.publish(event) => published.map(|()| None),
+                        }
+                    } else {
+                        tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            published = self.bus.publish_tracked(vec![event]) => published.map(Some),
+                        }
+                    };
+                    // `BatchTooLarge` cannot happen with one event (queues hold at least
+                    // one), so any error means the bus is closed.
+                    let delivery = published.map_err(|_| MqttError::BusClosed)?;
+                    self.telemetry.received();
+                    delivery
+                }
+                Err(skip) => {
+                    self.telemetry.skipped(&publish.topic, &skip);
+                    None
+                }
+            };
+            if publish.qos == QoS::AtMostOnce {
+                continue;
+            }
+            let pending = PendingAck {
+                publish,
+                delivery,
+                connection,
+            };
+            // Waits while `max_inflight` deliveries await their PUBACK.
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                sent = acks.send(pending) => if sent.is_err() { return Ok(()) },
+            }
+        }
+    }
+}
+
+/// Acknowledges messages in arrival order, each once its delivery is done, on the connection
+/// it arrived on (see [`Link`]). Ends when the bus stage has ended and every pending message
+/// is handled, or when the connection loop is gone.
+pub(crate) async fn ack_stage(
+    mut acks: mpsc::Receiver<PendingAck>,
+    client: AsyncClient,
+    mut link: watch::Receiver<Link>,
+) {
+    while let Some(pending) = acks.recv().await {
+        if let Some(delivery) = pending.delivery {
+            delivery.done().await;
+        }
+        let same_connection = loop {
+            if let Some(up) = *link.borrow_and_update() {
+                break up == pending.connection;
+            }
+            if link.changed().await.is_err() {
+                return;
+            }
+        };
+        // If the connection breaks before this PUBACK is written, rumqttc drops it; the
+        // broker redelivers the message and its new copy is acknowledged in turn.
+        if same_connection && client.ack(&pending.publish).await.is_err() {
+            return;
+        }
+    }
+}

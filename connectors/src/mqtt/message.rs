@@ -1,0 +1,201 @@
+//! Subscriptions as MQTT filters, and a received message into an event.
+
+use atalaya_bus::subject::SubjectError;
+use atalaya_bus::{Event, Pattern, Subject};
+use jiff::Timestamp;
+use rumqttc::{Publish, QoS, SubscribeFilter};
+
+use super::config::MqttSubscription;
+use crate::payload::{PayloadError, decode_payload};
+
+/// The `type` of every event from MQTT.
+pub const EVENT_TYPE: &str = "atalaya.mqtt.message";
+
+/// The label set to `"true"` on events of messages the broker flagged as retained.
+pub(crate) const RETAINED_LABEL: &str = "mqtt_retained";
+
+/// Why a message is not an event.
+#[derive(Debug)]
+pub(crate) enum Skip {
+    /// The topic is not a valid subject (an empty level, a leading `/`, …).
+    Topic(SubjectError),
+    Payload(PayloadError),
+    /// No subscription pattern matches (`>` needs a token; or a subscription left in the
+    /// persistent session by an earlier configuration).
+    Unmatched,
+}
+
+impl Skip {
+    /// The `stage` label it is counted under, if it is counted.
+    pub(crate) fn stage(&self) -> Option<&'static str> {
+        match self {
+            Self::Topic(_) => Some("decode"),
+            Self::Payload(e) => Some(e.stage()),
+            Self::Unmatched => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Topic(e) => write!(f, "the topic is not a valid subject: {e}"),
+            Self::Payload(e) => e.fmt(f),
+            Self::Unmatched => f.write_str("no subscription pattern matches the topic"),
+        }
+    }
+}
+
+/// The configured subscriptions, and how messages become events.
+pub(crate) struct Subscriptions {
+    patterns: Vec<Pattern>,
+    filters: Vec<SubscribeFilter>,
+    /// `mqtt://host:port`, the source of every event.
+    source: String,
+    max_payload_bytes: usize,
+}
+
+impl Subscriptions {
+    pub(crate) fn new(
+        subscriptions: &[MqttSubscription],
+        source: String,
+        max_payload_bytes: usize,
+    ) -> Self {
+        Self {
+            patterns: subscriptions.iter().map(|s| s.pattern.clone()).collect(),
+            filters: subscriptions
+                .iter()
+                .map(|s| SubscribeFilter::new(mqtt_filter(&s.pattern), subscription_qos(s.qos)))
+                .collect(),
+            source,
+            max_payload_bytes,
+        }
+    }
+
+    /// The filters to subscribe, in config order.
+    pub(crate) fn filters(&self) -> &[SubscribeFilter] {
+        &self.filters
+    }
+
+    /// The event of `publish`, received `now`.
+    pub(crate) fn to_event(&self, publish: &Publish, now: Timestamp) -> Result<Event, Skip> {
+        let subject = Subject::parse(&publish.topic).map_err(Skip::Topic)?;
+        let captures = self
+            .patterns
+            .iter()
+            .find_map(|pattern| pattern.captures(&subject))
+            .ok_or(Skip::Unmatched)?;
+        let labels: Vec<(String, String)> = captures
+            .into_iter()
+            .map(|(name, token)| (name.to_owned(), token.to_owned()))
+            .collect();
+        let data =
+            decode_payload(&publish.payload, self.max_payload_bytes).map_err(Skip::Payload)?;
+        let mut event = Event::new(&self.source, subject, data, now);
+        EVENT_TYPE.clone_into(&mut event.event_type);
+        event.labels.extend(labels);
+        if publish.retain {
+            event
+                .labels
+                .insert(RETAINED_LABEL.to_owned(), "true".to_owned());
+        }
+        Ok(event)
+    }
+}
+
+/// The MQTT filter of a subject pattern: `+name` → `+`, `>` → `#` (the pattern is checked
+/// again on receipt, since `#` also matches zero tokens).
+pub(crate) fn mqtt_filter(pattern: &Pattern) -> String {
+    pattern
+        .as_str()
+        .split('/')
+        .map(|token| match token {
+            ">" => "#",
+            capture if capture.starts_with('+') => "+",
+            literal => literal,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The QoS a subscription is made at: 0 stays 0, 1 and 2 are 1 (see the module docs).
+pub(crate) fn subscription_qos(qos: u8) -> QoS {
+    if qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn subscriptions(patterns: &[&str]) -> Subscriptions {
+        let subs: Vec<MqttSubscription> = patterns
+            .iter()
+            .map(|p| MqttSubscription {
+                pattern: Pattern::parse(p).unwrap(),
+                qos: 1,
+            })
+            .collect();
+        Subscriptions::new(&subs, "mqtt://broker:1883".to_owned(), 64)
+    }
+
+    fn publish(topic: &str, payload: &[u8], retain: bool) -> Publish {
+        let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+        p.retain = retain;
+        p
+    }
+
+    #[test]
+    fn filters_follow_mqtt_syntax() {
+        let subs = subscriptions(&["zigbee2mqtt/+device", "home/#", "tele/+/>", "a/b"]);
+        let filters: Vec<&str> = subs.filters().iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(filters, ["zigbee2mqtt/+", "home/#", "tele/+/#", "a/b"]);
+        assert_eq!(subscription_qos(2), QoS::AtLeastOnce);
+        assert_eq!(subscription_qos(0), QoS::AtMostOnce);
+    }
+
+    #[test]
+    fn messages_become_events_with_labels() {
+        let subs = subscriptions(&["zigbee2mqtt/+device", "tele/>"]);
+        let now = Timestamp::UNIX_EPOCH;
+        let event = subs
+            .to_event(
+                &publish("zigbee2mqtt/plug", br#"{"state":"ON"}"#, true),
+                now,
+            )
+            .unwrap();
+        assert_eq!(event.source, "mqtt://broker:1883");
+        assert_eq!(event.event_type, EVENT_TYPE);
+        assert_eq!(event.subject.as_str(), "zigbee2mqtt/plug");
+        assert_eq!(event.data, json!({"state": "ON"}));
+        assert_eq!(event.labels["device"], "plug");
+        assert_eq!(event.labels[RETAINED_LABEL], "true");
+        let plain = subs.to_event(&publish("tele/x/temp", b"21.5", false), now);
+        assert_eq!(plain.unwrap().labels.len(), 0);
+    }
+
+    #[test]
+    fn what_is_not_an_event_is_skipped_with_its_stage() {
+        let subs = subscriptions(&["tele/>", "#"]);
+        let now = Timestamp::UNIX_EPOCH;
+        let stage = |topic: &str, payload: &[u8]| {
+            subs.to_event(&publish(topic, payload, false), now)
+                .unwrap_err()
+                .stage()
+        };
+        assert_eq!(stage("a//b", b"1"), Some("decode"));
+        assert_eq!(stage("/a", b"1"), Some("decode"));
+        assert_eq!(stage("a", &[0xff]), Some("decode"));
+        assert_eq!(stage("a", &[b'1'; 65]), Some("size"));
+        let only_gt = subscriptions(&["tele/>"]);
+        assert!(matches!(
+            only_gt.to_event(&publish("tele", b"1", false), now),
+            Err(Skip::Unmatched)
+        ));
+    }
+}

@@ -1,0 +1,308 @@
+//! [`MqttConnector`]: builds the connection, then runs it — the connection loop, the bus
+//! stage and the ack stage — until shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use atalaya_bus::bus::Publisher;
+use atalaya_bus::connector_metrics::ConnectorCounters;
+use atalaya_bus::readiness::ReadyHandle;
+use rumqttc::{
+    AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, Request, Subscribe,
+    SubscribeFilter, SubscribeReasonCode,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::MqttError;
+use super::backoff::Backoff;
+use super::config::MqttConfig;
+use super::delivery::{BusStage, Inbound, Link, PendingAck, ack_stage};
+use super::message::Subscriptions;
+use super::options::{self, OFFLINE, ONLINE};
+use super::publisher::MqttPublisher;
+use super::telemetry::{ConnectionTelemetry, Failure, MessageTelemetry};
+
+/// At shutdown, how long events already on the bus may take to be done, so their messages
+/// are acknowledged rather than redelivered after the restart.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// At shutdown, how long the goodbye (`offline`, DISCONNECT) may take to go out.
+const GOODBYE_GRACE: Duration = Duration::from_secs(2);
+
+/// The MQTT source: one broker connection whose subscriptions become events on the bus. Its
+/// [`MqttPublisher`] publishes over the same connection.
+pub struct MqttConnector {
+    /// `mqtt://host:port`, for log lines and event sources.
+    broker: String,
+    /// Queues acknowledgements and the goodbye; publishers hold clones.
+    client: AsyncClient,
+    /// The connection itself; only the connection loop polls it.
+    eventloop: EventLoop,
+    subscriptions: Subscriptions,
+    status_topic: Option<String>,
+    bus: Publisher,
+    counters: ConnectorCounters,
+    ready: Option<ReadyHandle>,
+    required_for_ready: bool,
+    reconnect: (Duration, Duration),
+    /// Bounds deliveries awaiting their PUBACK, and QoS 0 messages awaiting the bus stage.
+    max_inflight: usize,
+    /// The incoming packet limit, for log lines about messages over it.
+    packet_limit: usize,
+}
+
+impl MqttConnector {
+    /// Builds the connector; the returned [`MqttPublisher`] publishes over the same connection
+    /// (once [`MqttConnector::run`] runs it). Nothing connects yet. Configuration and TLS file
+    /// problems are errors here, all of them at once.
+    pub fn new(
+        config: MqttConfig,
+        bus: Publisher,
+        counters: ConnectorCounters,
+        ready: Option<ReadyHandle>,
+    ) -> Result<(Self, MqttPublisher), MqttError> {
+        let options = options::mqtt_options(&config)?;
+        let capacity = options.request_channel_capacity();
+        let (client, eventloop) = AsyncClient::new(options, capacity);
+        let broker = options::broker_uri(&config);
+        let publisher =
+            MqttPublisher::new(client.clone(), counters.clone(), config.max_payload_bytes);
+        let connector = Self {
+            subscriptions: Subscriptions::new(
+                &config.subscriptions,
+                broker.clone(),
+                config.max_payload_bytes,
+            ),
+            broker,
+            client,
+            eventloop,
+            status_topic: config.status_topic,
+            bus,
+            counters,
+            ready,
+            required_for_ready: config.required_for_ready,
+            reconnect: (config.reconnect_min, config.reconnect_max),
+            max_inflight: usize::from(config.max_inflight),
+            packet_limit: options::incoming_packet_limit(config.max_payload_bytes),
+        };
+        Ok((connector, publisher))
+    }
+
+    /// Runs until `shutdown` is cancelled: connects, subscribes, turns messages into events,
+    /// reconnects with back-off. At shutdown it stops taking messages, gives events already on
+    /// the bus a few seconds to be done so their messages are acknowledged, publishes
+    /// `offline` and disconnects. Returns an error only for what retrying cannot fix: the bus
+    /// closing under it.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), MqttError> {
+        let Self {
+            broker,
+            client,
+            eventloop,
+            subscriptions,
+            status_topic,
+            bus,
+            counters,
+            ready,
+            required_for_ready,
+            reconnect,
+            max_inflight,
+            packet_limit,
+        } = self;
+        // Also cancelled when the bus stage fails, so everything winds down.
+        let stop = shutdown.child_token();
+        // Cancelled once the goodbye is queued: the connection loop flushes it and ends.
+        let goodbye = CancellationToken::new();
+        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        let (ack_tx, ack_rx) = mpsc::channel::<PendingAck>(max_inflight);
+        let (link_tx, link_rx) = watch::channel::<Link>(None);
+        let queued = Arc::new(AtomicUsize::new(0));
+
+        let telemetry =
+            ConnectionTelemetry::new(broker.clone(), counters.clone(), ready, required_for_ready);
+        let connection = Connection {
+            eventloop,
+            telemetry,
+            filters: subscriptions.filters().to_vec(),
+            status_topic: status_topic.clone(),
+            inbound: inbound_tx,
+            link: link_tx,
+            queued: Arc::clone(&queued),
+            max_queued: max_inflight,
+            backoff: Backoff::new(reconnect.0, reconnect.1),
+            packet_limit,
+        };
+        let bus_stage = BusStage {
+            subscriptions,
+            bus,
+            telemetry: MessageTelemetry::new(broker, counters),
+            queued,
+        };
+        let bus_stage = async {
+            let result = bus_stage.run(inbound_rx, ack_tx, &stop).await;
+            if result.is_err() {
+                stop.cancel();
+            }
+            result
+        };
+        let mut connection_gone = link_rx.clone();
+        let acks = async {
+            let drain = ack_stage(ack_rx, client.clone(), link_rx);
+            tokio::select! {
+                () = drain => {}
+                () = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } => {}
+                // Nothing can be acknowledged any more.
+                () = async { while connection_gone.changed().await.is_ok() {} } => {}
+            }
+            // The ack stage only ends once stopping. Best effort: when the request queue is
+            // full, dropping the connection makes the broker publish the last will instead.
+            if let Some(topic) = &status_topic {
+                let _ = client.try_publish(topic, QoS::AtLeastOnce, true, OFFLINE);
+            }
+            let _ = client.try_disconnect();
+            goodbye.cancel();
+        };
+        let ((), bus_stage, ()) = tokio::join!(connection.run(&stop, &goodbye), bus_stage, acks);
+        bus_stage
+    }
+}
+
+/// The connection loop: polls rumqttc's event loop and never waits on anything else, so
+/// requests (acknowledgements, publishes) always move.
+struct Connection {
+    eventloop: EventLoop,
+    telemetry: ConnectionTelemetry,
+    filters: Vec<SubscribeFilter>,
+    status_topic: Option<String>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    link: watch::Sender<Link>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    backoff: Backoff,
+    packet_limit: usize,
+}
+
+impl Connection {
+    async fn run(mut self, stop: &CancellationToken, goodbye: &CancellationToken) {
+        self.telemetry.starting();
+        let mut connected = false;
+        let mut subscribed_once = false;
+        // The number of the current (or last) connection, for the ack stage.
+        let mut connection = 0;
+        // Set once the goodbye is queued: the loop ends when the broker closes the
+        // connection, or at this instant at the latest.
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if deadline.is_none() && goodbye.is_cancelled() {
+                deadline = Some(Instant::now() + GOODBYE_GRACE);
+            }
+            let polled = match deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
+                        Ok(polled) => polled,
+                        Err(_) => break,
+                    }
+                }
+                // Connected, the loop is not cancelled mid-poll (it could drop a request);
+                // it wakes for the goodbye the ack stage queues.
+                None if connected => self.eventloop.poll().await,
+                None => tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    polled = self.eventloop.poll() => polled,
+                },
+            };
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                    connected = true;
+                    self.backoff.reset();
+                    connection += 1;
+                    self.link.send_replace(Some(connection));
+                    // Subscribe on the first connection (the config may have changed since
+                    // the session was made) and whenever the broker forgot the session.
+                    let subscribe = !subscribed_once || !connack.session_present;
+                    self.queue_hello(subscribe);
+                    subscribed_once = true;
+                    self.telemetry.connected(connack.session_present);
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    self.hand_over(publish, connection);
+                }
+                Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                    for (code, filter) in suback.return_codes.iter().zip(&self.filters) {
+                        if *code == SubscribeReasonCode::Failure {
+                            self.telemetry.subscribe_failed(&filter.path);
+                        }
+                    }
+                }
+                // The broker closes the connection once it has read the DISCONNECT, and so
+                // everything before it: wait for that (the error below) rather than closing
+                // first, which could reset the connection with PUBACKs still unread.
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {}
+                Ok(_) => {}
+                Err(error) => {
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                    let failure = Failure::of(&error, self.packet_limit);
+                    let delay = self.backoff.next_delay();
+                    if connected {
+                        connected = false;
+                        self.link.send_replace(None);
+                        self.telemetry.lost(failure);
+                    } else {
+                        self.telemetry.connect_failed(failure, delay);
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        self.telemetry.stopped();
+    }
+
+    /// Queues the subscriptions and the `online` status ahead of everything else. They go
+    /// into the event loop's own pending queue, not the bounded request channel, so the
+    /// connection loop never waits on itself.
+    fn queue_hello(&mut self, subscribe: bool) {
+        if subscribe && !self.filters.is_empty() {
+            let request = Subscribe::new_many(self.filters.iter().cloned());
+            self.eventloop
+                .pending
+                .push_back(Request::Subscribe(request));
+        }
+        if let Some(topic) = &self.status_topic {
+            let mut online = Publish::new(topic, QoS::AtLeastOnce, ONLINE);
+            online.retain = true;
+            self.eventloop.pending.push_back(Request::Publish(online));
+        }
+    }
+
+    /// Passes a message to the bus stage, without waiting.
+    fn hand_over(&mut self, publish: Publish, connection: u64) {
+        if publish.qos == QoS::AtMostOnce && self.queued.load(Ordering::Relaxed) >= self.max_queued
+        {
+            self.telemetry.overflow(&publish.topic);
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self
+            .inbound
+            .send(Inbound {
+                publish,
+                connection,
+            })
+            .is_err()
+        {
+            // The bus stage has stopped: shutting down. Unacknowledged, the message comes
+            // back from the broker next time.
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! A received NATS message (core or JetStream) becomes an [`Event`]: its subject the token
+//! path, its payload decoded by the shared [`crate::payload`] policy, and labels from the
+//! pattern's captures and from the message's headers.
+
+use async_nats::HeaderMap;
+use atalaya_bus::event::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, is_valid_label_name};
+use atalaya_bus::{Event, Labels, Pattern, Subject};
+
+use crate::payload::decode_payload;
+
+/// The `type` of every event from NATS.
+pub const EVENT_TYPE: &str = "atalaya.nats.message";
+
+/// Prefix of the labels made from headers: header `X-Device` becomes `header_x_device`.
+pub const HEADER_LABEL_PREFIX: &str = "header_";
+
+/// How a message is turned into an event: fixed per subscription or consumer.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRecipe {
+    /// `nats://host:port` of the first configured server, without user info.
+    pub source: String,
+    /// The pattern subscribed to; `None` matches everything (a consumer without a filter).
+    pub pattern: Option<Pattern>,
+    pub max_payload_bytes: usize,
+}
+
+/// Why a message was skipped; `stage` is the metric label.
+#[derive(Debug)]
+pub(crate) struct Rejected {
+    pub stage: &'static str,
+    pub reason: String,
+}
+
+impl EventRecipe {
+    /// The event for a message, `Ok(None)` when its subject does not match the pattern (NATS
+    /// delivered more than the pattern means), or why the message cannot be an event.
+    pub fn event(
+        &self,
+        nats_subject: &str,
+        payload: &[u8],
+        headers: Option<&HeaderMap>,
+    ) -> Result<Option<Event>, Rejected> {
+        let subject = Subject::from_nats(nats_subject).map_err(|e| Rejected {
+            stage: "decode",
+            reason: e.to_string(),
+        })?;
+        let mut labels = Labels::new();
+        if let Some(pattern) = &self.pattern
+            && !pattern.capture_into(&subject, &mut labels)
+        {
+            return Ok(None);
+        }
+        let data = decode_payload(payload, self.max_payload_bytes).map_err(|e| Rejected {
+            stage: e.stage(),
+            reason: e.to_string(),
+        })?;
+        if let Some(headers) = headers {
+            add_header_labels(headers, &mut labels);
+        }
+        let mut event = Event::new(&self.source, subject, data, jiff::Timestamp::now());
+        event.event_type = EVENT_TYPE.to_owned();
+        event.labels = labels;
+        Ok(Some(event))
+    }
+}
+
+/// Adds one label per header (its first value), in name order, as long as the label rules
+/// allow: a header whose label would be invalid, too long, or beyond [`MAX_LABELS`] is left
+/// out, and a capture of the same name wins.
+fn add_header_labels(headers: &HeaderMap, labels: &mut Labels) {
+    let mut entries: Vec<(String, &str)> = headers
+        .iter()
+        .filter_map(|(name, values)| {
+            let value = values.first()?;
+            Some((header_label_name(name.as_ref()), value.as_str()))
+        })
+        .collect();
+    entries.sort_unstable();
+    for (name, value) in entries {
+        if labels.len() >= MAX_LABELS {
+            break;
+        }
+        if !is_valid_label_name(&name)
+            || value.len() > MAX_LABEL_VALUE_BYTES
+            || labels.contains_key(&name)
+        {
+            continue;
+        }
+        labels.insert(name, value.to_owned());
+    }
+}
+
+/// `header_` then the header name in lower case, every character other than an ASCII letter
+/// or digit written as `_`.
+pub(crate) fn header_label_name(header: &str) -> String {
+    let mut name = String::with_capacity(HEADER_LABEL_PREFIX.len() + header.len());
+    name.push_str(HEADER_LABEL_PREFIX);
+    name.extend(header.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '_'
+        }
+    }));
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn recipe(pattern: Option<&str>) -> EventRecipe {
+        EventRecipe {
+            source: "nats://127.0.0.1:4222".to_owned(),
+            pattern: pattern.map(|p| Pattern::parse(p).unwrap()),
+            max_payload_bytes: 64,
+        }
+    }
+
+    #[test]
+    fn a_message_becomes_an_event() {
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Device", "esp-1");
+        headers.append("X-Device", "ignored");
+        headers.insert("header_room", "from-header");
+        let event = recipe(Some("sensors/+room/temp"))
+            .event("sensors.kitchen.temp", b"21.5", Some(&headers))
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.subject.as_str(), "sensors/kitchen/temp");
+        assert_eq!(event.data, json!(21.5));
+        assert_eq!(event.event_type, EVENT_TYPE);
+        assert_eq!(event.source, "nats://127.0.0.1:4222");
+        assert_eq!(event.labels["room"], "kitchen");
+        assert_eq!(event.labels["header_x_device"], "esp-1");
+        assert_eq!(event.labels["header_header_room"], "from-header");
+    }
+
+    #[test]
+    fn rejects_and_skips() {
+        let r = recipe(Some("home/#"));
+        assert!(r.event("garden.x", b"1", None).unwrap().is_none());
+        let bad = r.event("home.a/b", b"1", None).unwrap_err();
+        assert_eq!(bad.stage, "decode");
+        assert_eq!(
+            r.event("home.x", &[0xff], None).unwrap_err().stage,
+            "decode"
+        );
+        assert_eq!(
+            r.event("home.x", &[b'1'; 65], None).unwrap_err().stage,
+            "size"
+        );
+    }
+
+    #[test]
+    fn header_labels_stay_within_the_limits() {
+        let mut headers = HeaderMap::new();
+        for i in 0..(MAX_LABELS + 10) {
+            headers.insert(format!("h{i:03}").as_str(), "v");
+        }
+        headers.insert("a-long", "x".repeat(MAX_LABEL_VALUE_BYTES + 1).as_str());
+        let mut labels = Labels::new();
+        add_header_labels(&headers, &mut labels);
+        assert_eq!(labels.len(), MAX_LABELS);
+        assert!(!labels.contains_key("header_a_long"));
+        assert!(labels.contains_key("header_h000"));
+        assert_eq!(header_label_name("Nats-Msg-Id"), "header_nats_msg_id");
+    }
+}

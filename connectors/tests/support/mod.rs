@@ -1,0 +1,514 @@
+//! Test support for the MQTT connector: a real mosquitto on free loopback ports (persistence
+//! in its own directory, optional TLS listener and password file, killed with SIGKILL on drop
+//! or on demand, restarted on the same ports and directory), certificates made with the
+//! `openssl` CLI, a plain rumqttc client to publish and watch with, a bus with one consumer,
+//! the connector's metrics read back from the registry, and captured log lines.
+
+#![allow(dead_code, reason = "each test uses a different part of the support")]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atalaya_bus::bus::{BusBuilder, Consumer, Publisher, Received};
+use atalaya_bus::connector_metrics::{ConnectorCounters, ConnectorMetrics};
+use atalaya_connectors::mqtt::ERROR_STAGES;
+use prometheus::Registry;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tempfile::TempDir;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+mod certs;
+pub use certs::make_certs;
+
+/// How long a test waits for anything before it fails; generous for a loaded machine.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Installs the process's rustls crypto provider, as the binary does at start.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn free_port() -> u16 {
+    // Port 0 picks a free port; it is released for mosquitto to take.
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// TLS listener settings: the CA that signs client certificates, the server's certificate.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub require_client_cert: bool,
+}
+
+/// A mosquitto process for one test: a plain listener on `port`, and a TLS listener on
+/// `tls_port` when configured.
+pub struct Mosquitto {
+    dir: TempDir,
+    pub port: u16,
+    pub tls_port: u16,
+    pub tls: Option<ServerTls>,
+    /// `password_file` of the broker; anonymous clients are refused when set.
+    pub password_file: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// A broker (not started yet) on free ports, persisting into its own directory.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            port: free_port(),
+            tls_port: free_port(),
+            tls: None,
+            password_file: None,
+            child: None,
+        }
+    }
+
+    /// A started broker, anonymous clients allowed.
+    pub async fn started() -> Self {
+        let mut broker = Self::new();
+        broker.start().await;
+        broker
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config(&self) -> String {
+        let dir = self.dir.path().display();
+        // `user root`: mosquitto started as root would otherwise switch to user `mosquitto`,
+        // which cannot read this test's private directory (only as root does it switch).
+        let mut config = format!(
+            "user root\n\
+             persistence true\n\
+             persistence_location {dir}/\n\
+             autosave_on_changes true\n\
+             autosave_interval 1\n\
+             log_dest file {dir}/mosquitto.log\n\
+             log_type all\n\
+             listener {} 127.0.0.1\n",
+            self.port
+        );
+        match &self.password_file {
+            Some(path) => config.push_str(&format!(
+                "allow_anonymous false\npassword_file {}\n",
+                path.display()
+            )),
+            None => config.push_str("allow_anonymous true\n"),
+        }
+        if let Some(tls) = &self.tls {
+            config.push_str(&format!(
+                "listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                self.tls_port,
+                tls.ca.display(),
+                tls.cert.display(),
+                tls.key.display(),
+                tls.require_client_cert,
+            ));
+        }
+        config
+    }
+
+    /// Starts (or restarts) the broker with the current settings, and waits until it accepts
+    /// connections.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "the broker is already running");
+        let config_path = self.dir.path().join("mosquitto.conf");
+        std::fs::write(&config_path, self.config()).expect("write mosquitto.conf");
+        // Startup errors (a bad config line) go to stderr, before the log file is open.
+        let stderr = std::fs::File::create(self.dir.path().join("mosquitto.stderr"))
+            .expect("create mosquitto.stderr");
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        self.wait_until_accepting(self.port).await;
+        if self.tls.is_some() {
+            self.wait_until_accepting(self.tls_port).await;
+        }
+    }
+
+    /// Waiting on an external process: bounded retries with short sleeps.
+    async fn wait_until_accepting(&mut self, port: u16) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("mosquitto exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mosquitto does not accept connections on {port}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: no goodbye to clients, nothing saved beyond what autosave already wrote.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts the broker again, same ports, settings and persistence directory.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.start().await;
+    }
+
+    /// The broker's log file, then what it wrote on stderr.
+    pub fn log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name));
+        format!(
+            "{}{}",
+            read("mosquitto.log").unwrap_or_default(),
+            read("mosquitto.stderr").unwrap_or_default()
+        )
+    }
+
+    /// Writes a password file with one user (through `mosquitto_passwd`), for the next start.
+    pub fn set_password(&mut self, user: &str, password: &str) {
+        let path = self.dir.path().join("passwords");
+        let status = Command::new("mosquitto_passwd")
+            .arg("-b")
+            .arg("-c")
+            .arg(&path)
+            .arg(user)
+            .arg(password)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run mosquitto_passwd");
+        assert!(status.success(), "mosquitto_passwd failed");
+        self.password_file = Some(path);
+    }
+}
+
+/// Publishes through `mosquitto_pub` on a fresh connection to the broker on `port` (blocking;
+/// for a publisher thread). True once the broker accepted it (QoS 1: acknowledged it).
+pub fn mosquitto_pub(port: u16, topic: &str, payload: &str, qos: u8) -> bool {
+    Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", topic, "-m", payload, "-q", &qos.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain rumqttc client on the broker's plain listener: publishes (waiting for the
+/// broker's acknowledgement) and collects what its subscriptions receive.
+pub struct TestClient {
+    client: AsyncClient,
+    /// SUBACKs and PUBACKs, in order.
+    acks: mpsc::UnboundedReceiver<Packet>,
+    pub messages: mpsc::UnboundedReceiver<Publish>,
+    poll: JoinHandle<()>,
+}
+
+impl TestClient {
+    pub async fn connect(port: u16, client_id: &str) -> Self {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (acks_tx, acks) = mpsc::unbounded_channel();
+        let (messages_tx, messages) = mpsc::unbounded_channel();
+        let (connected_tx, mut connected) = mpsc::unbounded_channel();
+        let poll = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = connected_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = messages_tx.send(p);
+                    }
+                    Ok(Event::Incoming(ack @ (Packet::SubAck(_) | Packet::PubAck(_)))) => {
+                        let _ = acks_tx.send(ack);
+                    }
+                    Ok(_) => {}
+                    // The broker is down (a test restarts it): retry shortly.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(WAIT, connected.recv())
+            .await
+            .expect("the test client connects");
+        Self {
+            client,
+            acks,
+            messages,
+            poll,
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
+        self.client
+            .subscribe(filter, qos)
+            .await
+            .expect("queue subscribe");
+        let ack = tokio::time::timeout(WAIT, self.acks.recv()).await;
+        assert!(
+            matches!(ack, Ok(Some(Packet::SubAck(_)))),
+            "no SUBACK: {ack:?}"
+        );
+    }
+
+    /// Publishes at QoS 1 and waits for the broker's PUBACK.
+    pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>, retain: bool) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .expect("queue publish");
+        let ack = tokio::time::timeout(WAIT, self.acks.recv()).await;
+        assert!(
+            matches!(ack, Ok(Some(Packet::PubAck(_)))),
+            "no PUBACK: {ack:?}"
+        );
+    }
+
+    /// The next message its subscriptions received.
+    pub async fn next_message(&mut self) -> Publish {
+        tokio::time::timeout(WAIT, self.messages.recv())
+            .await
+            .expect("a message in time")
+            .expect("the client is running")
+    }
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        self.poll.abort();
+    }
+}
+
+/// A bus with one consumer, and the connector metrics in their own registry.
+pub struct TestBus {
+    pub registry: Registry,
+    /// Taken by tests that consume in a task of their own.
+    consumer: Option<Consumer>,
+    pub publisher: Publisher,
+    metrics: ConnectorMetrics,
+}
+
+impl TestBus {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let mut builder = BusBuilder::new(1024, &registry).expect("bus metrics");
+        let consumer = builder.consumer("test");
+        let publisher = builder.build();
+        let metrics = ConnectorMetrics::register(&registry).expect("connector metrics");
+        Self {
+            registry,
+            consumer: Some(consumer),
+            publisher,
+            metrics,
+        }
+    }
+
+    pub fn take_consumer(&mut self) -> Consumer {
+        self.consumer.take().expect("the consumer is still here")
+    }
+
+    pub fn counters(&self) -> ConnectorCounters {
+        self.metrics.connector("mqtt", ERROR_STAGES)
+    }
+
+    /// `atalaya_connector_errors_total{connector="mqtt", stage}`.
+    pub fn errors(&self, stage: &str) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .find(|family| family.name() == "atalaya_connector_errors_total")
+            .and_then(|family| {
+                family.get_metric().iter().find(|m| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == "stage" && l.value() == stage)
+                })
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .unwrap_or(0)
+    }
+
+    /// The next event on the bus.
+    pub async fn next(&mut self) -> Received {
+        let consumer = self.consumer.as_mut().expect("the consumer is still here");
+        tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .expect("an event in time")
+            .expect("the bus is open")
+    }
+}
+
+/// Waits (polling: the connector reacts to an outside broker) until `condition` holds.
+pub async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Log lines captured for one test (the test runs on a current-thread runtime, so the
+/// connector's tasks log on the thread the subscriber is installed on).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Captures INFO and above until the guard is dropped.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let logs = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || logs.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Lines holding every one of `parts`.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| parts.iter().all(|p| line.contains(p)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How many times each number arrived.
+pub type Seen = Arc<Mutex<BTreeMap<u64, u32>>>;
+
+/// Consumes in a task: counts every number event, holding the events (so their messages stay
+/// unacknowledged) while `hold` is true.
+pub fn record_numbers(mut consumer: Consumer, hold: watch::Receiver<bool>) -> Seen {
+    let seen = Seen::default();
+    let recorded = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let mut hold = hold;
+        let mut held: Vec<Received> = Vec::new();
+        loop {
+            tokio::select! {
+                event = consumer.recv() => {
+                    let Some(event) = event else { return };
+                    if let Some(n) = event.data.as_u64() {
+                        *recorded.lock().unwrap().entry(n).or_default() += 1;
+                    }
+                    if *hold.borrow() {
+                        held.push(event);
+                    }
+                }
+                changed = hold.changed() => {
+                    if changed.is_err() || !*hold.borrow() {
+                        held.clear();
+                    }
+                }
+            }
+        }
+    });
+    seen
+}
+
+/// Publishes `0..n` to `count/N` from a thread, each on a fresh `mosquitto_pub` connection,
+/// counting attempts. At `pause_at` it tells the test (`paused`) and waits for `resume`. At QoS
+/// 1 a publish is repeated until the broker acknowledges it; at QoS 0 a failure is a loss.
+pub fn publish_numbers(
+    port: u16,
+    n: u64,
+    qos: u8,
+    pause_at: u64,
+    paused: tokio::sync::oneshot::Sender<()>,
+    resume: std::sync::mpsc::Receiver<()>,
+    attempts: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut paused = Some(paused);
+        for i in 0..n {
+            if i == pause_at {
+                if qos > 0 {
+                    // One more acknowledged publish on a new connection: the broker has
+                    // saved everything before it (autosave runs between its loop turns).
+                    assert!(mosquitto_pub(port, "probe", "x", 1));
+                }
+                if let Some(paused) = paused.take() {
+                    let _ = paused.send(());
+                }
+                let _ = resume.recv();
+            }
+            let sent = mosquitto_pub(port, &format!("count/{i}"), &i.to_string(), qos);
+            attempts.fetch_add(1, Ordering::SeqCst);
+            if qos > 0 && !sent {
+                let deadline = std::time::Instant::now() + WAIT;
+                while !mosquitto_pub(port, &format!("count/{i}"), &i.to_string(), qos) {
+                    assert!(std::time::Instant::now() < deadline, "broker not back");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    })
+}
+
+pub async fn join(thread: std::thread::JoinHandle<()>) {
+    tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || thread.join()))
+        .await
+        .expect("the publisher finishes in time")
+        .expect("join")
+        .expect("the publisher does not panic");
+}

@@ -1,0 +1,182 @@
+//! The service with real brokers: MQTT and NATS messages become events that fire rules, rule
+//! actions publish back, and nothing acknowledged is lost when atalaya is SIGKILLed and
+//! restarted while the broker keeps publishing.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use nix::sys::signal::Signal;
+use support::brokers::{Mosquitto, NatsServer};
+use support::{Atalaya, Options};
+
+const LEAK_RULE: &str = r#"rules:
+  - name: water_leak
+    subject: zigbee2mqtt/+device
+    condition: has(data.water_leak) && data.water_leak == true
+    one_shot: true
+    severity: critical
+    actions:
+      - on: firing
+        publish: "home/alerts/{{ labels.device }}"
+        payload: "leak at {{ labels.device }}"
+"#;
+
+fn mqtt_config(broker: &Mosquitto, topic: &str) -> String {
+    format!(
+        "mqtt:\n  host: 127.0.0.1\n  port: {}\n  client_id: atalaya-test\n  reconnect: {{min: 100ms, max: 1s}}\n  subscriptions:\n    - topic: {topic}\n      qos: 1\n",
+        broker.port
+    )
+}
+
+/// Reads console lines until every number below `n` was seen; on timeout, says which are
+/// missing.
+async fn collect_until_all(atalaya: &mut Atalaya, seen: &mut BTreeSet<u32>, n: u32) {
+    while seen.len() < n as usize {
+        match tokio::time::timeout(support::PATIENCE, atalaya.stdout.recv()).await {
+            Ok(Some(line)) => seen.extend(numbers(&[line])),
+            _ => {
+                let missing: Vec<u32> = (0..n).filter(|i| !seen.contains(i)).collect();
+                panic!("missing {missing:?}; logs:\n{}", atalaya.logs());
+            }
+        }
+    }
+}
+
+/// Numbers found as the data of `count` events in console lines.
+fn numbers(lines: &[String]) -> BTreeSet<u32> {
+    lines
+        .iter()
+        .filter_map(|l| l.split(" count ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn mqtt_messages_fire_rules_and_actions_publish_back() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(broker_dir.path());
+    let mut atalaya = Atalaya::start_with(Options {
+        config: mqtt_config(&broker, "zigbee2mqtt/+device"),
+        rules: vec![("leak.yaml", LEAK_RULE.to_owned())],
+        ..Options::default()
+    })
+    .await;
+    atalaya.wait_ready().await;
+    let mut actions = broker.subscribe("home/alerts/#", 1);
+    let mut status = broker.subscribe("atalaya/status", 1);
+
+    broker.publish("zigbee2mqtt/leak_kitchen", r#"{"water_leak": true}"#, 1);
+    let line = atalaya.console_until(&["FIRING"]).await;
+    assert!(line.contains("water_leak device=leak_kitchen"), "{line}");
+
+    let mut published = String::new();
+    let out = tokio::task::spawn_blocking(move || {
+        actions
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut published)
+            .unwrap();
+        actions.wait().unwrap();
+        published
+    });
+    assert_eq!(
+        out.await.unwrap().trim(),
+        "home/alerts/leak_kitchen leak at leak_kitchen"
+    );
+    let mut online = String::new();
+    status
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut online)
+        .unwrap();
+    assert_eq!(online.trim(), "atalaya/status online");
+    let metrics = atalaya.metrics().await;
+    assert!(
+        metrics.contains("atalaya_connector_received_total{connector=\"mqtt\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("atalaya_connector_connected{connector=\"mqtt\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn no_qos1_message_is_lost_when_atalaya_is_killed_and_restarted() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(broker_dir.path());
+    let options = || Options {
+        config: mqtt_config(&broker, "count"),
+        ..Options::default()
+    };
+    let mut first = Atalaya::start_with(options()).await;
+    first.wait_ready().await;
+    for n in 0..50 {
+        broker.publish("count", &n.to_string(), 1);
+    }
+    // Some got through; then SIGKILL, mid-stream.
+    let mut seen = BTreeSet::new();
+    collect_until_all(&mut first, &mut seen, 10).await;
+    first.signal(Signal::SIGKILL);
+    first.wait().await;
+    seen.extend(numbers(&first.drain_console().await));
+    // The broker keeps the persistent session's messages while atalaya is down.
+    for n in 50..100 {
+        broker.publish("count", &n.to_string(), 1);
+    }
+    let Atalaya { dir, .. } = first;
+    let mut second = Atalaya::start_in(dir, options()).await;
+    collect_until_all(&mut second, &mut seen, 100).await;
+}
+
+#[tokio::test]
+async fn no_jetstream_message_is_lost_when_atalaya_is_killed_and_restarted() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(server_dir.path());
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "EVENTS".into(),
+        subjects: vec!["count".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let publish = |n: u32| {
+        let js = js.clone();
+        async move {
+            js.publish("count", n.to_string().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    let options = || Options {
+        config: format!(
+            "nats:\n  servers: [\"{}\"]\n  jetstream:\n    - stream: EVENTS\n      durable: atalaya\n      ack_wait: 2s\n",
+            server.url()
+        ),
+        ..Options::default()
+    };
+    let mut first = Atalaya::start_with(options()).await;
+    first.wait_ready().await;
+    for n in 0..50 {
+        publish(n).await;
+    }
+    let mut seen = BTreeSet::new();
+    collect_until_all(&mut first, &mut seen, 10).await;
+    first.signal(Signal::SIGKILL);
+    first.wait().await;
+    seen.extend(numbers(&first.drain_console().await));
+    for n in 50..100 {
+        publish(n).await;
+    }
+    let Atalaya { dir, .. } = first;
+    let mut second = Atalaya::start_in(dir, options()).await;
+    collect_until_all(&mut second, &mut seen, 100).await;
+}
