@@ -93,6 +93,7 @@ async fn mqtt_messages_fire_rules_and_actions_publish_back() {
         .unwrap()
         .read_to_string(&mut online)
         .unwrap();
+    status.wait().unwrap();
     assert_eq!(online.trim(), "atalaya/status online");
     let metrics = atalaya.metrics().await;
     assert!(
