@@ -36,7 +36,11 @@ pub async fn run(
         #[cfg(feature = "mqtt")]
         if let Some(mqtt) = &publishers.mqtt
             && let Err(e) = mqtt
-                .publish(&action.subject, action.payload.clone().into_bytes(), false)
+                .publish(
+                    &action.subject,
+                    action.payload.clone().into_bytes(),
+                    action.retain,
+                )
                 .await
         {
             warn!(rule = %action.rule, subject = %action.subject, error = %e, "Action not published to MQTT.");

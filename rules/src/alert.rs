@@ -84,6 +84,9 @@ pub struct ActionRequest {
     pub trigger: AlertState,
     pub subject: String,
     pub payload: String,
+    /// Publish retained (MQTT).
+    #[serde(default)]
+    pub retain: bool,
 }
 
 /// The 64-bit FNV-1a hash: stable across builds and platforms, unlike `std`'s hasher, so

@@ -154,6 +154,10 @@ pub struct ActionSpec {
     /// The payload; a template. Default: the alert as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    /// MQTT: publish retained, so the topic holds the alert's latest state (Home Assistant
+    /// shows it). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retain: bool,
 }
 
 /// The JSON Schema of rule files, for editors (`# yaml-language-server: $schema=…`).

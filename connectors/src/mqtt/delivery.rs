@@ -109,10 +109,11 @@ impl BusStage {
                 delivery,
                 connection,
             };
-            // Waits while `max_inflight` deliveries await their PUBACK.
-            tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                sent = acks.send(pending) => if sent.is_err() { return Ok(()) },
+            // Waits while `max_inflight` deliveries await their PUBACK. Not cut short when
+            // stopping: the ack stage keeps draining (within its grace), and an event already
+            // on the bus should get its acknowledgement.
+            if acks.send(pending).await.is_err() {
+                return Ok(());
             }
         }
     }

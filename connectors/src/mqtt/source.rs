@@ -197,6 +197,10 @@ impl Connection {
         // connection, or at this instant at the latest.
         let mut deadline: Option<Instant> = None;
         loop {
+            // Stopping: never (re)connect, only finish with a live connection.
+            if stop.is_cancelled() && !connected {
+                break;
+            }
             if deadline.is_none() && goodbye.is_cancelled() {
                 deadline = Some(Instant::now() + GOODBYE_GRACE);
             }

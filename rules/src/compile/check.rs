@@ -254,6 +254,7 @@ impl Checker<'_> {
                     on: action.on,
                     subject,
                     payload,
+                    retain: action.retain,
                 });
             }
         }

@@ -84,6 +84,7 @@ pub struct Action {
     pub on: ActionTrigger,
     pub subject: Template,
     pub payload: Option<Template>,
+    pub retain: bool,
 }
 
 /// All rules of a directory, indexed by subject.

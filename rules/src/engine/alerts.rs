@@ -100,6 +100,7 @@ impl Engine {
                         trigger: alert.state,
                         subject,
                         payload,
+                        retain: action.retain,
                     }));
                 }
                 Ok((subject, _)) => {
