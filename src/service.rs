@@ -173,7 +173,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let mut action_publishers = ActionPublishers::default();
     #[cfg(feature = "mqtt")]
     if let Some(mqtt) = config.mqtt.clone() {
-        let counters = connectors.connector("mqtt", &[]);
+        let counters = connectors.connector("mqtt", atalaya_connectors::mqtt::ERROR_STAGES);
         let ready = mqtt.required_for_ready.then(|| readiness.register("mqtt"));
         let (connector, mqtt_publisher) =
             atalaya_connectors::mqtt::MqttConnector::new(mqtt, publisher.clone(), counters, ready)

@@ -522,3 +522,38 @@ async fn unreleased_events_are_redelivered_to_the_next_instance_and_released_one
     assert_eq!(third_bus.next().await.subject.as_str(), "alo/marker");
     third.stop().await.expect("a clean stop");
 }
+
+#[tokio::test]
+async fn acknowledgements_keep_arrival_order_and_shutdown_does_not_wait_forever() {
+    let broker = Mosquitto::started().await;
+    let mut client = TestClient::connect(broker.port, "devices").await;
+    let subscriptions = [("order/+n", 1)];
+    let mut bus = TestBus::new();
+    let running = start(config(broker.port, "order", &subscriptions), &bus, None);
+    connected(&bus).await;
+    for n in 0..3 {
+        client
+            .publish(&format!("order/{n}"), n.to_string(), false)
+            .await;
+    }
+    let first = bus.next().await;
+    // The later events are done first; their PUBACKs must still wait for the first's.
+    drop(bus.next().await);
+    drop(bus.next().await);
+    // The first is never done: shutdown gives up after its grace, acknowledging nothing.
+    running.stop().await.expect("a clean stop");
+    drop(first);
+
+    let mut next_bus = TestBus::new();
+    let next = start(
+        config(broker.port, "order", &subscriptions),
+        &next_bus,
+        None,
+    );
+    let mut redelivered = Vec::new();
+    for _ in 0..3 {
+        redelivered.push(next_bus.next().await.data.as_u64().expect("a number"));
+    }
+    assert_eq!(redelivered, [0, 1, 2]);
+    next.stop().await.expect("a clean stop");
+}
