@@ -144,7 +144,9 @@ async fn main() {
     };
     let ours = got as f64 / elapsed.as_secs_f64();
     let _ = atalaya.kill();
+    let _ = atalaya.wait();
     let _ = server.kill();
+    let _ = server.wait();
     println!("NATS ingest, {n} core messages through nats-server");
     println!("  async-nats subscriber alone  {baseline:>12.0} msg/s  ({baseline_got} received)");
     println!(
