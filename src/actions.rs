@@ -53,6 +53,7 @@ pub async fn run(
         {
             warn!(rule = %action.rule, subject = %action.subject, error = %e, "Action not published to NATS.");
         }
+        // In a build without broker features both are otherwise unused.
         let _ = (&action, &publishers);
     }
     Ok(())
