@@ -38,7 +38,7 @@ pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
 pub use self::series::{MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
 use crate::alert::{AlertState, Output, fingerprint_hash, fingerprint_hash_sorted};
 use crate::compile::{Rule, RuleSet};
-use crate::expr::{RuleValue, Vars};
+use crate::expr::{EvalError, Expression, RuleValue, Vars};
 use crate::metrics::EngineMetrics;
 use crate::model::ActionTrigger;
 
@@ -82,6 +82,66 @@ impl RuleState {
             limit_logged: None,
             error_logged: None,
         }
+    }
+}
+
+/// The variables of one rule's evaluation of one event. Simple expressions are answered
+/// natively ([`Expression::fast_bool`]); CEL variables are built only when an expression
+/// needs the interpreter, once per event (`shared`) and adjusted per rule.
+struct EvalCtx<'e, 'v> {
+    event: &'e Event,
+    shared: &'v mut Option<Vars>,
+    /// Event labels with the pattern's captures, for rules whose expressions read them.
+    labels: Option<Labels>,
+    /// The rule's value as JSON; `None` while it is the event data.
+    value: Option<serde_json::Value>,
+    /// The same value as CEL produced it, when it did.
+    value_cel: Option<RuleValue>,
+}
+
+impl EvalCtx<'_, '_> {
+    fn value_json(&self) -> &serde_json::Value {
+        self.value.as_ref().unwrap_or(&self.event.data)
+    }
+
+    fn set_value(&mut self, value: serde_json::Value) {
+        self.value = Some(value);
+        self.value_cel = None;
+    }
+
+    /// The CEL variables, with this rule's labels and value.
+    fn vars(&mut self) -> &Vars {
+        let event = self.event;
+        let vars = self.shared.get_or_insert_with(|| {
+            Vars::new(&event.data, &event.labels, &event.subject, event.time)
+        });
+        if let Some(labels) = &self.labels {
+            vars.set_labels(labels);
+        }
+        match (&self.value_cel, &self.value) {
+            (Some(v), _) => vars.set_value(v.clone()),
+            (None, Some(json)) => vars.set_value(RuleValue::from_json(json)),
+            (None, None) => vars.clear_value(),
+        }
+        vars
+    }
+
+    fn eval_value(&mut self, expression: &Expression) -> Result<(), EvalError> {
+        if let Some(v) = expression.fast_value(self.value_json(), &self.event.data) {
+            self.set_value(v);
+            return Ok(());
+        }
+        let v = expression.eval(self.vars())?;
+        self.value = Some(v.to_json());
+        self.value_cel = Some(v);
+        Ok(())
+    }
+
+    fn eval_bool(&mut self, expression: &Expression) -> Result<bool, EvalError> {
+        if let Some(b) = expression.fast_bool(self.value_json(), &self.event.data) {
+            return Ok(b);
+        }
+        expression.eval_bool(self.vars())
     }
 }
 
@@ -173,12 +233,13 @@ impl Engine {
                 labels.extend(owned(&captures));
                 labels
             };
-            let vars = vars.get_or_insert_with(|| {
-                Vars::new(&event.data, &event.labels, &event.subject, event.time)
-            });
-            if rule.uses_labels {
-                vars.set_labels(&all_labels());
-            }
+            let mut ctx = EvalCtx {
+                event,
+                shared: &mut vars,
+                labels: rule.uses_labels.then(all_labels),
+                value: None,
+                value_cel: None,
+            };
             // The series: its key now, its labels only if it is new (most events are not).
             let series = match &rule.group_by {
                 Some(names) => {
@@ -192,7 +253,7 @@ impl Engine {
                 None => SeriesId::Captures(&captures),
             };
             self.states[id].evaluations.inc();
-            self.evaluate(id, &rule, series, vars, event, now, &mut out);
+            self.evaluate(id, &rule, series, &mut ctx, now, &mut out);
         }
         out
     }
@@ -206,25 +267,18 @@ impl Engine {
         id: usize,
         rule: &Rule,
         series_id: SeriesId<'_>,
-        vars: &mut Vars,
-        event: &Event,
+        ctx: &mut EvalCtx<'_, '_>,
         now: Timestamp,
         out: &mut Vec<Output>,
     ) {
-        let (value, number) = match &rule.value {
-            Some(expression) => match expression.eval(vars) {
-                Ok(v) => {
-                    let parts = (v.to_json(), v.as_f64());
-                    vars.set_value(v);
-                    parts
-                }
-                Err(e) => return self.eval_error(id, rule, "value", &e.to_string(), now),
-            },
-            None => {
-                vars.clear_value();
-                (event.data.clone(), event.data.as_f64())
-            }
-        };
+        let event = ctx.event;
+        if let Some(expression) = &rule.value
+            && let Err(e) = ctx.eval_value(expression)
+        {
+            return self.eval_error(id, rule, "value", &e.to_string(), now);
+        }
+        let value = ctx.value_json().clone();
+        let number = value.as_f64();
 
         let key = series_id.key(&rule.name);
         let state = &mut self.states[id];
@@ -264,7 +318,7 @@ impl Engine {
                 self.resolve(rule, &mut series, now, out);
             }
         } else {
-            match self.holds(id, rule, &mut series, vars, number, now) {
+            match self.holds(id, rule, &mut series, ctx, number, now) {
                 Some(holds) => self.step(rule, &mut series, holds, now, out),
                 None => {
                     // Evaluation failed: counted and logged; the series keeps its state.
@@ -281,13 +335,13 @@ impl Engine {
         id: usize,
         rule: &Rule,
         series: &mut Series,
-        vars: &mut Vars,
+        ctx: &mut EvalCtx<'_, '_>,
         number: Option<f64>,
         now: Timestamp,
     ) -> Option<bool> {
         if let Some(window) = &rule.window {
             let include = match &window.filter {
-                Some(filter) => match filter.eval_bool(vars) {
+                Some(filter) => match ctx.eval_bool(filter) {
                     Ok(b) => b,
                     Err(e) => {
                         self.eval_error(id, rule, "window.where", &e.to_string(), now);
@@ -304,13 +358,13 @@ impl Engine {
             let agg = aggregate(window.aggregate, &series.samples);
             series.value = json!(agg);
             match agg {
-                Some(a) => vars.set_value(RuleValue::from_json(&json!(a))),
+                Some(a) => ctx.set_value(json!(a)),
                 // Nothing to aggregate: the condition cannot hold.
                 None => return Some(false),
             }
         }
         if let Some(after) = &rule.after {
-            match after.eval_bool(vars) {
+            match ctx.eval_bool(after) {
                 Ok(true) => series.armed = true,
                 Ok(false) => {}
                 Err(e) => {
@@ -328,7 +382,7 @@ impl Engine {
                 None => return Some(false),
             },
         };
-        let result = match expression.eval_bool(vars) {
+        let result = match ctx.eval_bool(expression) {
             Ok(b) => b,
             Err(e) => {
                 self.eval_error(id, rule, which, &e.to_string(), now);

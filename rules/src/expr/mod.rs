@@ -37,6 +37,7 @@
 //!   thread of its own, its errors placed by character offset, and the `data.x` rewrite.
 //! - `tree`: walking the syntax tree, and finding the variables an expression reads.
 
+mod fast;
 mod json;
 mod syntax;
 #[cfg(test)]
@@ -53,6 +54,7 @@ use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::{Context, Env, ExecutionError, Value};
 
+use self::fast::Fast;
 use self::json::{json_to_val, json_to_value, labels_to_val, value_to_json};
 use self::syntax::{char_offset_of_byte, check_bracket_depth, parse_on_parser_stack};
 use self::tree::{free_variables, is_ident, walk};
@@ -91,6 +93,8 @@ pub struct Expression {
     source: Arc<str>,
     /// The syntax tree, macros expanded: what the interpreter walks.
     ast: Arc<IdedExpr>,
+    /// The native path, for expressions simple enough to need no interpreter.
+    fast: Option<Arc<Fast>>,
 }
 
 /// Why an expression does not compile.
@@ -130,7 +134,25 @@ impl Expression {
         Ok(Self {
             source: source.into(),
             ast: Arc::new(ast),
+            fast: Fast::parse(source).map(Arc::new),
         })
+    }
+
+    /// The expression's value computed natively, when it is a field of the data that exists
+    /// (`data.temperature`); `None` means "evaluate with CEL". `value` is the rule's value,
+    /// `data` the event's.
+    pub fn fast_value(
+        &self,
+        value: &serde_json::Value,
+        data: &serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        self.fast.as_ref()?.value(value, data)
+    }
+
+    /// The condition's outcome computed natively, when it compares a number with a number
+    /// (`value > 80`); `None` means "evaluate with CEL".
+    pub fn fast_bool(&self, value: &serde_json::Value, data: &serde_json::Value) -> Option<bool> {
+        self.fast.as_ref()?.bool(value, data)
     }
 
     /// The source the expression was compiled from.

@@ -297,3 +297,68 @@ fn expressions_and_vars_can_move_between_tasks() {
     assert_eq!(expr.source(), "value");
     assert_eq!(expr.clone(), expr);
 }
+
+mod fast_path {
+    use proptest::prelude::*;
+    use serde_json::{Value as Json, json};
+
+    use super::super::*;
+
+    fn operand() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            any::<i32>().prop_map(|n| json!(n)),
+            (-1e6f64..1e6).prop_map(|f| json!(f)),
+            Just(json!(80)),
+            Just(json!(80.0)),
+            "[a-z]{0,4}".prop_map(|s| json!(s)),
+            any::<bool>().prop_map(|b| json!(b)),
+            Just(Json::Null),
+            Just(json!({"x": 1})),
+        ]
+    }
+
+    fn vars_for(value: &Json, data: &Json) -> Vars {
+        let subject = atalaya_bus::Subject::parse("t").unwrap();
+        let mut vars = Vars::new(
+            data,
+            &atalaya_bus::Labels::new(),
+            &subject,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        vars.set_value(RuleValue::from_json(value));
+        vars
+    }
+
+    proptest! {
+        /// Whenever the native path answers, CEL answers the same.
+        #[test]
+        fn agrees_with_cel(
+            x in operand(),
+            op in prop::sample::select(vec![">", ">=", "<", "<=", "==", "!="]),
+            literal in prop::sample::select(vec!["80", "80.0", "-3", "21.5", "1e2", "0"]),
+            on_data in any::<bool>(),
+        ) {
+            let (source, value, data) = if on_data {
+                (format!("data.x {op} {literal}"), json!(0), json!({"x": x}))
+            } else {
+                (format!("value {op} {literal}"), x.clone(), json!({}))
+            };
+            let expression = Expression::compile(&source).unwrap();
+            if let Some(fast) = expression.fast_bool(&value, &data) {
+                let cel = expression.eval_bool(&vars_for(&value, &data));
+                prop_assert_eq!(cel, Ok(fast), "{}", source);
+            } else {
+                prop_assert!(!x.is_number(), "numbers take the native path: {}", source);
+            }
+        }
+
+        #[test]
+        fn paths_agree_with_cel(x in operand()) {
+            let data = json!({"a": {"b": x}});
+            let expression = Expression::compile("data.a.b").unwrap();
+            let fast = expression.fast_value(&json!(0), &data).unwrap();
+            let cel = expression.eval(&vars_for(&json!(0), &data)).unwrap().to_json();
+            prop_assert_eq!(fast, cel);
+        }
+    }
+}
