@@ -328,6 +328,47 @@ impl Engine {
         self.put_back(id, rule, key, series, now);
     }
 
+    /// A window rule's condition once the window has slid to `at` (events age out without a
+    /// new one arriving). `None` for rules without a window, or when evaluation failed.
+    fn window_holds_at(
+        &mut self,
+        id: usize,
+        rule: &Rule,
+        series: &mut Series,
+        at: Timestamp,
+    ) -> Option<bool> {
+        let window = rule.window.as_ref()?;
+        series.prune(at, window.duration);
+        let Some(agg) = aggregate(window.aggregate, &series.samples) else {
+            series.value = Value::Null;
+            return Some(false);
+        };
+        series.value = json!(agg);
+        // Hysteresis as in `holds`: while active, the clearing condition decides.
+        let (which, expression, inverted) = match (&rule.clear_condition, &series.phase) {
+            (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
+                ("clear_condition", clear, true)
+            }
+            _ => ("condition", rule.condition.as_ref()?, false),
+        };
+        let result = match expression.fast_bool(&series.value, &Value::Null) {
+            Some(b) => Ok(b),
+            None => {
+                let subject = Subject::parse(&series.subject).ok()?;
+                let mut vars = Vars::new(&Value::Null, &series.labels, &subject, at);
+                vars.set_value(RuleValue::from_json(&series.value));
+                expression.eval_bool(&vars)
+            }
+        };
+        match result {
+            Ok(b) => Some(b != inverted && (rule.after.is_none() || series.armed)),
+            Err(e) => {
+                self.eval_error(id, rule, which, &e.to_string(), at);
+                None
+            }
+        }
+    }
+
     /// Whether the rule's condition holds for this event (window, transition, hysteresis
     /// and active hours applied). `None` when an expression failed.
     fn holds(
@@ -565,36 +606,7 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         // Conditions that change with time alone: the window slides, active hours end.
-        let window_holds = match &rule.window {
-            Some(window) => {
-                series.prune(at, window.duration);
-                let agg = aggregate(window.aggregate, &series.samples);
-                series.value = json!(agg);
-                match agg {
-                    None => Some(false),
-                    Some(a) => {
-                        let subject = Subject::parse(&series.subject).ok();
-                        match (subject, &rule.condition) {
-                            (Some(subject), Some(condition)) => {
-                                let mut labels = series.labels.clone();
-                                labels.extend(Labels::new());
-                                let mut vars = Vars::new(&Value::Null, &labels, &subject, at);
-                                vars.set_value(RuleValue::from_json(&json!(a)));
-                                match condition.eval_bool(&vars) {
-                                    Ok(b) => Some(b && (rule.after.is_none() || series.armed)),
-                                    Err(e) => {
-                                        self.eval_error(id, rule, "condition", &e.to_string(), at);
-                                        None
-                                    }
-                                }
-                            }
-                            _ => None,
-                        }
-                    }
-                }
-            }
-            None => None,
-        };
+        let window_holds = self.window_holds_at(id, rule, series, at);
         let out_of_hours = rule.active.as_ref().is_some_and(|a| !a.contains(at));
         if out_of_hours {
             self.step(rule, series, false, at, out);

@@ -419,3 +419,18 @@ fn actions_are_rendered_on_firing_and_resolving() {
     let payload: Value = serde_json::from_str(&resolved.payload).unwrap();
     assert_eq!(payload["state"], "resolved");
 }
+
+#[test]
+fn a_sliding_window_keeps_hysteresis_when_samples_age_out() {
+    let mut e = engine(
+        "rules:\n  - name: r\n    subject: temp\n    window: {duration: 5m, aggregate: avg}\n    condition: value > 30\n    clear_condition: value < 25\n",
+    );
+    let got = run(
+        &mut e,
+        &[(0, "temp", json!(40)), (60, "temp", json!(28))],
+        3600,
+    );
+    // avg 40 fires; at 300 the 40 ages out: avg 28 is below 30 but not below 25, so it keeps
+    // firing; at 360 the window is empty and it resolves.
+    assert_eq!(got, t(&[(0, Firing), (360, Resolved)]));
+}
