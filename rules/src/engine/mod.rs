@@ -277,8 +277,7 @@ impl Engine {
         {
             return self.eval_error(id, rule, "value", &e.to_string(), now);
         }
-        let value = ctx.value_json().clone();
-        let number = value.as_f64();
+        let number = ctx.value_json().as_f64();
 
         let key = series_id.key(&rule.name);
         let state = &mut self.states[id];
@@ -307,7 +306,10 @@ impl Engine {
         if series.subject != event.subject.as_str() {
             series.subject = event.subject.to_string();
         }
-        series.value = value;
+        // Most readings repeat much of the last one: compare before copying.
+        if series.value != *ctx.value_json() {
+            series.value = ctx.value_json().clone();
+        }
         if rule.needs_data {
             series.data = Some(event.data.clone());
         }

@@ -159,36 +159,42 @@ impl Series {
 
     /// The next instant this series needs attention, as of `now`.
     pub fn next_deadline(&self, rule: &Rule, now: Timestamp) -> Option<Timestamp> {
-        let mut candidates: Vec<Option<Timestamp>> = Vec::new();
+        // The earliest candidate after `now`; no allocation, this runs on every event.
+        let mut next: Option<Timestamp> = None;
+        let mut consider = |t: Option<Timestamp>| {
+            if let Some(t) = t.filter(|t| *t > now) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
         let add = |t: Timestamp, d: SignedDuration| t.checked_add(d).ok();
         match &self.phase {
             Phase::Inactive => {}
-            Phase::Pending { since } => candidates.push(add(*since, rule.for_)),
+            Phase::Pending { since } => consider(add(*since, rule.for_)),
             Phase::Firing {
                 fired_at,
                 clear_since,
             } => {
                 if rule.one_shot {
-                    candidates.push(add(*fired_at, rule.keep_firing_for));
+                    consider(add(*fired_at, rule.keep_firing_for));
                 } else if let Some(c) = clear_since {
-                    candidates.push(add(*c, rule.keep_firing_for));
+                    consider(add(*c, rule.keep_firing_for));
                 }
             }
         }
         if let Some(absent) = rule.absent_for
             && !self.is_firing()
         {
-            candidates.push(add(self.last_seen, absent));
+            consider(add(self.last_seen, absent));
         }
         if let (Some(window), Some((oldest, _))) = (&rule.window, self.samples.front()) {
-            candidates.push(add(*oldest, window.duration));
+            consider(add(*oldest, window.duration));
         }
         if let Some(active) = &rule.active
             && self.phase != Phase::Inactive
         {
-            candidates.push(active.next_change(now));
+            consider(active.next_change(now));
         }
-        candidates.into_iter().flatten().filter(|t| *t > now).min()
+        next
     }
 }
 
