@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
-pub use self::series::{MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
+pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
 use crate::alert::{AlertState, Output, fingerprint_hash, fingerprint_hash_sorted};
 use crate::compile::{Rule, RuleSet};
 use crate::expr::{EvalError, Expression, RuleValue, Vars};
@@ -53,10 +53,10 @@ pub struct Engine {
     /// Every series' next deadline: (when, rule id, fingerprint).
     deadlines: BTreeSet<(Timestamp, usize, u64)>,
     /// Series whose phase, arm or latch changed since they were last persisted.
-    urgent: HashSet<(usize, u64)>,
+    urgent: HashSet<(usize, u64), KeyHash>,
     /// Series with other changes, with when they are due to be persisted, oldest first.
     soft: VecDeque<(Timestamp, usize, u64)>,
-    soft_queued: HashSet<(usize, u64)>,
+    soft_queued: HashSet<(usize, u64), KeyHash>,
     /// Changes taken before a reload renumbered the rules, handed out with the next ones.
     carried: Changes,
     /// Series gone since the last `take_changes`: (rule name, fingerprint).
@@ -68,7 +68,7 @@ struct RuleState {
     /// `atalaya_rule_evaluations_total{rule}`, looked up once: it moves on every event.
     evaluations: prometheus::IntCounter,
     /// Series by fingerprint hash.
-    series: HashMap<u64, Box<Series>>,
+    series: HashMap<u64, Box<Series>, KeyHash>,
     /// Last time a series-limit or evaluation problem was logged, to keep logs quiet.
     limit_logged: Option<Timestamp>,
     error_logged: Option<Timestamp>,
@@ -78,7 +78,7 @@ impl RuleState {
     fn new(metrics: &EngineMetrics, rule: &str) -> Self {
         Self {
             evaluations: metrics.evaluations(rule),
-            series: HashMap::new(),
+            series: HashMap::default(),
             limit_logged: None,
             error_logged: None,
         }
@@ -183,9 +183,9 @@ impl Engine {
             rules,
             states,
             deadlines: BTreeSet::new(),
-            urgent: HashSet::new(),
+            urgent: HashSet::default(),
             soft: VecDeque::new(),
-            soft_queued: HashSet::new(),
+            soft_queued: HashSet::default(),
             carried: Changes::default(),
             removed: Vec::new(),
             metrics,

@@ -255,3 +255,31 @@ mod tests {
         assert_eq!(s.samples.len(), 1);
     }
 }
+
+/// A hasher for keys that are already hashes (series fingerprints) or small integers: mixes
+/// the written integers once instead of running SipHash over them on every event.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Build hasher for maps keyed by fingerprints.
+pub type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
