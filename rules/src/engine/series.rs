@@ -23,7 +23,13 @@ pub enum Phase {
     /// Fired at `fired_at` (timer anchor for one-shot expiry); `clear_since` is when the
     /// condition stopped holding, for `keep_firing_for`.
     Firing {
+        #[serde(with = "jiff::fmt::serde::timestamp::millisecond::required")]
         fired_at: Timestamp,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "jiff::fmt::serde::timestamp::millisecond::optional"
+        )]
         clear_since: Option<Timestamp>,
     },
 }
@@ -41,6 +47,7 @@ pub struct Series {
     /// One-shot rules: fired, and the condition has not been false since.
     pub latched: bool,
     /// When the series last sent an event (timer anchor for absence).
+    #[serde(with = "jiff::fmt::serde::timestamp::millisecond::required")]
     pub last_seen: Timestamp,
     /// The rule's value at the last event (or the window aggregate).
     pub value: serde_json::Value,
@@ -48,16 +55,28 @@ pub struct Series {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
     /// Window samples: (time, value), oldest first.
-    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty", with = "samples")]
     pub samples: VecDeque<(Timestamp, f64)>,
     /// For display: when the alert became pending or firing, and when it fired. Not shifted
     /// on restore, unlike the timer anchors.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "jiff::fmt::serde::timestamp::millisecond::optional"
+    )]
     pub active_since: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "jiff::fmt::serde::timestamp::millisecond::optional"
+    )]
     pub fired_at: Option<Timestamp>,
     /// The next time this series needs attention without an event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "jiff::fmt::serde::timestamp::millisecond::optional"
+    )]
     pub deadline: Option<Timestamp>,
     /// How the engine's alert counts see this series: the phase kind it was last counted
     /// as (not persisted: a restored series is counted afresh).
@@ -68,6 +87,35 @@ pub struct Series {
     /// [`SOFT_PERSIST_INTERVAL`](super::SOFT_PERSIST_INTERVAL).
     #[serde(skip)]
     pub persisted: Option<(Phase, bool, bool)>,
+}
+
+/// Window samples stored compactly: `[[unix milliseconds, value], …]` (timestamps as text
+/// would cost more than the rest of a series to encode).
+mod samples {
+    use std::collections::VecDeque;
+
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        samples: &VecDeque<(Timestamp, f64)>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(samples.iter().map(|(t, v)| (t.as_millisecond(), *v)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<VecDeque<(Timestamp, f64)>, D::Error> {
+        let raw = Vec::<(i64, f64)>::deserialize(deserializer)?;
+        raw.into_iter()
+            .map(|(ms, v)| {
+                Timestamp::from_millisecond(ms)
+                    .map(|t| (t, v))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
+    }
 }
 
 /// Most samples one series keeps in a window; older ones are dropped first.
