@@ -84,6 +84,14 @@ fn fail(code: u8) -> impl FnOnce(anyhow::Error) -> StartError {
     move |error| StartError { code, error }
 }
 
+/// A metric could not be registered: a programming error (a duplicate name), not bad input.
+fn registry_error(error: prometheus::Error) -> StartError {
+    StartError {
+        code: exit::FAILURE,
+        error: anyhow::Error::from(error).context("metrics registry"),
+    }
+}
+
 async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, StartError> {
     info!(version = env!("CARGO_PKG_VERSION"), config = %source, "atalaya starting.");
     // First of all, so a signal during start-up is a graceful stop, not a kill.
@@ -93,18 +101,10 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let mut interrupt = signal(SignalKind::interrupt())
         .context("SIGINT handler")
         .map_err(fail(exit::FAILURE))?;
-    let registry = crate::telemetry::new_registry()
-        .context("metrics registry")
-        .map_err(fail(exit::FAILURE))?;
-    let readiness = Readiness::new(&registry)
-        .context("metrics registry")
-        .map_err(fail(exit::FAILURE))?;
-    let supervisor = Supervisor::new(&registry)
-        .context("metrics registry")
-        .map_err(fail(exit::FAILURE))?;
-    let connectors = ConnectorMetrics::register(&registry)
-        .context("metrics registry")
-        .map_err(fail(exit::FAILURE))?;
+    let registry = crate::telemetry::new_registry().map_err(registry_error)?;
+    let readiness = Readiness::new(&registry).map_err(registry_error)?;
+    let supervisor = Supervisor::new(&registry).map_err(registry_error)?;
+    let connectors = ConnectorMetrics::register(&registry).map_err(registry_error)?;
 
     let store = Store::open(&config.state.dir)
         .map_err(anyhow::Error::from)
@@ -134,21 +134,15 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             RuleSet::default()
         }
     };
-    let engine_metrics = EngineMetrics::register(&registry)
-        .context("metrics registry")
-        .map_err(fail(exit::FAILURE))?;
-    let reload_metrics = ReloadMetrics::register(&registry)
-        .context("metrics registry")
-        .map_err(fail(exit::FAILURE))?;
+    let engine_metrics = EngineMetrics::register(&registry).map_err(registry_error)?;
+    let reload_metrics = ReloadMetrics::register(&registry).map_err(registry_error)?;
     let mut engine = Engine::new(rule_set, engine_metrics);
     let store = Arc::new(store);
     let restored = rules_runner::restore(&mut engine, &store, Timestamp::now())
         .map_err(fail(exit::FAILURE))?;
     rules_ready.set(true);
 
-    let mut bus = BusBuilder::new(config.bus.capacity, &registry)
-        .context("metrics registry")
-        .map_err(fail(exit::FAILURE))?;
+    let mut bus = BusBuilder::new(config.bus.capacity, &registry).map_err(registry_error)?;
     let (outputs_tx, outputs_rx) = mpsc::channel(OUTPUT_QUEUE);
     if config.receivers.console.enabled {
         let consumer = bus.consumer("console");
