@@ -262,8 +262,10 @@ impl Checker<'_> {
             templates.push((vec!["severity".into()], s.clone()));
         }
         let mut needs_data = false;
+        let mut needs_value = false;
         for (path, template) in &templates {
             needs_data |= template.referenced_variables().contains("data");
+            needs_value |= template.referenced_variables().contains("value");
             for label in template.referenced_labels() {
                 if !series_labels.contains(&label) {
                     let known = if series_labels.is_empty() {
@@ -341,6 +343,7 @@ impl Checker<'_> {
             actions,
             max_series: spec.max_series.unwrap_or(DEFAULT_MAX_SERIES),
             needs_data,
+            needs_value,
             uses_labels,
         })
     }

@@ -66,6 +66,8 @@ pub struct Rule {
     pub max_series: usize,
     /// Whether any template reads `data`, so the engine keeps the last payload per series.
     pub needs_data: bool,
+    /// Whether a template reads `value`; an absence rule then keeps the last value.
+    pub needs_value: bool,
     /// Whether any expression reads `labels`, so the engine hands them over.
     pub uses_labels: bool,
 }

@@ -145,6 +145,13 @@ impl EvalCtx<'_, '_> {
     }
 }
 
+/// Stores `value` as the series' value, copying only when it changed.
+fn keep_value(series: &mut Series, value: &serde_json::Value) {
+    if series.value != *value {
+        series.value = value.clone();
+    }
+}
+
 /// How an event names its series: by the pattern's captures (sorted by name), or by labels
 /// chosen with `group_by`.
 enum SeriesId<'a> {
@@ -306,22 +313,29 @@ impl Engine {
         if series.subject != event.subject.as_str() {
             series.subject = event.subject.to_string();
         }
-        // Most readings repeat much of the last one: compare before copying.
-        if series.value != *ctx.value_json() {
-            series.value = ctx.value_json().clone();
-        }
         if rule.needs_data {
             series.data = Some(event.data.clone());
         }
 
         if rule.absent_for.is_some() {
+            if rule.needs_value {
+                keep_value(&mut series, ctx.value_json());
+            }
             // It spoke: not absent.
             if series.is_firing() {
                 self.resolve(rule, &mut series, now, out);
             }
         } else {
             match self.holds(id, rule, &mut series, ctx, number, now) {
-                Some(holds) => self.step(rule, &mut series, holds, now, out),
+                Some(holds) => {
+                    // The value an alert shows: kept while the alert is (or becomes) active;
+                    // an inactive series needs none, which spares a copy per event. A window
+                    // rule's value is its aggregate, set by `holds`.
+                    if rule.window.is_none() && (holds || series.phase != Phase::Inactive) {
+                        keep_value(&mut series, ctx.value_json());
+                    }
+                    self.step(rule, &mut series, holds, now, out);
+                }
                 None => {
                     // Evaluation failed: counted and logged; the series keeps its state.
                 }
