@@ -25,6 +25,14 @@ pub fn wait_for_port(port: u16) {
     }
 }
 
+/// SIGKILLs a broker process and reaps it.
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// A mosquitto broker.
 pub struct Mosquitto {
     pub port: u16,
@@ -69,10 +77,7 @@ impl Mosquitto {
 
     /// SIGKILL: no goodbye to anyone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop(&mut self.child);
     }
 
     /// Publishes with `mosquitto_pub`.
@@ -155,10 +160,7 @@ impl NatsServer {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop(&mut self.child);
     }
 
     pub fn url(&self) -> String {

@@ -34,10 +34,7 @@ use tracing::info;
 
 use super::config::{JetStreamConsumer, NatsConfig};
 use super::error::{NatsConfigError, NatsError};
-use super::internal_events::{
-    AckFailed, BusPublishFailed, ConsumerSetupFailed, FetchFailed, MessageNotMatching,
-    MessageSkipped,
-};
+use super::internal_events::{AckFailed, BusPublishFailed, ConsumerSetupFailed, FetchFailed};
 use super::message::EventRecipe;
 use super::source::Shared;
 use super::subject::{check_name, pattern_to_nats};
@@ -353,30 +350,15 @@ async fn handle(
 ) -> Option<Pull> {
     let (message, acker) = message.split();
     let subject = message.subject.as_str();
-    let event = match spec
-        .recipe
-        .event(subject, &message.payload, message.headers.as_ref())
-    {
-        Ok(Some(event)) => event,
-        Ok(None) => {
-            MessageNotMatching {
-                subject,
-                pattern: spec.recipe.pattern.as_ref().map_or("", |p| p.as_str()),
-            }
-            .emit();
-            settle(&acker, AckKind::Ack, spec, shared).await;
-            return None;
-        }
-        Err(rejected) => {
-            MessageSkipped {
-                subject,
-                stage: rejected.stage,
-                reason: &rejected.reason,
-            }
-            .emit(&shared.counters, &shared.throttle);
-            settle(&acker, AckKind::Ack, spec, shared).await;
-            return None;
-        }
+    let Some(event) = shared.event_or_report(
+        &spec.recipe,
+        subject,
+        &message.payload,
+        message.headers.as_ref(),
+    ) else {
+        // Poison or not ours: acked, so it does not come back forever.
+        settle(&acker, AckKind::Ack, spec, shared).await;
+        return None;
     };
     let published = tokio::select! {
         biased;

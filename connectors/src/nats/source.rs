@@ -45,6 +45,40 @@ pub(crate) struct Shared {
     pub throttle: LogThrottle,
 }
 
+impl Shared {
+    /// The event of a message, or `None` after reporting why there is none: a subject the
+    /// pattern does not match is logged; an unusable message is counted and logged without
+    /// flooding. Either way the caller skips (and, for JetStream, acks) the message.
+    pub(crate) fn event_or_report(
+        &self,
+        recipe: &EventRecipe,
+        subject: &str,
+        payload: &[u8],
+        headers: Option<&async_nats::HeaderMap>,
+    ) -> Option<atalaya_bus::Event> {
+        match recipe.event(subject, payload, headers) {
+            Ok(Some(event)) => Some(event),
+            Ok(None) => {
+                MessageNotMatching {
+                    subject,
+                    pattern: recipe.pattern.as_ref().map_or("", |p| p.as_str()),
+                }
+                .emit();
+                None
+            }
+            Err(rejected) => {
+                MessageSkipped {
+                    subject,
+                    stage: rejected.stage,
+                    reason: &rejected.reason,
+                }
+                .emit(&self.counters, &self.throttle);
+                None
+            }
+        }
+    }
+}
+
 /// One configured core subscription, checked.
 struct CoreSubscription {
     /// The NATS subjects to subscribe to: the pattern's, and the zero-token case of a
@@ -248,25 +282,10 @@ async fn core_loop(
             return Err(NatsError::ConnectionClosed);
         };
         let subject = message.subject.as_str();
-        let event = match recipe.event(subject, &message.payload, message.headers.as_ref()) {
-            Ok(Some(event)) => event,
-            Ok(None) => {
-                MessageNotMatching {
-                    subject,
-                    pattern: recipe.pattern.as_ref().map_or("", |p| p.as_str()),
-                }
-                .emit();
-                continue;
-            }
-            Err(rejected) => {
-                MessageSkipped {
-                    subject,
-                    stage: rejected.stage,
-                    reason: &rejected.reason,
-                }
-                .emit(&shared.counters, &shared.throttle);
-                continue;
-            }
+        let Some(event) =
+            shared.event_or_report(&recipe, subject, &message.payload, message.headers.as_ref())
+        else {
+            continue;
         };
         let published = tokio::select! {
             biased;

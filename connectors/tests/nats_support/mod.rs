@@ -5,13 +5,17 @@
 //! - `bus.rs`: [`TestBus`], a bus with one consumer and the connector metrics, and [`WAIT`].
 //! - `connector.rs`: [`Running`], a connector running in a task, and [`subscription`].
 //! - `jetstream.rs`: streams, numbered messages and consumer state.
-//! - `certs.rs`: [`make_certs`], a CA and certificates made with the `openssl` CLI.
-//! - `logs.rs`: [`CapturedLogs`], what the connector logged.
+//! - `../support/certs.rs`: [`make_certs`], a CA and certificates made with the `openssl` CLI.
+//! - `../support/logs.rs`: [`CapturedLogs`], what the connector logged.
 
 mod bus;
+#[allow(dead_code, reason = "shared with the MQTT tests, which use all of it")]
+#[path = "../support/certs.rs"]
 mod certs;
 mod connector;
 pub mod jetstream;
+#[allow(dead_code, reason = "shared with the MQTT tests, which use all of it")]
+#[path = "../support/logs.rs"]
 mod logs;
 mod server;
 

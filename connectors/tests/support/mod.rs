@@ -7,7 +7,6 @@
 #![allow(dead_code, reason = "each test uses a different part of the support")]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,7 +24,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 mod certs;
+mod logs;
 pub use certs::make_certs;
+pub use logs::CapturedLogs;
 
 /// How long a test waits for anything before it fails; generous for a loaded machine.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -384,52 +385,6 @@ pub async fn eventually(what: &str, condition: impl Fn() -> bool) {
     while !condition() {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Log lines captured for one test (the test runs on a current-thread runtime, so the
-/// connector's tasks log on the thread the subscriber is installed on).
-#[derive(Clone, Default)]
-pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    /// Captures INFO and above until the guard is dropped.
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let logs = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || logs.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    pub fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-
-    /// Lines holding every one of `parts`.
-    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|line| parts.iter().all(|p| line.contains(p)))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
