@@ -1,5 +1,6 @@
-//! `atalaya check`: validate config files and rule directories, as a pre-commit hook or in
-//! the CI of the rules repository. Every error is printed as `file:line:col: message`.
+//! `atalaya check`: validate config files, routing policy files and rule directories, as a
+//! pre-commit hook or in the CI of the rules repository. Every error is printed as
+//! `file:line:col: message`.
 
 use std::path::Path;
 
@@ -22,6 +23,8 @@ pub fn run(args: CheckArgs) -> usize {
     for path in args.paths {
         if path.is_dir() {
             errors += check_rules(&path);
+        } else if is_routing_file(&path) {
+            errors += check_routing(&path);
         } else {
             errors += check_config(&ConfigSource::File(path));
         }
@@ -29,11 +32,23 @@ pub fn run(args: CheckArgs) -> usize {
     errors
 }
 
+/// Whether `path` holds a routing policy (a top-level `route:`) rather than a config.
+fn is_routing_file(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    atalaya_rules::yaml::parse_documents(&text)
+        .ok()
+        .and_then(|docs| docs.into_iter().next())
+        .is_some_and(|doc| doc.get("route").is_some())
+}
+
+/// Checks a config file, and the routing file it names.
 fn check_config(source: &ConfigSource) -> usize {
     match config::load(source, None) {
-        Ok(_) => {
+        Ok(config) => {
             println!("ok: config {source}");
-            0
+            config.routing.file.as_deref().map_or(0, check_routing)
         }
         Err(errors) => {
             for e in &errors {
@@ -48,6 +63,25 @@ fn check_rules(dir: &Path) -> usize {
     match atalaya_rules::compile::load_rules(dir) {
         Ok(set) => {
             println!("ok: {} rule(s) in {}", set.rules.len(), dir.display());
+            0
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            errors.len()
+        }
+    }
+}
+
+fn check_routing(path: &Path) -> usize {
+    match atalaya_rules::routing::config::load_policy(path) {
+        Ok(policy) => {
+            println!(
+                "ok: routing {} ({} receiver(s))",
+                path.display(),
+                policy.receivers.len()
+            );
             0
         }
         Err(errors) => {

@@ -27,6 +27,92 @@ pub enum Command {
     Send(SendArgs),
     /// Print the JSON Schema of rule files or rule test files, for editors.
     Schema(SchemaArgs),
+    /// List the alerts a running atalaya holds, with their state (like `amtool alert`).
+    Alerts(ApiArgs),
+    /// Add, list or expire silences on a running atalaya (like `amtool silence`).
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Work with the routing policy (like `amtool config routes`).
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+/// Where a running atalaya is; the token comes from `$ATALAYA_TOKEN`.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Where atalaya listens.
+    #[arg(long, env = "ATALAYA_URL", default_value = "http://127.0.0.1:9470")]
+    pub url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence the alerts matching every MATCHER (`alertname=disk_full`, `node=~"pi.*"`).
+    Add(SilenceAddArgs),
+    /// List silences: active and pending, and with --expired the expired ones too.
+    List(SilenceListArgs),
+    /// End silences now.
+    Expire(SilenceExpireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceAddArgs {
+    /// Matchers, as in Alertmanager: `name=value`, `name!=value`, `name=~regex`, `name!~regex`.
+    #[arg(required = true)]
+    pub matchers: Vec<String>,
+    /// How long the silence lasts (`2h`, `1d`).
+    #[arg(short, long, default_value = "1h")]
+    pub duration: String,
+    /// Who sets it. Default: $USER.
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Why.
+    #[arg(short, long)]
+    pub comment: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceListArgs {
+    /// Include expired silences.
+    #[arg(long)]
+    pub expired: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceExpireArgs {
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// Print the receivers an alert with these labels reaches, as `amtool config routes
+    /// test` does.
+    Test(RoutesTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RoutesTestArgs {
+    /// The alert's labels, `NAME=VALUE`.
+    #[arg(required = true)]
+    pub labels: Vec<String>,
+    /// The routing policy file. Default: `routing.file` of the config `run` would use
+    /// (without one, the built-in policy: everything to the console).
+    #[arg(long)]
+    pub routing: Option<PathBuf>,
+    /// Config file. Default: ./atalaya.yaml if present.
+    #[arg(short, long, env = "ATALAYA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Exit 1 unless the receivers are exactly these (comma-separated), as amtool's
+    /// `--verify.receivers`.
+    #[arg(long)]
+    pub verify_receivers: Option<String>,
 }
 
 #[derive(Debug, Args)]

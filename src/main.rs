@@ -8,17 +8,23 @@
 //! - `http`: the HTTP API (ingest, health, metrics).
 //! - `telemetry`: logging and the metrics registry; `internal_events`: log line + metric.
 //! - `actions`: rule actions published through the brokers.
+//! - `outbox`: notifications from routing, stored, then delivered with retries.
 //! - `rules_runner`: the rule engine on the bus, with persistence; `reload`: what asks
 //!   for a rule reload (file changes, SIGHUP).
 //! - `check`, `send`, `rule_tests`: the `atalaya check`, `send` and `test` commands.
 
 mod actions;
+mod alerts_cli;
+mod api_client;
 mod check;
 mod cli;
 mod config;
 mod http;
 mod internal_events;
+mod outbox;
 mod reload;
+mod routes_test;
+mod routing;
 mod rule_tests;
 mod rules_runner;
 mod send;
@@ -83,13 +89,27 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
-        Command::Send(args) => match runtime().block_on(send::run(args)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("atalaya send: {e:#}");
-                ExitCode::FAILURE
-            }
+        Command::Send(args) => finish("send", runtime().block_on(send::run(args))),
+        Command::Alerts(args) => finish("alerts", runtime().block_on(alerts_cli::alerts(args))),
+        Command::Silence(command) => {
+            finish("silence", runtime().block_on(alerts_cli::silence(command)))
+        }
+        Command::Routes(cli::RoutesCommand::Test(args)) => match routes_test::run(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => finish("routes test", Err(e)),
         },
+    }
+}
+
+/// The exit of a client command: success, or its error on stderr and exit 1.
+fn finish(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atalaya {command}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

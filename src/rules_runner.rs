@@ -22,6 +22,8 @@ use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
+use crate::routing::{RouterCommand, Routing};
+
 /// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
 pub const SERIES_TABLE: &str = "rule_series";
 /// Key of the heartbeat: the last time the engine state was known to be current.
@@ -79,6 +81,8 @@ pub struct RulesRunner {
     /// Actions, to the brokers that publish them (when any is configured).
     pub actions: Option<mpsc::Sender<ActionRequest>>,
     pub reload_metrics: ReloadMetrics,
+    /// The router and the outbox its notifications go to.
+    pub routing: Routing,
 }
 
 /// Loads the persisted state into `engine`; returns the outputs of the restore (resolutions
@@ -114,10 +118,18 @@ impl RulesRunner {
         mut self,
         mut consumer: Consumer,
         mut reloads: mpsc::Receiver<ReloadRequest>,
+        mut commands: mpsc::Receiver<RouterCommand>,
     ) -> anyhow::Result<()> {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         loop {
-            let sleep = match self.engine.next_deadline() {
+            let deadline = match (
+                self.engine.next_deadline(),
+                self.routing.router.next_deadline(),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = match deadline {
                 Some(deadline) => {
                     let wait = deadline.duration_since(Timestamp::now());
                     Duration::try_from(wait).unwrap_or(Duration::ZERO)
@@ -136,22 +148,40 @@ impl RulesRunner {
                         outputs.extend(self.engine.on_event(Timestamp::now(), &event));
                         batch.push(event);
                     }
+                    self.route(&outputs)?;
                     self.persist(false)?;
                     drop(batch);
                     self.deliver(outputs).await;
                 }
                 _ = tokio::time::sleep(sleep) => {
                     let outputs = self.engine.on_tick(Timestamp::now());
+                    self.route(&outputs)?;
                     self.persist(false)?;
                     self.deliver(outputs).await;
                 }
                 Some(request) = reloads.recv() => self.reload(request).await?,
-                _ = heartbeat.tick() => self.persist(false)?,
+                Some(command) = commands.recv() => {
+                    self.routing.handle(Timestamp::now(), command);
+                    self.route(&[])?;
+                    self.persist(false)?;
+                }
+                _ = heartbeat.tick() => {
+                    self.persist(false)?;
+                    self.routing.update_metrics(Timestamp::now());
+                }
             }
         }
         // The bus is drained: save everything, minor changes included.
         self.persist(true)?;
         Ok(())
+    }
+
+    /// Routes the alerts among `outputs` and flushes the groups that are due into the
+    /// outbox.
+    fn route(&mut self, outputs: &[Output]) -> anyhow::Result<()> {
+        let now = Timestamp::now();
+        self.routing.on_outputs(now, outputs);
+        self.routing.on_tick(now)
     }
 
     async fn deliver(&self, outputs: Vec<Output>) {
@@ -194,39 +224,59 @@ impl RulesRunner {
         let deletes: Vec<Vec<u8>> = deletes.iter().map(|(r, f)| key(r, f)).collect();
         self.store
             .write_batch(SERIES_TABLE, &puts, &deletes)
-            .context("persisting rule state")
+            .context("persisting rule state")?;
+        self.routing.persist(&self.store, Timestamp::now())
     }
 
+    /// Reloads the rules and the routing policy together: both are read and compiled first,
+    /// and only if both are good do they replace the running ones.
     async fn reload(&mut self, request: ReloadRequest) -> anyhow::Result<()> {
-        let Some(dir) = self.dir.clone() else {
+        if self.dir.is_none() && self.routing.policy_file.is_none() {
             if let Some(reply) = request.reply {
-                let _ = reply.send(Err(vec!["no rules directory is configured".to_owned()]));
+                let _ = reply.send(Err(vec![
+                    "no rules directory or routing file is configured".to_owned(),
+                ]));
             }
             return Ok(());
-        };
+        }
         self.reload_metrics.reloads.inc();
-        let loaded = tokio::task::spawn_blocking(move || load_rules(&dir))
+        let dir = self.dir.clone();
+        let rules = tokio::task::spawn_blocking(move || dir.map(|dir| load_rules(&dir)))
             .await
             .context("rule loading task")?;
-        let result = match loaded {
-            Ok(set) => {
-                let count = set.rules.len();
-                let outputs = self.engine.reload(set, Timestamp::now());
-                self.persist(false)?;
-                self.deliver(outputs).await;
-                self.reload_metrics
-                    .last_success
-                    .set(Timestamp::now().as_second());
-                info!(cause = request.cause, rules = count, "Rules reloaded.");
-                Ok(count)
+        let policy = self.routing.load_policy();
+        let mut errors: Vec<String> = Vec::new();
+        if let Some(Err(e)) = &rules {
+            errors.extend(e.iter().map(RuleError::to_string));
+        }
+        if let Some(Err(e)) = &policy {
+            errors.extend(e.iter().cloned());
+        }
+        let result = if errors.is_empty() {
+            let now = Timestamp::now();
+            let mut count = self.engine.rules().len();
+            let mut outputs = Vec::new();
+            if let Some(Ok(set)) = rules {
+                count = set.rules.len();
+                outputs = self.engine.reload(set, now);
             }
-            Err(errors) => {
-                self.reload_metrics.failures.inc();
-                for e in &errors {
-                    error!(cause = request.cause, error = %e, "Rule reload refused; the running rules stay.");
-                }
-                Err(errors.iter().map(RuleError::to_string).collect())
+            if let Some(Ok(policy)) = policy {
+                self.routing.set_policy(policy, now);
             }
+            self.route(&outputs)?;
+            self.persist(false)?;
+            self.deliver(outputs).await;
+            self.reload_metrics
+                .last_success
+                .set(Timestamp::now().as_second());
+            info!(cause = request.cause, rules = count, "Rules reloaded.");
+            Ok(count)
+        } else {
+            self.reload_metrics.failures.inc();
+            for e in &errors {
+                error!(cause = request.cause, error = %e, "Rule reload refused; the running rules and routing stay.");
+            }
+            Err(errors)
         };
         if let Some(reply) = request.reply {
             let _ = reply.send(result);

@@ -5,10 +5,8 @@ use std::io::Read;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
+use crate::api_client::ApiClient;
 use crate::cli::SendArgs;
-
-/// The environment variable holding the API token, if the instance requires one.
-pub const TOKEN_ENV: &str = "ATALAYA_TOKEN";
 
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let data = match args.data.as_deref() {
@@ -38,21 +36,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         "labels": labels,
     });
 
-    let url = format!("{}/api/v1/events", args.url.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().post(&url).json(&event);
-    if let Ok(token) = std::env::var(TOKEN_ENV) {
-        request = request.bearer_auth(token.trim());
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach atalaya at {}", args.url))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let reason = body["error"].as_str().unwrap_or("no reason given");
-        bail!("atalaya refused the event ({status}): {reason}");
-    }
+    let body = ApiClient::new(&args.url)
+        .call(reqwest::Method::POST, "/api/v1/events", Some(&event))
+        .await?;
     let id = body["ids"][0].as_str().unwrap_or("?");
     println!("sent {} (id {id})", args.subject);
     Ok(())

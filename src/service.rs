@@ -31,7 +31,9 @@ use crate::actions::{self, ActionPublishers};
 use crate::config::{Config, ConfigSource};
 use crate::http::{self, ApiState};
 use crate::internal_events::{LogThrottle, RejectStage};
+use crate::outbox::{Integrations, Outbox};
 use crate::reload;
+use crate::routing::{Routing, RoutingMetrics, initial_policy};
 use crate::rules_runner::{self, ReloadMetrics, RulesRunner};
 use crate::supervisor::{Stage, Supervisor};
 
@@ -142,6 +144,34 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         .map_err(fail(exit::FAILURE))?;
     rules_ready.set(true);
 
+    // Routing: the policy (checked before any port is bound), the router beside the
+    // engine, and the outbox its notifications are written to.
+    let policy = match initial_policy(config.routing.file.as_deref()) {
+        Ok(policy) => Arc::new(policy),
+        Err(errors) => {
+            for e in &errors {
+                error!(error = %e, "Invalid routing file.");
+            }
+            return Err(StartError {
+                code: exit::CONFIG,
+                error: anyhow::anyhow!("{} error(s) in the routing file", errors.len()),
+            });
+        }
+    };
+    let outbox = Outbox::open(Arc::clone(&store), &registry, config.outbox.clone())
+        .map_err(fail(exit::FAILURE))?;
+    let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::clone(&policy));
+    let mut routing = Routing {
+        router: atalaya_rules::routing::router::Router::new(policy),
+        outbox: outbox.clone(),
+        policy_file: config.routing.file.clone(),
+        policy_tx,
+        metrics: RoutingMetrics::register(&registry).map_err(registry_error)?,
+    };
+    routing
+        .restore(&store, Timestamp::now())
+        .map_err(fail(exit::FAILURE))?;
+
     let mut bus = BusBuilder::new(config.bus.capacity, &registry).map_err(registry_error)?;
     let (outputs_tx, outputs_rx) = mpsc::channel(OUTPUT_QUEUE);
     if config.receivers.console.enabled {
@@ -166,6 +196,10 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     // Broker connectors: sources onto the bus, and publishers for rule actions.
     let mut action_publishers = ActionPublishers::default();
     #[cfg(feature = "mqtt")]
+    let mut mqtt_for_notifications = None;
+    #[cfg(feature = "nats")]
+    let mut nats_for_notifications = None;
+    #[cfg(feature = "mqtt")]
     if let Some(mqtt) = config.mqtt.clone() {
         let counters = connectors.connector("mqtt", atalaya_connectors::mqtt::ERROR_STAGES);
         let ready = mqtt.required_for_ready.then(|| readiness.register("mqtt"));
@@ -173,6 +207,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             atalaya_connectors::mqtt::MqttConnector::new(mqtt, publisher.clone(), counters, ready)
                 .map_err(anyhow::Error::from)
                 .map_err(fail(exit::CONFIG))?;
+        mqtt_for_notifications = Some(mqtt_publisher.clone());
         action_publishers.mqtt = Some(mqtt_publisher);
         let token = supervisor.token().clone();
         supervisor.spawn(Stage::Source, "mqtt", async move {
@@ -193,6 +228,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         .await
         .map_err(anyhow::Error::from)
         .map_err(fail(exit::CONFIG))?;
+        nats_for_notifications = Some(nats_publisher.clone());
         action_publishers.nats = Some(nats_publisher);
         let token = supervisor.token().clone();
         supervisor.spawn(Stage::Source, "nats", async move {
@@ -208,6 +244,25 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         Some(tx)
     };
 
+    // Delivery: each receiver integration retried on its own until delivered or given up.
+    let mut integrations =
+        Integrations::new(config.routing.external_url.clone()).map_err(fail(exit::FAILURE))?;
+    #[cfg(feature = "mqtt")]
+    {
+        integrations.mqtt = mqtt_for_notifications;
+    }
+    #[cfg(feature = "nats")]
+    {
+        integrations.nats = nats_for_notifications;
+    }
+    let token = supervisor.token().clone();
+    supervisor.spawn(
+        Stage::Sink,
+        "outbox",
+        outbox.run(policy_rx, integrations, token),
+    );
+
+    let (router_tx, router_rx) = mpsc::channel(64);
     let runner = RulesRunner {
         engine,
         store: Arc::clone(&store),
@@ -215,8 +270,13 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         outputs: outputs_tx,
         actions: actions_tx,
         reload_metrics,
+        routing,
     };
-    supervisor.spawn(Stage::Sink, "rules", runner.run(rules_consumer, reload_rx));
+    supervisor.spawn(
+        Stage::Sink,
+        "rules",
+        runner.run(rules_consumer, reload_rx, router_rx),
+    );
 
     // Reload triggers: the directory changing, SIGHUP, and POST /-/reload (below).
     let _watcher = match &rules_dir {
@@ -253,6 +313,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         reject_log: LogThrottle::default(),
         publish_timeout: config.http.publish_timeout,
         reload: reload_tx,
+        router: router_tx,
     });
     let router = http::router(state, &config.http);
     let token = supervisor.token().clone();

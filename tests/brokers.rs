@@ -1,6 +1,7 @@
 //! The service with real brokers: MQTT and NATS messages become events that fire rules, rule
-//! actions publish back, and nothing acknowledged is lost when atalaya is SIGKILLed and
-//! restarted while the broker keeps publishing.
+//! actions publish back, notifications reach MQTT receivers (with a retained state per
+//! alert), and nothing acknowledged is lost when atalaya is SIGKILLed and restarted while
+//! the broker keeps publishing.
 
 mod support;
 
@@ -22,6 +23,23 @@ const LEAK_RULE: &str = r#"rules:
         publish: "home/alerts/{{ labels.device }}"
         payload: "leak at {{ labels.device }}"
 "#;
+
+/// Reads what a `mosquitto_sub` child printed, once it has its messages.
+async fn read_all(mut child: std::process::Child) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        child.wait().unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
 
 fn mqtt_config(broker: &Mosquitto, topic: &str) -> String {
     format!(
@@ -180,4 +198,68 @@ async fn no_jetstream_message_is_lost_when_atalaya_is_killed_and_restarted() {
     let Atalaya { dir, .. } = first;
     let mut second = Atalaya::start_in(dir, options()).await;
     collect_until_all(&mut second, &mut seen, 100).await;
+}
+
+#[tokio::test]
+async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(broker_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routing.yaml"),
+        "route:\n  receiver: ha\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: ha\n    mqtt_configs:\n      - topic: home/notifications\n        state_topic_prefix: home/alerts\n",
+    )
+    .unwrap();
+    let config = format!(
+        "{}routing:\n  file: {}\n",
+        mqtt_config(&broker, "zigbee2mqtt/+device"),
+        dir.path().join("routing.yaml").display()
+    );
+    let atalaya = Atalaya::start_in(
+        dir,
+        Options {
+            config,
+            rules: vec![(
+                "leak.yaml",
+                LEAK_RULE.replace("one_shot: true", "").replace(
+                    "condition: has(data.water_leak) && data.water_leak == true",
+                    "condition: data.water_leak == true",
+                ),
+            )],
+            ..Options::default()
+        },
+    )
+    .await;
+    atalaya.wait_ready().await;
+    let notifications = broker.subscribe("home/notifications", 2);
+    broker.publish("zigbee2mqtt/leak_kitchen", r#"{"water_leak": true}"#, 1);
+
+    // The state is retained: a subscriber arriving later still sees it.
+    atalaya
+        .wait_for_metric(
+            "atalaya_notifications_sent_total",
+            r#"{integration="mqtt",receiver="ha"}"#,
+            |n| n >= 1.0,
+        )
+        .await;
+    let state = read_all(broker.subscribe("home/alerts/#", 1)).await;
+    let (topic, payload) = state.trim().split_once(' ').expect("topic and payload");
+    assert!(topic.starts_with("home/alerts/"), "{state}");
+    let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
+    assert_eq!(payload["status"], "firing", "{payload}");
+    assert_eq!(payload["labels"]["device"], "leak_kitchen");
+
+    broker.publish("zigbee2mqtt/leak_kitchen", r#"{"water_leak": false}"#, 1);
+    let both = read_all(notifications).await;
+    let statuses: Vec<String> = both
+        .lines()
+        .map(|l| {
+            let json: serde_json::Value =
+                serde_json::from_str(l.split_once(' ').unwrap().1).unwrap();
+            json["status"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(statuses, ["firing", "resolved"]);
+    let state = read_all(broker.subscribe(topic, 1)).await;
+    assert!(state.contains(r#""status":"resolved""#), "{state}");
 }

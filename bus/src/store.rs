@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+};
 
 /// The file name of the store inside the state directory.
 pub const STORE_FILE: &str = "atalaya.redb";
@@ -35,6 +37,14 @@ pub enum StoreError {
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// The writes and deletes of one table, as part of a [`Store::write_tables`] transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct TableBatch<'a> {
+    pub table: &'a str,
+    pub puts: &'a [Entry],
+    pub deletes: &'a [Vec<u8>],
+}
 
 /// An open state store.
 pub struct Store {
@@ -111,6 +121,37 @@ impl Store {
         }
         txn.commit().map_err(redb::Error::from)?;
         Ok(())
+    }
+
+    /// Writes and deletes keys of several tables in one durable transaction: all or none
+    /// (moving an entry from one table to another, say). Deletes of a table come before its
+    /// writes.
+    pub fn write_tables(&self, batches: &[TableBatch<'_>]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        for batch in batches {
+            let def = TableDefinition::<&[u8], &[u8]>::new(batch.table);
+            let mut t = txn.open_table(def).map_err(redb::Error::from)?;
+            for key in batch.deletes {
+                t.remove(key.as_slice()).map_err(redb::Error::from)?;
+            }
+            for (key, value) in batch.puts {
+                t.insert(key.as_slice(), value.as_slice())
+                    .map_err(redb::Error::from)?;
+            }
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+
+    /// How many keys `table` holds (0 for a table never written).
+    pub fn count(&self, table: &str) -> Result<u64, StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        match txn.open_table(def) {
+            Ok(t) => Ok(t.len().map_err(redb::Error::from)?),
+            Err(TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(redb::Error::from(e).into()),
+        }
     }
 
     /// Every key and value of `table`, in key order.
@@ -190,6 +231,31 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, [b"a".to_vec(), b"c".to_vec()]);
+    }
+
+    #[test]
+    fn a_multi_table_batch_moves_entries_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.count("queue").unwrap(), 0);
+        store.put("queue", b"k", b"v").unwrap();
+        store
+            .write_tables(&[
+                TableBatch {
+                    table: "queue",
+                    puts: &[],
+                    deletes: &[b"k".to_vec()],
+                },
+                TableBatch {
+                    table: "dead",
+                    puts: &[(b"k".to_vec(), b"v".to_vec())],
+                    deletes: &[],
+                },
+            ])
+            .unwrap();
+        assert_eq!(store.count("queue").unwrap(), 0);
+        assert_eq!(store.count("dead").unwrap(), 1);
+        assert_eq!(store.get("dead", b"k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`tls`]: TLS settings shared by the connectors that speak TLS.
 //! - `mqtt` (feature `mqtt`): MQTT source and publisher.
 //! - `nats` (feature `nats`): NATS core and JetStream source, and publisher.
+//! - `webhook` (feature `webhook`): notifications POSTed as Alertmanager's webhook JSON.
 
 pub mod console;
 #[cfg(feature = "mqtt")]
@@ -26,3 +27,5 @@ pub mod mqtt;
 pub mod nats;
 pub mod payload;
 pub mod tls;
+#[cfg(feature = "webhook")]
+pub mod webhook;

@@ -6,7 +6,7 @@
 //! `file:line:col: message` so `atalaya check` can print it and an editor can jump to it.
 //!
 //! The rule language builds on the [`files::RuleFile`]s loaded here: rules are compiled
-//! ([`compile`]) and run by a sans-IO engine ([`engine`]); the router comes later.
+//! ([`compile`]) and run by a sans-IO engine ([`engine`]); alerts are routed to receivers by [`routing`].
 //!
 //! # Layout
 //! - [`files`]: discovering rule files under a directory (ConfigMap-aware), loading each one
@@ -33,6 +33,8 @@
 //! - [`metrics`]: the engine's metrics.
 //! - [`testing`]: rule unit tests (`atalaya test`), run on virtual time.
 //! - [`notation`]: the compact series notation of rule unit tests (`1+1x3 _ 5`).
+//! - [`routing`]: the routing policy (Alertmanager's route tree, receivers, inhibition,
+//!   time intervals), silences, and the sans-IO router that turns alerts into notifications.
 //!
 //! Unit tests sit beside the code, in a `tests.rs` of the module's folder where they are long.
 
@@ -46,6 +48,7 @@ pub mod index;
 pub mod metrics;
 pub mod model;
 pub mod notation;
+pub mod routing;
 pub mod template;
 pub mod testing;
 pub mod yaml;

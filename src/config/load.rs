@@ -11,7 +11,8 @@ use config::{Environment, File, FileFormat, Value};
 use super::Config;
 use super::locate::{Locator, Position};
 use super::reader::{
-    Ctx, Table, boolean, duration, integer, log_filter, log_format, path, secret, socket_addr,
+    Anchor, Ctx, Table, boolean, duration, integer, log_filter, log_format, path, secret,
+    socket_addr, string,
 };
 
 /// The `origin` the `config` crate gives values from the environment.
@@ -230,6 +231,34 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
         config.shutdown.timeout = v;
     }
     shutdown.finish(ctx);
+
+    let mut routing = root.section(ctx, "routing");
+    config.routing.file = routing.get(ctx, "file", path);
+    if let Some(v) = routing.get(ctx, "external_url", string) {
+        config.routing.external_url = v;
+    }
+    routing.finish(ctx);
+
+    let mut outbox = root.section(ctx, "outbox");
+    let o = &mut config.outbox;
+    if let Some(v) = outbox.get(ctx, "initial_backoff", duration) {
+        o.initial_backoff = v;
+    }
+    if let Some(v) = outbox.get(ctx, "max_backoff", duration) {
+        o.max_backoff = v;
+    }
+    if let Some(v) = outbox.get(ctx, "max_attempts", |v| integer(v, 1, 1000)) {
+        o.max_attempts = u32::try_from(v).unwrap_or(u32::MAX);
+    }
+    if let Some(v) = outbox.get(ctx, "max_age", duration) {
+        o.max_age = v;
+    }
+    outbox.finish(ctx);
+    // Checks across keys ("outbox.max_backoff: shorter than initial_backoff").
+    for problem in config.outbox.validate() {
+        let (key, message) = problem.split_once(": ").unwrap_or(("outbox", &problem));
+        ctx.error(key, None, Anchor::Key, message);
+    }
 
     #[cfg(feature = "mqtt")]
     {

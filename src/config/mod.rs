@@ -38,6 +38,9 @@ pub struct Config {
     pub log: LogConfig,
     pub receivers: ReceiversConfig,
     pub shutdown: ShutdownConfig,
+    pub routing: RoutingConfig,
+    /// `outbox:` — delivery of notifications: retries and when to give up.
+    pub outbox: crate::outbox::OutboxSettings,
     /// `mqtt:`, when configured.
     #[cfg(feature = "mqtt")]
     pub mqtt: Option<atalaya_connectors::mqtt::config::MqttConfig>,
@@ -105,6 +108,16 @@ pub struct ReceiversConfig {
     pub console: atalaya_connectors::console::ConsoleReceiverConfig,
 }
 
+/// `routing:` — how alerts become notifications.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// The routing policy (Alertmanager's `route`, `receivers`, `inhibit_rules`,
+    /// `time_intervals`). `None`: every alert to the console, grouped by `alertname`.
+    pub file: Option<PathBuf>,
+    /// Where people reach this atalaya; the `externalURL` of webhook notifications.
+    pub external_url: String,
+}
+
 /// `shutdown:` — graceful shutdown.
 #[derive(Debug, Clone)]
 pub struct ShutdownConfig {
@@ -141,6 +154,11 @@ impl Default for Config {
             shutdown: ShutdownConfig {
                 timeout: Duration::from_secs(10),
             },
+            routing: RoutingConfig {
+                file: None,
+                external_url: format!("http://{DEFAULT_LISTEN}"),
+            },
+            outbox: Default::default(),
             #[cfg(feature = "mqtt")]
             mqtt: None,
             #[cfg(feature = "nats")]

@@ -3,9 +3,12 @@
 //! # Layout
 //! - `ingest`: `POST /api/v1/events` (CloudEvents, one or a batch) and
 //!   `POST /api/v1/events/{subject path}` (plain JSON).
+//! - `alerts`: `GET /api/v1/alerts`, `POST /api/v2/alerts` (from Prometheus), and silences
+//!   under `/api/v1/silences`.
 //! - `auth`: the optional bearer token on `/api/…`.
 //! - this module: the router, the probes, `/metrics`, and error responses.
 
+mod alerts;
 mod auth;
 mod ingest;
 
@@ -18,7 +21,7 @@ use atalaya_bus::readiness::Readiness;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use prometheus::Registry;
 use serde_json::json;
@@ -29,6 +32,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::{HttpConfig, Secret};
 use crate::internal_events::{HttpRequestRejected, LogThrottle, RejectStage};
+use crate::routing::RouterCommand;
 use crate::rules_runner::ReloadRequest;
 
 /// The longest `POST /-/reload` waits for the outcome.
@@ -50,6 +54,8 @@ pub struct ApiState {
     pub publish_timeout: Duration,
     /// Where `POST /-/reload` asks for a rule reload.
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// Where alert and silence requests go: the router, in the rules task.
+    pub router: mpsc::Sender<RouterCommand>,
 }
 
 impl ApiState {
@@ -95,6 +101,13 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
     let api = Router::new()
         .route("/api/v1/events", post(ingest::structured))
         .route("/api/v1/events/{*subject}", post(ingest::plain))
+        .route("/api/v1/alerts", get(alerts::list_alerts))
+        .route("/api/v2/alerts", post(alerts::post_alerts))
+        .route(
+            "/api/v1/silences",
+            get(alerts::list_silences).post(alerts::post_silence),
+        )
+        .route("/api/v1/silences/{id}", delete(alerts::expire_silence))
         .route("/-/reload", post(reload))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(GlobalConcurrencyLimitLayer::new(
@@ -204,7 +217,7 @@ async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(
-            json!({ "error": "no such endpoint; see /api/v1/events, /healthz, /readyz, /metrics" }),
+            json!({ "error": "no such endpoint; see /api/v1/events, /api/v1/alerts, /api/v1/silences, /api/v2/alerts, /healthz, /readyz, /metrics" }),
         ),
     )
         .into_response()

@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses its own part of the helper")]
 
 pub mod brokers;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -252,6 +253,27 @@ impl Atalaya {
         };
         if tokio::time::timeout(PATIENCE, ready).await.is_err() {
             panic!("atalaya never became ready; logs:\n{}", self.logs());
+        }
+    }
+
+    /// Waits (within [`PATIENCE`]) until the sample `name{labels}` satisfies `test`; returns
+    /// the metrics text then. Metrics come from another process: polling is the only way.
+    pub async fn wait_for_metric(
+        &self,
+        name: &str,
+        labels: &str,
+        test: impl Fn(f64) -> bool,
+    ) -> String {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let metrics = self.metrics().await;
+            if sample(&metrics, name, labels).is_some_and(&test) {
+                return metrics;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{name}{labels} never got there; metrics:\n{metrics}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -5,11 +5,14 @@
 //! (/atalaya/http atalaya.event)`.
 //!
 //! - `config.rs`: [`ConsoleReceiverConfig`], its settings.
+//! - `notification.rs`: [`render_notification`], the line of routing's console integration.
 //! - `receiver.rs`: [`render_event`], the line format, and [`ConsoleReceiver`], the loop that
 //!   drains its bus consumer into a writer.
 
 mod config;
+mod notification;
 mod receiver;
 
 pub use config::ConsoleReceiverConfig;
+pub use notification::{MAX_LISTED_ALERTS, render_notification};
 pub use receiver::{ConsoleReceiver, MAX_DATA_BYTES, render_event};

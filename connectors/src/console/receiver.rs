@@ -107,7 +107,7 @@ pub fn render_alert(alert: &Alert) -> String {
 }
 
 /// RFC 3339 in UTC, cut (not rounded) to milliseconds; no fraction when it is zero.
-fn render_time(time: Timestamp) -> String {
+pub(super) fn render_time(time: Timestamp) -> String {
     let to_millis = TimestampRound::new()
         .smallest(Unit::Millisecond)
         .mode(RoundMode::Floor);
@@ -135,7 +135,7 @@ fn render_data(data: &Value) -> String {
 }
 
 /// `string` as is when it is one plain word, JSON-quoted otherwise.
-fn text(string: &str) -> Cow<'_, str> {
+pub(super) fn text(string: &str) -> Cow<'_, str> {
     let plain = !string.is_empty()
         && !string
             .chars()

@@ -1,0 +1,25 @@
+//! Webhooks: a notification POSTed as Alertmanager's webhook JSON (version 4), so anything
+//! that takes Alertmanager webhooks takes atalaya's.
+//!
+//! Every request carries the notification id twice — `Idempotency-Key` (the usual name) and
+//! `X-Atalaya-Notification-Id` — because delivery is at-least-once: a notification whose
+//! answer was lost (a timeout, a restart mid-request) is sent again with the same id, and a
+//! receiver that cares drops the repeat.
+//!
+//! The URL may hold a token (chat bots put one in the path), so it is never part of an error
+//! or a log line: reqwest's errors are stripped of it, and an invalid URL is reported without
+//! being shown. With `url_file` the URL is read (and trimmed) at every send, so a rotated
+//! secret is picked up without a reload.
+//!
+//! # Layout
+//! - `error`: [`DeliveryError`]: why a send failed, whether it is worth retrying, and when.
+//! - `sender`: [`WebhookSender`]: builds and sends the request.
+//! - `tests`: against a real HTTP server on loopback.
+
+mod error;
+mod sender;
+#[cfg(test)]
+mod tests;
+
+pub use error::{DeliveryError, status_is_retryable};
+pub use sender::{WebhookSender, default_client};

@@ -1,0 +1,210 @@
+//! The sender against a real HTTP server on loopback.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atalaya_bus::Labels;
+use atalaya_rules::routing::notification::{Notification, NotifiedAlert, Status};
+use atalaya_rules::routing::receiver::WebhookConfig;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+
+use super::*;
+
+const TOKEN: &str = "s3cr3t-t0ken";
+
+/// What the server saw: each request's headers and JSON body.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(HeaderMap, serde_json::Value)>>>);
+
+async fn record(State(seen): State<Seen>, headers: HeaderMap, body: String) -> StatusCode {
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    seen.0.lock().unwrap().push((headers, json));
+    StatusCode::OK
+}
+
+async fn busy() -> impl IntoResponse {
+    (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "7")])
+}
+
+async fn refuse() -> StatusCode {
+    StatusCode::BAD_REQUEST
+}
+
+async fn slow() -> StatusCode {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    StatusCode::OK
+}
+
+/// A server on a free loopback port; its base URL.
+async fn server(seen: Seen) -> String {
+    let app = Router::new()
+        .route("/hook/{token}", post(record))
+        .route("/busy", post(busy))
+        .route("/refuse", post(refuse))
+        .route("/slow", post(slow))
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+fn config(url: String) -> WebhookConfig {
+    WebhookConfig {
+        url: Some(url),
+        url_file: None,
+        send_resolved: true,
+        max_alerts: 0,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn notification() -> Notification {
+    let labels = Labels::from([("alertname".to_owned(), "node_lost".to_owned())]);
+    Notification {
+        id: "01JNOTIFICATION".into(),
+        receiver: "home".into(),
+        integration: 0,
+        group_key: "{}:{alertname=\"node_lost\"}".into(),
+        status: Status::Firing,
+        group_labels: labels.clone(),
+        common_labels: labels.clone(),
+        common_annotations: BTreeMap::new(),
+        alerts: vec![NotifiedAlert {
+            status: Status::Firing,
+            fingerprint: "00000000000000aa".into(),
+            labels,
+            annotations: BTreeMap::new(),
+            starts_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+            ends_at: None,
+            value: serde_json::json!(1),
+            generator_url: None,
+        }],
+        created_at: "2026-01-01T00:00:30Z".parse().unwrap(),
+    }
+}
+
+fn sender() -> WebhookSender {
+    WebhookSender::new(default_client().unwrap())
+}
+
+#[tokio::test]
+async fn posts_alertmanager_json_with_the_notification_id() {
+    let seen = Seen::default();
+    let base = server(seen.clone()).await;
+    let config = config(format!("{base}/hook/{TOKEN}"));
+    sender()
+        .send(&config, &notification(), "http://atalaya.lan")
+        .await
+        .unwrap();
+    let seen = seen.0.lock().unwrap();
+    let (headers, body) = &seen[0];
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["idempotency-key"], "01JNOTIFICATION");
+    assert_eq!(headers["x-atalaya-notification-id"], "01JNOTIFICATION");
+    assert_eq!(body["version"], "4");
+    assert_eq!(body["receiver"], "home");
+    assert_eq!(body["externalURL"], "http://atalaya.lan");
+    assert_eq!(body["alerts"][0]["labels"]["alertname"], "node_lost");
+}
+
+#[tokio::test]
+async fn the_url_file_is_read_and_trimmed_at_send_time() {
+    let seen = Seen::default();
+    let base = server(seen.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("url");
+    let mut config = config(String::new());
+    config.url = None;
+    config.url_file = Some(path.clone());
+
+    let missing = sender()
+        .send(&config, &notification(), "")
+        .await
+        .unwrap_err();
+    assert!(missing.retryable(), "a secret may be mounted later");
+    assert_eq!(missing.kind(), "url_file");
+
+    std::fs::write(&path, format!("  {base}/hook/{TOKEN}\n")).unwrap();
+    sender().send(&config, &notification(), "").await.unwrap();
+    assert_eq!(seen.0.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unavailable_is_retried_after_the_servers_wish_and_bad_request_is_not() {
+    let base = server(Seen::default()).await;
+    let busy = sender()
+        .send(&config(format!("{base}/busy")), &notification(), "")
+        .await
+        .unwrap_err();
+    assert!(busy.retryable());
+    assert_eq!(busy.retry_after(), Some(Duration::from_secs(7)));
+    assert_eq!(busy.kind(), "http_5xx");
+
+    let refused = sender()
+        .send(&config(format!("{base}/refuse")), &notification(), "")
+        .await
+        .unwrap_err();
+    assert!(!refused.retryable());
+    assert_eq!(refused.kind(), "http_4xx");
+    assert_eq!(
+        refused.to_string(),
+        "the webhook answered HTTP 400 Bad Request"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_webhook_times_out_and_is_retryable() {
+    let base = server(Seen::default()).await;
+    let mut config = config(format!("{base}/slow"));
+    config.timeout = Duration::from_millis(100);
+    let error = sender()
+        .send(&config, &notification(), "")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DeliveryError::Timeout { .. }), "{error:?}");
+    assert!(error.retryable());
+}
+
+#[tokio::test]
+async fn errors_never_show_the_url() {
+    // A port nobody listens on: bind one, then free it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let refused = sender()
+        .send(
+            &config(format!("http://{address}/hook/{TOKEN}")),
+            &notification(),
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.retryable());
+    assert_eq!(refused.kind(), "connect");
+    for text in [refused.to_string(), format!("{refused:?}")] {
+        assert!(!text.contains(TOKEN), "{text}");
+    }
+
+    let invalid = sender()
+        .send(
+            &config(format!("http//{TOKEN}@nowhere")),
+            &notification(),
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert!(!invalid.retryable());
+    assert!(!invalid.to_string().contains(TOKEN), "{invalid}");
+    let ftp = sender()
+        .send(&config(format!("ftp://host/{TOKEN}")), &notification(), "")
+        .await
+        .unwrap_err();
+    assert_eq!(ftp.kind(), "invalid_url");
+    assert!(!ftp.to_string().contains(TOKEN), "{ftp}");
+}

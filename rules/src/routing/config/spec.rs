@@ -1,0 +1,347 @@
+//! The policy file as written: serde types with Alertmanager's keys.
+//!
+//! Every field is optional here, required ones are checked when compiling: that lets each
+//! key of a mapping be decoded on its own after a failure, so one mistake does not hide the
+//! next (see `Compiler::decode`). Scalars read as text ([`Text`]) also take numbers and
+//! booleans, as Alertmanager's YAML library does (`days_of_month: [1, 15]`, `group_wait: 0`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, Visitor};
+
+/// A scalar read as text: a string, or a number or boolean written without quotes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Text(pub(super) String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl Visitor<'_> for TextVisitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+impl Text {
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The top-level keys, each decoded on its own later; this only refuses unknown ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "only the keys matter; each value is decoded on its own"
+)]
+pub(super) struct PolicySpec {
+    #[serde(default)]
+    global: Option<IgnoredAny>,
+    #[serde(default)]
+    route: Option<IgnoredAny>,
+    #[serde(default)]
+    receivers: Option<IgnoredAny>,
+    #[serde(default)]
+    inhibit_rules: Option<IgnoredAny>,
+    #[serde(default)]
+    time_intervals: Option<IgnoredAny>,
+    #[serde(default)]
+    mute_time_intervals: Option<IgnoredAny>,
+    #[serde(default)]
+    templates: Option<IgnoredAny>,
+}
+
+/// `global:`. atalaya reads none of Alertmanager's globals but accepts them, so an
+/// Alertmanager configuration loads as it is; `resolve_timeout` is checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "accepted for compatibility with Alertmanager; atalaya reads none"
+)]
+pub(super) struct GlobalSpec {
+    #[serde(default)]
+    pub(super) resolve_timeout: Option<Text>,
+    #[serde(default)]
+    http_config: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_from: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_hello: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_smarthost: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_auth_username: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_auth_password: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_auth_password_file: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_auth_secret: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_auth_secret_file: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_auth_identity: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_require_tls: Option<IgnoredAny>,
+    #[serde(default)]
+    smtp_tls_config: Option<IgnoredAny>,
+    #[serde(default)]
+    slack_api_url: Option<IgnoredAny>,
+    #[serde(default)]
+    slack_api_url_file: Option<IgnoredAny>,
+    #[serde(default)]
+    pagerduty_url: Option<IgnoredAny>,
+    #[serde(default)]
+    opsgenie_api_url: Option<IgnoredAny>,
+    #[serde(default)]
+    opsgenie_api_key: Option<IgnoredAny>,
+    #[serde(default)]
+    opsgenie_api_key_file: Option<IgnoredAny>,
+    #[serde(default)]
+    wechat_api_url: Option<IgnoredAny>,
+    #[serde(default)]
+    wechat_api_secret: Option<IgnoredAny>,
+    #[serde(default)]
+    wechat_api_corp_id: Option<IgnoredAny>,
+    #[serde(default)]
+    victorops_api_url: Option<IgnoredAny>,
+    #[serde(default)]
+    victorops_api_key: Option<IgnoredAny>,
+    #[serde(default)]
+    victorops_api_key_file: Option<IgnoredAny>,
+    #[serde(default)]
+    telegram_api_url: Option<IgnoredAny>,
+    #[serde(default)]
+    webex_api_url: Option<IgnoredAny>,
+    #[serde(default)]
+    jira_api_url: Option<IgnoredAny>,
+    #[serde(default)]
+    rocketchat_api_url: Option<IgnoredAny>,
+    #[serde(default)]
+    rocketchat_token: Option<IgnoredAny>,
+    #[serde(default)]
+    rocketchat_token_file: Option<IgnoredAny>,
+    #[serde(default)]
+    rocketchat_token_id: Option<IgnoredAny>,
+    #[serde(default)]
+    rocketchat_token_id_file: Option<IgnoredAny>,
+}
+
+/// One route of the tree (`route:` and each of its `routes:`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RouteSpec {
+    /// Required at the root; inherited when unset.
+    #[serde(default)]
+    pub(super) receiver: Option<String>,
+    /// Label names, or `['...']` for every label; unset or empty: inherited.
+    #[serde(default)]
+    pub(super) group_by: Option<Vec<String>>,
+    #[serde(default, rename = "continue")]
+    pub(super) continue_matching: Option<bool>,
+    /// Matcher strings; each may hold a comma-separated list.
+    #[serde(default)]
+    pub(super) matchers: Option<Vec<String>>,
+    /// Legacy: label name to value, each an `=` matcher.
+    #[serde(default, rename = "match")]
+    pub(super) match_equal: Option<BTreeMap<String, Text>>,
+    /// Legacy: label name to regex, each an `=~` matcher.
+    #[serde(default)]
+    pub(super) match_re: Option<BTreeMap<String, Text>>,
+    #[serde(default)]
+    pub(super) group_wait: Option<Text>,
+    #[serde(default)]
+    pub(super) group_interval: Option<Text>,
+    #[serde(default)]
+    pub(super) repeat_interval: Option<Text>,
+    #[serde(default)]
+    pub(super) mute_time_intervals: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) active_time_intervals: Option<Vec<String>>,
+    /// Read from the node, route by route, so each child's errors are its own.
+    #[serde(default)]
+    #[allow(dead_code, reason = "read from the node")]
+    pub(super) routes: Option<IgnoredAny>,
+}
+
+/// Integration kinds atalaya delivers, as keys of a receiver.
+pub(super) const SUPPORTED_KINDS: &str =
+    "webhook_configs, console_configs, mqtt_configs, nats_configs";
+
+/// Alertmanager's integration kinds atalaya does not deliver, and whether it plans to.
+pub(super) const UNSUPPORTED_KINDS: &[(&str, bool)] = &[
+    ("email_configs", true),
+    ("telegram_configs", true),
+    ("slack_configs", false),
+    ("pagerduty_configs", false),
+    ("opsgenie_configs", false),
+    ("pushover_configs", false),
+    ("victorops_configs", false),
+    ("wechat_configs", false),
+    ("sns_configs", false),
+    ("webex_configs", false),
+    ("msteams_configs", false),
+    ("msteamsv2_configs", false),
+    ("discord_configs", false),
+    ("jira_configs", false),
+    ("rocketchat_configs", false),
+    ("mattermost_configs", false),
+    ("incidentio_configs", false),
+];
+
+/// One receiver, less any unsupported kinds (reported before decoding). Each integration
+/// is decoded on its own, so each one's mistakes are reported.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "the integrations are decoded from the node, one by one"
+)]
+pub(super) struct ReceiverSpec {
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) webhook_configs: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    pub(super) console_configs: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    pub(super) mqtt_configs: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    pub(super) nats_configs: Option<Vec<IgnoredAny>>,
+}
+
+/// `webhook_configs` entry: Alertmanager's webhook.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebhookSpec {
+    #[serde(default)]
+    pub(super) url: Option<String>,
+    #[serde(default)]
+    pub(super) url_file: Option<String>,
+    #[serde(default)]
+    pub(super) send_resolved: Option<bool>,
+    #[serde(default)]
+    pub(super) max_alerts: Option<i64>,
+    #[serde(default)]
+    pub(super) timeout: Option<Text>,
+    /// Refused with a clear message: atalaya's webhook has no HTTP client settings yet.
+    #[serde(default)]
+    pub(super) http_config: Option<IgnoredAny>,
+}
+
+/// `console_configs` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConsoleSpec {
+    #[serde(default)]
+    pub(super) send_resolved: Option<bool>,
+}
+
+/// `mqtt_configs` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MqttSpec {
+    #[serde(default)]
+    pub(super) topic: Option<String>,
+    #[serde(default)]
+    pub(super) state_topic_prefix: Option<String>,
+    #[serde(default)]
+    pub(super) send_resolved: Option<bool>,
+}
+
+/// `nats_configs` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NatsSpec {
+    #[serde(default)]
+    pub(super) subject: Option<String>,
+    #[serde(default)]
+    pub(super) send_resolved: Option<bool>,
+}
+
+/// One `inhibit_rules` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InhibitRuleSpec {
+    /// Alertmanager's optional name, for people reading the file.
+    #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "accepted for compatibility; atalaya does not show it"
+    )]
+    name: Option<String>,
+    #[serde(default)]
+    pub(super) source_matchers: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) source_match: Option<BTreeMap<String, Text>>,
+    #[serde(default)]
+    pub(super) source_match_re: Option<BTreeMap<String, Text>>,
+    #[serde(default)]
+    pub(super) target_matchers: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) target_match: Option<BTreeMap<String, Text>>,
+    #[serde(default)]
+    pub(super) target_match_re: Option<BTreeMap<String, Text>>,
+    #[serde(default)]
+    pub(super) equal: Option<Vec<String>>,
+}
+
+/// One `time_intervals` (or legacy `mute_time_intervals`) entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NamedTimeIntervalSpec {
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    /// Read from the node, entry by entry.
+    #[serde(default)]
+    #[allow(dead_code, reason = "read from the node")]
+    pub(super) time_intervals: Option<IgnoredAny>,
+}
+
+/// One entry of a named time interval.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TimeIntervalSpec {
+    #[serde(default)]
+    pub(super) times: Option<Vec<TimeRangeSpec>>,
+    #[serde(default)]
+    pub(super) weekdays: Option<Vec<Text>>,
+    #[serde(default)]
+    pub(super) days_of_month: Option<Vec<Text>>,
+    #[serde(default)]
+    pub(super) months: Option<Vec<Text>>,
+    #[serde(default)]
+    pub(super) years: Option<Vec<Text>>,
+    #[serde(default)]
+    pub(super) location: Option<String>,
+}
+
+/// `{start_time: "HH:MM", end_time: "HH:MM"}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TimeRangeSpec {
+    #[serde(default)]
+    pub(super) start_time: Option<String>,
+    #[serde(default)]
+    pub(super) end_time: Option<String>,
+}

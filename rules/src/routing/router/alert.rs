@@ -1,0 +1,89 @@
+//! The alerts the router holds: from the rule engine, or posted by Prometheus.
+
+use std::collections::BTreeMap;
+
+use atalaya_bus::Labels;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Alert, AlertState, fingerprint_hash, fingerprint_text};
+use crate::routing::notification::{NotifiedAlert, Status};
+
+/// An alert as the router sees it: identity, labels, and when it started and ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoutedAlert {
+    pub fingerprint: String,
+    pub labels: Labels,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// When it fired.
+    pub starts_at: Timestamp,
+    /// When it resolved, or (alerts from Prometheus) when it resolves unless sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<Timestamp>,
+    #[serde(default)]
+    pub value: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+}
+
+impl RoutedAlert {
+    /// The router's view of an engine alert; `None` for a pending one (not news yet).
+    pub fn from_engine(alert: &Alert) -> Option<Self> {
+        let ends_at = match alert.state {
+            AlertState::Pending => return None,
+            AlertState::Firing => None,
+            AlertState::Resolved => Some(alert.resolved_at.unwrap_or(alert.active_since)),
+        };
+        Some(Self {
+            fingerprint: alert.fingerprint.clone(),
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            starts_at: alert.fired_at.unwrap_or(alert.active_since),
+            ends_at,
+            value: alert.value.clone(),
+            generator_url: None,
+        })
+    }
+
+    pub fn is_resolved(&self, now: Timestamp) -> bool {
+        self.ends_at.is_some_and(|end| end <= now)
+    }
+
+    /// This alert updated by a newer report of it (Alertmanager's merge): while the two
+    /// overlap, the earlier start is kept; a report starting after this one ended is a new
+    /// occurrence.
+    pub fn merge(&self, newer: Self) -> Self {
+        let overlaps = self.ends_at.is_none_or(|end| end >= newer.starts_at);
+        Self {
+            starts_at: if overlaps {
+                self.starts_at.min(newer.starts_at)
+            } else {
+                newer.starts_at
+            },
+            ..newer
+        }
+    }
+
+    pub fn notified(&self, now: Timestamp) -> NotifiedAlert {
+        NotifiedAlert {
+            status: if self.is_resolved(now) {
+                Status::Resolved
+            } else {
+                Status::Firing
+            },
+            fingerprint: self.fingerprint.clone(),
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            starts_at: self.starts_at,
+            ends_at: self.ends_at.filter(|end| *end <= now),
+            value: self.value.clone(),
+            generator_url: self.generator_url.clone(),
+        }
+    }
+}
+
+/// The fingerprint of an alert known only by its labels (one posted by Prometheus).
+pub fn labels_fingerprint(labels: &Labels) -> String {
+    fingerprint_text(fingerprint_hash("", labels))
+}

@@ -1,0 +1,480 @@
+//! The sans-IO router: alerts and time in, notifications out, as Alertmanager's dispatcher
+//! and notification pipeline do it.
+//!
+//! Each alert is routed through the tree ([`super::tree`]) into one aggregation group per
+//! route reached (the route plus the values of its `group_by` labels). A new group waits
+//! `group_wait` before its first flush, then flushes every `group_interval`. A flush
+//! drops the group's inhibited and silenced alerts; if its route is muted by time intervals
+//! it sends nothing; otherwise, per integration of the route's receiver, it notifies when
+//! the group changed since that integration was last notified (a new firing alert, or a
+//! resolved one when `send_resolved`), or when `repeat_interval` has passed. Resolved
+//! alerts leave the group after a flush; an empty group is gone.
+//!
+//! The caller drives it with [`Router::on_alert`], [`Router::on_tick`] when
+//! [`Router::next_deadline`] comes, silences ([`Router::add_silence`],
+//! [`Router::expire_silence`]) and policy reloads ([`Router::set_policy`]), writes the
+//! notifications it returns to the outbox, and persists [`Router::snapshot`] whenever
+//! [`Router::is_dirty`].
+//!
+//! # Layout
+//! - this file: the router's state, grouping and flushing.
+//! - `alert`: the alerts the router holds, from the engine or from Prometheus.
+//! - `state`: persistence ([`RouterState`]) and the views listed by the API.
+
+mod alert;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use atalaya_bus::Labels;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use self::alert::{RoutedAlert, labels_fingerprint};
+pub use self::state::{AlertView, RouterState};
+use super::config::RoutingPolicy;
+use super::matcher::Matchers;
+use super::notification::{Notification, NotifiedAlert, Status};
+use super::silence::{Silence, SilenceError, SilenceState};
+use super::tree::{GroupBy, Route};
+use crate::alert::{fingerprint_text, fnv1a};
+
+/// How long expired silences are kept (listed) before they are forgotten, as Alertmanager's
+/// default `--data.retention`.
+const SILENCE_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(120);
+
+/// The router.
+pub struct Router {
+    policy: Arc<RoutingPolicy>,
+    /// The policy's routes by id, without their children.
+    routes: HashMap<String, Route>,
+    /// Every alert some group holds, by fingerprint.
+    alerts: HashMap<String, RoutedAlert>,
+    /// Aggregation groups by group key.
+    groups: BTreeMap<String, Group>,
+    /// Silences by id, with their compiled matchers.
+    silences: BTreeMap<String, (Silence, Matchers)>,
+    /// Something the store should know changed since the last snapshot.
+    dirty: bool,
+}
+
+/// An aggregation group: the alerts one route groups together under one set of label
+/// values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Group {
+    route_id: String,
+    receiver: String,
+    labels: Labels,
+    /// Fingerprints of the alerts in the group.
+    alerts: BTreeSet<String>,
+    next_flush: Timestamp,
+    has_flushed: bool,
+    /// Per integration of the receiver: what it was last notified of (Alertmanager's
+    /// notification log).
+    notified: Vec<Option<NotifyLog>>,
+}
+
+/// What one integration was last told about one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct NotifyLog {
+    firing: BTreeSet<String>,
+    resolved: BTreeSet<String>,
+    at: Timestamp,
+}
+
+impl Router {
+    pub fn new(policy: Arc<RoutingPolicy>) -> Self {
+        Self {
+            routes: routes_by_id(&policy),
+            policy,
+            alerts: HashMap::new(),
+            groups: BTreeMap::new(),
+            silences: BTreeMap::new(),
+            dirty: false,
+        }
+    }
+
+    pub fn policy(&self) -> &Arc<RoutingPolicy> {
+        &self.policy
+    }
+
+    /// When [`Router::on_tick`] should next be called.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.groups.values().map(|g| g.next_flush).min()
+    }
+
+    /// Takes in a new or updated alert. A resolved alert the router never saw firing is
+    /// dropped: there is nobody to tell.
+    pub fn on_alert(&mut self, now: Timestamp, alert: RoutedAlert) {
+        let alert = match self.alerts.get(&alert.fingerprint) {
+            Some(known) => known.merge(alert),
+            None if alert.is_resolved(now) => return,
+            None => alert,
+        };
+        self.dirty = true;
+        self.route(&alert, now);
+        self.alerts.insert(alert.fingerprint.clone(), alert);
+    }
+
+    /// Puts `alert` in the group of every route it reaches, creating groups as needed.
+    fn route(&mut self, alert: &RoutedAlert, now: Timestamp) {
+        for route in self.policy.tree.matching(&alert.labels) {
+            let labels = group_labels(&route.group_by, &alert.labels);
+            let key = group_key(&route.id, &labels);
+            let integrations = self
+                .policy
+                .receiver(&route.receiver)
+                .map_or(0, |r| r.integrations.len());
+            let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
+                route_id: route.id.clone(),
+                receiver: route.receiver.clone(),
+                labels,
+                alerts: BTreeSet::new(),
+                next_flush: now + route.group_wait,
+                has_flushed: false,
+                notified: vec![None; integrations],
+            });
+            group.alerts.insert(alert.fingerprint.clone());
+            // An alert that has been firing longer than the wait needs no waiting for
+            // company (Alertmanager does the same).
+            if !group.has_flushed && alert.starts_at + route.group_wait <= now {
+                group.next_flush = group.next_flush.min(now);
+            }
+        }
+    }
+
+    /// Flushes every group that is due; returns the notifications to write to the outbox.
+    pub fn on_tick(&mut self, now: Timestamp) -> Vec<Notification> {
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_flush <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for key in due {
+            self.flush(&key, now, &mut out);
+        }
+        let before = self.silences.len();
+        self.silences
+            .retain(|_, (s, _)| s.ends_at + SILENCE_RETENTION > now);
+        self.dirty |= before != self.silences.len();
+        out
+    }
+
+    fn flush(&mut self, key: &str, now: Timestamp, out: &mut Vec<Notification>) {
+        let Some(mut group) = self.groups.remove(key) else {
+            return;
+        };
+        self.dirty = true;
+        let Some(route) = self.routes.get(&group.route_id) else {
+            // Routes change only through set_policy, which regroups: cannot happen.
+            return;
+        };
+        group.next_flush = now + route.group_interval;
+        group.has_flushed = true;
+
+        // Alertmanager's pipeline: drop inhibited and silenced alerts, then time muting,
+        // then per integration dedup against what it was last told.
+        let mut alerts: Vec<&RoutedAlert> = group
+            .alerts
+            .iter()
+            .filter_map(|fp| self.alerts.get(fp))
+            .filter(|a| self.inhibited_by(a, now).is_none() && self.silenced_by(a, now).is_empty())
+            .collect();
+        alerts.sort_by(|a, b| {
+            (a.is_resolved(now), a.starts_at, &a.fingerprint).cmp(&(
+                b.is_resolved(now),
+                b.starts_at,
+                &b.fingerprint,
+            ))
+        });
+        let muted = self.time_muted(route, now);
+        if !alerts.is_empty() && !muted {
+            let receiver = self.policy.receiver(&group.receiver);
+            let integrations = receiver.map_or(&[][..], |r| &r.integrations[..]);
+            group.notified.resize(integrations.len(), None);
+            let firing: BTreeSet<String> = alerts
+                .iter()
+                .filter(|a| !a.is_resolved(now))
+                .map(|a| a.fingerprint.clone())
+                .collect();
+            let resolved: BTreeSet<String> = alerts
+                .iter()
+                .filter(|a| a.is_resolved(now))
+                .map(|a| a.fingerprint.clone())
+                .collect();
+            for (index, integration) in integrations.iter().enumerate() {
+                let send_resolved = integration.send_resolved();
+                let log = &mut group.notified[index];
+                if !needs_update(
+                    log.as_ref(),
+                    &firing,
+                    &resolved,
+                    send_resolved,
+                    route.repeat_interval,
+                    now,
+                ) {
+                    continue;
+                }
+                let sent: Vec<&RoutedAlert> = alerts
+                    .iter()
+                    .copied()
+                    .filter(|a| send_resolved || !a.is_resolved(now))
+                    .collect();
+                *log = Some(NotifyLog {
+                    firing: firing.clone(),
+                    resolved: resolved.clone(),
+                    at: now,
+                });
+                if sent.is_empty() {
+                    continue;
+                }
+                out.push(notification(key, &group, index, &sent, now));
+            }
+        }
+        // Resolved alerts have been told (or were muted): they leave the group.
+        group
+            .alerts
+            .retain(|fp| self.alerts.get(fp).is_some_and(|a| !a.is_resolved(now)));
+        if !group.alerts.is_empty() {
+            self.groups.insert(key.to_owned(), group);
+        }
+        self.forget_unheld_alerts();
+    }
+
+    /// Drops the alerts no group holds any more (resolved ones, once told).
+    fn forget_unheld_alerts(&mut self) {
+        let held: BTreeSet<&String> = self.groups.values().flat_map(|g| &g.alerts).collect();
+        self.alerts.retain(|fp, _| held.contains(fp));
+    }
+
+    /// Whether notifications of `route` are muted at `now` by its time intervals.
+    fn time_muted(&self, route: &Route, now: Timestamp) -> bool {
+        let inside = |name: &String| {
+            self.policy
+                .time_intervals
+                .get(name)
+                .is_some_and(|i| i.contains(now))
+        };
+        route.mute_time_intervals.iter().any(inside)
+            || (!route.active_time_intervals.is_empty()
+                && !route.active_time_intervals.iter().any(inside))
+    }
+
+    /// The firing alert that inhibits `alert`, if any.
+    fn inhibited_by(&self, alert: &RoutedAlert, now: Timestamp) -> Option<&str> {
+        for rule in &self.policy.inhibit_rules {
+            if !rule.target.matches(&alert.labels) {
+                continue;
+            }
+            // An alert matching both sides is not inhibited by another that does too
+            // (Alertmanager's rule, so such alerts cannot mute each other).
+            let two_sided = rule.source.matches(&alert.labels);
+            let source = self.alerts.values().find(|s| {
+                s.fingerprint != alert.fingerprint
+                    && !s.is_resolved(now)
+                    && rule.source.matches(&s.labels)
+                    && rule.equal_labels(&s.labels, &alert.labels)
+                    && !(two_sided && rule.target.matches(&s.labels))
+            });
+            if let Some(source) = source {
+                return Some(&source.fingerprint);
+            }
+        }
+        None
+    }
+
+    /// The ids of the active silences that match `alert`.
+    fn silenced_by(&self, alert: &RoutedAlert, now: Timestamp) -> Vec<&str> {
+        self.silences
+            .values()
+            .filter(|(s, m)| s.state(now) == SilenceState::Active && m.matches(&alert.labels))
+            .map(|(s, _)| s.id.as_str())
+            .collect()
+    }
+
+    /// Creates a silence, or replaces the one with the same id. The caller gives the id.
+    pub fn add_silence(&mut self, now: Timestamp, silence: Silence) -> Result<(), SilenceError> {
+        let matchers = silence.compile(now)?;
+        if let Some((old, _)) = self.silences.get(&silence.id)
+            && old.state(now) == SilenceState::Expired
+        {
+            return Err(SilenceError::AlreadyExpired(silence.id));
+        }
+        self.dirty = true;
+        self.silences
+            .insert(silence.id.clone(), (silence, matchers));
+        Ok(())
+    }
+
+    /// Ends a silence now. Alerts it held that are still firing are notified at their
+    /// group's next flush.
+    pub fn expire_silence(&mut self, now: Timestamp, id: &str) -> Result<(), SilenceError> {
+        let Some((silence, _)) = self.silences.get_mut(id) else {
+            return Err(SilenceError::NotFound(id.to_owned()));
+        };
+        match silence.state(now) {
+            SilenceState::Expired => return Err(SilenceError::AlreadyExpired(id.to_owned())),
+            SilenceState::Pending => silence.starts_at = now,
+            SilenceState::Active => {}
+        }
+        silence.ends_at = now;
+        silence.updated_at = now;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Every silence kept, newest first.
+    pub fn silences(&self) -> Vec<Silence> {
+        let mut all: Vec<Silence> = self.silences.values().map(|(s, _)| s.clone()).collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
+        all
+    }
+
+    /// Replaces the policy. Alerts are routed again; groups that still exist (same route
+    /// and labels) keep their timers and what each integration was told.
+    pub fn set_policy(&mut self, policy: Arc<RoutingPolicy>, now: Timestamp) {
+        self.routes = routes_by_id(&policy);
+        self.policy = policy;
+        let old = std::mem::take(&mut self.groups);
+        let alerts: Vec<RoutedAlert> = self.alerts.values().cloned().collect();
+        for alert in &alerts {
+            self.route(alert, now);
+        }
+        for (key, group) in &mut self.groups {
+            if let Some(previous) = old.get(key)
+                && previous.receiver == group.receiver
+            {
+                group.next_flush = previous.next_flush;
+                group.has_flushed = previous.has_flushed;
+                group.notified = previous.notified.clone();
+            }
+        }
+        self.dirty = true;
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+}
+
+/// Alertmanager's `DedupStage.needsUpdate`: whether an integration must be told about a
+/// group whose alerts now are `firing` and `resolved`, given what it was last told.
+fn needs_update(
+    log: Option<&NotifyLog>,
+    firing: &BTreeSet<String>,
+    resolved: &BTreeSet<String>,
+    send_resolved: bool,
+    repeat: std::time::Duration,
+    now: Timestamp,
+) -> bool {
+    let Some(log) = log else {
+        // Never told: only firing alerts are news.
+        return !firing.is_empty();
+    };
+    if !firing.is_subset(&log.firing) {
+        return true;
+    }
+    if firing.is_empty() {
+        // Everything resolved: tell it if firing alerts were told (clears the log, even
+        // without send_resolved); alerts that came and went between flushes are no news.
+        return !log.firing.is_empty();
+    }
+    if send_resolved && !resolved.is_subset(&log.resolved) {
+        return true;
+    }
+    log.at + repeat <= now
+}
+
+/// The labels of `alert` that `group_by` names (those it has).
+fn group_labels(group_by: &GroupBy, labels: &Labels) -> Labels {
+    match group_by {
+        GroupBy::All => labels.clone(),
+        GroupBy::Labels(names) => names
+            .iter()
+            .filter_map(|n| labels.get(n).map(|v| (n.clone(), v.clone())))
+            .collect(),
+    }
+}
+
+/// Alertmanager's group key: `route:{label="value", ...}`.
+fn group_key(route_id: &str, labels: &Labels) -> String {
+    let mut key = format!("{route_id}:{{");
+    for (i, (name, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            key.push_str(", ");
+        }
+        key.push_str(name);
+        key.push('=');
+        key.push_str(&serde_json::Value::String(value.clone()).to_string());
+    }
+    key.push('}');
+    key
+}
+
+fn routes_by_id(policy: &RoutingPolicy) -> HashMap<String, Route> {
+    fn walk(route: &Route, into: &mut HashMap<String, Route>) {
+        let mut own = route.clone();
+        own.routes.clear();
+        into.insert(route.id.clone(), own);
+        for child in &route.routes {
+            walk(child, into);
+        }
+    }
+    let mut routes = HashMap::new();
+    walk(&policy.tree.root, &mut routes);
+    routes
+}
+
+/// Labels shared by every alert, with the same value.
+fn common<'a>(
+    maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut maps = maps;
+    let Some(first) = maps.next() else {
+        return BTreeMap::new();
+    };
+    let mut common = first.clone();
+    for map in maps {
+        common.retain(|k, v| map.get(k) == Some(v));
+    }
+    common
+}
+
+fn notification(
+    key: &str,
+    group: &Group,
+    integration: usize,
+    alerts: &[&RoutedAlert],
+    now: Timestamp,
+) -> Notification {
+    let at = now.as_millisecond().to_string();
+    let id = fingerprint_text(fnv1a(&[
+        key,
+        &group.receiver,
+        &integration.to_string(),
+        &at,
+    ]));
+    let alerts: Vec<NotifiedAlert> = alerts.iter().map(|a| a.notified(now)).collect();
+    let status = if alerts.iter().any(|a| a.status == Status::Firing) {
+        Status::Firing
+    } else {
+        Status::Resolved
+    };
+    Notification {
+        id,
+        receiver: group.receiver.clone(),
+        integration,
+        group_key: key.to_owned(),
+        status,
+        group_labels: group.labels.clone(),
+        common_labels: common(alerts.iter().map(|a| &a.labels)),
+        common_annotations: common(alerts.iter().map(|a| &a.annotations)),
+        alerts,
+        created_at: now,
+    }
+}

@@ -1,0 +1,136 @@
+//! The router's state for the store, and the views of alerts listed by the API.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{Group, RoutedAlert, Router};
+use crate::routing::notification::Status;
+use crate::routing::silence::Silence;
+
+/// Everything the router must remember across a restart: alerts, groups with their timers
+/// and notification logs, and silences.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouterState {
+    alerts: Vec<RoutedAlert>,
+    groups: Vec<(String, Group)>,
+    silences: Vec<Silence>,
+}
+
+/// One alert as listed by `GET /api/v1/alerts` and `atalaya alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertView {
+    pub fingerprint: String,
+    pub status: Status,
+    pub labels: atalaya_bus::Labels,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub starts_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<Timestamp>,
+    pub value: serde_json::Value,
+    /// Ids of the active silences that match it.
+    pub silenced_by: Vec<String>,
+    /// Fingerprints of the firing alerts that inhibit it.
+    pub inhibited_by: Vec<String>,
+    /// The receivers its routes reach.
+    pub receivers: Vec<String>,
+}
+
+impl AlertView {
+    /// `active`, `suppressed` (silenced or inhibited) or `resolved`, as Alertmanager says.
+    pub fn state(&self) -> &'static str {
+        if self.status == Status::Resolved {
+            "resolved"
+        } else if self.silenced_by.is_empty() && self.inhibited_by.is_empty() {
+            "active"
+        } else {
+            "suppressed"
+        }
+    }
+}
+
+impl Router {
+    /// The state to persist; clears [`Router::is_dirty`].
+    pub fn snapshot(&mut self) -> RouterState {
+        self.dirty = false;
+        let mut alerts: Vec<RoutedAlert> = self.alerts.values().cloned().collect();
+        alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        RouterState {
+            alerts,
+            groups: self
+                .groups
+                .iter()
+                .map(|(k, g)| (k.clone(), g.clone()))
+                .collect(),
+            silences: self.silences.values().map(|(s, _)| s.clone()).collect(),
+        }
+    }
+
+    /// Brings back a persisted state, then routes the alerts through the current policy
+    /// (which may have changed while atalaya was down). Silences that no longer compile are
+    /// dropped. Groups whose flush fell due while down flush at the next tick.
+    pub fn restore(&mut self, state: RouterState, now: Timestamp) {
+        self.alerts = state
+            .alerts
+            .into_iter()
+            .map(|a| (a.fingerprint.clone(), a))
+            .collect();
+        self.groups = state.groups.into_iter().collect();
+        self.silences.clear();
+        for silence in state.silences {
+            // Expired silences are kept for listing; compile them as of when they were live.
+            let at = silence.starts_at.min(now);
+            if let Ok(matchers) = silence.compile(at) {
+                self.silences
+                    .insert(silence.id.clone(), (silence, matchers));
+            }
+        }
+        let policy = self.policy.clone();
+        self.set_policy(policy, now);
+    }
+
+    /// Every alert held, firing first then by start, with why it is or is not notified.
+    pub fn alerts(&self, now: Timestamp) -> Vec<AlertView> {
+        let mut views: Vec<AlertView> = self
+            .alerts
+            .values()
+            .map(|a| AlertView {
+                fingerprint: a.fingerprint.clone(),
+                status: if a.is_resolved(now) {
+                    Status::Resolved
+                } else {
+                    Status::Firing
+                },
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                starts_at: a.starts_at,
+                ends_at: a.ends_at,
+                value: a.value.clone(),
+                silenced_by: self
+                    .silenced_by(a, now)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                inhibited_by: self
+                    .inhibited_by(a, now)
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect(),
+                receivers: self
+                    .policy
+                    .tree
+                    .matching(&a.labels)
+                    .into_iter()
+                    .map(|r| r.receiver.clone())
+                    .collect(),
+            })
+            .collect();
+        views.sort_by(|a, b| {
+            (a.status == Status::Resolved, a.starts_at, &a.fingerprint).cmp(&(
+                b.status == Status::Resolved,
+                b.starts_at,
+                &b.fingerprint,
+            ))
+        });
+        views
+    }
+}

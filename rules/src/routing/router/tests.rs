@@ -1,0 +1,659 @@
+//! The router on virtual time.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use atalaya_bus::Labels;
+use jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::routing::config::parse_policy;
+use crate::routing::silence::SilenceMatcher;
+
+fn policy(yaml: &str) -> Arc<RoutingPolicy> {
+    match parse_policy(yaml, Path::new("routing.yaml")) {
+        Ok(p) => Arc::new(p),
+        Err(errors) => panic!("{errors:?}"),
+    }
+}
+
+const T0: &str = "2026-06-01T10:00:00Z";
+
+fn t(offset: &str) -> Timestamp {
+    let base: Timestamp = T0.parse().unwrap();
+    base + offset.parse::<SignedDuration>().unwrap()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn firing(pairs: &[(&str, &str)], at: Timestamp) -> RoutedAlert {
+    let labels = labels(pairs);
+    RoutedAlert {
+        fingerprint: labels_fingerprint(&labels),
+        labels,
+        annotations: Default::default(),
+        starts_at: at,
+        ends_at: None,
+        value: serde_json::Value::Null,
+        generator_url: None,
+    }
+}
+
+fn resolved(pairs: &[(&str, &str)], started: Timestamp, at: Timestamp) -> RoutedAlert {
+    RoutedAlert {
+        ends_at: Some(at),
+        ..firing(pairs, started)
+    }
+}
+
+/// Ticks the router at each of its deadlines up to `until`; returns what it sent, with when.
+fn run(router: &mut Router, until: Timestamp) -> Vec<(Timestamp, Notification)> {
+    let mut out = Vec::new();
+    while let Some(deadline) = router.next_deadline() {
+        if deadline > until {
+            break;
+        }
+        for n in router.on_tick(deadline) {
+            out.push((deadline, n));
+        }
+    }
+    out
+}
+
+/// `receiver status alertname…` per notification, for compact assertions.
+fn summary(sent: &[(Timestamp, Notification)]) -> Vec<(Timestamp, String)> {
+    sent.iter()
+        .map(|(at, n)| {
+            let names: Vec<String> = n
+                .alerts
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}{}",
+                        a.labels.get("alertname").map_or("?", String::as_str),
+                        if a.status == Status::Resolved {
+                            "(resolved)"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect();
+            (
+                *at,
+                format!("{} {} {}", n.receiver, n.status.as_str(), names.join(",")),
+            )
+        })
+        .collect()
+}
+
+const GROUPING: &str = r#"
+route:
+  receiver: home
+  group_by: [room]
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 4h
+receivers:
+  - name: home
+    console_configs: [{}]
+"#;
+
+#[test]
+fn a_group_waits_then_notifies_changes_at_each_interval_and_repeats() {
+    let mut router = Router::new(policy(GROUPING));
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "door"), ("room", "hall")], t("0s")),
+    );
+    router.on_alert(
+        t("10s"),
+        firing(&[("alertname", "window"), ("room", "hall")], t("10s")),
+    );
+    // A different room is a different group.
+    router.on_alert(
+        t("20s"),
+        firing(&[("alertname", "leak"), ("room", "kitchen")], t("20s")),
+    );
+    let sent = run(&mut router, t("1m"));
+    assert_eq!(
+        summary(&sent),
+        vec![
+            (t("30s"), "home firing door,window".to_owned()),
+            (t("50s"), "home firing leak".to_owned()),
+        ]
+    );
+    // A third alert in the hall waits for the group interval, not the group wait.
+    router.on_alert(
+        t("1m"),
+        firing(&[("alertname", "smoke"), ("room", "hall")], t("1m")),
+    );
+    let sent = run(&mut router, t("6m"));
+    assert_eq!(
+        summary(&sent),
+        vec![(t("5m30s"), "home firing door,window,smoke".to_owned())]
+    );
+    // Nothing new: silence until the repeat interval.
+    let sent = run(&mut router, t("4h5m"));
+    assert_eq!(
+        summary(&sent),
+        vec![
+            (t("4h0m50s"), "home firing leak".to_owned()),
+            (t("4h5m30s"), "home firing door,window,smoke".to_owned()),
+        ]
+        .into_iter()
+        .filter(|(at, _)| *at <= t("4h5m"))
+        .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn resolved_alerts_are_told_once_and_the_group_ends() {
+    let mut router = Router::new(policy(GROUPING));
+    let door = [("alertname", "door"), ("room", "hall")];
+    router.on_alert(t("0s"), firing(&door, t("0s")));
+    run(&mut router, t("1m"));
+    router.on_alert(t("2m"), resolved(&door, t("0s"), t("2m")));
+    let sent = run(&mut router, t("1h"));
+    assert_eq!(
+        summary(&sent),
+        vec![(t("5m30s"), "home resolved door(resolved)".to_owned())]
+    );
+    assert_eq!(sent[0].1.alerts[0].ends_at, Some(t("2m")));
+    assert_eq!(router.next_deadline(), None, "the group is gone");
+    assert!(router.alerts(t("1h")).is_empty());
+}
+
+#[test]
+fn an_alert_that_came_and_went_between_flushes_is_no_news() {
+    let mut router = Router::new(policy(GROUPING));
+    let door = [("alertname", "door"), ("room", "hall")];
+    router.on_alert(t("0s"), firing(&door, t("0s")));
+    router.on_alert(t("10s"), resolved(&door, t("0s"), t("10s")));
+    assert!(run(&mut router, t("1h")).is_empty());
+    // Resolved and never seen: dropped at once.
+    router.on_alert(t("1h"), resolved(&[("alertname", "x")], t("0s"), t("1h")));
+    assert_eq!(router.next_deadline(), None);
+}
+
+#[test]
+fn without_send_resolved_resolutions_are_not_sent() {
+    let mut router = Router::new(policy(
+        r#"
+route: {receiver: home, group_wait: 30s, group_interval: 1m}
+receivers:
+  - name: home
+    console_configs: [{send_resolved: false}]
+"#,
+    ));
+    let door = [("alertname", "door")];
+    router.on_alert(t("0s"), firing(&door, t("0s")));
+    router.on_alert(t("40s"), resolved(&door, t("0s"), t("40s")));
+    let sent = run(&mut router, t("1h"));
+    assert_eq!(
+        summary(&sent),
+        vec![(t("30s"), "home firing door".to_owned())]
+    );
+}
+
+#[test]
+fn continue_reaches_every_matching_route_in_order() {
+    let mut router = Router::new(policy(
+        r#"
+route:
+  receiver: mail
+  group_wait: 10s
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: phone
+      continue: true
+    - matchers: ['severity=~"critical|warning"']
+      receiver: family
+receivers:
+  - {name: mail, console_configs: [{}]}
+  - {name: phone, console_configs: [{}]}
+  - {name: family, console_configs: [{}]}
+"#,
+    ));
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "leak"), ("severity", "critical")], t("0s")),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "disk"), ("severity", "info")], t("0s")),
+    );
+    let mut got: Vec<String> = summary(&run(&mut router, t("1m")))
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "family firing leak",
+            "mail firing disk",
+            "phone firing leak"
+        ]
+    );
+}
+
+const INHIBIT: &str = r#"
+route: {receiver: home, group_by: ['...'], group_wait: 30s, group_interval: 1m}
+receivers: [{name: home, console_configs: [{}]}]
+inhibit_rules:
+  - source_matchers: ['alertname="node_lost"']
+    target_matchers: ['severity="warning"']
+    equal: [node]
+"#;
+
+#[test]
+fn a_firing_source_inhibits_targets_with_equal_labels() {
+    let mut router = Router::new(policy(INHIBIT));
+    router.on_alert(
+        t("0s"),
+        firing(
+            &[
+                ("alertname", "node_lost"),
+                ("node", "pi1"),
+                ("severity", "critical"),
+            ],
+            t("0s"),
+        ),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(
+            &[
+                ("alertname", "disk"),
+                ("node", "pi1"),
+                ("severity", "warning"),
+            ],
+            t("0s"),
+        ),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(
+            &[
+                ("alertname", "disk"),
+                ("node", "pi2"),
+                ("severity", "warning"),
+            ],
+            t("0s"),
+        ),
+    );
+    let sent = summary(&run(&mut router, t("1m")));
+    let mut got: Vec<&str> = sent.iter().map(|(_, s)| s.as_str()).collect();
+    got.sort();
+    assert_eq!(got, ["home firing disk", "home firing node_lost"]);
+    let views = router.alerts(t("1m"));
+    let inhibited: Vec<&AlertView> = views
+        .iter()
+        .filter(|v| !v.inhibited_by.is_empty())
+        .collect();
+    assert_eq!(inhibited.len(), 1);
+    assert_eq!(inhibited[0].labels["node"], "pi1");
+    assert_eq!(inhibited[0].state(), "suppressed");
+
+    // The source resolves: the target is told at its next flush.
+    router.on_alert(
+        t("2m"),
+        resolved(
+            &[
+                ("alertname", "node_lost"),
+                ("node", "pi1"),
+                ("severity", "critical"),
+            ],
+            t("0s"),
+            t("2m"),
+        ),
+    );
+    let sent = summary(&run(&mut router, t("3m")));
+    let got: Vec<&str> = sent.iter().map(|(_, s)| s.as_str()).collect();
+    assert!(got.contains(&"home firing disk"), "{got:?}");
+    assert!(
+        got.contains(&"home resolved node_lost(resolved)"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn alerts_matching_both_sides_do_not_inhibit_each_other() {
+    let mut router = Router::new(policy(
+        r#"
+route: {receiver: home, group_by: ['...'], group_wait: 1s}
+receivers: [{name: home, console_configs: [{}]}]
+inhibit_rules:
+  - source_matchers: ['severity="warning"']
+    target_matchers: ['severity="warning"']
+    equal: [node]
+"#,
+    ));
+    router.on_alert(
+        t("0s"),
+        firing(
+            &[("alertname", "a"), ("node", "pi1"), ("severity", "warning")],
+            t("0s"),
+        ),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(
+            &[("alertname", "b"), ("node", "pi1"), ("severity", "warning")],
+            t("0s"),
+        ),
+    );
+    assert_eq!(run(&mut router, t("1m")).len(), 2);
+}
+
+fn silence(id: &str, matchers: &[(&str, &str)], from: Timestamp, to: Timestamp) -> Silence {
+    Silence {
+        id: id.to_owned(),
+        matchers: matchers
+            .iter()
+            .map(|(n, v)| SilenceMatcher {
+                name: (*n).to_owned(),
+                value: (*v).to_owned(),
+                is_regex: false,
+                is_equal: true,
+            })
+            .collect(),
+        starts_at: from,
+        ends_at: to,
+        created_by: "admin".to_owned(),
+        comment: "maintenance".to_owned(),
+        updated_at: from,
+    }
+}
+
+#[test]
+fn silenced_alerts_are_not_notified_until_the_silence_ends() {
+    let mut router = Router::new(policy(INHIBIT));
+    router
+        .add_silence(t("0s"), silence("s1", &[("node", "pi1")], t("0s"), t("1h")))
+        .unwrap();
+    router.on_alert(
+        t("0s"),
+        firing(
+            &[
+                ("alertname", "disk"),
+                ("node", "pi1"),
+                ("severity", "warning"),
+            ],
+            t("0s"),
+        ),
+    );
+    assert!(run(&mut router, t("30m")).is_empty());
+    assert_eq!(router.alerts(t("30m"))[0].silenced_by, ["s1"]);
+    // Expired early: told at the group's next flush, not at once.
+    router.expire_silence(t("30m10s"), "s1").unwrap();
+    let sent = run(&mut router, t("40m"));
+    assert_eq!(
+        summary(&sent),
+        vec![(t("30m30s"), "home firing disk".to_owned())]
+    );
+    assert_eq!(router.silences()[0].ends_at, t("30m10s"));
+    assert!(matches!(
+        router.expire_silence(t("31m"), "s1"),
+        Err(SilenceError::AlreadyExpired(_))
+    ));
+}
+
+#[test]
+fn a_silence_ending_by_itself_lets_alerts_through_at_the_next_interval() {
+    let mut router = Router::new(policy(INHIBIT));
+    router
+        .add_silence(
+            t("0s"),
+            silence("s1", &[("alertname", "disk")], t("0s"), t("10m15s")),
+        )
+        .unwrap();
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "disk"), ("node", "pi1")], t("0s")),
+    );
+    let sent = run(&mut router, t("20m"));
+    assert_eq!(
+        summary(&sent),
+        vec![(t("10m30s"), "home firing disk".to_owned())]
+    );
+}
+
+#[test]
+fn bad_silences_are_refused() {
+    let mut router = Router::new(policy(INHIBIT));
+    let everything = silence("s", &[("node", "")], t("0s"), t("1h"));
+    assert_eq!(
+        router.add_silence(t("0s"), everything),
+        Err(SilenceError::MatchesEverything)
+    );
+    let none = silence("s", &[], t("0s"), t("1h"));
+    assert_eq!(
+        router.add_silence(t("0s"), none),
+        Err(SilenceError::NoMatchers)
+    );
+    let backwards = silence("s", &[("a", "b")], t("1h"), t("0s"));
+    assert_eq!(
+        router.add_silence(t("0s"), backwards),
+        Err(SilenceError::EndsBeforeStart)
+    );
+    let past = silence("s", &[("a", "b")], t("0s"), t("1m"));
+    assert_eq!(
+        router.add_silence(t("2m"), past),
+        Err(SilenceError::EndsInPast)
+    );
+    assert!(matches!(
+        router.expire_silence(t("0s"), "nope"),
+        Err(SilenceError::NotFound(_))
+    ));
+}
+
+/// Quiet hours in Madrid, with critical alerts let through: the example policy's shape.
+const QUIET_HOURS: &str = r#"
+route:
+  receiver: family
+  group_by: [alertname]
+  group_wait: 30s
+  group_interval: 5m
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: family
+    - receiver: family
+      mute_time_intervals: [night]
+receivers: [{name: family, console_configs: [{}]}]
+time_intervals:
+  - name: night
+    time_intervals:
+      - times: [{start_time: "22:00", end_time: "24:00"}, {start_time: "00:00", end_time: "07:00"}]
+        location: Europe/Madrid
+"#;
+
+#[test]
+fn quiet_hours_hold_back_all_but_critical_alerts_across_a_dst_change() {
+    // 2026-03-29: Madrid springs forward at 02:00 local (01:00 UTC) from UTC+1 to UTC+2.
+    // 07:00 local that morning is 05:00 UTC; the day before it was 06:00 UTC.
+    let mut router = Router::new(policy(QUIET_HOURS));
+    let start: Timestamp = "2026-03-28T23:00:00Z".parse().unwrap(); // 00:00 local
+    router.on_alert(
+        start,
+        firing(&[("alertname", "freezer"), ("severity", "warning")], start),
+    );
+    router.on_alert(
+        start,
+        firing(&[("alertname", "leak"), ("severity", "critical")], start),
+    );
+    let sent = run(&mut router, "2026-03-29T06:00:00Z".parse().unwrap());
+    let firsts: Vec<(Timestamp, String)> = summary(&sent);
+    assert_eq!(
+        firsts[0],
+        (
+            "2026-03-28T23:00:30Z".parse().unwrap(),
+            "family firing leak".to_owned()
+        ),
+        "critical goes through at night"
+    );
+    // The warning waits for the first flush after 07:00 local = 05:00 UTC on DST day.
+    let freezer: Vec<&(Timestamp, String)> = firsts
+        .iter()
+        .filter(|(_, s)| s.contains("freezer"))
+        .collect();
+    assert_eq!(freezer.len(), 1, "{firsts:?}");
+    assert_eq!(
+        freezer[0].0,
+        "2026-03-29T05:00:30Z".parse::<Timestamp>().unwrap()
+    );
+}
+
+#[test]
+fn a_reload_with_the_same_policy_repeats_nothing() {
+    let mut router = Router::new(policy(GROUPING));
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "door"), ("room", "hall")], t("0s")),
+    );
+    assert_eq!(run(&mut router, t("1m")).len(), 1);
+    router.set_policy(policy(GROUPING), t("1m"));
+    assert!(run(&mut router, t("1h")).is_empty());
+    // A new receiver for the route: a new group, told once.
+    router.set_policy(
+        policy(
+            &GROUPING
+                .replace("receiver: home", "receiver: other")
+                .replace("name: home", "name: other"),
+        ),
+        t("1h"),
+    );
+    let sent = run(&mut router, t("2h"));
+    assert_eq!(
+        summary(&sent),
+        vec![(t("1h"), "other firing door".to_owned())]
+    );
+}
+
+#[test]
+fn state_survives_a_snapshot_and_restore() {
+    let p = policy(INHIBIT);
+    let mut router = Router::new(p.clone());
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "disk"), ("node", "pi1")], t("0s")),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "cpu"), ("node", "pi1")], t("0s")),
+    );
+    router
+        .add_silence(
+            t("0s"),
+            silence("s1", &[("alertname", "cpu")], t("0s"), t("1h")),
+        )
+        .unwrap();
+    assert_eq!(run(&mut router, t("1m")).len(), 1);
+    assert!(router.is_dirty());
+    let bytes = serde_json::to_vec(&router.snapshot()).unwrap();
+    assert!(!router.is_dirty());
+
+    let mut restored = Router::new(p);
+    restored.restore(serde_json::from_slice(&bytes).unwrap(), t("10m"));
+    assert!(
+        run(&mut restored, t("50m")).is_empty(),
+        "nothing told twice"
+    );
+    assert_eq!(restored.silences().len(), 1);
+    let sent = run(&mut restored, t("1h2m"));
+    assert_eq!(summary(&sent).len(), 1, "the silence ended: cpu is told");
+}
+
+#[test]
+fn prometheus_alerts_resolve_when_not_sent_again() {
+    let mut router = Router::new(policy(GROUPING));
+    let mut alert = firing(&[("alertname", "up"), ("room", "rack")], t("0s"));
+    alert.ends_at = Some(t("4m"));
+    router.on_alert(t("0s"), alert.clone());
+    // Sent again: the end moves, the start stays.
+    alert.starts_at = t("1m");
+    alert.ends_at = Some(t("5m"));
+    router.on_alert(t("1m"), alert);
+    let sent = run(&mut router, t("20m"));
+    assert_eq!(
+        summary(&sent),
+        vec![
+            (t("30s"), "home firing up".to_owned()),
+            (t("5m30s"), "home resolved up(resolved)".to_owned()),
+        ]
+    );
+    assert_eq!(sent[1].1.alerts[0].starts_at, t("0s"));
+}
+
+#[test]
+fn notification_ids_are_unique_and_alerts_ordered() {
+    let mut router = Router::new(policy(GROUPING));
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "b"), ("room", "hall")], t("5s")),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "a"), ("room", "hall")], t("1s")),
+    );
+    let first = run(&mut router, t("1m"));
+    router.on_alert(
+        t("1m"),
+        firing(&[("alertname", "c"), ("room", "hall")], t("1m")),
+    );
+    let second = run(&mut router, t("10m"));
+    assert_ne!(first[0].1.id, second[0].1.id);
+    let names: Vec<&str> = second[0]
+        .1
+        .alerts
+        .iter()
+        .map(|a| a.labels["alertname"].as_str())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(second[0].1.group_key, "{}:{room=\"hall\"}");
+    assert_eq!(second[0].1.common_labels, labels(&[("room", "hall")]));
+}
+
+#[test]
+fn the_example_policy_lets_critical_alerts_through_at_night_and_holds_the_rest() {
+    let example = include_str!("../../../../examples/routing.yaml");
+    let mut router = Router::new(policy(example));
+    // 03:00 in Madrid (winter, UTC+1).
+    let night: Timestamp = "2026-01-15T02:00:00Z".parse().unwrap();
+    router.on_alert(
+        night,
+        firing(
+            &[("alertname", "water_leak"), ("severity", "critical")],
+            night,
+        ),
+    );
+    router.on_alert(
+        night,
+        firing(
+            &[("alertname", "freezer_warm"), ("severity", "warning")],
+            night,
+        ),
+    );
+    let sent = summary(&run(&mut router, "2026-01-15T05:59:00Z".parse().unwrap()));
+    let receivers: Vec<&str> = sent.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        receivers,
+        ["family firing water_leak", "admin firing water_leak"],
+        "only the leak at night, to the family at once and to the admin"
+    );
+    assert_eq!(sent[0].0, night, "critical: no group wait");
+    // The freezer is told at the first flush after 07:30 local (06:30 UTC).
+    let sent = summary(&run(&mut router, "2026-01-15T07:00:00Z".parse().unwrap()));
+    let freezer: Vec<&(Timestamp, String)> =
+        sent.iter().filter(|(_, s)| s.contains("freezer")).collect();
+    assert_eq!(freezer.len(), 1, "{sent:?}");
+    assert_eq!(freezer[0].1, "family firing freezer_warm");
+    assert!(freezer[0].0 >= "2026-01-15T06:30:00Z".parse::<Timestamp>().unwrap());
+    assert!(freezer[0].0 < "2026-01-15T06:35:30Z".parse::<Timestamp>().unwrap());
+}

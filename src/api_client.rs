@@ -1,0 +1,54 @@
+//! A client of a running atalaya's HTTP API, for `send`, `alerts` and `silence`: the base
+//! URL from `--url`/`$ATALAYA_URL`, the bearer token from `$ATALAYA_TOKEN`, and errors
+//! that say what the server said.
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// The environment variable holding the API token, if the instance requires one.
+pub const TOKEN_ENV: &str = "ATALAYA_TOKEN";
+
+pub struct ApiClient {
+    base: String,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    pub fn new(url: &str) -> Self {
+        Self {
+            base: url.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::new(),
+            token: std::env::var(TOKEN_ENV).ok().map(|t| t.trim().to_owned()),
+        }
+    }
+
+    /// Sends a request to `path` (with a JSON body when given); returns the JSON answer of
+    /// a success (`null` for an empty one), or an error naming the status and the reason.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach atalaya at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let reason = body["error"].as_str().unwrap_or("no reason given");
+            bail!("atalaya answered {status}: {reason}");
+        }
+        Ok(body)
+    }
+}

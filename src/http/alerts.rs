@@ -1,0 +1,234 @@
+//! Alerts and silences over HTTP.
+//!
+//! - `GET /api/v1/alerts`: the alerts the router holds, with their state (`active`,
+//!   `suppressed`, `resolved`), the silences and alerts that suppress them, and the
+//!   receivers they reach.
+//! - `POST /api/v2/alerts`: alerts as Prometheus sends them to an Alertmanager; they go
+//!   through the same routing as atalaya's own.
+//! - `GET`/`POST /api/v1/silences`, `DELETE /api/v1/silences/{id}`: silences, in
+//!   Alertmanager's API shape (`matchers` with `isRegex`/`isEqual`, `startsAt`, `endsAt`,
+//!   `createdBy`, `comment`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use atalaya_bus::Labels;
+use atalaya_rules::routing::router::{RoutedAlert, labels_fingerprint};
+use atalaya_rules::routing::silence::{Silence, SilenceError, SilenceMatcher};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::ApiState;
+use crate::internal_events::RejectStage;
+use crate::routing::RouterCommand;
+
+/// How long an alert posted without `endsAt` stays firing unless posted again
+/// (Alertmanager's default `resolve_timeout`).
+const RESOLVE_TIMEOUT: SignedDuration = SignedDuration::from_mins(5);
+
+/// Asks the router and waits for its answer; `None` when it is gone (shutting down).
+async fn ask<T>(
+    state: &ApiState,
+    command: impl FnOnce(oneshot::Sender<T>) -> RouterCommand,
+) -> Option<T> {
+    let (reply, answer) = oneshot::channel();
+    state.router.send(command(reply)).await.ok()?;
+    answer.await.ok()
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": "shutting down" })),
+    )
+        .into_response()
+}
+
+pub async fn list_alerts(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(views) = ask(&state, RouterCommand::ListAlerts).await else {
+        return unavailable();
+    };
+    let alerts: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            json!({
+                "fingerprint": v.fingerprint,
+                "status": {
+                    "state": v.state(),
+                    "silencedBy": v.silenced_by,
+                    "inhibitedBy": v.inhibited_by,
+                },
+                "labels": v.labels,
+                "annotations": v.annotations,
+                "startsAt": v.starts_at.to_string(),
+                "endsAt": v.ends_at.map(|t| t.to_string()),
+                "value": v.value,
+                "receivers": v.receivers,
+            })
+        })
+        .collect();
+    Json(alerts).into_response()
+}
+
+/// One alert as Prometheus posts it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PostableAlert {
+    labels: Labels,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    starts_at: Option<Timestamp>,
+    ends_at: Option<Timestamp>,
+    #[serde(rename = "generatorURL")]
+    generator_url: Option<String>,
+}
+
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub async fn post_alerts(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+    let now = Timestamp::now();
+    let posted: Vec<PostableAlert> = match serde_json::from_slice(&body) {
+        Ok(alerts) => alerts,
+        Err(e) => {
+            return state.reject(
+                RejectStage::Decode,
+                StatusCode::BAD_REQUEST,
+                format!("not a list of alerts: {e}"),
+                Some((e.line(), e.column())),
+            );
+        }
+    };
+    let mut alerts = Vec::with_capacity(posted.len());
+    for (index, alert) in posted.into_iter().enumerate() {
+        let problem = if alert.labels.is_empty() {
+            Some("has no labels".to_owned())
+        } else {
+            alert
+                .labels
+                .keys()
+                .find(|name| !valid_label_name(name))
+                .map(|name| format!("has an invalid label name `{name}`"))
+        };
+        if let Some(problem) = problem {
+            return state.reject(
+                RejectStage::Decode,
+                StatusCode::BAD_REQUEST,
+                format!("alert {index} {problem}"),
+                None,
+            );
+        }
+        let starts_at = alert.starts_at.unwrap_or(now);
+        alerts.push(RoutedAlert {
+            fingerprint: labels_fingerprint(&alert.labels),
+            labels: alert.labels,
+            annotations: alert.annotations,
+            starts_at,
+            ends_at: Some(alert.ends_at.unwrap_or(now + RESOLVE_TIMEOUT)),
+            value: Value::Null,
+            generator_url: alert.generator_url,
+        });
+    }
+    if state
+        .router
+        .send(RouterCommand::Post(alerts))
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    StatusCode::OK.into_response()
+}
+
+/// A silence as posted: Alertmanager's `PostableSilence`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PostableSilence {
+    /// Given: replace that silence.
+    #[serde(default)]
+    id: Option<String>,
+    matchers: Vec<SilenceMatcher>,
+    starts_at: Option<Timestamp>,
+    ends_at: Timestamp,
+    created_by: String,
+    comment: String,
+}
+
+fn silence_json(silence: &Silence, now: Timestamp) -> Value {
+    let mut value = serde_json::to_value(silence).unwrap_or(Value::Null);
+    value["status"] = json!({ "state": silence.state(now) });
+    value
+}
+
+pub async fn list_silences(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(silences) = ask(&state, RouterCommand::ListSilences).await else {
+        return unavailable();
+    };
+    let now = Timestamp::now();
+    let list: Vec<Value> = silences.iter().map(|s| silence_json(s, now)).collect();
+    Json(list).into_response()
+}
+
+pub async fn post_silence(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+    let posted: PostableSilence = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return state.reject(
+                RejectStage::Decode,
+                StatusCode::BAD_REQUEST,
+                format!("not a silence: {e}"),
+                Some((e.line(), e.column())),
+            );
+        }
+    };
+    let now = Timestamp::now();
+    let id = posted
+        .id
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let silence = Silence {
+        id: id.clone(),
+        matchers: posted.matchers,
+        starts_at: posted.starts_at.unwrap_or(now).max(now),
+        ends_at: posted.ends_at,
+        created_by: posted.created_by,
+        comment: posted.comment,
+        updated_at: now,
+    };
+    match ask(&state, |reply| RouterCommand::AddSilence(silence, reply)).await {
+        None => unavailable(),
+        Some(Ok(())) => Json(json!({ "silenceID": id })).into_response(),
+        Some(Err(e)) => silence_error(&state, &e),
+    }
+}
+
+pub async fn expire_silence(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Response {
+    match ask(&state, |reply| RouterCommand::ExpireSilence(id, reply)).await {
+        None => unavailable(),
+        Some(Ok(())) => StatusCode::OK.into_response(),
+        Some(Err(e)) => silence_error(&state, &e),
+    }
+}
+
+fn silence_error(state: &ApiState, error: &SilenceError) -> Response {
+    let status = match error {
+        SilenceError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    state.reject(RejectStage::Decode, status, error.to_string(), None)
+}

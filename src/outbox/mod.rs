@@ -1,0 +1,234 @@
+//! The durable outbox: notifications from the router, written to the state store before
+//! they are attempted, delivered to their receiver's integration in order, retried with
+//! back-off, and dead-lettered when there is no point in trying any more.
+//!
+//! # The contract
+//! - **Durable first.** [`Outbox::enqueue`] writes a batch of notifications in one store
+//!   transaction and returns once it is committed; only then are they attempted. A
+//!   notification leaves the store when it was delivered, or when it is moved (in one
+//!   transaction) to the dead-letter table.
+//! - **At least once.** A crash or shutdown mid-delivery leaves the notification in the
+//!   store, so it is sent again after the restart. Receivers recognise the repeat by the
+//!   notification id (webhooks: `Idempotency-Key` / `X-Atalaya-Notification-Id`).
+//! - **In order per lane.** A lane is one integration of one receiver: (receiver name,
+//!   integration index). Its notifications go out strictly in (created_at, id) order — a
+//!   failing head blocks its lane, and only its lane; lanes run independently.
+//! - **Retries.** Connection errors, timeouts, HTTP 429 and 5xx are retried after a back-off
+//!   doubling from `initial_backoff` to `max_backoff` (±20 % jitter; a `Retry-After` is
+//!   honoured up to `max_backoff`); a policy reload cuts a back-off short (it may have fixed
+//!   the integration). The attempt count is persisted with the entry, so a restart does not
+//!   reset it; after a restart each lane's head is attempted at once.
+//! - **Dead letters.** A permanent failure (any other 4xx; no URL; an MQTT or NATS
+//!   integration with no broker configured), `max_attempts` failures, an age past `max_age`,
+//!   or a receiver or integration gone from the current policy moves the notification to
+//!   the dead-letter table, with a warning (receiver, integration kind, notification id,
+//!   attempts, the reason with the last error — never a webhook URL) and
+//!   `atalaya_notifications_dead_lettered_total`.
+//!
+//! # How the service uses it
+//! ```text
+//! let outbox = Outbox::open(Arc::clone(&store), &registry, config.outbox.clone())?;
+//! // Wherever the router hands out notifications (durable when this returns):
+//! outbox.enqueue_with(notifications, Some(router_state_batch))?;
+//! // Delivery, as a supervised task; the policy channel is updated on every reload:
+//! let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
+//! let mut integrations = Integrations::new(external_url)?; // webhooks; console on stdout
+//! integrations.mqtt = Some(mqtt_publisher);                 // when `mqtt:` is configured
+//! integrations.nats = Some(nats_publisher);                 // when `nats:` is configured
+//! supervisor.spawn(Stage::Sink, "outbox", outbox.clone().run(policy_rx, integrations, token));
+//! ```
+//! `run` returns when `token` is cancelled, promptly: an HTTP request in flight is
+//! abandoned (and sent again after the restart). Cancel it after the rules runner has
+//! drained if notifications raised during the drain should get their first attempt before
+//! exit. `run` returns an error only when the store cannot be written — the outbox can then
+//! no longer keep its promise, and the service should stop. Only one `run` at a time.
+//!
+//! # Layout
+//! - `settings`: [`OutboxSettings`], the `outbox:` section.
+//! - `entry`: the store tables, keys and stored forms ([`QueuedEntry`], [`DeadLetter`]).
+//! - `queue`: the queued notifications in memory, by lane.
+//! - `retry`: back-off and the give-up decision (pure functions).
+//! - `delivery`: [`Outbox::run`] and the lane tasks.
+//! - `integrations`: [`Integrations`] and one attempt per integration kind.
+//! - `telemetry`: metrics and log lines, written together.
+//! - `tests`: delivery against a real HTTP server on loopback, restarts, dead letters.
+
+mod delivery;
+mod entry;
+mod integrations;
+mod queue;
+mod retry;
+mod settings;
+mod telemetry;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use atalaya_bus::store::{Store, StoreError, TableBatch};
+use atalaya_rules::routing::notification::Notification;
+use prometheus::Registry;
+use tokio::sync::Notify;
+
+#[cfg(test)]
+pub use entry::DeadLetter;
+pub use entry::{DEAD_LETTER_TABLE, OUTBOX_TABLE, QueuedEntry};
+#[cfg(test)]
+pub use integrations::ConsoleWriter;
+pub use integrations::Integrations;
+pub use settings::OutboxSettings;
+
+use self::queue::Queue;
+use self::telemetry::{OutboxLoaded, OutboxMetrics};
+
+/// The outbox. Cheap to clone: clones share the queue and the store.
+#[derive(Clone)]
+pub struct Outbox {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<Store>,
+    settings: OutboxSettings,
+    /// What the outbox table holds, by lane; shared with the depth and age gauges.
+    queue: Arc<Mutex<Queue>>,
+    /// Tells [`Outbox::run`] that lanes may need a task (something was enqueued).
+    wake: Notify,
+    /// Whether a [`Outbox::run`] is delivering: two at once would deliver twice.
+    running: AtomicBool,
+    metrics: OutboxMetrics,
+}
+
+impl Outbox {
+    /// Opens the outbox in `store`, loading what is queued, and registers its metrics.
+    pub fn open(
+        store: Arc<Store>,
+        registry: &Registry,
+        settings: OutboxSettings,
+    ) -> anyhow::Result<Self> {
+        let errors = settings.validate();
+        if !errors.is_empty() {
+            anyhow::bail!("{}", errors.join("; "));
+        }
+        let mut queue = Queue::default();
+        let mut queued = 0;
+        let mut unreadable = 0;
+        for (key, value) in store.scan(OUTBOX_TABLE).context("reading the outbox")? {
+            match serde_json::from_slice::<QueuedEntry>(&value) {
+                Ok(entry) => {
+                    queue.insert(key, entry);
+                    queued += 1;
+                }
+                Err(_) => unreadable += 1,
+            }
+        }
+        let dead_letters = store
+            .count(DEAD_LETTER_TABLE)
+            .context("reading the dead letters")?;
+        let queue = Arc::new(Mutex::new(queue));
+        let metrics = OutboxMetrics::register(registry, Arc::clone(&queue))
+            .context("registering the outbox metrics")?;
+        OutboxLoaded {
+            queued,
+            dead_letters,
+            unreadable,
+        }
+        .emit(&metrics);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                store,
+                settings,
+                queue,
+                wake: Notify::new(),
+                running: AtomicBool::new(false),
+                metrics,
+            }),
+        })
+    }
+
+    /// Queues `notifications` for delivery: written in one store transaction — durable when
+    /// this returns — then handed to their lanes. An error means none was queued.
+    #[cfg(test)]
+    pub fn enqueue(&self, notifications: Vec<Notification>) -> anyhow::Result<()> {
+        self.enqueue_with(notifications, None)
+    }
+
+    /// [`Outbox::enqueue`], writing `also` in the same transaction: the router's state that
+    /// says these notifications were made, so a crash leaves both or neither.
+    pub fn enqueue_with(
+        &self,
+        notifications: Vec<Notification>,
+        also: Option<TableBatch<'_>>,
+    ) -> anyhow::Result<()> {
+        let mut entries = Vec::with_capacity(notifications.len());
+        let mut puts = Vec::with_capacity(notifications.len());
+        for notification in notifications {
+            let entry = QueuedEntry {
+                notification,
+                attempts: 0,
+                last_error: None,
+            };
+            let key = entry::key(&entry.notification);
+            puts.push((key.clone(), serde_json::to_vec(&entry)?));
+            entries.push((key, entry));
+        }
+        let mut batches = vec![TableBatch {
+            table: OUTBOX_TABLE,
+            puts: &puts,
+            deletes: &[],
+        }];
+        batches.extend(also);
+        self.shared
+            .store
+            .write_tables(&batches)
+            .context("writing notifications to the outbox")?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut queue = self.queue();
+        for (key, entry) in entries {
+            queue.insert(key, entry);
+        }
+        drop(queue);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Notifications queued, all lanes.
+    #[cfg(test)]
+    pub fn depth(&self) -> usize {
+        self.queue().depth()
+    }
+
+    /// Everything in the dead-letter table, oldest notification first.
+    #[cfg(test)]
+    pub fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
+        self.shared
+            .store
+            .scan(DEAD_LETTER_TABLE)
+            .context("reading the dead letters")?
+            .into_iter()
+            .map(|(_, value)| serde_json::from_slice(&value).context("a dead letter"))
+            .collect()
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A panic elsewhere while holding the lock leaves the queue consistent (every
+        // change is a single map operation), so a poisoned lock is still usable.
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `write` on the store off the async threads (a commit waits for the disk).
+    async fn store_write(
+        &self,
+        write: impl FnOnce(&Store) -> Result<(), StoreError> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let store = Arc::clone(&self.shared.store);
+        tokio::task::spawn_blocking(move || write(&store))
+            .await
+            .context("the outbox store task failed")?
+            .context("writing the outbox")
+    }
+}

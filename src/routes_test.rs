@@ -1,0 +1,54 @@
+//! `atalaya routes test LABEL=VALUE…`: the receivers an alert reaches, printed as
+//! `amtool config routes test` prints them.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use atalaya_bus::Labels;
+use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
+
+use crate::cli::RoutesTestArgs;
+use crate::config::{ConfigSource, load};
+
+/// Prints the receivers line; `Ok(false)` when `--verify-receivers` did not match.
+pub fn run(args: RoutesTestArgs) -> anyhow::Result<bool> {
+    let mut labels = Labels::new();
+    for pair in &args.labels {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("label `{pair}` is not NAME=VALUE");
+        };
+        labels.insert(name.to_owned(), value.trim_matches('"').to_owned());
+    }
+    let policy = match policy_file(&args)? {
+        Some(path) => load_policy(&path).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{}", lines.join("\n"))
+        })?,
+        None => RoutingPolicy::console_default(),
+    };
+    let line = policy.tree.receivers_line(&labels);
+    println!("{line}");
+    match args.verify_receivers {
+        Some(expected) if expected != line => {
+            eprintln!("WARNING: Expected receivers did not match resolved receivers.");
+            Ok(false)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// `--routing`, else the config's `routing.file`.
+fn policy_file(args: &RoutesTestArgs) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(path) = &args.routing {
+        return Ok(Some(path.clone()));
+    }
+    let source = ConfigSource::resolve(args.config.as_deref());
+    let config = load(&source, None).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    });
+    Ok(config
+        .with_context(|| format!("reading {source}"))?
+        .routing
+        .file)
+}

@@ -1,0 +1,245 @@
+//! Routing in the service: the sans-IO router beside the rule engine, in the same task, so
+//! an alert the engine emits is routed, and the notifications it causes are in the outbox,
+//! before the events behind it are acknowledged.
+//!
+//! [`Routing`] holds the router, persists its state (alerts, groups and what each
+//! integration was told, silences) in the store's `router` table whenever it changes, hands
+//! notifications to the outbox, reloads the policy file, and answers the HTTP API through
+//! [`RouterCommand`]s.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use atalaya_bus::store::{Store, TableBatch};
+use atalaya_rules::alert::Output;
+use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
+use atalaya_rules::routing::router::{AlertView, RoutedAlert, Router, RouterState};
+use atalaya_rules::routing::silence::{Silence, SilenceError, SilenceState};
+use jiff::Timestamp;
+use prometheus::{IntGaugeVec, Opts, Registry};
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+
+use crate::outbox::Outbox;
+
+/// The store table of the router's state.
+pub const ROUTER_TABLE: &str = "router";
+const STATE_KEY: &[u8] = b"state";
+
+/// What the HTTP API asks of the router.
+pub enum RouterCommand {
+    /// Alerts posted by Prometheus (`POST /api/v2/alerts`).
+    Post(Vec<RoutedAlert>),
+    ListAlerts(oneshot::Sender<Vec<AlertView>>),
+    ListSilences(oneshot::Sender<Vec<Silence>>),
+    AddSilence(Silence, oneshot::Sender<Result<(), SilenceError>>),
+    ExpireSilence(String, oneshot::Sender<Result<(), SilenceError>>),
+}
+
+/// Gauges of the router's alerts and silences.
+#[derive(Clone)]
+pub struct RoutingMetrics {
+    /// `state`: active, suppressed (silenced or inhibited), resolved (not yet told).
+    alerts: IntGaugeVec,
+    /// `state`: active, pending, expired (kept for listing).
+    silences: IntGaugeVec,
+}
+
+impl RoutingMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let alerts = IntGaugeVec::new(
+            Opts::new(
+                "atalaya_routed_alerts",
+                "Alerts held by the router, by state (active, suppressed, resolved).",
+            ),
+            &["state"],
+        )?;
+        let silences = IntGaugeVec::new(
+            Opts::new(
+                "atalaya_silences",
+                "Silences by state (active, pending, expired).",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(alerts.clone()))?;
+        registry.register(Box::new(silences.clone()))?;
+        for state in ["active", "suppressed", "resolved"] {
+            alerts.with_label_values(&[state]).set(0);
+        }
+        for state in ["active", "pending", "expired"] {
+            silences.with_label_values(&[state]).set(0);
+        }
+        Ok(Self { alerts, silences })
+    }
+}
+
+pub struct Routing {
+    pub router: Router,
+    pub outbox: Outbox,
+    /// The policy file, reloaded with the rules; `None`: the built-in console policy.
+    pub policy_file: Option<PathBuf>,
+    /// Tells the outbox's delivery about a new policy.
+    pub policy_tx: watch::Sender<Arc<RoutingPolicy>>,
+    pub metrics: RoutingMetrics,
+}
+
+/// Reads the policy the service routes by: the file when one is configured, else every
+/// alert to the console.
+pub fn initial_policy(file: Option<&Path>) -> Result<RoutingPolicy, Vec<String>> {
+    match file {
+        Some(path) => {
+            load_policy(path).map_err(|errors| errors.iter().map(ToString::to_string).collect())
+        }
+        None => Ok(RoutingPolicy::console_default()),
+    }
+}
+
+impl Routing {
+    /// Brings back the router's persisted state.
+    pub fn restore(&mut self, store: &Store, now: Timestamp) -> anyhow::Result<()> {
+        let Some(bytes) = store
+            .get(ROUTER_TABLE, STATE_KEY)
+            .context("reading router state")?
+        else {
+            return Ok(());
+        };
+        match serde_json::from_slice::<RouterState>(&bytes) {
+            Ok(state) => {
+                self.router.restore(state, now);
+                info!(
+                    alerts = self.router.alerts(now).len(),
+                    silences = self.router.silences().len(),
+                    "Router state restored."
+                );
+            }
+            // An unreadable state must not keep atalaya down; alerts still firing are
+            // routed again as the engine reports them.
+            Err(e) => warn!(error = %e, "Router state unreadable; starting without it."),
+        }
+        self.update_metrics(now);
+        Ok(())
+    }
+
+    /// Routes the alerts among the engine's outputs.
+    pub fn on_outputs(&mut self, now: Timestamp, outputs: &[Output]) {
+        for output in outputs {
+            if let Output::Alert(alert) = output
+                && let Some(alert) = RoutedAlert::from_engine(alert)
+            {
+                self.router.on_alert(now, alert);
+            }
+        }
+    }
+
+    /// Flushes the groups that are due into the outbox, in one transaction with the router
+    /// state that records them.
+    pub fn on_tick(&mut self, now: Timestamp) -> anyhow::Result<()> {
+        if self.router.next_deadline().is_some_and(|d| d <= now) {
+            let notifications = self.router.on_tick(now);
+            let state = self.encode_state()?;
+            self.outbox
+                .enqueue_with(
+                    notifications,
+                    Some(TableBatch {
+                        table: ROUTER_TABLE,
+                        puts: &[(STATE_KEY.to_vec(), state)],
+                        deletes: &[],
+                    }),
+                )
+                .context("writing notifications to the outbox")?;
+            self.update_metrics(now);
+        }
+        Ok(())
+    }
+
+    /// Writes the router's state if it changed. A store failure is fatal, as for the engine.
+    pub fn persist(&mut self, store: &Store, now: Timestamp) -> anyhow::Result<()> {
+        if !self.router.is_dirty() {
+            return Ok(());
+        }
+        let state = self.encode_state()?;
+        store
+            .put(ROUTER_TABLE, STATE_KEY, &state)
+            .context("persisting router state")?;
+        self.update_metrics(now);
+        Ok(())
+    }
+
+    fn encode_state(&mut self) -> anyhow::Result<Vec<u8>> {
+        serde_json::to_vec(&self.router.snapshot()).context("encoding router state")
+    }
+
+    pub fn handle(&mut self, now: Timestamp, command: RouterCommand) {
+        match command {
+            RouterCommand::Post(alerts) => {
+                for alert in alerts {
+                    self.router.on_alert(now, alert);
+                }
+            }
+            RouterCommand::ListAlerts(reply) => {
+                let _ = reply.send(self.router.alerts(now));
+            }
+            RouterCommand::ListSilences(reply) => {
+                let _ = reply.send(self.router.silences());
+            }
+            RouterCommand::AddSilence(silence, reply) => {
+                let id = silence.id.clone();
+                let result = self.router.add_silence(now, silence);
+                if result.is_ok() {
+                    info!(silence = %id, "Silence set.");
+                }
+                let _ = reply.send(result);
+            }
+            RouterCommand::ExpireSilence(id, reply) => {
+                let result = self.router.expire_silence(now, &id);
+                if result.is_ok() {
+                    info!(silence = %id, "Silence expired.");
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Reads the policy file again (`None` when none is configured); nothing changes yet.
+    pub fn load_policy(&self) -> Option<Result<RoutingPolicy, Vec<String>>> {
+        self.policy_file
+            .as_deref()
+            .map(|file| initial_policy(Some(file)))
+    }
+
+    /// Routes by `policy` from now on: the router regroups and delivery learns the new
+    /// receivers.
+    pub fn set_policy(&mut self, policy: RoutingPolicy, now: Timestamp) {
+        let policy = Arc::new(policy);
+        self.router.set_policy(Arc::clone(&policy), now);
+        self.policy_tx.send_replace(policy);
+    }
+
+    pub fn update_metrics(&self, now: Timestamp) {
+        let (mut active, mut suppressed, mut resolved) = (0, 0, 0);
+        for view in self.router.alerts(now) {
+            match view.state() {
+                "active" => active += 1,
+                "resolved" => resolved += 1,
+                _ => suppressed += 1,
+            }
+        }
+        let alerts = &self.metrics.alerts;
+        alerts.with_label_values(&["active"]).set(active);
+        alerts.with_label_values(&["suppressed"]).set(suppressed);
+        alerts.with_label_values(&["resolved"]).set(resolved);
+        let (mut s_active, mut s_pending, mut s_expired) = (0, 0, 0);
+        for silence in self.router.silences() {
+            match silence.state(now) {
+                SilenceState::Active => s_active += 1,
+                SilenceState::Pending => s_pending += 1,
+                SilenceState::Expired => s_expired += 1,
+            }
+        }
+        let silences = &self.metrics.silences;
+        silences.with_label_values(&["active"]).set(s_active);
+        silences.with_label_values(&["pending"]).set(s_pending);
+        silences.with_label_values(&["expired"]).set(s_expired);
+    }
+}

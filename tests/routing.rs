@@ -1,0 +1,401 @@
+//! Routing in the running service: alerts grouped into webhook notifications, a receiver
+//! that is down for a while (nothing lost, nothing twice), notifications queued at a
+//! SIGKILL delivered after the restart, alerts from Prometheus, silences through the CLI, and
+//! `atalaya routes test`.
+
+mod support;
+
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::webhook::{Webhook, alert_names};
+use support::{Atalaya, Options, command, sample};
+
+const TEMP_RULE: &str = r#"rules:
+  - name: temp_high
+    subject: home/+room/temperature
+    condition: value > 25
+"#;
+
+/// A policy sending everything to the webhook, grouped by alertname, quickly.
+fn policy(url: &str) -> String {
+    format!(
+        r#"route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: {url}
+"#
+    )
+}
+
+fn options(dir: &Path, hook: &Webhook) -> Options {
+    std::fs::write(dir.join("routing.yaml"), policy(&hook.url())).expect("write policy");
+    Options {
+        config: format!(
+            "routing:\n  file: {}\noutbox:\n  initial_backoff: 50ms\n  max_backoff: 200ms\n",
+            dir.join("routing.yaml").display()
+        ),
+        rules: vec![("temp.yaml", TEMP_RULE.to_owned())],
+        ..Options::default()
+    }
+}
+
+async fn post(atalaya: &Atalaya, path: &str, body: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(atalaya.url(path))
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("POST")
+        .status()
+}
+
+async fn temperature(atalaya: &Atalaya, room: &str, value: &str) {
+    let path = format!("/api/v1/events/home/{room}/temperature");
+    assert_eq!(post(atalaya, &path, value).await, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_webhook_down_for_a_while_gets_every_notification_once() {
+    let hook = Webhook::start().await;
+    hook.set_failing(true);
+    let dir = tempfile::tempdir().unwrap();
+    let options = options(dir.path(), &hook);
+    let atalaya = Atalaya::start_in(dir, options).await;
+    for room in ["kitchen", "hall", "attic"] {
+        temperature(&atalaya, room, "30").await;
+    }
+    // Retried while down.
+    hook.wait_refused(3).await;
+    hook.set_failing(false);
+    let got = hook
+        .wait_until("the three rooms, grouped", |a| {
+            a.iter().any(|p| alert_names(p).len() == 3)
+        })
+        .await;
+    let first = &got[0];
+    assert_eq!(first["version"], "4");
+    assert_eq!(first["receiver"], "hook");
+    assert_eq!(first["status"], "firing");
+    assert_eq!(first["groupLabels"], json!({"alertname": "temp_high"}));
+
+    // Resolving one room is told once the receiver takes it.
+    temperature(&atalaya, "hall", "20").await;
+    hook.wait_until("hall resolved", |a| {
+        a.iter()
+            .any(|p| alert_names(p).contains(&"temp_high/hall(resolved)".to_owned()))
+    })
+    .await;
+    let labels = r#"{integration="webhook",receiver="hook"}"#;
+    atalaya
+        .wait_for_metric("atalaya_outbox_depth", "", |depth| depth == 0.0)
+        .await;
+    let metrics = atalaya.metrics().await;
+    assert!(hook.duplicates().is_empty(), "{:?}", hook.duplicates());
+    assert_eq!(
+        sample(&metrics, "atalaya_notifications_sent_total", labels),
+        Some(hook.accepted().len() as f64)
+    );
+    assert!(
+        sample(&metrics, "atalaya_notifications_retried_total", labels).unwrap_or(0.0) >= 3.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn notifications_queued_at_a_sigkill_are_delivered_after_the_restart() {
+    let hook = Webhook::start().await;
+    hook.set_failing(true);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &hook);
+    let mut atalaya = Atalaya::start_in(dir, opts).await;
+    temperature(&atalaya, "kitchen", "30").await;
+    temperature(&atalaya, "cellar", "31").await;
+    hook.wait_refused(2).await;
+    atalaya.signal(Signal::SIGKILL);
+    atalaya.wait().await;
+    assert!(hook.accepted().is_empty());
+
+    hook.set_failing(false);
+    let dir = std::mem::replace(&mut atalaya.dir, tempfile::tempdir().unwrap());
+    let opts = options(dir.path(), &hook);
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    let got = hook
+        .wait_until("the queued notification", |a| !a.is_empty())
+        .await;
+    let mut names = alert_names(&got[0]);
+    names.sort();
+    assert_eq!(names, ["temp_high/cellar", "temp_high/kitchen"]);
+    atalaya
+        .wait_for_metric("atalaya_outbox_depth", "", |depth| depth == 0.0)
+        .await;
+    // The router remembers what it queued before the kill: after a new alert, the group's
+    // next notification is the only other one, and nothing came twice.
+    temperature(&atalaya, "attic", "33").await;
+    let got = hook.wait_until("the attic", |a| a.len() >= 2).await;
+    let mut names = alert_names(&got[1]);
+    names.sort();
+    assert_eq!(
+        names,
+        ["temp_high/attic", "temp_high/cellar", "temp_high/kitchen"]
+    );
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(hook.duplicates().is_empty());
+}
+
+#[tokio::test]
+async fn alerts_from_prometheus_are_routed_listed_and_silenced() {
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &hook);
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    let alerts = json!([
+        {"labels": {"alertname": "NodeDown", "node": "pi1", "severity": "critical"},
+         "annotations": {"summary": "pi1 is down"},
+         "generatorURL": "http://prometheus/graph"},
+    ]);
+    let response = reqwest::Client::new()
+        .post(atalaya.url("/api/v2/alerts"))
+        .json(&alerts)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let got = hook.wait_until("NodeDown", |a| !a.is_empty()).await;
+    assert_eq!(
+        got[0]["alerts"][0]["generatorURL"],
+        "http://prometheus/graph"
+    );
+    assert_eq!(got[0]["commonAnnotations"]["summary"], "pi1 is down");
+
+    // Bad input is refused whole, with a reason.
+    let response = reqwest::Client::new()
+        .post(atalaya.url("/api/v2/alerts"))
+        .body(r#"[{"labels": {}}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // The CLI: alerts, then a silence, which shows on the alert.
+    let cli = |args: &[&str]| {
+        let mut cmd = command(atalaya.dir.path());
+        cmd.args(args).env("ATALAYA_URL", atalaya.url(""));
+        cmd
+    };
+    let out = cli(&["alerts"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("NodeDown") && text.contains("active"),
+        "{text}"
+    );
+
+    let out = cli(&[
+        "silence",
+        "add",
+        "node=pi1",
+        "-c",
+        "rebooting",
+        "-a",
+        "ana",
+        "-d",
+        "2h",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!id.is_empty());
+
+    let out = cli(&["alerts"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!("suppressed (silenced by {id})")),
+        "{text}"
+    );
+    let out = cli(&["silence", "list"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&id) && text.contains("node=\"pi1\"") && text.contains("rebooting"),
+        "{text}"
+    );
+    let silences: Value = reqwest::get(atalaya.url("/api/v1/silences"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(silences[0]["status"]["state"], "active");
+    assert_eq!(silences[0]["createdBy"], "ana");
+    let metrics = atalaya.metrics().await;
+    assert_eq!(
+        sample(&metrics, "atalaya_silences", r#"{state="active"}"#),
+        Some(1.0)
+    );
+
+    let out = cli(&["silence", "expire", &id]).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["silence", "expire", &id]).output().await.unwrap();
+    assert!(!out.status.success(), "expiring twice is an error");
+    let out = cli(&["silence", "add", "node=~\"(\"", "-c", "x"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matcher"));
+}
+
+#[tokio::test]
+async fn routes_test_prints_the_receivers_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routing.yaml");
+    std::fs::write(
+        &file,
+        r#"route:
+  receiver: mail
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: phone
+      continue: true
+    - matchers: ['room=~"kitchen|hall"']
+      receiver: family
+receivers: [{name: mail}, {name: phone}, {name: family}]
+"#,
+    )
+    .unwrap();
+    let run = |labels: &[&str]| {
+        let mut cmd = command(dir.path());
+        cmd.args(["routes", "test", "--routing"])
+            .arg(&file)
+            .args(labels);
+        cmd
+    };
+    let out = run(&["severity=critical", "room=kitchen"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "phone,family\n");
+    let out = run(&["room=attic"]).output().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mail\n");
+    let out = run(&["room=attic", "--verify-receivers", "phone"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn a_broken_routing_file_keeps_the_running_policy() {
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &hook);
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    let file = atalaya.dir.path().join("routing.yaml");
+    std::fs::write(
+        &file,
+        "route:\n  receiver: nobody\n  group_wait: soon\nreceivers: []\n",
+    )
+    .unwrap();
+    let response = reqwest::Client::new()
+        .post(atalaya.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    let errors = body["errors"].to_string();
+    assert!(errors.contains("routing.yaml:3:15"), "{errors}");
+    // Still routing by the old policy.
+    temperature(&atalaya, "kitchen", "30").await;
+    hook.wait_until("the alert", |a| !a.is_empty()).await;
+    let metrics = atalaya.metrics().await;
+    assert_eq!(
+        sample(&metrics, "atalaya_rules_reload_failures_total", ""),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn check_reports_routing_mistakes_at_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/routing.yaml");
+    let out = command(dir.path())
+        .arg("check")
+        .arg(&example)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok: routing"), "{stdout}");
+
+    // Brought over from an Alertmanager with receivers atalaya lacks, and a typo.
+    let policy = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &policy,
+        r#"route:
+  receiver: team
+  group_wiat: 30s
+  routes:
+    - matchers: ['severity=~"(critical"']
+      receiver: pager
+receivers:
+  - name: team
+    slack_configs:
+      - channel: '#alerts'
+"#,
+    )
+    .unwrap();
+    // Named by a config, as `run` would use it.
+    let config = dir.path().join("atalaya.yaml");
+    std::fs::write(&config, format!("routing:\n  file: {}\n", policy.display())).unwrap();
+    let out = command(dir.path())
+        .arg("check")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let file = policy.display();
+    assert!(
+        stdout.contains(&format!("{file}:3:3: ")) && stdout.contains("group_wait"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{file}:5:")) && stdout.contains("invalid regular expression"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("`pager`"), "unknown receiver: {stdout}");
+    assert!(
+        stdout.contains(&format!("{file}:9:5: "))
+            && stdout.contains("`slack_configs` is not supported"),
+        "{stdout}"
+    );
+    // `run` refuses it before binding a port.
+    let out = command(dir.path())
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
