@@ -279,15 +279,20 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     );
 
     // Reload triggers: the directory changing, SIGHUP, and POST /-/reload (below).
-    let _watcher = match &rules_dir {
-        Some(dir) => match reload::watch_rules(dir, reload_tx.clone()) {
+    let _watcher = if rules_dir.is_some() || config.routing.file.is_some() {
+        match reload::watch_sources(
+            rules_dir.as_deref(),
+            config.routing.file.as_deref(),
+            reload_tx.clone(),
+        ) {
             Ok(watcher) => Some(watcher),
             Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "Cannot watch the rules directory; reload with SIGHUP or POST /-/reload.");
+                warn!(error = %e, "Cannot watch the rules directory or routing file; reload with SIGHUP or POST /-/reload.");
                 None
             }
-        },
-        None => None,
+        }
+    } else {
+        None
     };
     supervisor.spawn(
         Stage::Source,
