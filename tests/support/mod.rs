@@ -37,6 +37,18 @@ pub fn command(dir: &Path) -> Command {
     cmd
 }
 
+/// [`command`] for a blocking run (`output()` without a runtime).
+pub fn std_command(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(binary());
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ATALAYA") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// What the test does with the service's stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StdoutMode {
@@ -56,6 +68,8 @@ pub struct Options {
     pub stdout: StdoutMode,
     /// Rule files written into the rules directory before start: (file name, YAML).
     pub rules: Vec<(&'static str, String)>,
+    /// A config file to use as it is, instead of one generated in the test directory.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -65,6 +79,7 @@ impl Default for Options {
             env: Vec::new(),
             stdout: StdoutMode::Read,
             rules: Vec::new(),
+            config_file: None,
         }
     }
 }
@@ -93,14 +108,20 @@ impl Atalaya {
 
     /// Starts in `dir`, whose `data/` keeps the state (reuse it to restart).
     pub async fn start_in(dir: tempfile::TempDir, options: Options) -> Self {
-        let config_path = dir.path().join("atalaya.yaml");
-        let config = format!(
-            "state:\n  dir: {}\nrules:\n  dir: {}\n{}",
-            dir.path().join("data").display(),
-            rules_dir(dir.path()).display(),
-            options.config
-        );
-        std::fs::write(&config_path, config).expect("write config");
+        let config_path = match &options.config_file {
+            Some(path) => path.clone(),
+            None => {
+                let path = dir.path().join("atalaya.yaml");
+                let config = format!(
+                    "state:\n  dir: {}\nrules:\n  dir: {}\n{}",
+                    dir.path().join("data").display(),
+                    rules_dir(dir.path()).display(),
+                    options.config
+                );
+                std::fs::write(&path, config).expect("write config");
+                path
+            }
+        };
         for (name, yaml) in &options.rules {
             std::fs::write(rules_dir(dir.path()).join(name), yaml).expect("write rule file");
         }

@@ -1,0 +1,487 @@
+//! The deployment manifests against the binary: every kustomize overlay builds and validates
+//! against the Kubernetes schemas (offline, `kubernetes-validate`); the config each overlay
+//! mounts is accepted by `atalaya check` together with its rules and routing files, at the
+//! paths the Deployment mounts them; ports, probe paths and the metrics endpoint are the ones
+//! the binary serves; the Prometheus rules pass `promtool` and, like the Grafana dashboard,
+//! name only metrics the code defines; the Dockerfile agrees with the Deployment. The test
+//! reads both sides, so they cannot drift apart.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Map, Value};
+use support::{Atalaya, Options};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn overlays() -> Vec<PathBuf> {
+    let dir = repo().join("deploy/kustomize/overlays");
+    let mut overlays: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("deploy/kustomize/overlays")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("kustomization.yaml").is_file())
+        .collect();
+    overlays.sort();
+    assert!(overlays.len() >= 2, "overlays: {overlays:?}");
+    overlays
+}
+
+/// Runs a tool the test script installs; a missing one fails with how to get it.
+fn tool(name: &str, install: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .chain([repo().join("target/tools/venv/bin")])
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    match found {
+        Some(path) => Command::new(path),
+        None => panic!("`{name}` not found: {install} (scripts/test does this)"),
+    }
+}
+
+fn kustomize(overlay: &Path) -> String {
+    let out = tool("kubectl", "kubectl with kustomize v5 is needed")
+        .arg("kustomize")
+        .arg(overlay)
+        .output()
+        .expect("kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}:\n{}",
+        overlay.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 manifests")
+}
+
+/// YAML (one or many documents) as JSON values.
+fn documents(text: &str) -> Vec<Value> {
+    yaml_rust2::YamlLoader::load_from_str(text)
+        .expect("valid YAML")
+        .iter()
+        .map(to_json)
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn to_json(yaml: &yaml_rust2::Yaml) -> Value {
+    use yaml_rust2::Yaml;
+    match yaml {
+        Yaml::Real(r) => r.parse::<f64>().map_or(Value::Null, Value::from),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::from(s.as_str()),
+        Yaml::Boolean(b) => Value::from(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Yaml::Hash(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    };
+                    (key, to_json(v))
+                })
+                .collect::<Map<_, _>>(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found = find(docs, kind);
+    assert_eq!(found.len(), 1, "one {kind} expected");
+    found[0]
+}
+
+/// The names of every metric the code defines (`"atalaya_…"` literals in the sources).
+fn metric_names() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut stack: Vec<PathBuf> = ["src", "bus/src", "rules/src", "connectors/src"]
+        .iter()
+        .map(|d| repo().join(d))
+        .collect();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for part in text.split('"').skip(1).step_by(2) {
+                if part.starts_with("atalaya_")
+                    && part.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                {
+                    names.insert(part.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// `atalaya_…` names used in a PromQL expression.
+fn names_in(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("atalaya_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_overlay_builds_and_validates_against_the_kubernetes_schemas() {
+    for overlay in overlays() {
+        let manifests = kustomize(&overlay);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &manifests).unwrap();
+        let out = tool(
+            "kubernetes-validate",
+            "pip install kubernetes-validate into target/tools/venv",
+        )
+        .args(["--strict", "--quiet", "-k", "1.31"])
+        .arg(file.path())
+        .output()
+        .expect("kubernetes-validate");
+        let report = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}:\n{report}", overlay.display());
+        // Only the Prometheus Operator's kinds have no schema here; they are checked below.
+        for line in report
+            .lines()
+            .filter(|l| l.contains("Couldn't find schema"))
+        {
+            assert!(
+                line.contains("monitoring.coreos.com"),
+                "{}: {line}",
+                overlay.display()
+            );
+        }
+    }
+}
+
+/// The pod's view of an overlay: its config, mounted files, ports and probes.
+struct Pod {
+    docs: Vec<Value>,
+    container: Value,
+    /// mountPath → the volume's source (`configMap`, `secret`, `persistentVolumeClaim`…).
+    mounts: Vec<(String, Value)>,
+    config_path: String,
+}
+
+impl Pod {
+    fn of(overlay: &Path) -> Self {
+        let docs = documents(&kustomize(overlay));
+        let deployment = one(&docs, "Deployment").clone();
+        let spec = &deployment["spec"]["template"]["spec"];
+        let container = spec["containers"][0].clone();
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let config_path = args
+            .windows(2)
+            .find(|w| w[0] == "--config" || w[0] == "-c")
+            .map(|w| w[1].to_owned())
+            .expect("--config in the container args");
+        let volumes = spec["volumes"].as_array().unwrap();
+        let mounts = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let volume = volumes
+                    .iter()
+                    .find(|v| v["name"] == m["name"])
+                    .expect("a volume for every mount");
+                (m["mountPath"].as_str().unwrap().to_owned(), volume.clone())
+            })
+            .collect();
+        Self {
+            docs,
+            container,
+            mounts,
+            config_path,
+        }
+    }
+
+    /// The volume mounted at `dir`.
+    fn volume_at(&self, dir: &str) -> &Value {
+        &self
+            .mounts
+            .iter()
+            .find(|(path, _)| path == dir)
+            .unwrap_or_else(|| panic!("nothing is mounted at {dir}"))
+            .1
+    }
+
+    /// The data of the ConfigMap mounted at `dir` (generated names carry a hash suffix).
+    fn config_map_at(&self, dir: &str) -> &Map<String, Value> {
+        let name = self.volume_at(dir)["configMap"]["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{dir} is not a ConfigMap"));
+        find(&self.docs, "ConfigMap")
+            .into_iter()
+            .find(|c| c["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("ConfigMap {name} is not in the manifests"))["data"]
+            .as_object()
+            .unwrap()
+    }
+
+    /// Writes every mounted ConfigMap and a fake file for every secret key the config names
+    /// under `root`, as the kubelet would lay them out; returns the config's path there.
+    fn materialize(&self, root: &Path) -> PathBuf {
+        let config_dir = parent(&self.config_path);
+        let config = self.config_map_at(config_dir)[file_name(&self.config_path)]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (dir, volume) in &self.mounts {
+            let target = root.join(dir.trim_start_matches('/'));
+            std::fs::create_dir_all(&target).unwrap();
+            if volume.get("configMap").is_some() {
+                for (name, text) in self.config_map_at(dir) {
+                    std::fs::write(target.join(name), text.as_str().unwrap()).unwrap();
+                }
+            }
+        }
+        // Every absolute path in the config now points under `root`; secret files it names
+        // get a fake secret, as if the Secret were there.
+        let mut config = config;
+        for (dir, _) in &self.mounts {
+            config = config.replace(dir, &format!("{}{dir}", root.display()));
+        }
+        for line in config.lines() {
+            if let Some((key, value)) = line.trim().split_once(':')
+                && key.ends_with("_file")
+            {
+                let path = PathBuf::from(value.trim());
+                assert!(
+                    path.starts_with(root),
+                    "{key} names {path:?}, which is not mounted"
+                );
+                std::fs::write(&path, "fake-secret-for-the-test\n").unwrap();
+            }
+        }
+        let path = root.join(self.config_path.trim_start_matches('/'));
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
+    fn config(&self) -> Value {
+        let text = self.config_map_at(parent(&self.config_path))[file_name(&self.config_path)]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        documents(&text).remove(0)
+    }
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("/", |(dir, _)| dir)
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
+}
+
+#[test]
+fn config_rules_and_routing_mounted_by_each_overlay_pass_check() {
+    for overlay in overlays() {
+        let pod = Pod::of(&overlay);
+        let config = pod.config();
+        // The paths the config names are where the Deployment mounts things.
+        let rules = config["rules"]["dir"].as_str().expect("rules.dir");
+        assert!(pod.volume_at(rules).get("configMap").is_some(), "{rules}");
+        let routing = config["routing"]["file"].as_str().expect("routing.file");
+        assert!(
+            pod.config_map_at(parent(routing))
+                .contains_key(file_name(routing)),
+            "{routing}"
+        );
+        let state = config["state"]["dir"].as_str().expect("state.dir");
+        assert!(
+            pod.volume_at(state).get("persistentVolumeClaim").is_some(),
+            "the state lives on the volume"
+        );
+
+        let root = tempfile::tempdir().unwrap();
+        let config_file = pod.materialize(root.path());
+        let out = support::std_command(root.path())
+            .arg("check")
+            .arg(&config_file)
+            .arg(root.path().join(rules.trim_start_matches('/')))
+            .output()
+            .expect("atalaya check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: atalaya check said:\n{stdout}",
+            overlay.display()
+        );
+        assert!(stdout.contains("ok: routing"), "{stdout}");
+    }
+}
+
+#[test]
+fn ports_match_between_config_container_and_service() {
+    for overlay in overlays() {
+        let pod = Pod::of(&overlay);
+        let listen = pod.config()["http"]["listen"]
+            .as_str()
+            .expect("http.listen")
+            .to_owned();
+        let port: u16 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
+        let container_port = &pod.container["ports"][0];
+        assert_eq!(container_port["containerPort"], port, "{listen}");
+        let port_name = container_port["name"].as_str().unwrap();
+        let service = one(&pod.docs, "Service");
+        assert_eq!(service["spec"]["ports"][0]["targetPort"], port_name);
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            assert_eq!(
+                pod.container[probe]["httpGet"]["port"], port_name,
+                "{probe}"
+            );
+        }
+        for monitor in find(&pod.docs, "ServiceMonitor") {
+            assert_eq!(
+                monitor["spec"]["endpoints"][0]["port"],
+                service["spec"]["ports"][0]["name"]
+            );
+        }
+        for policy in find(&pod.docs, "NetworkPolicy") {
+            assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], port);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_minimal_overlay_serves_its_probe_paths() {
+    let overlay = repo().join("deploy/kustomize/overlays/minimal");
+    let pod = Pod::of(&overlay);
+    let root = tempfile::tempdir().unwrap();
+    let config_file = pod.materialize(root.path());
+    let atalaya = Atalaya::start_in(
+        root,
+        Options {
+            config_file: Some(config_file),
+            ..Options::default()
+        },
+    )
+    .await;
+    atalaya.wait_ready().await;
+    let mut paths: Vec<String> = ["startupProbe", "livenessProbe", "readinessProbe"]
+        .iter()
+        .map(|p| {
+            pod.container[*p]["httpGet"]["path"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    paths.extend(find(&pod.docs, "ServiceMonitor").iter().map(|m| {
+        m["spec"]["endpoints"][0]["path"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }));
+    paths.push("/metrics".to_owned());
+    for path in paths {
+        let response = reqwest::get(atalaya.url(&path)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+#[test]
+fn the_pod_runs_locked_down_and_the_role_only_reads() {
+    for overlay in overlays() {
+        let pod = Pod::of(&overlay);
+        let security = &pod.container["securityContext"];
+        assert_eq!(security["readOnlyRootFilesystem"], true);
+        assert_eq!(security["allowPrivilegeEscalation"], false);
+        assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        let deployment = one(&pod.docs, "Deployment");
+        let spec = &deployment["spec"]["template"]["spec"]["securityContext"];
+        assert_eq!(spec["runAsNonRoot"], true);
+        assert_eq!(spec["seccompProfile"]["type"], "RuntimeDefault");
+        for role in find(&pod.docs, "ClusterRole") {
+            for rule in role["rules"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    assert!(
+                        ["get", "list", "watch"].contains(&verb.as_str().unwrap()),
+                        "{rule}"
+                    );
+                }
+                for resource in rule["resources"].as_array().unwrap() {
+                    assert!(
+                        ["nodes", "pods", "events", "leases"].contains(&resource.as_str().unwrap()),
+                        "{rule}"
+                    );
+                }
+            }
+        }
+    }
+    // The image runs as the same user, on the same port.
+    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    let pod = Pod::of(&repo().join("deploy/kustomize/overlays/minimal"));
+    let user =
+        &one(&pod.docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"];
+    assert!(
+        dockerfile.contains(&format!("\nUSER {user}:")),
+        "Dockerfile USER differs from runAsUser {user}"
+    );
+    let port = &pod.container["ports"][0]["containerPort"];
+    assert!(dockerfile.contains(&format!("\nEXPOSE {port}\n")));
+}
+
+#[test]
+fn prometheus_rules_and_the_dashboard_use_metrics_the_code_defines() {
+    let known = metric_names();
+    let rule_file = repo().join("deploy/kustomize/components/prometheus-rule/prometheusrule.yaml");
+    let rule = documents(&std::fs::read_to_string(&rule_file).unwrap()).remove(0);
+    let groups = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        groups.path(),
+        serde_json::to_string(&serde_json::json!({"groups": rule["spec"]["groups"]})).unwrap(),
+    )
+    .unwrap();
+    let out = tool("promtool", "apt-get install -y prometheus")
+        .args(["check", "rules"])
+        .arg(groups.path())
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+    );
+    let mut used = Vec::new();
+    for group in rule["spec"]["groups"].as_array().unwrap() {
+        for r in group["rules"].as_array().unwrap() {
+            used.extend(names_in(r["expr"].as_str().unwrap()));
+        }
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("deploy/dashboards/atalaya.json")).unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            used.extend(names_in(target["expr"].as_str().unwrap()));
+        }
+    }
+    assert!(used.len() > 20, "{used:?}");
+    let unknown: Vec<&String> = used.iter().filter(|n| !known.contains(*n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "metrics the code does not define: {unknown:?}"
+    );
+}
