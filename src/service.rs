@@ -168,9 +168,12 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         policy_tx,
         metrics: RoutingMetrics::register(&registry).map_err(registry_error)?,
     };
-    routing
-        .restore(&store, Timestamp::now())
-        .map_err(fail(exit::FAILURE))?;
+    let now = Timestamp::now();
+    routing.restore(&store, now).map_err(fail(exit::FAILURE))?;
+    // Alerts the engine resolved while restoring (their rule changed while atalaya was down)
+    // are news for the router too.
+    routing.on_outputs(now, &restored);
+    routing.persist(&store, now).map_err(fail(exit::FAILURE))?;
 
     let mut bus = BusBuilder::new(config.bus.capacity, &registry).map_err(registry_error)?;
     let (outputs_tx, outputs_rx) = mpsc::channel(OUTPUT_QUEUE);

@@ -415,3 +415,27 @@ async fn editing_the_routing_file_reloads_it() {
     second.wait_until("the alert", |a| !a.is_empty()).await;
     assert!(first.accepted().is_empty());
 }
+
+#[tokio::test]
+async fn an_alert_whose_rule_changed_while_down_is_told_resolved_after_the_restart() {
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &hook);
+    let mut atalaya = Atalaya::start_in(dir, opts).await;
+    temperature(&atalaya, "kitchen", "30").await;
+    hook.wait_until("the alert", |a| !a.is_empty()).await;
+    atalaya.signal(Signal::SIGTERM);
+    assert!(atalaya.wait().await.success());
+
+    let dir = std::mem::replace(&mut atalaya.dir, tempfile::tempdir().unwrap());
+    let mut opts = options(dir.path(), &hook);
+    opts.rules = vec![("temp.yaml", TEMP_RULE.replace("value > 25", "value > 35"))];
+    let _atalaya = Atalaya::start_in(dir, opts).await;
+    let got = hook
+        .wait_until("the resolution", |a| {
+            a.iter()
+                .any(|p| alert_names(p) == ["temp_high/kitchen(resolved)"])
+        })
+        .await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+}
