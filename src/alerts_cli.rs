@@ -52,7 +52,10 @@ fn render_alerts(list: &Value, now: Timestamp) -> String {
         let since = alert["startsAt"]
             .as_str()
             .and_then(|s| s.parse::<Timestamp>().ok())
-            .map_or_else(|| "?".to_owned(), |t| format!("{t} ({} ago)", ago(now, t)));
+            .map_or_else(
+                || "?".to_owned(),
+                |t| format!("{} ({} ago)", to_the_second(&t.to_string()), ago(now, t)),
+            );
         let others: Vec<String> = labels
             .into_iter()
             .flatten()
@@ -62,6 +65,14 @@ fn render_alerts(list: &Value, now: Timestamp) -> String {
         rows.push([name.to_owned(), state, since, others.join(" ")]);
     }
     table(&rows)
+}
+
+/// A timestamp without its fraction of a second; anything else as it is.
+fn to_the_second(text: &str) -> String {
+    text.parse::<Timestamp>()
+        .ok()
+        .and_then(|t| t.round(jiff::Unit::Second).ok())
+        .map_or_else(|| text.to_owned(), |t| t.to_string())
 }
 
 fn join(values: &[Value]) -> String {
@@ -179,7 +190,7 @@ fn render_silences(list: &Value, expired: bool) -> String {
             text("id"),
             matchers.join(" "),
             state.to_owned(),
-            text("endsAt"),
+            to_the_second(&text("endsAt")),
             text("createdBy"),
             text("comment"),
         ]);

@@ -50,6 +50,18 @@ impl RoutedAlert {
         self.ends_at.is_some_and(|end| end <= now)
     }
 
+    /// A one-shot alert: resolved at the instant it fired (a water leak, a door opened at
+    /// night). It is news all the same: it is notified as firing once, and its resolution is
+    /// not.
+    pub fn is_instant(&self) -> bool {
+        self.ends_at == Some(self.starts_at)
+    }
+
+    /// Whether notifications show it firing: while it is, and a one-shot alert until told.
+    pub fn shown_firing(&self, now: Timestamp) -> bool {
+        !self.is_resolved(now) || self.is_instant()
+    }
+
     /// This alert updated by a newer report of it (Alertmanager's merge): while the two
     /// overlap, the earlier start is kept; a report starting after this one ended is a new
     /// occurrence.
@@ -66,17 +78,18 @@ impl RoutedAlert {
     }
 
     pub fn notified(&self, now: Timestamp) -> NotifiedAlert {
+        let firing = self.shown_firing(now);
         NotifiedAlert {
-            status: if self.is_resolved(now) {
-                Status::Resolved
-            } else {
+            status: if firing {
                 Status::Firing
+            } else {
+                Status::Resolved
             },
             fingerprint: self.fingerprint.clone(),
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
             starts_at: self.starts_at,
-            ends_at: self.ends_at.filter(|end| *end <= now),
+            ends_at: self.ends_at.filter(|end| *end <= now && !firing),
             value: self.value.clone(),
             generator_url: self.generator_url.clone(),
         }

@@ -186,8 +186,8 @@ impl Router {
             .filter(|a| self.inhibited_by(a, now).is_none() && self.silenced_by(a, now).is_empty())
             .collect();
         alerts.sort_by(|a, b| {
-            (a.is_resolved(now), a.starts_at, &a.fingerprint).cmp(&(
-                b.is_resolved(now),
+            (!a.shown_firing(now), a.starts_at, &a.fingerprint).cmp(&(
+                !b.shown_firing(now),
                 b.starts_at,
                 &b.fingerprint,
             ))
@@ -199,12 +199,12 @@ impl Router {
             group.notified.resize(integrations.len(), None);
             let firing: BTreeSet<String> = alerts
                 .iter()
-                .filter(|a| !a.is_resolved(now))
+                .filter(|a| a.shown_firing(now))
                 .map(|a| a.fingerprint.clone())
                 .collect();
             let resolved: BTreeSet<String> = alerts
                 .iter()
-                .filter(|a| a.is_resolved(now))
+                .filter(|a| !a.shown_firing(now))
                 .map(|a| a.fingerprint.clone())
                 .collect();
             for (index, integration) in integrations.iter().enumerate() {
@@ -223,7 +223,7 @@ impl Router {
                 let sent: Vec<&RoutedAlert> = alerts
                     .iter()
                     .copied()
-                    .filter(|a| send_resolved || !a.is_resolved(now))
+                    .filter(|a| send_resolved || a.shown_firing(now))
                     .collect();
                 *log = Some(NotifyLog {
                     firing: firing.clone(),
@@ -236,10 +236,13 @@ impl Router {
                 out.push(notification(key, &group, index, &sent, now));
             }
         }
-        // Resolved alerts have been told (or were muted): they leave the group.
-        group
-            .alerts
-            .retain(|fp| self.alerts.get(fp).is_some_and(|a| !a.is_resolved(now)));
+        // Resolved alerts have been told (or were muted, as in Alertmanager): they leave the
+        // group. One-shot alerts stay through time muting, to be told once it ends.
+        group.alerts.retain(|fp| {
+            self.alerts
+                .get(fp)
+                .is_some_and(|a| !a.is_resolved(now) || (a.is_instant() && muted))
+        });
         if !group.alerts.is_empty() {
             self.groups.insert(key.to_owned(), group);
         }

@@ -657,3 +657,52 @@ fn the_example_policy_lets_critical_alerts_through_at_night_and_holds_the_rest()
     assert!(freezer[0].0 >= "2026-01-15T06:30:00Z".parse::<Timestamp>().unwrap());
     assert!(freezer[0].0 < "2026-01-15T06:35:30Z".parse::<Timestamp>().unwrap());
 }
+
+#[test]
+fn a_one_shot_alert_is_told_once_as_firing_and_its_resolution_is_not() {
+    let mut router = Router::new(policy(GROUPING));
+    let leak = [("alertname", "water_leak"), ("room", "kitchen")];
+    // The engine reports a one-shot alert firing and resolved at the same instant.
+    router.on_alert(t("0s"), firing(&leak, t("0s")));
+    router.on_alert(t("0s"), resolved(&leak, t("0s"), t("0s")));
+    let sent = run(&mut router, t("1h"));
+    assert_eq!(
+        summary(&sent),
+        vec![(t("30s"), "home firing water_leak".to_owned())]
+    );
+    assert_eq!(sent[0].1.alerts[0].ends_at, None);
+    assert_eq!(router.next_deadline(), None, "nothing left to tell");
+    // Another leak later is news again.
+    router.on_alert(t("2h"), firing(&leak, t("2h")));
+    router.on_alert(t("2h"), resolved(&leak, t("2h"), t("2h")));
+    assert_eq!(run(&mut router, t("3h")).len(), 1);
+}
+
+#[test]
+fn a_one_shot_alert_during_quiet_hours_is_told_when_they_end() {
+    let mut router = Router::new(policy(QUIET_HOURS));
+    let night: Timestamp = "2026-01-15T02:00:00Z".parse().unwrap();
+    let door = [("alertname", "door_opened"), ("severity", "warning")];
+    router.on_alert(night, firing(&door, night));
+    router.on_alert(night, resolved(&door, night, night));
+    let sent = summary(&run(&mut router, "2026-01-15T08:00:00Z".parse().unwrap()));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1, "family firing door_opened");
+    // 07:00 in Madrid is 06:00 UTC in winter.
+    assert!(sent[0].0 >= "2026-01-15T06:00:00Z".parse::<Timestamp>().unwrap());
+}
+
+#[test]
+fn a_silenced_one_shot_alert_is_dropped() {
+    let mut router = Router::new(policy(GROUPING));
+    router
+        .add_silence(
+            t("0s"),
+            silence("s", &[("alertname", "water_leak")], t("0s"), t("10m")),
+        )
+        .unwrap();
+    let leak = [("alertname", "water_leak"), ("room", "kitchen")];
+    router.on_alert(t("0s"), firing(&leak, t("0s")));
+    router.on_alert(t("0s"), resolved(&leak, t("0s"), t("0s")));
+    assert!(run(&mut router, t("1h")).is_empty());
+}
