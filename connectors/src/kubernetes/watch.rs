@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use jiff::Timestamp;
 use kube::Api;
+use kube::api::WatchParams;
 use kube::runtime::watcher;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,9 @@ pub(crate) struct Watch<K: Kind> {
     deadlines: Deadlines,
     shared: Arc<Shared>,
     telemetry: WatchTelemetry,
+    /// The API server refused to watch (403) and has not been seen to allow it since: a
+    /// list succeeding does not end that outage.
+    watch_refused: bool,
 }
 
 type WatchStream<K> =
@@ -83,6 +87,7 @@ impl<K: Kind> Watch<K> {
             deadlines,
             shared,
             telemetry,
+            watch_refused: false,
         }
     }
 
@@ -176,10 +181,12 @@ impl<K: Kind> Watch<K> {
                 true
             }
             W::WatchStartFailed(e) if forbidden(e) => {
+                self.watch_refused = true;
                 self.telemetry.forbidden("watch", &text);
                 true
             }
             W::WatchError(status) if status.code == 403 => {
+                self.watch_refused = true;
                 self.telemetry.forbidden("watch", &status.message);
                 true
             }
@@ -289,9 +296,27 @@ impl<K: Kind> Watch<K> {
             writes.put(SYNC_TABLE, &self.sync_key, now.to_string().into_bytes());
             self.synced = true;
         }
-        self.telemetry.listed(listed.len(), baseline);
+        if self.watch_refused && !self.may_watch().await {
+            self.telemetry.forbidden("watch", "still forbidden");
+        } else {
+            self.watch_refused = false;
+            self.telemetry.listed(listed.len(), baseline);
+        }
         let events = report.events;
         self.publish(events, writes, stop).await
+    }
+
+    /// Whether the API server lets this watch start now: after a 403 on watch, a list
+    /// succeeding says nothing about watching, and kube's own watch request gives no sign
+    /// when it succeeds. The probe watches a name no object has, for a second at most.
+    async fn may_watch(&self) -> bool {
+        let probe = WatchParams::default()
+            .fields("metadata.name=atalaya-permission-probe")
+            .timeout(1);
+        !matches!(
+            self.api.watch(&probe, "0").await,
+            Err(kube::Error::Api(status)) if status.is_forbidden()
+        )
     }
 
     /// Timers: looks again at every entry whose time has come.
