@@ -230,7 +230,11 @@ async fn ended_and_cut_watches_resume_from_their_bookmark_and_last_version() {
     drop(back);
     nothing_else_told(&api, &mut bridge, "marker").await;
     assert!(bridge.ready(), "a cut connection is not an outage");
-    assert_eq!(bridge.errors("watch"), 0.0, "kube resumes a cut stream like an ended one");
+    assert_eq!(
+        bridge.errors("watch"),
+        0.0,
+        "kube resumes a cut stream like an ended one"
+    );
     bridge.stop().await;
 }
 
