@@ -227,9 +227,11 @@ pub(super) fn read_kubernetes(root: &mut Table, ctx: &mut Ctx) -> Option<Kuberne
         return None;
     }
     let mut k = root.section(ctx, "kubernetes");
-    let mut c = KubernetesConfig::default();
-    c.kubeconfig = k.get(ctx, "kubeconfig", path);
-    c.context = k.get(ctx, "context", string).filter(|s| !s.is_empty());
+    let mut c = KubernetesConfig {
+        kubeconfig: k.get(ctx, "kubeconfig", path),
+        context: k.get(ctx, "context", string).filter(|s| !s.is_empty()),
+        ..KubernetesConfig::default()
+    };
     if let Some(v) = k.get(ctx, "namespaces", strings) {
         c.namespaces = v;
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atalaya_bus::bus::Delivery;
-use atalaya_bus::store::{Store, TableBatch};
+use atalaya_bus::store::{Entry, Store, TableBatch};
 use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -197,11 +197,16 @@ impl Deadlines {
     }
 }
 
+/// One write: table, key, and the value to put (`None`: delete the key).
+type Write = (&'static str, Vec<u8>, Option<Vec<u8>>);
+/// Writes gathered for one transaction: the last per key of each table.
+type Batch = BTreeMap<&'static str, BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
+
 /// Store writes that follow a published change.
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
-    /// `(table, key, Some(value))` to write, `(table, key, None)` to delete, in order.
-    entries: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
+    /// In order.
+    entries: Vec<Write>,
 }
 
 impl Writes {
@@ -273,30 +278,25 @@ pub(crate) async fn commit_stage(
     Ok(())
 }
 
-async fn write(
-    store: &Arc<Store>,
-    batch: BTreeMap<&'static str, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
-) -> Result<(), KubernetesError> {
+async fn write(store: &Arc<Store>, batch: Batch) -> Result<(), KubernetesError> {
     if batch.is_empty() {
         return Ok(());
     }
     let store = Arc::clone(store);
     // redb commits with an fsync: off the async threads.
     tokio::task::spawn_blocking(move || {
-        let tables: Vec<(&str, Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>)> = batch
-            .into_iter()
-            .map(|(table, entries)| {
-                let mut puts = Vec::new();
-                let mut deletes = Vec::new();
-                for (key, value) in entries {
-                    match value {
-                        Some(value) => puts.push((key, value)),
-                        None => deletes.push(key),
-                    }
+        let mut tables = Vec::with_capacity(batch.len());
+        for (table, entries) in batch {
+            let mut puts: Vec<Entry> = Vec::new();
+            let mut deletes = Vec::new();
+            for (key, value) in entries {
+                match value {
+                    Some(value) => puts.push((key, value)),
+                    None => deletes.push(key),
                 }
-                (table, puts, deletes)
-            })
-            .collect();
+            }
+            tables.push((table, puts, deletes));
+        }
         let batches: Vec<TableBatch<'_>> = tables
             .iter()
             .map(|(table, puts, deletes)| TableBatch {
