@@ -247,6 +247,14 @@ pub(super) fn read_kubernetes(root: &mut Table, ctx: &mut Ctx) -> Option<Kuberne
             *flag = v;
         }
     }
+    if !(watches.nodes || watches.leases || watches.pods || watches.events) {
+        ctx.error(
+            &k.full("watches"),
+            None,
+            Anchor::Key,
+            "every watch is off; remove `kubernetes:` to turn the bridge off",
+        );
+    }
     w.finish(ctx);
     let mut e = k.section(ctx, "events");
     let events = &mut c.events;

@@ -159,6 +159,12 @@ impl KubernetesConnector {
         }
         info!(cluster = %cluster_url, watches = tasks.len(), "Kubernetes bridge starting.");
         drop(shared);
+        if tasks.is_empty() {
+            // Every watch off (the service's config refuses that): nothing to do but wait.
+            health.all_healthy();
+            stop.cancelled().await;
+            return Ok(());
+        }
         let commit_stage = known::commit_stage(commits_rx, Arc::clone(&store), stop.clone());
         let stop_on_failure = |result: Result<(), KubernetesError>| {
             if result.is_err() {
