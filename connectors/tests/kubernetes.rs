@@ -53,7 +53,9 @@ async fn nothing_else_told(api: &FakeApi, bridge: &mut Bridge, marker: &str) {
 #[tokio::test]
 async fn a_node_going_not_ready_is_one_event_and_ready_again_another() {
     let api = FakeApi::start().await;
-    let since = ago(3600);
+    // Whole seconds, as the API server keeps them, so differences are exact.
+    let base = Timestamp::now().round(jiff::Unit::Second).unwrap();
+    let since = base - SignedDuration::from_secs(3600);
     api.apply(
         Resource::Nodes,
         node("pi-1", "True", &[("DiskPressure", "False")], since),
@@ -69,7 +71,7 @@ async fn a_node_going_not_ready_is_one_event_and_ready_again_another() {
         Resource::Nodes,
         node("pi-1", "True", &[("DiskPressure", "False")], since),
     );
-    let down = ago(30);
+    let down = base - SignedDuration::from_secs(30);
     api.apply(
         Resource::Nodes,
         node("pi-1", "Unknown", &[("DiskPressure", "False")], down),
@@ -750,6 +752,8 @@ async fn a_list_in_pages_is_one_list() {
             ),
         );
     }
+    // The second page's continue token has expired: kube lists again from the start.
+    api.expire_next_continue();
     let dir = tempfile::tempdir().unwrap();
     let config = watching(config(&api, dir.path()), false, true, false);
     let mut bridge = Bridge::start(config, store(dir.path())).await;
@@ -759,12 +763,13 @@ async fn a_list_in_pages_is_one_list() {
         .into_iter()
         .filter(|r| r.resource == Resource::Pods && !r.watch)
         .collect();
-    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert_eq!(pages.len(), 5, "1 page, 1 expired, then 3: {pages:?}");
     assert!(pages.iter().all(|p| p.limit.as_deref() == Some("100")));
     assert_eq!(
         pages.iter().filter(|p| p.continue_token.is_some()).count(),
-        2
+        3
     );
+    assert_eq!(bridge.errors("list"), 0.0, "an expired token is protocol");
 
     // A relist in pages: nothing told. A restart of a listed pod: told as one restart.
     let before = api.request_count();

@@ -216,12 +216,13 @@ fn kubernetes_section_mistakes_are_positioned() {
     let (_dir, source) = file(
         "kubernetes:\n  namespaces: media\n  watches:\n    node: false\n  pods:\n    pending_after: 5\n  events:\n    types: [Warning, \"\"]\n",
     );
-    let (_dir2, all_off) = file(
-        "kubernetes:\n  watches: {nodes: false, leases: false, pods: false, events: false}\n",
-    );
+    let (_dir2, all_off) =
+        file("kubernetes:\n  watches: {nodes: false, leases: false, pods: false, events: false}\n");
     assert_eq!(
         errors(&all_off, &[]),
-        ["atalaya.yaml:2:3: kubernetes.watches: every watch is off; remove `kubernetes:` to turn the bridge off"]
+        [
+            "atalaya.yaml:2:3: kubernetes.watches: every watch is off; remove `kubernetes:` to turn the bridge off"
+        ]
     );
     assert_eq!(
         errors(&source, &[]),

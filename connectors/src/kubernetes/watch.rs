@@ -157,7 +157,7 @@ impl<K: Kind> Watch<K> {
                 stream = self.stream();
                 listing = None;
             }
-            if matches!(&failure, watcher::Error::WatchError(status) if status.code == 410) {
+            if is_expired(&failure) {
                 // kube lists again at once, as client-go does.
                 continue;
             }
@@ -191,6 +191,11 @@ impl<K: Kind> Watch<K> {
                 true
             }
             W::WatchError(status) if status.code == 410 => {
+                self.telemetry.expired();
+                false
+            }
+            // A list's continue token expired: kube lists from the start again.
+            W::InitialListFailed(Client::Api(status)) if status.code == 410 => {
                 self.telemetry.expired();
                 false
             }
@@ -380,6 +385,15 @@ impl<K: Kind> Watch<K> {
             .send(Commit { delivery, writes })
             .await
             .map_err(|_| KubernetesError::Stopped)
+    }
+}
+
+/// 410 Gone: the resource version or continue token expired; kube lists again.
+fn is_expired(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::WatchError(status) => status.code == 410,
+        watcher::Error::InitialListFailed(kube::Error::Api(status)) => status.code == 410,
+        _ => false,
     }
 }
 

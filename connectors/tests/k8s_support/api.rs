@@ -9,7 +9,8 @@
 //!   point gets an `ERROR` with a 410 `Expired` Status, as the real server sends it.
 //! - One resource version counter for everything, as etcd has.
 //! - Test controls: change and delete objects, send bookmarks, expire (410) or end open
-//!   watches, cut their connections mid-stream, and refuse requests with 403.
+//!   watches, cut their connections mid-stream, expire a list's continue token (410), and
+//!   refuse requests with 403.
 //! - Every request is recorded, and tests can wait for one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -98,6 +99,8 @@ struct Inner {
     forbidden: HashSet<(Resource, &'static str)>,
     watchers: Vec<Watcher>,
     requests: Vec<Request>,
+    /// The next list page asked for with a `continue` token gets 410 (the token expired).
+    expire_continue: bool,
 }
 
 /// The fake API server. Stops when dropped.
@@ -222,6 +225,9 @@ async fn handle(
     }
     if watch {
         inner.watch(resource, namespace, &query)
+    } else if query.contains_key("continue") && std::mem::take(&mut inner.expire_continue) {
+        let message = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
+        json_response(StatusCode::GONE, &status(410, "Expired", message))
     } else {
         inner.list(resource, namespace.as_deref(), &query)
     }
@@ -417,6 +423,11 @@ impl FakeApi {
                 .lines
                 .send(Ok(line("ERROR", &status(410, "Expired", &message))));
         }
+    }
+
+    /// Answers 410 to the next list page asked for with a `continue` token.
+    pub fn expire_next_continue(&self) {
+        self.inner.lock().unwrap().expire_continue = true;
     }
 
     /// Ends every open watch cleanly, as the server's watch timeout does.
