@@ -8,6 +8,11 @@
 //!   fake server.
 //! - `../support/logs.rs`: [`CapturedLogs`], what the connector logged.
 
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the support"
+)]
+
 pub mod api;
 #[allow(dead_code, reason = "shared with the MQTT tests, which use all of it")]
 #[path = "../support/logs.rs"]
@@ -25,12 +30,15 @@ use atalaya_bus::store::Store;
 use atalaya_connectors::kubernetes::{
     ERROR_STAGES, KubernetesConfig, KubernetesConnector, KubernetesError,
 };
+use jiff::{SignedDuration, Timestamp};
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use api::{FakeApi, Resource};
+#[allow(unused_imports, reason = "only the protocol tests read the logs")]
 pub use logs::CapturedLogs;
+use objects::node;
 
 /// How long a test waits for anything before it fails; generous for a loaded machine.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -173,4 +181,34 @@ impl Bridge {
             .expect("the connector task does not panic");
         result.expect("the connector ends without error");
     }
+}
+
+/// `seconds` ago.
+pub fn ago(seconds: i64) -> Timestamp {
+    Timestamp::now() - SignedDuration::from_secs(seconds)
+}
+
+/// Only the watches named (`nodes` always, for the marker).
+pub fn watching(
+    mut config: KubernetesConfig,
+    leases: bool,
+    pods: bool,
+    events: bool,
+) -> KubernetesConfig {
+    config.watches.nodes = true;
+    config.watches.leases = leases;
+    config.watches.pods = pods;
+    config.watches.events = events;
+    config
+}
+
+/// Adds a new healthy node and checks its `added` is the next event: nothing was told
+/// between what the test already took and now.
+pub async fn nothing_else_told(api: &FakeApi, bridge: &mut Bridge, marker: &str) {
+    api.apply(Resource::Nodes, node(marker, "True", &[], Timestamp::now()));
+    assert_eq!(
+        bridge.next_subject().await,
+        format!("k8s/node/{marker}/added"),
+        "nothing but the marker was told"
+    );
 }
