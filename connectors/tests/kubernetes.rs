@@ -29,7 +29,7 @@ use serde_json::json;
 async fn a_node_going_not_ready_is_one_event_and_ready_again_another() {
     let api = FakeApi::start().await;
     // Whole seconds, as the API server keeps them, so differences are exact.
-    let base = Timestamp::now().round(jiff::Unit::Second).unwrap();
+    let base = Timestamp::from_second(Timestamp::now().as_second()).unwrap();
     let since = base - SignedDuration::from_secs(3600);
     api.apply(
         Resource::Nodes,

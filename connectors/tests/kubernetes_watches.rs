@@ -297,3 +297,28 @@ async fn events_are_filtered_and_deduplicated_by_uid_and_count() {
     nothing_else_told(&api, &mut bridge, "marker").await;
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn timers_wait_for_the_first_list_after_a_restart() {
+    let api = FakeApi::start().await;
+    api.apply(
+        Resource::Pods,
+        pod("media", "stuck-0", "Pending", json!([]), ago(600)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = watching(config(&api, dir.path()), false, true, false);
+    config.pods.pending_after = Duration::from_secs(3600);
+    let mut bridge = Bridge::start(config.clone(), store(dir.path())).await;
+    bridge.until_ready().await;
+    nothing_else_told(&api, &mut bridge, "marker-1").await;
+    bridge.stop().await;
+
+    // Deleted while atalaya was down; its Pending deadline passed meanwhile (the bound is
+    // shorter now). The stored state is stale until the list says so: nothing is told.
+    api.delete(Resource::Pods, "media/stuck-0");
+    config.pods.pending_after = Duration::from_secs(300);
+    let mut bridge = Bridge::start(config, store(dir.path())).await;
+    bridge.until_ready().await;
+    nothing_else_told(&api, &mut bridge, "marker-2").await;
+    bridge.stop().await;
+}

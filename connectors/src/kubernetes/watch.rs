@@ -31,6 +31,8 @@ use crate::backoff::Backoff;
 
 /// Objects per list page: bounds what the watcher holds during a list.
 const PAGE_SIZE: u32 = 100;
+/// The longest wait for the answer to a permission probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every watch of the bridge shares.
 pub(crate) struct Shared {
@@ -57,6 +59,9 @@ pub(crate) struct Watch<K: Kind> {
     /// The API server refused to watch (403) and has not been seen to allow it since: a
     /// list succeeding does not end that outage.
     watch_refused: bool,
+    /// Whether a list completed in this process: until then the summaries are the store's,
+    /// maybe stale (a pod deleted while atalaya was down), and timers wait.
+    listed: bool,
 }
 
 type WatchStream<K> =
@@ -88,6 +93,7 @@ impl<K: Kind> Watch<K> {
             shared,
             telemetry,
             watch_refused: false,
+            listed: false,
         }
     }
 
@@ -107,7 +113,7 @@ impl<K: Kind> Watch<K> {
         // The keys seen by the list in progress.
         let mut listing: Option<HashSet<String>> = None;
         loop {
-            let wake = self.deadlines.next();
+            let wake = self.deadlines.next().filter(|_| self.listed);
             let item = tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
@@ -296,6 +302,7 @@ impl<K: Kind> Watch<K> {
         for key in gone {
             self.forget(&key, &mut report, &mut writes);
         }
+        self.listed = true;
         let baseline = !self.synced;
         if baseline {
             writes.put(SYNC_TABLE, &self.sync_key, now.to_string().into_bytes());
@@ -318,10 +325,9 @@ impl<K: Kind> Watch<K> {
         let probe = WatchParams::default()
             .fields("metadata.name=atalaya-permission-probe")
             .timeout(1);
-        !matches!(
-            self.api.watch(&probe, "0").await,
-            Err(kube::Error::Api(status)) if status.is_forbidden()
-        )
+        // A server that does not answer in time is not a refusal: kube's own watch tells.
+        let answer = tokio::time::timeout(PROBE_TIMEOUT, self.api.watch(&probe, "0")).await;
+        !matches!(answer, Ok(Err(kube::Error::Api(status))) if status.is_forbidden())
     }
 
     /// Timers: looks again at every entry whose time has come.
