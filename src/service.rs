@@ -239,6 +239,32 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             Ok(())
         });
     }
+    // The cluster: node, lease, pod and Event watches. A refused permission (403) or an
+    // unreachable API server is retried inside the connector; only the bus or the store
+    // failing ends its task.
+    #[cfg(feature = "kubernetes")]
+    if let Some(kubernetes) = config.kubernetes.clone() {
+        let counters =
+            connectors.connector("kubernetes", atalaya_connectors::kubernetes::ERROR_STAGES);
+        let ready = kubernetes
+            .required_for_ready
+            .then(|| readiness.register("kubernetes"));
+        let connector = atalaya_connectors::kubernetes::KubernetesConnector::connect(
+            kubernetes,
+            publisher.clone(),
+            Arc::clone(&store),
+            counters,
+            ready,
+        )
+        .await
+        .map_err(anyhow::Error::from)
+        .map_err(fail(exit::CONFIG))?;
+        let token = supervisor.token().clone();
+        supervisor.spawn(Stage::Source, "kubernetes", async move {
+            connector.run(token).await?;
+            Ok(())
+        });
+    }
     let actions_tx = if action_publishers.is_empty() {
         None
     } else {

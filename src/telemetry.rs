@@ -18,6 +18,13 @@ pub fn init_logging(format: LogFormat, filter: &str) {
             directives.push_str(&format!(",{noisy}=warn"));
         }
     }
+    // kube warns at every retry of a refused watch and at every resumed watch stream; the
+    // Kubernetes bridge logs those itself, once per outage, saying what to do.
+    for noisy in ["kube_runtime", "kube_client"] {
+        if !filter.contains(noisy) {
+            directives.push_str(&format!(",{noisy}=error"));
+        }
+    }
     // The filter was validated with the config; fall back to `info` rather than fail here.
     let filter = EnvFilter::builder()
         .parse(&directives)

@@ -485,3 +485,30 @@ fn prometheus_rules_and_the_dashboard_use_metrics_the_code_defines() {
         "metrics the code does not define: {unknown:?}"
     );
 }
+
+#[test]
+fn rule_files_in_the_manifests_are_the_example_pack_s() {
+    // Kustomize cannot reach outside its folder, so the manifests carry copies of the example
+    // rules (tested by `atalaya test examples/rules`); they must not drift apart.
+    let examples = repo().join("examples/rules");
+    let mut checked = 0;
+    for dir in [
+        "deploy/kustomize/base/rules",
+        "deploy/kustomize/overlays/homelab/rules",
+    ] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let body = |p: &Path| -> String {
+                let text = std::fs::read_to_string(p).unwrap();
+                // The first line points editors at the schema, relative to the file.
+                text.split_once('\n')
+                    .map_or(text.clone(), |(_, rest)| rest.to_owned())
+            };
+            let example = examples.join(path.file_name().unwrap());
+            assert!(example.is_file(), "{} has no example", path.display());
+            assert_eq!(body(&path), body(&example), "{} differs", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5);
+}

@@ -16,11 +16,17 @@
 //!   output (always built).
 //! - [`payload`]: the one payload decoding policy of message brokers (always built).
 //! - [`tls`]: TLS settings shared by the connectors that speak TLS.
+//! - `backoff`: the reconnect back-off of the MQTT and Kubernetes connectors.
 //! - `mqtt` (feature `mqtt`): MQTT source and publisher.
 //! - `nats` (feature `nats`): NATS core and JetStream source, and publisher.
+//! - `kubernetes` (feature `kubernetes`): node, lease, pod and Event watches as a source.
 //! - `webhook` (feature `webhook`): notifications POSTed as Alertmanager's webhook JSON.
 
+#[cfg(any(feature = "mqtt", feature = "kubernetes"))]
+mod backoff;
 pub mod console;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(feature = "nats")]

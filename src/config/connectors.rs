@@ -1,6 +1,8 @@
-//! `mqtt:` and `nats:` — the broker connectors, each present only when configured (and only
-//! in builds with its cargo feature).
+//! `mqtt:`, `nats:` and `kubernetes:` — the connectors that are sources, each present only
+//! when configured (and only in builds with its cargo feature).
 
+#[cfg(feature = "kubernetes")]
+use atalaya_connectors::kubernetes::config::KubernetesConfig;
 #[cfg(feature = "mqtt")]
 use atalaya_connectors::mqtt::config::{MqttConfig, MqttSubscription};
 #[cfg(feature = "nats")]
@@ -199,4 +201,96 @@ pub(super) fn read_nats(root: &mut Table, ctx: &mut Ctx) -> Option<NatsConfig> {
     }
     n.finish(ctx);
     servers.map(|_| c)
+}
+
+/// A list of non-empty strings (`[Warning]`, `[media, home]`).
+#[cfg(feature = "kubernetes")]
+fn strings(value: &config::Value) -> Result<Vec<String>, String> {
+    let items = value
+        .clone()
+        .into_array()
+        .map_err(|_| "expected a list of strings, such as [a, b]".to_owned())?;
+    items
+        .iter()
+        .map(|item| match string(item)? {
+            s if s.trim().is_empty() => Err("an item of the list is empty".to_owned()),
+            s => Ok(s),
+        })
+        .collect()
+}
+
+/// `kubernetes:`, when present (`kubernetes: {}` watches everything with the defaults).
+#[cfg(feature = "kubernetes")]
+pub(super) fn read_kubernetes(root: &mut Table, ctx: &mut Ctx) -> Option<KubernetesConfig> {
+    if !root.has("kubernetes") {
+        root.take("kubernetes");
+        return None;
+    }
+    let mut k = root.section(ctx, "kubernetes");
+    let mut c = KubernetesConfig {
+        kubeconfig: k.get(ctx, "kubeconfig", path),
+        context: k.get(ctx, "context", string).filter(|s| !s.is_empty()),
+        ..KubernetesConfig::default()
+    };
+    if let Some(v) = k.get(ctx, "namespaces", strings) {
+        c.namespaces = v;
+    }
+    let mut w = k.section(ctx, "watches");
+    let watches = &mut c.watches;
+    for (key, flag) in [
+        ("nodes", &mut watches.nodes),
+        ("leases", &mut watches.leases),
+        ("pods", &mut watches.pods),
+        ("events", &mut watches.events),
+    ] {
+        if let Some(v) = w.get(ctx, key, boolean) {
+            *flag = v;
+        }
+    }
+    if !(watches.nodes || watches.leases || watches.pods || watches.events) {
+        ctx.error(
+            &k.full("watches"),
+            None,
+            Anchor::Key,
+            "every watch is off; remove `kubernetes:` to turn the bridge off",
+        );
+    }
+    w.finish(ctx);
+    let mut e = k.section(ctx, "events");
+    let events = &mut c.events;
+    if let Some(v) = e.get(ctx, "types", strings) {
+        events.types = v;
+    }
+    for (key, list) in [
+        ("include_reasons", &mut events.include_reasons),
+        ("exclude_reasons", &mut events.exclude_reasons),
+        ("involved_kinds", &mut events.involved_kinds),
+        ("namespaces", &mut events.namespaces),
+    ] {
+        if let Some(v) = e.get(ctx, key, strings) {
+            *list = v;
+        }
+    }
+    e.finish(ctx);
+    let mut p = k.section(ctx, "pods");
+    if let Some(v) = p.get(ctx, "pending_after", duration) {
+        c.pods.pending_after = v;
+    }
+    p.finish(ctx);
+    let mut l = k.section(ctx, "leases");
+    c.leases.stale_after = l.get(ctx, "stale_after", duration);
+    l.finish(ctx);
+    let mut r = k.section(ctx, "reconnect");
+    if let Some(v) = r.get(ctx, "min", duration) {
+        c.reconnect.0 = v;
+    }
+    if let Some(v) = r.get(ctx, "max", duration) {
+        c.reconnect.1 = v;
+    }
+    r.finish(ctx);
+    if let Some(v) = k.get(ctx, "required_for_ready", boolean) {
+        c.required_for_ready = v;
+    }
+    k.finish(ctx);
+    Some(c)
 }

@@ -268,6 +268,10 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     {
         config.nats = super::connectors::read_nats(&mut root, ctx);
     }
+    #[cfg(feature = "kubernetes")]
+    {
+        config.kubernetes = super::connectors::read_kubernetes(&mut root, ctx);
+    }
     root.finish(ctx);
     config
 }

@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - `load`: reading the sources through the `config` crate and checking every key.
-//! - `connectors`: the `mqtt:` and `nats:` sections.
+//! - `connectors`: the `mqtt:`, `nats:` and `kubernetes:` sections.
 //! - `reader`: taking the merged tree apart key by key, collecting every mistake.
 //! - `locate`: line and column of a key in the YAML text.
 
@@ -47,6 +47,9 @@ pub struct Config {
     /// `nats:`, when configured.
     #[cfg(feature = "nats")]
     pub nats: Option<atalaya_connectors::nats::config::NatsConfig>,
+    /// `kubernetes:`, when configured.
+    #[cfg(feature = "kubernetes")]
+    pub kubernetes: Option<atalaya_connectors::kubernetes::config::KubernetesConfig>,
 }
 
 /// `http:` — the HTTP API (ingest, health, metrics).
@@ -163,6 +166,8 @@ impl Default for Config {
             mqtt: None,
             #[cfg(feature = "nats")]
             nats: None,
+            #[cfg(feature = "kubernetes")]
+            kubernetes: None,
         }
     }
 }

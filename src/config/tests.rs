@@ -179,3 +179,58 @@ fn broker_section_mistakes_are_positioned() {
         ]
     );
 }
+
+#[test]
+fn kubernetes_section() {
+    let (_dir, source) = file(
+        "kubernetes:\n  context: home\n  namespaces: [media, home]\n  watches:\n    events: false\n  events:\n    exclude_reasons: [\"Failed*\"]\n    involved_kinds: [Pod]\n  pods:\n    pending_after: 10m\n  leases:\n    stale_after: 30s\n  reconnect: {min: 2s, max: 30s}\n",
+    );
+    let k = load(&source, env(&[])).unwrap().kubernetes.unwrap();
+    assert_eq!(k.context.as_deref(), Some("home"));
+    assert_eq!(k.namespaces, ["media", "home"]);
+    assert!(k.watches.nodes && k.watches.leases && k.watches.pods && !k.watches.events);
+    assert_eq!(k.events.types, ["Warning"]);
+    assert_eq!(k.events.exclude_reasons, ["Failed*"]);
+    assert_eq!(k.events.involved_kinds, ["Pod"]);
+    assert_eq!(k.pods.pending_after, Duration::from_secs(600));
+    assert_eq!(k.leases.stale_after, Some(Duration::from_secs(30)));
+    assert_eq!(
+        k.reconnect,
+        (Duration::from_secs(2), Duration::from_secs(30))
+    );
+    assert!(k.required_for_ready);
+
+    let (_dir, source) = file("kubernetes: {}\n");
+    let k = load(&source, env(&[])).unwrap().kubernetes.unwrap();
+    assert!(k.kubeconfig.is_none() && k.namespaces.is_empty() && k.leases.stale_after.is_none());
+    assert!(
+        load(&ConfigSource::Defaults, env(&[]))
+            .unwrap()
+            .kubernetes
+            .is_none()
+    );
+}
+
+#[test]
+fn kubernetes_section_mistakes_are_positioned() {
+    let (_dir, source) = file(
+        "kubernetes:\n  namespaces: media\n  watches:\n    node: false\n  pods:\n    pending_after: 5\n  events:\n    types: [Warning, \"\"]\n",
+    );
+    let (_dir2, all_off) =
+        file("kubernetes:\n  watches: {nodes: false, leases: false, pods: false, events: false}\n");
+    assert_eq!(
+        errors(&all_off, &[]),
+        [
+            "atalaya.yaml:2:3: kubernetes.watches: every watch is off; remove `kubernetes:` to turn the bridge off"
+        ]
+    );
+    assert_eq!(
+        errors(&source, &[]),
+        [
+            "atalaya.yaml:2:15: kubernetes.namespaces: expected a list of strings, such as [a, b]",
+            "atalaya.yaml:4:5: kubernetes.watches.node: unknown key `node`; did you mean `nodes`?",
+            "atalaya.yaml:8:12: kubernetes.events.types: an item of the list is empty",
+            "atalaya.yaml:6:20: kubernetes.pods.pending_after: expected a duration with a unit such as `5s` or `2m`, found an integer",
+        ]
+    );
+}

@@ -72,9 +72,7 @@
 //! - `publisher`: [`MqttPublisher`].
 //! - `options`: config validation and rumqttc options (TLS, credentials, last will).
 //! - `telemetry`: log lines and metrics, written together.
-//! - `backoff`: the reconnect back-off.
 
-mod backoff;
 pub mod config;
 mod delivery;
 mod message;

@@ -17,13 +17,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::MqttError;
-use super::backoff::Backoff;
 use super::config::MqttConfig;
 use super::delivery::{BusStage, Inbound, Link, PendingAck, ack_stage};
 use super::message::Subscriptions;
 use super::options::{self, OFFLINE, ONLINE};
 use super::publisher::MqttPublisher;
 use super::telemetry::{ConnectionTelemetry, Failure, MessageTelemetry};
+use crate::backoff::Backoff;
 
 /// At shutdown, how long events already on the bus may take to be done, so their messages
 /// are acknowledged rather than redelivered after the restart.

@@ -1,5 +1,6 @@
-//! The reconnect back-off: doubling from a minimum to a maximum, with ±20 % jitter so that
-//! many clients cut off by one broker restart do not all come back in the same instant.
+//! The reconnect back-off (MQTT, Kubernetes): doubling from a minimum to a maximum, with
+//! ±20 % jitter so that many clients cut off by one server restart do not all come back in
+//! the same instant.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;

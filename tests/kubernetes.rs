@@ -1,0 +1,111 @@
+//! End-to-end: the binary with `kubernetes:` in its config, against the fake API server of
+//! the connector tests (`connectors/tests/k8s_support/`). A node lost becomes an alert on the
+//! console; a permission the service account lacks keeps the service up, named in the log,
+//! counted, and `/readyz` false until it is granted.
+
+#![cfg(feature = "kubernetes")]
+
+mod support;
+
+#[allow(
+    dead_code,
+    reason = "the connector tests use all of it; this test a part"
+)]
+#[path = "../connectors/tests/k8s_support/api.rs"]
+mod api;
+#[allow(
+    dead_code,
+    reason = "the connector tests use all of it; this test a part"
+)]
+#[path = "../connectors/tests/k8s_support/objects.rs"]
+mod objects;
+
+use std::time::Duration;
+
+use api::{FakeApi, Resource};
+use jiff::{SignedDuration, Timestamp};
+use nix::sys::signal::Signal;
+use objects::node;
+use support::{Atalaya, Options, sample};
+
+/// How long the fake server's helpers wait.
+const WAIT: Duration = Duration::from_secs(30);
+
+const NODE_RULE: &str = "rules:\n  - name: node_lost\n    subject: k8s/node/+node/ready\n    condition: \"!data.ready\"\n    severity: critical\n    annotations:\n      summary: \"Node {{ labels.node }} is not ready\"\n";
+
+#[tokio::test]
+async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_not_ready() {
+    let api = FakeApi::start().await;
+    api.apply(
+        Resource::Nodes,
+        node(
+            "pi-1",
+            "True",
+            &[],
+            Timestamp::now() - SignedDuration::from_hours(1),
+        ),
+    );
+    api.forbid(Resource::Pods, "list");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: fake\n  user:\n    token: not-a-secret\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n",
+            api.url
+        ),
+    )
+    .unwrap();
+    let mut atalaya = Atalaya::start_in(
+        dir,
+        Options {
+            config: format!(
+                "kubernetes:\n  kubeconfig: {}\n  watches: {{leases: false, events: false}}\n  reconnect: {{min: 50ms, max: 200ms}}\n",
+                kubeconfig.display()
+            ),
+            rules: vec![("nodes.yaml", NODE_RULE.to_owned())],
+            ..Options::default()
+        },
+    )
+    .await;
+
+    // Pods are refused: logged with the permission, counted, not ready — and running.
+    atalaya
+        .wait_for_logs(&["Cannot list pods at cluster scope", "rbac.yaml"], 1)
+        .await;
+    atalaya
+        .wait_for_metric(
+            "atalaya_connector_errors_total",
+            r#"{connector="kubernetes",stage="forbidden"}"#,
+            |v| v >= 1.0,
+        )
+        .await;
+    let readyz = reqwest::get(atalaya.url("/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+
+    // The node watch goes on: a lost node fires.
+    api.apply(
+        Resource::Nodes,
+        node("pi-1", "Unknown", &[], Timestamp::now()),
+    );
+    let line = atalaya.console_until(&["FIRING", "node_lost"]).await;
+    assert!(
+        line.contains("node=pi-1") && line.contains("Node pi-1 is not ready"),
+        "{line}"
+    );
+
+    // Granted: ready.
+    api.allow(Resource::Pods);
+    atalaya.wait_ready().await;
+    let metrics = atalaya.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "atalaya_component_ready",
+            r#"{component="kubernetes"}"#
+        ),
+        Some(1.0)
+    );
+    atalaya.signal(Signal::SIGTERM);
+    assert!(atalaya.wait().await.success(), "{}", atalaya.logs());
+}
