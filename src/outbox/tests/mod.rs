@@ -177,8 +177,8 @@ impl Write for Captured {
     }
 }
 
-fn integrations(console: &Captured) -> Integrations {
-    let mut integrations = Integrations::new("http://atalaya.test").unwrap();
+fn integrations(console: &Captured, store: &Arc<Store>) -> Integrations {
+    let mut integrations = Integrations::new("http://atalaya.test", Arc::clone(store)).unwrap();
     let writer: ConsoleWriter = Arc::new(Mutex::new(console.clone()));
     integrations.console = writer;
     integrations
