@@ -188,7 +188,7 @@ pub enum OnResolve {
 }
 
 /// When Telegram messages are sent silently (`disable_notification`): phones show them
-/// without a sound.
+/// without a sound. Both given: those severities, inside those intervals.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QuietConfig {
     /// A notification whose alerts all have one of these `severity` labels is silent.
@@ -270,27 +270,35 @@ pub struct EmailConfig {
 }
 
 impl TelegramConfig {
-    /// Whether `notification`, sent at `now`, goes out silently: `disable_notifications`,
-    /// or every alert's `severity` is one of `quiet.severities`, or `now` is inside one of
-    /// `quiet.time_intervals` (looked up in `intervals`, the policy's named intervals).
+    /// Whether `notification`, sent at `now`, goes out silently: with
+    /// `disable_notifications`; or when `quiet` applies — every alert's `severity` is one of
+    /// `quiet.severities` (if given) and `now` is inside one of `quiet.time_intervals` (if
+    /// given; looked up in `intervals`, the policy's named intervals).
     pub fn is_quiet(
         &self,
         notification: &Notification,
         intervals: &HashMap<String, NamedTimeInterval>,
         now: jiff::Timestamp,
     ) -> bool {
-        let by_severity = !self.quiet.severities.is_empty()
-            && !notification.alerts.is_empty()
-            && notification.alerts.iter().all(|a| {
-                a.labels
-                    .get("severity")
-                    .is_some_and(|s| self.quiet.severities.contains(s))
-            });
-        let by_time = self
-            .quiet
-            .time_intervals
-            .iter()
-            .any(|name| intervals.get(name).is_some_and(|i| i.contains(now)));
-        self.disable_notifications || by_severity || by_time
+        let quiet = &self.quiet;
+        if self.disable_notifications {
+            return true;
+        }
+        if quiet.severities.is_empty() && quiet.time_intervals.is_empty() {
+            return false;
+        }
+        let by_severity = quiet.severities.is_empty()
+            || (!notification.alerts.is_empty()
+                && notification.alerts.iter().all(|a| {
+                    a.labels
+                        .get("severity")
+                        .is_some_and(|s| quiet.severities.contains(s))
+                }));
+        let by_time = quiet.time_intervals.is_empty()
+            || quiet
+                .time_intervals
+                .iter()
+                .any(|name| intervals.get(name).is_some_and(|i| i.contains(now)));
+        by_severity && by_time
     }
 }

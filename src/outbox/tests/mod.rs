@@ -8,11 +8,15 @@
 //! - `webhook`: delivery to a real HTTP server on loopback — order, retries, restarts,
 //!   refusals, reloads;
 //! - `dead_letters`: what is given up on without being attempted;
-//! - `brokers`: MQTT and NATS integrations against real mosquitto and nats-server.
+//! - `brokers`: MQTT and NATS integrations against real mosquitto and nats-server;
+//! - `telegram`: Telegram integrations against the Bot API stand-in — an outage, a burst
+//!   from the router, the token kept out of logs and metrics.
 
 #[cfg(any(feature = "mqtt", feature = "nats"))]
 mod brokers;
 mod dead_letters;
+#[cfg(feature = "telegram")]
+mod telegram;
 mod webhook;
 
 use std::collections::{BTreeMap, HashMap};

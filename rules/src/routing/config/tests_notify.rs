@@ -354,10 +354,23 @@ fn quiet_by_severity_or_time_interval() {
     let day = "2026-01-05T12:00:00Z".parse().unwrap();
     let night = "2026-01-05T23:00:00Z".parse().unwrap();
     let intervals = &policy.time_intervals;
-    assert!(quiet.is_quiet(&notification(&["info", "warning"]), intervals, day));
-    assert!(!quiet.is_quiet(&notification(&["info", "critical"]), intervals, day));
-    assert!(!quiet.is_quiet(&notification(&["critical"]), intervals, day));
-    assert!(quiet.is_quiet(&notification(&["critical"]), intervals, night));
+    // Both given: low severities at night.
+    assert!(quiet.is_quiet(&notification(&["info", "warning"]), intervals, night));
+    assert!(!quiet.is_quiet(&notification(&["info", "warning"]), intervals, day));
+    assert!(!quiet.is_quiet(&notification(&["info", "critical"]), intervals, night));
+    assert!(!quiet.is_quiet(&notification(&["critical"]), intervals, night));
+    // Severities alone: always; intervals alone: everything inside them.
+    let mut by_severity = quiet.clone();
+    by_severity.quiet.time_intervals.clear();
+    assert!(by_severity.is_quiet(&notification(&["info"]), intervals, day));
+    assert!(!by_severity.is_quiet(&notification(&["critical"]), intervals, night));
+    let mut by_time = quiet.clone();
+    by_time.quiet.severities.clear();
+    assert!(by_time.is_quiet(&notification(&["critical"]), intervals, night));
+    assert!(!by_time.is_quiet(&notification(&["info"]), intervals, day));
+    let mut never = quiet.clone();
+    never.quiet = QuietConfig::default();
+    assert!(!never.is_quiet(&notification(&["info"]), intervals, night));
     quiet.disable_notifications = true;
     assert!(quiet.is_quiet(&notification(&["critical"]), intervals, day));
 }
