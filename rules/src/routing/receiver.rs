@@ -188,13 +188,45 @@ pub enum OnResolve {
 }
 
 /// When Telegram messages are sent silently (`disable_notification`): phones show them
-/// without a sound. Both given: those severities, inside those intervals.
+/// without a sound. Silent when any rule applies.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QuietConfig {
-    /// A notification whose alerts all have one of these `severity` labels is silent.
+    pub rules: Vec<QuietRule>,
+}
+
+/// One `quiet` rule: it applies when both of what it gives hold (at least one is given).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuietRule {
+    /// Every alert of the notification has one of these `severity` labels.
     pub severities: Vec<String>,
-    /// A notification sent inside one of these named time intervals is silent.
+    /// The notification is sent inside one of these named time intervals.
     pub time_intervals: Vec<String>,
+}
+
+impl QuietRule {
+    fn applies(
+        &self,
+        notification: &Notification,
+        intervals: &HashMap<String, NamedTimeInterval>,
+        now: jiff::Timestamp,
+    ) -> bool {
+        if self.severities.is_empty() && self.time_intervals.is_empty() {
+            return false;
+        }
+        let by_severity = self.severities.is_empty()
+            || (!notification.alerts.is_empty()
+                && notification.alerts.iter().all(|a| {
+                    a.labels
+                        .get("severity")
+                        .is_some_and(|s| self.severities.contains(s))
+                }));
+        let by_time = self.time_intervals.is_empty()
+            || self
+                .time_intervals
+                .iter()
+                .any(|name| intervals.get(name).is_some_and(|i| i.contains(now)));
+        by_severity && by_time
+    }
 }
 
 /// `telegram_configs`: one message per notification (split when longer than Telegram
@@ -271,34 +303,19 @@ pub struct EmailConfig {
 
 impl TelegramConfig {
     /// Whether `notification`, sent at `now`, goes out silently: with
-    /// `disable_notifications`; or when `quiet` applies — every alert's `severity` is one of
-    /// `quiet.severities` (if given) and `now` is inside one of `quiet.time_intervals` (if
-    /// given; looked up in `intervals`, the policy's named intervals).
+    /// `disable_notifications`, or when one of the `quiet` rules applies (time intervals
+    /// looked up in `intervals`, the policy's named intervals).
     pub fn is_quiet(
         &self,
         notification: &Notification,
         intervals: &HashMap<String, NamedTimeInterval>,
         now: jiff::Timestamp,
     ) -> bool {
-        let quiet = &self.quiet;
-        if self.disable_notifications {
-            return true;
-        }
-        if quiet.severities.is_empty() && quiet.time_intervals.is_empty() {
-            return false;
-        }
-        let by_severity = quiet.severities.is_empty()
-            || (!notification.alerts.is_empty()
-                && notification.alerts.iter().all(|a| {
-                    a.labels
-                        .get("severity")
-                        .is_some_and(|s| quiet.severities.contains(s))
-                }));
-        let by_time = quiet.time_intervals.is_empty()
-            || quiet
-                .time_intervals
+        self.disable_notifications
+            || self
+                .quiet
+                .rules
                 .iter()
-                .any(|name| intervals.get(name).is_some_and(|i| i.contains(now)));
-        by_severity && by_time
+                .any(|rule| rule.applies(notification, intervals, now))
     }
 }

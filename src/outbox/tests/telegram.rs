@@ -243,3 +243,40 @@ async fn the_bot_token_never_reaches_logs_errors_dead_letters_or_metrics() {
         );
     }
 }
+
+#[tokio::test]
+async fn quiet_rules_decide_which_messages_ring() {
+    use atalaya_rules::routing::receiver::QuietRule;
+
+    let api = BotApi::start(BOT_TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let (outbox, _registry, store) = open(dir.path(), fast());
+    let Integration::Telegram(mut config) = telegram(&api, &token, &[5]) else {
+        unreachable!("telegram() makes a Telegram integration");
+    };
+    config.quiet.rules = vec![QuietRule {
+        severities: vec!["info".to_owned()],
+        time_intervals: Vec::new(),
+    }];
+    let policy = policy(vec![receiver(
+        "family",
+        vec![Integration::Telegram(config)],
+    )]);
+    let running = Running::start(&outbox, policy, integrations(&Captured::default(), &store));
+    let mut batch = telegram_batch("family", "q", 2);
+    for (n, severity) in batch.iter_mut().zip(["info", "critical"]) {
+        n.alerts[0]
+            .labels
+            .insert("severity".to_owned(), severity.to_owned());
+    }
+    outbox.enqueue(batch).unwrap();
+    eventually("both delivered", || outbox.depth() == 0).await;
+    running.stop().await;
+    let silent: Vec<bool> = api
+        .to_chat("5")
+        .iter()
+        .map(|m| m.disable_notification)
+        .collect();
+    assert_eq!(silent, [true, false], "info is silent, critical rings");
+}

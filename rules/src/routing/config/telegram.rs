@@ -12,7 +12,7 @@ use serde::de::IgnoredAny;
 
 use super::Compiler;
 use super::spec::Text;
-use crate::routing::receiver::{OnResolve, QuietConfig, TelegramChat, TelegramConfig};
+use crate::routing::receiver::{OnResolve, QuietConfig, QuietRule, TelegramChat, TelegramConfig};
 use crate::yaml::{Node, NodeKind};
 
 /// The Bot API everyone uses, unless `api_url` (or the global `telegram_api_url`) says
@@ -51,8 +51,10 @@ pub(super) struct TelegramSpec {
     message: Option<String>,
     #[serde(default)]
     on_resolve: Option<String>,
+    /// A rule or a list of rules, read from the node.
     #[serde(default)]
-    quiet: Option<QuietSpec>,
+    #[allow(dead_code, reason = "read from the node, rule by rule")]
+    quiet: Option<IgnoredAny>,
     #[serde(default)]
     locale: Option<String>,
     #[serde(default)]
@@ -63,7 +65,7 @@ pub(super) struct TelegramSpec {
     http_config: Option<IgnoredAny>,
 }
 
-/// `quiet:` of a Telegram integration.
+/// One `quiet:` rule of a Telegram integration.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QuietSpec {
@@ -195,10 +197,10 @@ impl Compiler<'_> {
                 OnResolve::Edit
             }
         };
-        let quiet = spec
-            .quiet
-            .map(|q| self.quiet(label, node, q, intervals))
-            .unwrap_or_default();
+        let quiet = match node.get("quiet") {
+            Some(quiet) => self.quiet(label, quiet, intervals),
+            None => QuietConfig::default(),
+        };
         let message = self.message_template(label, node, "message", spec.message);
         let locale = self.locale(label, node, spec.locale.as_deref());
         let timeout = self.duration(node, "timeout", spec.timeout.as_ref(), true);
@@ -251,39 +253,49 @@ impl Compiler<'_> {
         None
     }
 
-    fn quiet(
-        &mut self,
-        label: &str,
-        node: &Node,
-        spec: QuietSpec,
-        intervals: &HashSet<String>,
-    ) -> QuietConfig {
-        let quiet = node.get("quiet");
-        let list = |key: &str| {
-            quiet
-                .and_then(|q| q.get(key))
-                .map(|n| match &n.kind {
-                    NodeKind::Seq(items) => items.iter().map(|i| i.position).collect(),
-                    _ => Vec::new(),
-                })
-                .unwrap_or_default()
+    /// `quiet:`: one rule (a mapping) or a list of them.
+    fn quiet(&mut self, label: &str, node: &Node, intervals: &HashSet<String>) -> QuietConfig {
+        let items: Vec<&Node> = match &node.kind {
+            NodeKind::Seq(items) => items.iter().collect(),
+            _ => vec![node],
         };
-        let names = spec.time_intervals.unwrap_or_default();
-        for (name, position) in names.iter().zip(list("time_intervals")) {
-            if !intervals.contains(name) {
+        let mut rules = Vec::new();
+        for item in items {
+            let Some(spec) = self.decode::<QuietSpec>(item) else {
+                continue;
+            };
+            let names = spec.time_intervals.unwrap_or_default();
+            let positions: Vec<crate::yaml::Position> = match item.get("time_intervals") {
+                Some(Node {
+                    kind: NodeKind::Seq(list),
+                    ..
+                }) => list.iter().map(|n| n.position).collect(),
+                _ => Vec::new(),
+            };
+            for (name, position) in names.iter().zip(positions) {
+                if !intervals.contains(name) {
+                    self.error(
+                        position,
+                        format!(
+                            "{label}: quiet: unknown time interval `{name}`; define it under \
+                             `time_intervals:`{}",
+                            super::did_you_mean(name, intervals)
+                        ),
+                    );
+                }
+            }
+            let rule = QuietRule {
+                severities: spec.severities.unwrap_or_default(),
+                time_intervals: names,
+            };
+            if rule.severities.is_empty() && rule.time_intervals.is_empty() {
                 self.error(
-                    position,
-                    format!(
-                        "{label}: quiet: unknown time interval `{name}`; define it under \
-                         `time_intervals:`{}",
-                        super::did_you_mean(name, intervals)
-                    ),
+                    item.position,
+                    format!("{label}: a quiet rule needs `severities`, `time_intervals`, or both"),
                 );
             }
+            rules.push(rule);
         }
-        QuietConfig {
-            severities: spec.severities.unwrap_or_default(),
-            time_intervals: names,
-        }
+        QuietConfig { rules }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::routing::receiver::{
-    EmailConfig, Locale, MailTls, OnResolve, QuietConfig, TelegramChat, TelegramConfig,
+    EmailConfig, Locale, MailTls, OnResolve, QuietConfig, QuietRule, TelegramChat, TelegramConfig,
 };
 
 fn parse(text: &str) -> RoutingPolicy {
@@ -107,8 +107,10 @@ fn telegram_integrations_compile_with_defaults() {
             api_url: "http://127.0.0.1:8081".to_owned(),
             disable_notifications: true,
             quiet: QuietConfig {
-                severities: vec!["info".to_owned(), "warning".to_owned()],
-                time_intervals: vec!["night".to_owned()],
+                rules: vec![QuietRule {
+                    severities: vec!["info".to_owned(), "warning".to_owned()],
+                    time_intervals: vec!["night".to_owned()],
+                }],
             },
             send_resolved: false,
             on_resolve: OnResolve::Reply,
@@ -218,7 +220,7 @@ receivers:
         on_resolve: delete
         message_thread_id: 0
         api_url: "ftp://x"
-        quiet: {time_intervals: [nigth]}
+        quiet: [{time_intervals: [nigth]}, {}]
         locale: fr
         message: "{{ alerts | length }} {{ nope }}"
       - bot_token_file: /f
@@ -243,8 +245,9 @@ receivers:
             "15:21: receiver `r`: `on_resolve` must be `edit`, `reply` or `new`, not `delete`",
             "16:28: receiver `r`: `message_thread_id` must be a topic's number, above 0",
             "17:18: receiver `r`: telegram `api_url` must be an http:// or https:// URL",
-            "18:34: receiver `r`: quiet: unknown time interval `nigth`; define it under \
+            "18:35: receiver `r`: quiet: unknown time interval `nigth`; define it under \
              `time_intervals:`; did you mean `night`?",
+            "18:44: receiver `r`: a quiet rule needs `severities`, `time_intervals`, or both",
             "19:17: receiver `r`: `locale` must be `en` or `es`, not `fr`",
             "20:18: receiver `r`: `message` uses `nope`, which a notification does not have; \
              it has `status`, `marker`, `title`, `receiver`, `alerts`, `firing`, `resolved`, \
@@ -361,16 +364,32 @@ fn quiet_by_severity_or_time_interval() {
     assert!(!quiet.is_quiet(&notification(&["critical"]), intervals, night));
     // Severities alone: always; intervals alone: everything inside them.
     let mut by_severity = quiet.clone();
-    by_severity.quiet.time_intervals.clear();
+    by_severity.quiet.rules[0].time_intervals.clear();
     assert!(by_severity.is_quiet(&notification(&["info"]), intervals, day));
     assert!(!by_severity.is_quiet(&notification(&["critical"]), intervals, night));
     let mut by_time = quiet.clone();
-    by_time.quiet.severities.clear();
+    by_time.quiet.rules[0].severities.clear();
     assert!(by_time.is_quiet(&notification(&["critical"]), intervals, night));
     assert!(!by_time.is_quiet(&notification(&["info"]), intervals, day));
     let mut never = quiet.clone();
     never.quiet = QuietConfig::default();
     assert!(!never.is_quiet(&notification(&["info"]), intervals, night));
+    // Two rules: info always, anything but critical at night.
+    let mut either = quiet.clone();
+    either.quiet.rules = vec![
+        QuietRule {
+            severities: vec!["info".to_owned()],
+            time_intervals: Vec::new(),
+        },
+        QuietRule {
+            severities: vec!["info".to_owned(), "warning".to_owned()],
+            time_intervals: vec!["night".to_owned()],
+        },
+    ];
+    assert!(either.is_quiet(&notification(&["info"]), intervals, day));
+    assert!(!either.is_quiet(&notification(&["warning"]), intervals, day));
+    assert!(either.is_quiet(&notification(&["warning"]), intervals, night));
+    assert!(!either.is_quiet(&notification(&["critical"]), intervals, night));
     quiet.disable_notifications = true;
     assert!(quiet.is_quiet(&notification(&["critical"]), intervals, day));
 }
