@@ -275,7 +275,8 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
 
     // Delivery: each receiver integration retried on its own until delivered or given up.
     let mut integrations =
-        Integrations::new(config.routing.external_url.clone()).map_err(fail(exit::FAILURE))?;
+        Integrations::new(config.routing.external_url.clone(), Arc::clone(&store))
+            .map_err(fail(exit::FAILURE))?;
     #[cfg(feature = "mqtt")]
     {
         integrations.mqtt = mqtt_for_notifications;

@@ -313,6 +313,38 @@ fn config_rules_and_routing_mounted_by_each_overlay_pass_check() {
             "the state lives on the volume"
         );
 
+        // Every secret file the config or the routing policy names is in the mounted Secret.
+        let secret_dirs: Vec<&str> = pod
+            .mounts
+            .iter()
+            .filter(|(_, v)| v.get("secret").is_some())
+            .map(|(dir, _)| dir.as_str())
+            .collect();
+        let routing_text = pod.config_map_at(parent(routing))[file_name(routing)]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let config_text = pod.config_map_at(parent(&pod.config_path))[file_name(&pod.config_path)]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for line in config_text.lines().chain(routing_text.lines()) {
+            let line = line.trim().trim_start_matches("- ");
+            if let Some((key, value)) = line.split_once(':')
+                && key.ends_with("_file")
+                && !key.starts_with('#')
+            {
+                let value = value.split('#').next().unwrap().trim();
+                assert!(
+                    secret_dirs
+                        .iter()
+                        .any(|d| value.starts_with(&format!("{d}/"))),
+                    "{}: {key} names {value}, outside the mounted Secret",
+                    overlay.display()
+                );
+            }
+        }
+
         let root = tempfile::tempdir().unwrap();
         let config_file = pod.materialize(root.path());
         let out = support::std_command(root.path())

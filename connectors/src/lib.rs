@@ -21,17 +21,31 @@
 //! - `nats` (feature `nats`): NATS core and JetStream source, and publisher.
 //! - `kubernetes` (feature `kubernetes`): node, lease, pod and Event watches as a source.
 //! - `webhook` (feature `webhook`): notifications POSTed as Alertmanager's webhook JSON.
+//! - `telegram` (feature `telegram`): notifications as Telegram messages (Bot API), within
+//!   Telegram's limits, edited when their alerts resolve.
+//! - `mail` (feature `mail`): notifications as mails over SMTP, threaded per group.
+//! - `secret` (features `telegram` or `mail`): secrets read from files or the environment.
+//! - `templates` (features `telegram` or `mail`): the text of those messages, from
+//!   minijinja templates, built in for English and Spanish.
 
 #[cfg(any(feature = "mqtt", feature = "kubernetes"))]
 mod backoff;
 pub mod console;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(feature = "mail")]
+pub mod mail;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod payload;
+#[cfg(any(feature = "telegram", feature = "mail"))]
+pub mod secret;
+#[cfg(feature = "telegram")]
+pub mod telegram;
+#[cfg(any(feature = "telegram", feature = "mail"))]
+pub mod templates;
 pub mod tls;
 #[cfg(feature = "webhook")]
 pub mod webhook;

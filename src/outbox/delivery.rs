@@ -126,7 +126,7 @@ impl LaneTask {
             let result = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return Ok(()),
-                result = self.integrations.deliver(integration, &entry.notification) => result,
+                result = self.integrations.deliver(integration, &entry.notification, &policy) => result,
             };
             let attempts = entry.attempts.saturating_add(1);
             let failure = match result {

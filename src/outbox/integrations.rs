@@ -1,12 +1,15 @@
 //! [`Integrations`]: what delivering needs (an HTTP client, the console writer, the broker
-//! publishers), and one delivery attempt of a notification to one integration.
+//! publishers, the Telegram and mail senders), and one delivery attempt of a notification
+//! to one integration.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 #[cfg(feature = "mqtt")]
 use std::time::Duration;
 
+use atalaya_bus::store::Store;
 use atalaya_connectors::console::render_notification;
+use atalaya_rules::routing::config::RoutingPolicy;
 use atalaya_rules::routing::notification::{Notification, NotifiedAlert};
 use atalaya_rules::routing::receiver::Integration;
 
@@ -36,12 +39,20 @@ pub struct Integrations {
     /// The `nats:` connection, when configured; NATS integrations fail without it.
     #[cfg(feature = "nats")]
     pub nats: Option<atalaya_connectors::nats::NatsPublisher>,
+    /// Sends Telegram messages, remembering them in the store (for edits on resolve).
+    #[cfg(feature = "telegram")]
+    pub telegram: atalaya_connectors::telegram::TelegramSender,
+    /// Sends mail, with a pool of SMTP connections per server.
+    #[cfg(feature = "mail")]
+    pub mail: atalaya_connectors::mail::MailSender,
 }
 
 impl Integrations {
-    /// Webhooks through a default rustls client, the console on standard output, no broker
-    /// (set `mqtt` / `nats` afterwards).
-    pub fn new(external_url: impl Into<String>) -> anyhow::Result<Self> {
+    /// Webhooks through a default rustls client, the console on standard output, Telegram
+    /// keeping its messages in `store`, mail; no broker (set `mqtt` / `nats` afterwards).
+    pub fn new(external_url: impl Into<String>, store: Arc<Store>) -> anyhow::Result<Self> {
+        #[cfg(not(feature = "telegram"))]
+        drop(store);
         Ok(Self {
             #[cfg(feature = "webhook")]
             webhook: atalaya_connectors::webhook::WebhookSender::new(
@@ -53,21 +64,84 @@ impl Integrations {
             mqtt: None,
             #[cfg(feature = "nats")]
             nats: None,
+            #[cfg(feature = "telegram")]
+            telegram: atalaya_connectors::telegram::TelegramSender::new(store)?,
+            #[cfg(feature = "mail")]
+            mail: atalaya_connectors::mail::MailSender::default(),
         })
     }
 
-    /// One attempt at delivering `notification` through `integration`.
+    /// One attempt at delivering `notification` through `integration` of `policy` (whose
+    /// time intervals say when Telegram messages are quiet).
     pub async fn deliver(
         &self,
         integration: &Integration,
         notification: &Notification,
+        policy: &RoutingPolicy,
     ) -> Result<(), DeliveryFailure> {
         match integration {
             Integration::Webhook(config) => self.webhook(config, notification).await,
             Integration::Console(_) => self.console(notification),
             Integration::Mqtt(config) => self.mqtt(config, notification).await,
             Integration::Nats(config) => self.nats(config, notification).await,
+            Integration::Telegram(config) => self.telegram(config, notification, policy).await,
+            Integration::Email(config) => self.mail(config, notification).await,
         }
+    }
+
+    #[cfg(feature = "telegram")]
+    async fn telegram(
+        &self,
+        config: &atalaya_rules::routing::receiver::TelegramConfig,
+        notification: &Notification,
+        policy: &RoutingPolicy,
+    ) -> Result<(), DeliveryFailure> {
+        let silent = config.is_quiet(notification, &policy.time_intervals, jiff::Timestamp::now());
+        self.telegram
+            .send(config, notification, &self.external_url, silent)
+            .await
+            .map_err(|e| DeliveryFailure {
+                retryable: e.retryable(),
+                retry_after: e.retry_after(),
+                reason: e.kind(),
+                message: e.to_string(),
+            })
+    }
+
+    #[cfg(not(feature = "telegram"))]
+    async fn telegram(
+        &self,
+        _: &atalaya_rules::routing::receiver::TelegramConfig,
+        _: &Notification,
+        _: &RoutingPolicy,
+    ) -> Result<(), DeliveryFailure> {
+        Err(not_built("telegram"))
+    }
+
+    #[cfg(feature = "mail")]
+    async fn mail(
+        &self,
+        config: &atalaya_rules::routing::receiver::EmailConfig,
+        notification: &Notification,
+    ) -> Result<(), DeliveryFailure> {
+        self.mail
+            .send(config, notification, &self.external_url)
+            .await
+            .map_err(|e| DeliveryFailure {
+                retryable: e.retryable(),
+                retry_after: None,
+                reason: e.kind(),
+                message: e.to_string(),
+            })
+    }
+
+    #[cfg(not(feature = "mail"))]
+    async fn mail(
+        &self,
+        _: &atalaya_rules::routing::receiver::EmailConfig,
+        _: &Notification,
+    ) -> Result<(), DeliveryFailure> {
+        Err(not_built("mail"))
     }
 
     #[cfg(feature = "webhook")]
@@ -230,7 +304,13 @@ fn no_broker(name: &str, section: &str) -> DeliveryFailure {
     )
 }
 
-#[cfg(not(all(feature = "webhook", feature = "mqtt", feature = "nats")))]
+#[cfg(not(all(
+    feature = "webhook",
+    feature = "mqtt",
+    feature = "nats",
+    feature = "telegram",
+    feature = "mail"
+)))]
 fn not_built(kind: &str) -> DeliveryFailure {
     DeliveryFailure::permanent(
         "not_built",

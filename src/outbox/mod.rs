@@ -13,16 +13,18 @@
 //! - **In order per lane.** A lane is one integration of one receiver: (receiver name,
 //!   integration index). Its notifications go out strictly in (created_at, id) order — a
 //!   failing head blocks its lane, and only its lane; lanes run independently.
-//! - **Retries.** Connection errors, timeouts, HTTP 429 and 5xx are retried after a back-off
-//!   doubling from `initial_backoff` to `max_backoff` (±20 % jitter; a `Retry-After` is
-//!   honoured up to `max_backoff`); a policy reload cuts a back-off short (it may have fixed
+//! - **Retries.** Connection errors, timeouts, HTTP 429 (Telegram's `retry_after`), 5xx and
+//!   SMTP 4xx are retried after a back-off doubling from `initial_backoff` to `max_backoff`
+//!   (±20 % jitter; a `Retry-After` is honoured up to `max_backoff`; Telegram's sender holds
+//!   the chat for all of it); a policy reload cuts a back-off short (it may have fixed
 //!   the integration). The attempt count is persisted with the entry, so a restart does not
 //!   reset it; after a restart each lane's head is attempted at once.
-//! - **Dead letters.** A permanent failure (any other 4xx; no URL; an MQTT or NATS
-//!   integration with no broker configured), `max_attempts` failures, an age past `max_age`,
-//!   or a receiver or integration gone from the current policy moves the notification to
-//!   the dead-letter table, with a warning (receiver, integration kind, notification id,
-//!   attempts, the reason with the last error — never a webhook URL) and
+//! - **Dead letters.** A permanent failure (any other 4xx; Telegram refusing the message, a
+//!   bot blocked; SMTP 5xx; no URL; an MQTT or NATS integration with no broker configured),
+//!   `max_attempts` failures, an age past `max_age`, or a receiver or integration gone from
+//!   the current policy moves the notification to the dead-letter table, with a warning
+//!   (receiver, integration kind, notification id, attempts, the reason with the last error —
+//!   never a webhook URL, bot token or password) and
 //!   `atalaya_notifications_dead_lettered_total`.
 //!
 //! # How the service uses it
@@ -32,7 +34,8 @@
 //! outbox.enqueue_with(notifications, Some(router_state_batch))?;
 //! // Delivery, as a supervised task; the policy channel is updated on every reload:
 //! let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
-//! let mut integrations = Integrations::new(external_url)?; // webhooks; console on stdout
+//! // Webhooks, Telegram (its sent messages kept in the store), mail; console on stdout:
+//! let mut integrations = Integrations::new(external_url, Arc::clone(&store))?;
 //! integrations.mqtt = Some(mqtt_publisher);                 // when `mqtt:` is configured
 //! integrations.nats = Some(nats_publisher);                 // when `nats:` is configured
 //! supervisor.spawn(Stage::Sink, "outbox", outbox.clone().run(policy_rx, integrations, token));

@@ -11,7 +11,8 @@
 //! - [`duration`]: Prometheus-style durations (`30s`, `1h30m`, `1d`, `1w`).
 //! - [`time_interval`]: named time intervals (times, weekdays, days of month, months, years,
 //!   location) and whether an instant falls inside.
-//! - [`receiver`]: receivers and their integrations (webhook, console, MQTT, NATS).
+//! - [`receiver`]: receivers and their integrations (webhook, Telegram, email, console,
+//!   MQTT, NATS).
 //! - [`config`]: the policy file as written (serde), compiled into a [`config::RoutingPolicy`]
 //!   with every error as `file:line:col: message`.
 //! - [`tree`]: the compiled route tree and which routes an alert's labels reach.

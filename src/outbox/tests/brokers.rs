@@ -121,8 +121,8 @@ async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
         }
     }
 
-    let (outbox, registry, _store) = open(dir.path(), fast());
-    let mut integrations = integrations(&Captured::default());
+    let (outbox, registry, store) = open(dir.path(), fast());
+    let mut integrations = integrations(&Captured::default(), &store);
     integrations.mqtt = Some(mqtt);
     let running = Running::start(
         &outbox,
@@ -214,8 +214,8 @@ async fn nats_gets_the_notification_json() {
     let connector = tokio::spawn(connector.run(shutdown.clone()));
 
     let dir = tempfile::tempdir().unwrap();
-    let (outbox, _registry, _store) = open(dir.path(), fast());
-    let mut integrations = integrations(&Captured::default());
+    let (outbox, _registry, store) = open(dir.path(), fast());
+    let mut integrations = integrations(&Captured::default(), &store);
     integrations.nats = Some(nats);
     let running = Running::start(
         &outbox,

@@ -9,7 +9,7 @@ use super::*;
 #[tokio::test]
 async fn gone_receivers_missing_brokers_and_old_news_are_dead_lettered() {
     let dir = tempfile::tempdir().unwrap();
-    let (outbox, registry, _store) = open(dir.path(), fast());
+    let (outbox, registry, store) = open(dir.path(), fast());
     let policy = policy(vec![receiver(
         "home",
         vec![
@@ -40,7 +40,7 @@ async fn gone_receivers_missing_brokers_and_old_news_are_dead_lettered() {
             notification("gone", 0, "no-such-receiver"),
         ])
         .unwrap();
-    let running = Running::start(&outbox, policy, integrations(&console));
+    let running = Running::start(&outbox, policy, integrations(&console, &store));
     eventually("all handled", || outbox.depth() == 0).await;
     running.stop().await;
 

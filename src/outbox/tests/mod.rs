@@ -8,11 +8,15 @@
 //! - `webhook`: delivery to a real HTTP server on loopback — order, retries, restarts,
 //!   refusals, reloads;
 //! - `dead_letters`: what is given up on without being attempted;
-//! - `brokers`: MQTT and NATS integrations against real mosquitto and nats-server.
+//! - `brokers`: MQTT and NATS integrations against real mosquitto and nats-server;
+//! - `telegram`: Telegram integrations against the Bot API stand-in — an outage, a burst
+//!   from the router, the token kept out of logs and metrics.
 
 #[cfg(any(feature = "mqtt", feature = "nats"))]
 mod brokers;
 mod dead_letters;
+#[cfg(feature = "telegram")]
+mod telegram;
 mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
@@ -177,8 +181,8 @@ impl Write for Captured {
     }
 }
 
-fn integrations(console: &Captured) -> Integrations {
-    let mut integrations = Integrations::new("http://atalaya.test").unwrap();
+fn integrations(console: &Captured, store: &Arc<Store>) -> Integrations {
+    let mut integrations = Integrations::new("http://atalaya.test", Arc::clone(store)).unwrap();
     let writer: ConsoleWriter = Arc::new(Mutex::new(console.clone()));
     integrations.console = writer;
     integrations

@@ -110,7 +110,7 @@ async fn every_notification_arrives_once_in_order_per_lane_despite_failures() {
         receiver("phone", vec![webhook(hook_url(address, "phone0"))]),
     ]);
     let console = Captured::default();
-    let running = Running::start(&outbox, policy, integrations(&console));
+    let running = Running::start(&outbox, policy, integrations(&console, &store));
 
     // Two batches per lane, the second enqueued while the first is being delivered.
     let lanes = [("home", 0, "h0"), ("home", 1, "h1"), ("phone", 0, "p0")];
@@ -189,7 +189,7 @@ async fn a_restart_keeps_the_queue_and_its_attempt_counts() {
         assert_eq!(metric(&registry, "atalaya_outbox_depth", &[]), 3.0);
         assert!(metric(&registry, "atalaya_outbox_oldest_age_seconds", &[]) >= 1.0);
         // Nobody listens: the head fails, again and again.
-        let running = Running::start(&outbox, Arc::clone(&policy), integrations(&console));
+        let running = Running::start(&outbox, Arc::clone(&policy), integrations(&console, &store));
         eventually("a few failed attempts", || {
             metric(&registry, "atalaya_notifications_failed_total", &[]) >= 3.0
         })
@@ -214,7 +214,7 @@ async fn a_restart_keeps_the_queue_and_its_attempt_counts() {
     let hook = Hook::default();
     hook.serve(tokio::net::TcpListener::bind(address).await.unwrap())
         .await;
-    let running = Running::start(&outbox, policy, integrations(&console));
+    let running = Running::start(&outbox, policy, integrations(&console, &store));
     eventually("delivered after the restart", || outbox.depth() == 0).await;
     assert_eq!(hook.accepted_on("home0"), ids);
     assert_eq!(
@@ -237,7 +237,7 @@ async fn refusals_are_dead_lettered_at_once_and_urls_never_logged() {
         max_attempts: 3,
         ..fast()
     };
-    let (outbox, registry, _store) = open(dir.path(), settings);
+    let (outbox, registry, store) = open(dir.path(), settings);
     let policy = policy(vec![
         receiver(
             "home",
@@ -249,7 +249,7 @@ async fn refusals_are_dead_lettered_at_once_and_urls_never_logged() {
         ),
     ]);
     let console = Captured::default();
-    let running = Running::start(&outbox, policy, integrations(&console));
+    let running = Running::start(&outbox, policy, integrations(&console, &store));
     outbox
         .enqueue(vec![
             notification("home", 0, "refused-1"),
@@ -347,7 +347,7 @@ async fn a_reload_ends_a_back_off_and_reaches_the_fixed_webhook() {
         max_backoff: Duration::from_secs(600),
         ..fast()
     };
-    let (outbox, registry, _store) = open(dir.path(), settings);
+    let (outbox, registry, store) = open(dir.path(), settings);
     let broken = policy(vec![receiver(
         "home",
         vec![webhook(format!(
@@ -356,7 +356,7 @@ async fn a_reload_ends_a_back_off_and_reaches_the_fixed_webhook() {
         ))],
     )]);
     let console = Captured::default();
-    let running = Running::start(&outbox, broken, integrations(&console));
+    let running = Running::start(&outbox, broken, integrations(&console, &store));
     outbox.enqueue(vec![notification("home", 0, "n1")]).unwrap();
     eventually("the first attempt failed", || {
         metric(&registry, "atalaya_notifications_retried_total", &[]) == 1.0
@@ -379,19 +379,19 @@ async fn one_run_at_a_time_and_an_aborted_run_leaves_nothing_stuck() {
     let hook = Hook::default();
     let address = hook.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (outbox, _registry, _store) = open(dir.path(), fast());
+    let (outbox, _registry, store) = open(dir.path(), fast());
     let policy = policy(vec![receiver(
         "home",
         vec![webhook(hook_url(address, "home0"))],
     )]);
     let console = Captured::default();
-    let first = Running::start(&outbox, Arc::clone(&policy), integrations(&console));
+    let first = Running::start(&outbox, Arc::clone(&policy), integrations(&console, &store));
     // Let the first run start before the second tries.
     tokio::task::yield_now().await;
     let (_tx, rx) = watch::channel(Arc::clone(&policy));
     let second = outbox
         .clone()
-        .run(rx, integrations(&console), CancellationToken::new())
+        .run(rx, integrations(&console, &store), CancellationToken::new())
         .await;
     assert!(
         second
@@ -403,7 +403,7 @@ async fn one_run_at_a_time_and_an_aborted_run_leaves_nothing_stuck() {
     // A run that is dropped, not cancelled (its task aborted), frees the outbox.
     first.task.abort();
     assert!(first.task.await.unwrap_err().is_cancelled());
-    let third = Running::start(&outbox, policy, integrations(&console));
+    let third = Running::start(&outbox, policy, integrations(&console, &store));
     outbox.enqueue(vec![notification("home", 0, "n1")]).unwrap();
     eventually("delivered by the new run", || outbox.depth() == 0).await;
     assert_eq!(hook.accepted_on("home0"), ["n1"]);

@@ -3,8 +3,9 @@
 //! defaults atalaya uses) as serde types, compiled into a [`RoutingPolicy`].
 //!
 //! An Alertmanager configuration loads as it is, as long as its receivers use the kinds
-//! atalaya delivers (`webhook_configs`, plus atalaya's `console_configs`, `mqtt_configs` and
-//! `nats_configs`); everything else is refused with a message saying why, never ignored.
+//! atalaya delivers (`webhook_configs`, `telegram_configs`, `email_configs`, plus atalaya's
+//! `console_configs`, `mqtt_configs` and `nats_configs`) and keeps its secrets in files;
+//! everything else is refused with a message saying why, never ignored.
 //! Every error in the file is reported at once, each at the key or value at fault.
 //!
 //! # Layout
@@ -12,16 +13,22 @@
 //!   error collection every part shares.
 //! - `spec`: the file as written (serde types).
 //! - `routes`: the route tree (matchers, inheritance, Alertmanager's checks).
-//! - `receivers`: receivers and their integrations.
+//! - `receivers`: receivers and their integrations, and what Telegram and mail share
+//!   (secrets, message templates, locale).
+//! - `telegram`, `email`: those two integrations.
 //! - `time_intervals`: named time intervals.
 //! - `inhibit`: inhibition rules.
 
+mod email;
 mod inhibit;
 mod receivers;
 mod routes;
 mod spec;
+mod telegram;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_notify;
 mod time_intervals;
 
 use std::collections::{HashMap, HashSet};
@@ -29,10 +36,13 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use self::email::SmtpDefaults;
+use self::receivers::ReceiverDefaults;
 use self::spec::{GlobalSpec, PolicySpec};
+pub use self::telegram::DEFAULT_TELEGRAM_API_URL;
 use super::duration::parse_duration;
 use super::inhibit::InhibitRule;
-use super::receiver::{ConsoleConfig, Integration, Receiver};
+use super::receiver::{ConsoleConfig, Integration, Receiver, SecretSource};
 use super::time_interval::NamedTimeInterval;
 use super::tree::{GroupBy, Route, RouteTree};
 use crate::compile::RuleError;
@@ -73,8 +83,8 @@ impl RoutingPolicy {
 
 /// Reads and compiles a policy file; every error with its position.
 ///
-/// A relative webhook `url_file` is read relative to the policy file's directory, as
-/// Alertmanager does.
+/// A relative webhook `url_file`, `bot_token_file` or `auth_password_file` is read relative
+/// to the policy file's directory, as Alertmanager does.
 pub fn load_policy(path: &Path) -> Result<RoutingPolicy, Vec<RuleError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![RuleError {
@@ -87,8 +97,25 @@ pub fn load_policy(path: &Path) -> Result<RoutingPolicy, Vec<RuleError>> {
     let dir = path.parent().unwrap_or(Path::new(""));
     for receiver in &mut policy.receivers {
         for integration in &mut receiver.integrations {
-            if let Integration::Webhook(webhook) = integration
-                && let Some(file) = &mut webhook.url_file
+            let file = match integration {
+                Integration::Webhook(webhook) => webhook.url_file.as_mut(),
+                Integration::Telegram(telegram) => match &mut telegram.bot_token {
+                    SecretSource::File(file) => Some(file),
+                    SecretSource::Env(_) => None,
+                },
+                Integration::Email(email) => match &mut email.auth_password {
+                    Some(SecretSource::File(file)) => Some(file),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(file) = file
+                && file.is_relative()
+            {
+                *file = dir.join(&*file);
+            }
+            if let Integration::Email(email) = integration
+                && let Some(file) = &mut email.ca_file
                 && file.is_relative()
             {
                 *file = dir.join(&*file);
@@ -284,6 +311,7 @@ impl Compiler<'_> {
         }
         self.decode::<PolicySpec>(root);
 
+        let mut defaults = ReceiverDefaults::default();
         if let Some(global) = root.get("global")
             && let Some(spec) = self.decode::<GlobalSpec>(global)
         {
@@ -293,6 +321,24 @@ impl Compiler<'_> {
                 spec.resolve_timeout.as_ref(),
                 true,
             );
+            if let Some(position) = global.key_position("smtp_auth_password") {
+                self.error(
+                    position,
+                    "`smtp_auth_password` would put a secret in the policy file; write the \
+                     password in a file named by `smtp_auth_password_file`",
+                );
+            }
+            defaults = ReceiverDefaults {
+                smtp: SmtpDefaults {
+                    from: spec.smtp_from,
+                    smarthost: spec.smtp_smarthost,
+                    hello: spec.smtp_hello,
+                    auth_username: spec.smtp_auth_username,
+                    auth_password_file: spec.smtp_auth_password_file,
+                    require_tls: spec.smtp_require_tls,
+                },
+                telegram_api_url: spec.telegram_api_url,
+            };
         }
         if let Some(position) = root.key_position("templates") {
             self.error(
@@ -308,13 +354,14 @@ impl Compiler<'_> {
                 self.named_time_intervals(key, node, &mut time_intervals, &mut interval_positions);
             }
         }
+        let interval_names: HashSet<String> = time_intervals.keys().cloned().collect();
         let receivers = match root.get("receivers") {
-            Some(node) => self.receivers(node),
+            Some(node) => self.receivers(node, &defaults, &interval_names),
             None => Vec::new(),
         };
         let names = Names {
             receivers: receivers.iter().map(|r| r.name.clone()).collect(),
-            intervals: time_intervals.keys().cloned().collect(),
+            intervals: interval_names,
         };
         let tree = match root.get("route") {
             Some(node) => self.route_tree(node, &names),

@@ -2,18 +2,29 @@
 //! Alertmanager's kinds atalaya does not deliver are refused at their key, so a migrated
 //! configuration never silently loses a notification channel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Compiler;
+use super::email::SmtpDefaults;
 use super::spec::{
     ConsoleSpec, MqttSpec, NatsSpec, ReceiverSpec, SUPPORTED_KINDS, UNSUPPORTED_KINDS, WebhookSpec,
 };
+use crate::routing::notification::MESSAGE_TEMPLATE_VARIABLES;
 use crate::routing::receiver::{
-    ConsoleConfig, Integration, MqttPublishConfig, NatsPublishConfig, Receiver, WebhookConfig,
+    ConsoleConfig, Integration, Locale, MqttPublishConfig, NatsPublishConfig, Receiver,
+    SecretSource, WebhookConfig,
 };
+use crate::template::Template;
 use crate::yaml::{Node, NodeKind, Position};
+
+/// What integrations take from `global:` when they do not say.
+#[derive(Debug, Default)]
+pub(super) struct ReceiverDefaults {
+    pub(super) smtp: SmtpDefaults,
+    pub(super) telegram_api_url: Option<String>,
+}
 
 /// A webhook request taking longer fails, unless `timeout` says otherwise.
 const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,11 +34,16 @@ const DEFAULT_NATS_SUBJECT: &str = "atalaya.notifications";
 
 impl Compiler<'_> {
     /// Every receiver under `receivers:`; names must be unique.
-    pub(super) fn receivers(&mut self, node: &Node) -> Vec<Receiver> {
+    pub(super) fn receivers(
+        &mut self,
+        node: &Node,
+        defaults: &ReceiverDefaults,
+        intervals: &HashSet<String>,
+    ) -> Vec<Receiver> {
         let mut receivers = Vec::new();
         let mut first_seen: HashMap<String, Position> = HashMap::new();
         for item in self.items(node, "receivers") {
-            let Some(receiver) = self.receiver(item) else {
+            let Some(receiver) = self.receiver(item, defaults, intervals) else {
                 continue;
             };
             let position = item.get("name").map_or(item.position, |n| n.position);
@@ -48,7 +64,12 @@ impl Compiler<'_> {
         receivers
     }
 
-    fn receiver(&mut self, node: &Node) -> Option<Receiver> {
+    fn receiver(
+        &mut self,
+        node: &Node,
+        defaults: &ReceiverDefaults,
+        intervals: &HashSet<String>,
+    ) -> Option<Receiver> {
         let label = match node.get("name").map(|n| &n.kind) {
             Some(NodeKind::String(name)) if !name.is_empty() => format!("receiver `{name}`"),
             _ => "receiver".to_owned(),
@@ -91,6 +112,19 @@ impl Compiler<'_> {
             if let Some(spec) = self.decode::<WebhookSpec>(item) {
                 integrations.extend(self.webhook(&label, item, &spec).map(Integration::Webhook));
             }
+        }
+        for item in self.integration_items(&node, "telegram_configs") {
+            let api_url = defaults.telegram_api_url.as_deref();
+            integrations.extend(
+                self.telegram(&label, item, api_url, intervals)
+                    .map(Integration::Telegram),
+            );
+        }
+        for item in self.integration_items(&node, "email_configs") {
+            integrations.extend(
+                self.email(&label, item, &defaults.smtp)
+                    .map(Integration::Email),
+            );
         }
         for item in self.integration_items(&node, "console_configs") {
             if let Some(spec) = self.decode::<ConsoleSpec>(item) {
@@ -229,6 +263,138 @@ impl Compiler<'_> {
     }
 }
 
+impl Compiler<'_> {
+    /// A secret's source: exactly one of a file (`file.0`, named by `file.1`) or an
+    /// environment variable. `required`: complain when neither is given.
+    pub(super) fn secret(
+        &mut self,
+        label: &str,
+        node: &Node,
+        file: (&str, Option<&str>),
+        env: (&str, Option<&str>),
+        required: bool,
+    ) -> Option<SecretSource> {
+        let at = |key: &str| node.get(key).map_or(node.position, |n| n.position);
+        match (file.1, env.1) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    node.key_position(env.0).unwrap_or(node.position),
+                    format!("{label}: give `{}` or `{}`, not both", file.0, env.0),
+                );
+                None
+            }
+            (None, None) => {
+                if required {
+                    self.error(
+                        node.position,
+                        format!(
+                            "{label}: a secret is needed: `{}` (a file holding it) or `{}` (an \
+                             environment variable holding it)",
+                            file.0, env.0
+                        ),
+                    );
+                }
+                None
+            }
+            (Some(path), None) if path.trim().is_empty() => {
+                self.error(at(file.0), format!("{label}: `{}` is empty", file.0));
+                None
+            }
+            (Some(path), None) => Some(SecretSource::File(PathBuf::from(path.trim()))),
+            (None, Some(name)) => {
+                let valid = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if valid {
+                    Some(SecretSource::Env(name.to_owned()))
+                } else {
+                    self.error(
+                        at(env.0),
+                        format!(
+                            "{label}: `{}` must name an environment variable (letters, digits \
+                             and `_`), not hold the secret itself",
+                            env.0
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    }
+
+    /// A minijinja template under `key` of a Telegram or email integration: it must compile
+    /// and use only the variables a notification gives.
+    pub(super) fn message_template(
+        &mut self,
+        label: &str,
+        node: &Node,
+        key: &str,
+        source: Option<String>,
+    ) -> Option<String> {
+        let source = source?;
+        let position = node.get(key).map_or(node.position, |n| n.position);
+        if source.contains("{{ .") || source.contains("{{.") || source.contains("{{ template ") {
+            self.error(
+                position,
+                format!(
+                    "{label}: `{key}` looks like an Alertmanager Go template; atalaya's \
+                     templates are minijinja (Jinja2), e.g. `{{{{ title }}}}` — or leave \
+                     `{key}` out for the built-in one"
+                ),
+            );
+            return None;
+        }
+        match Template::compile(&source) {
+            Ok(template) => {
+                let mut unknown: Vec<String> = template
+                    .referenced_variables()
+                    .into_iter()
+                    .filter(|v| !MESSAGE_TEMPLATE_VARIABLES.contains(&v.as_str()))
+                    .collect();
+                unknown.sort();
+                if let Some(first) = unknown.first() {
+                    self.error(
+                        position,
+                        format!(
+                            "{label}: `{key}` uses `{first}`, which a notification does not \
+                             have; it has {}",
+                            MESSAGE_TEMPLATE_VARIABLES
+                                .iter()
+                                .map(|v| format!("`{v}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    return None;
+                }
+                Some(source)
+            }
+            Err(e) => {
+                self.error(
+                    position,
+                    format!("{label}: `{key}` template, line {}: {}", e.line, e.message),
+                );
+                None
+            }
+        }
+    }
+
+    /// `locale:`, `en` (the default) or `es`.
+    pub(super) fn locale(&mut self, label: &str, node: &Node, locale: Option<&str>) -> Locale {
+        match locale {
+            None | Some("en") => Locale::En,
+            Some("es") => Locale::Es,
+            Some(other) => {
+                self.error(
+                    node.get("locale").map_or(node.position, |n| n.position),
+                    format!("{label}: `locale` must be `en` or `es`, not `{other}`"),
+                );
+                Locale::En
+            }
+        }
+    }
+}
+
 fn console(spec: &ConsoleSpec) -> ConsoleConfig {
     ConsoleConfig {
         send_resolved: spec.send_resolved.unwrap_or(true),
@@ -236,7 +402,7 @@ fn console(spec: &ConsoleSpec) -> ConsoleConfig {
 }
 
 /// `http://host…` or `https://host…`, as Alertmanager requires of a webhook URL.
-fn is_http_url(url: &str) -> bool {
+pub(super) fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));

@@ -70,13 +70,14 @@ pub(super) struct PolicySpec {
     templates: Option<IgnoredAny>,
 }
 
-/// `global:`. atalaya reads none of Alertmanager's globals but accepts them, so an
-/// Alertmanager configuration loads as it is; `resolve_timeout` is checked.
+/// `global:`. atalaya accepts Alertmanager's globals, so an Alertmanager configuration loads
+/// as it is; it reads the `smtp_*` defaults of email integrations and `telegram_api_url`,
+/// and checks `resolve_timeout`. `smtp_auth_password` is refused (a secret in the file).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(
     dead_code,
-    reason = "accepted for compatibility with Alertmanager; atalaya reads none"
+    reason = "accepted for compatibility with Alertmanager; atalaya reads few"
 )]
 pub(super) struct GlobalSpec {
     #[serde(default)]
@@ -84,17 +85,17 @@ pub(super) struct GlobalSpec {
     #[serde(default)]
     http_config: Option<IgnoredAny>,
     #[serde(default)]
-    smtp_from: Option<IgnoredAny>,
+    pub(super) smtp_from: Option<String>,
     #[serde(default)]
-    smtp_hello: Option<IgnoredAny>,
+    pub(super) smtp_hello: Option<String>,
     #[serde(default)]
-    smtp_smarthost: Option<IgnoredAny>,
+    pub(super) smtp_smarthost: Option<String>,
     #[serde(default)]
-    smtp_auth_username: Option<IgnoredAny>,
+    pub(super) smtp_auth_username: Option<String>,
     #[serde(default)]
     smtp_auth_password: Option<IgnoredAny>,
     #[serde(default)]
-    smtp_auth_password_file: Option<IgnoredAny>,
+    pub(super) smtp_auth_password_file: Option<String>,
     #[serde(default)]
     smtp_auth_secret: Option<IgnoredAny>,
     #[serde(default)]
@@ -102,7 +103,7 @@ pub(super) struct GlobalSpec {
     #[serde(default)]
     smtp_auth_identity: Option<IgnoredAny>,
     #[serde(default)]
-    smtp_require_tls: Option<IgnoredAny>,
+    pub(super) smtp_require_tls: Option<bool>,
     #[serde(default)]
     smtp_tls_config: Option<IgnoredAny>,
     #[serde(default)]
@@ -130,7 +131,7 @@ pub(super) struct GlobalSpec {
     #[serde(default)]
     victorops_api_key_file: Option<IgnoredAny>,
     #[serde(default)]
-    telegram_api_url: Option<IgnoredAny>,
+    pub(super) telegram_api_url: Option<String>,
     #[serde(default)]
     webex_api_url: Option<IgnoredAny>,
     #[serde(default)]
@@ -185,13 +186,11 @@ pub(super) struct RouteSpec {
 }
 
 /// Integration kinds atalaya delivers, as keys of a receiver.
-pub(super) const SUPPORTED_KINDS: &str =
-    "webhook_configs, console_configs, mqtt_configs, nats_configs";
+pub(super) const SUPPORTED_KINDS: &str = "webhook_configs, telegram_configs, email_configs, \
+     console_configs, mqtt_configs, nats_configs";
 
 /// Alertmanager's integration kinds atalaya does not deliver, and whether it plans to.
 pub(super) const UNSUPPORTED_KINDS: &[(&str, bool)] = &[
-    ("email_configs", true),
-    ("telegram_configs", true),
     ("slack_configs", false),
     ("pagerduty_configs", false),
     ("opsgenie_configs", false),
@@ -222,6 +221,10 @@ pub(super) struct ReceiverSpec {
     pub(super) name: Option<String>,
     #[serde(default)]
     pub(super) webhook_configs: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    pub(super) telegram_configs: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    pub(super) email_configs: Option<Vec<IgnoredAny>>,
     #[serde(default)]
     pub(super) console_configs: Option<Vec<IgnoredAny>>,
     #[serde(default)]

@@ -293,7 +293,7 @@ route:
 receivers:
   - name: default
     slack_configs: [{}]
-    email_configs: [{}]
+    pushover_configs: [{}]
   - name: default
   - webhook_configs: [{url: "ftp://x"}]
 templates: ['*.tmpl']
@@ -323,9 +323,11 @@ time_intervals:
              largest first",
             "15:24: group_by: `room` is listed twice",
             "18:5: receiver `default`: `slack_configs` is not supported by atalaya; supported: \
-             webhook_configs, console_configs, mqtt_configs, nats_configs",
-            "19:5: receiver `default`: `email_configs` is not supported by atalaya (planned); \
-             supported: webhook_configs, console_configs, mqtt_configs, nats_configs",
+             webhook_configs, telegram_configs, email_configs, console_configs, mqtt_configs, \
+             nats_configs",
+            "19:5: receiver `default`: `pushover_configs` is not supported by atalaya; \
+             supported: webhook_configs, telegram_configs, email_configs, console_configs, \
+             mqtt_configs, nats_configs",
             "20:11: duplicate receiver name `default`; first defined at 17:11",
             "21:5: a receiver needs a `name`",
             "21:29: receiver: the webhook `url` must be an http:// or https:// URL with a host",
@@ -517,11 +519,9 @@ receivers:
         errors(text),
         [
             "5:1: templates: Go templates are not used by atalaya; remove this key",
-            "20:5: receiver `team-X-mails`: `email_configs` is not supported by atalaya \
-             (planned); supported: webhook_configs, console_configs, mqtt_configs, \
-             nats_configs",
             "23:5: receiver `team-X-pager`: `pagerduty_configs` is not supported by atalaya; \
-             supported: webhook_configs, console_configs, mqtt_configs, nats_configs",
+             supported: webhook_configs, telegram_configs, email_configs, console_configs, \
+             mqtt_configs, nats_configs",
         ]
     );
 }

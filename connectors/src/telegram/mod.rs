@@ -1,0 +1,39 @@
+//! Telegram: a notification as one message per chat (in parts when longer than Telegram
+//! takes), in Telegram's HTML, through the Bot API (teloxide's client, rustls; the base
+//! URL configurable, so a local Bot API server or a test stand-in can take its place).
+//!
+//! - **Text.** The built-in templates (or the integration's `message`) write a severity
+//!   marker, what happened, where, for how long, the value and a link; every value is
+//!   HTML-escaped ([`crate::templates`]). Past 4096 characters the message is split
+//!   between alerts, never inside a tag or an entity ([`split`]).
+//! - **Resolved alerts** edit the message that announced them (or reply to it, or send a
+//!   new one: `on_resolve`), rather than adding noise ([`sender`]).
+//! - **Limits.** At most one message a second per chat and twenty a minute per group,
+//!   waited for before sending; a 429 holds the chat for its `retry_after` ([`limiter`]).
+//! - **At least once, not twice.** What was sent is recorded per part and chat in the state
+//!   store, so a retry sends only what is missing ([`messages`]).
+//! - **The token** is read from its file or variable at every send and never appears in an
+//!   error, a log line or a metric ([`error`]).
+//!
+//! # Layout
+//! - `sender`: [`TelegramSender`], one notification to every chat.
+//! - `split`: splitting long HTML messages.
+//! - `limiter`: the flood limits.
+//! - `messages`: the store table of sent messages.
+//! - `error`: [`TelegramError`].
+//! - `stand_in` (tests, feature `test-support`): a Bot API stand-in on loopback.
+//! - `tests`: the sender against the stand-in.
+
+mod error;
+pub mod limiter;
+mod messages;
+mod sender;
+pub mod split;
+#[cfg(any(test, feature = "test-support"))]
+pub mod stand_in;
+#[cfg(test)]
+mod tests;
+
+pub use error::TelegramError;
+pub use messages::TELEGRAM_TABLE;
+pub use sender::TelegramSender;

@@ -1,0 +1,326 @@
+//! The sender against the Bot API stand-in, through teloxide: what the chat reads, edits on
+//! resolve, a 429 waited out, a retry that sends only what is missing, long messages in
+//! parts, and a token that never shows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atalaya_bus::Labels;
+use atalaya_bus::store::Store;
+use atalaya_rules::routing::notification::{Notification, NotifiedAlert, Status};
+use atalaya_rules::routing::receiver::{
+    Locale, OnResolve, QuietConfig, SecretSource, TelegramChat, TelegramConfig,
+};
+use jiff::Timestamp;
+
+use super::stand_in::BotApi;
+use super::*;
+
+const TOKEN: &str = "123456:FAKE-token-for-atalaya-tests";
+
+struct Setup {
+    api: BotApi,
+    sender: TelegramSender,
+    config: TelegramConfig,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(chats: Vec<TelegramChat>) -> Setup {
+    let api = BotApi::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    Setup {
+        sender: TelegramSender::new(store).unwrap(),
+        config: config(&api, &token_file, chats),
+        api,
+        _dir: dir,
+    }
+}
+
+fn config(api: &BotApi, token_file: &Path, chats: Vec<TelegramChat>) -> TelegramConfig {
+    TelegramConfig {
+        bot_token: SecretSource::File(token_file.to_owned()),
+        chats,
+        message_thread_id: None,
+        api_url: api.url(),
+        disable_notifications: false,
+        quiet: QuietConfig::default(),
+        send_resolved: true,
+        on_resolve: OnResolve::Edit,
+        message: None,
+        locale: Locale::En,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn alert(fingerprint: &str, summary: &str, status: Status) -> NotifiedAlert {
+    let labels = Labels::from([
+        ("alertname".to_owned(), "freezer_warm".to_owned()),
+        ("severity".to_owned(), "critical".to_owned()),
+        ("room".to_owned(), "kitchen".to_owned()),
+    ]);
+    NotifiedAlert {
+        status,
+        fingerprint: fingerprint.to_owned(),
+        labels,
+        annotations: BTreeMap::from([("summary".to_owned(), summary.to_owned())]),
+        starts_at: "2026-01-10T10:00:00Z".parse().unwrap(),
+        ends_at: (status == Status::Resolved).then(|| "2026-01-10T10:20:00Z".parse().unwrap()),
+        value: serde_json::json!(-2),
+        generator_url: None,
+    }
+}
+
+fn notification(id: &str, alerts: Vec<NotifiedAlert>) -> Notification {
+    let status = if alerts.iter().any(|a| a.status == Status::Firing) {
+        Status::Firing
+    } else {
+        Status::Resolved
+    };
+    Notification {
+        id: id.to_owned(),
+        receiver: "family".to_owned(),
+        integration: 0,
+        group_key: "{}:{alertname=\"freezer_warm\"}".to_owned(),
+        status,
+        group_labels: Labels::new(),
+        common_labels: alerts.first().map(|a| a.labels.clone()).unwrap_or_default(),
+        common_annotations: BTreeMap::new(),
+        alerts,
+        created_at: "2026-01-10T10:05:00Z".parse::<Timestamp>().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_chat_reads_escaped_html_without_link_previews() {
+    let mut s = setup(vec![TelegramChat::Id(42)]).await;
+    s.config.message_thread_id = Some(3);
+    let n = notification(
+        "n1",
+        vec![alert("a", "Freezer <-2 °C> & \"rising\"", Status::Firing)],
+    );
+    s.sender.send(&s.config, &n, "", true).await.unwrap();
+    let [sent] = s.api.recorded().try_into().unwrap();
+    assert_eq!(sent.method, "sendMessage");
+    assert_eq!(sent.chat, "42");
+    assert_eq!(sent.parse_mode.as_deref(), Some("HTML"));
+    assert!(sent.disable_notification);
+    assert!(sent.link_preview_disabled);
+    assert_eq!(sent.thread_id, Some(3));
+    assert_eq!(
+        sent.text,
+        "🔴 <b>Freezer &lt;-2 °C&gt; &amp; &quot;rising&quot;</b>\n📍 kitchen\n🕐 for 5m · value -2"
+    );
+}
+
+#[tokio::test]
+async fn a_resolve_edits_the_message_that_announced_the_alert() {
+    let s = setup(vec![
+        TelegramChat::Id(42),
+        TelegramChat::Username("@casa".into()),
+    ])
+    .await;
+    let both = vec![
+        alert("a", "Freezer too warm", Status::Firing),
+        alert("b", "Fridge too warm", Status::Firing),
+    ];
+    s.sender
+        .send(&s.config, &notification("n1", both), "", false)
+        .await
+        .unwrap();
+    let one = || {
+        vec![
+            alert("a", "Freezer too warm", Status::Resolved),
+            alert("b", "Fridge too warm", Status::Firing),
+        ]
+    };
+    s.sender
+        .send(&s.config, &notification("n2", one()), "", false)
+        .await
+        .unwrap();
+    // The same again (a repeat): Telegram answers "not modified", which is success, and no
+    // message is added.
+    s.sender
+        .send(&s.config, &notification("n3", one()), "", false)
+        .await
+        .unwrap();
+    let all = vec![
+        alert("a", "Freezer too warm", Status::Resolved),
+        alert("b", "Fridge too warm", Status::Resolved),
+    ];
+    s.sender
+        .send(&s.config, &notification("n4", all), "", false)
+        .await
+        .unwrap();
+
+    for chat in ["42", "@casa"] {
+        let requests = s.api.to_chat(chat);
+        let methods: Vec<&str> = requests.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(
+            methods,
+            ["sendMessage", "editMessageText", "editMessageText"],
+            "{chat}"
+        );
+        let head = requests[0].message_id;
+        assert!(requests.iter().all(|r| r.message_id == head));
+        assert!(
+            requests[1].text.contains("<s>Freezer too warm</s>"),
+            "{}",
+            requests[1].text
+        );
+        assert_eq!(
+            s.api.text_of(chat, head).unwrap(),
+            "✅ <b>freezer_warm</b> · 2 resolved\n\
+             \n\
+             ✅ <s>Freezer too warm</s>\n\
+             📍 kitchen\n\
+             ✅ resolved after 20m · value -2\n\
+             \n\
+             ✅ <s>Fridge too warm</s>\n\
+             📍 kitchen\n\
+             ✅ resolved after 20m · value -2"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_resolve_can_reply_instead_and_a_lost_head_gets_a_new_message() {
+    let mut s = setup(vec![TelegramChat::Id(42)]).await;
+    s.config.on_resolve = OnResolve::Reply;
+    let two = vec![
+        alert("a", "Freezer too warm", Status::Firing),
+        alert("b", "Fridge too warm", Status::Firing),
+    ];
+    s.sender
+        .send(&s.config, &notification("n1", two), "", false)
+        .await
+        .unwrap();
+    let one_resolved = vec![
+        alert("a", "Freezer too warm", Status::Firing),
+        alert("b", "Fridge too warm", Status::Resolved),
+    ];
+    s.sender
+        .send(&s.config, &notification("n2", one_resolved), "", false)
+        .await
+        .unwrap();
+    let sent = s.api.recorded();
+    assert_eq!(sent[1].reply_to, Some(sent[0].message_id));
+    assert!(
+        sent[1].text.contains("<s>Fridge too warm</s>"),
+        "{}",
+        sent[1].text
+    );
+
+    // With `edit`, a head Telegram no longer has is replaced by a new message.
+    s.config.on_resolve = OnResolve::Edit;
+    let api = BotApi::start(TOKEN).await;
+    s.config.api_url = api.url();
+    let resolved = notification("n3", vec![alert("a", "Freezer too warm", Status::Resolved)]);
+    s.sender
+        .send(&s.config, &resolved, "", false)
+        .await
+        .unwrap();
+    let methods: Vec<String> = api.recorded().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["sendMessage"]);
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_before_the_chat_gets_anything_else() {
+    let s = setup(vec![TelegramChat::Id(42)]).await;
+    s.api.flood(1, 2);
+    let n = notification("n1", vec![alert("a", "Freezer too warm", Status::Firing)]);
+    let error = s.sender.send(&s.config, &n, "", false).await.unwrap_err();
+    assert!(error.retryable());
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
+    assert_eq!(error.kind(), "http_429");
+    // Tried again at once (the outbox would wait too): the sender itself holds the chat.
+    s.sender.send(&s.config, &n, "", false).await.unwrap();
+    let requests = s.api.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests[1].1 - requests[0].1 >= Duration::from_secs(2),
+        "{:?}",
+        requests[1].1 - requests[0].1
+    );
+}
+
+#[tokio::test]
+async fn a_retry_sends_only_what_is_missing() {
+    let s = setup(vec![
+        TelegramChat::Id(1),
+        TelegramChat::Id(2),
+        TelegramChat::Id(3),
+    ])
+    .await;
+    s.api.fail_chat("2", 1);
+    let n = notification("n1", vec![alert("a", "Freezer too warm", Status::Firing)]);
+    let error = s.sender.send(&s.config, &n, "", false).await.unwrap_err();
+    assert!(error.retryable(), "{error}");
+    s.sender.send(&s.config, &n, "", false).await.unwrap();
+    for chat in ["1", "2", "3"] {
+        assert_eq!(s.api.to_chat(chat).len(), 1, "chat {chat}");
+    }
+}
+
+#[tokio::test]
+async fn a_long_message_arrives_in_parts_in_order() {
+    let s = setup(vec![TelegramChat::Id(-100_123)]).await;
+    let alerts: Vec<NotifiedAlert> = (0..120)
+        .map(|i| {
+            alert(
+                &format!("fp{i:03}"),
+                &format!("Sensor {i:03} & friends"),
+                Status::Firing,
+            )
+        })
+        .collect();
+    let n = notification("n1", alerts);
+    s.sender.send(&s.config, &n, "", false).await.unwrap();
+    let parts = s.api.to_chat("-100123");
+    assert!(parts.len() > 1, "{} part(s)", parts.len());
+    let text: String = parts.iter().map(|p| p.text.as_str()).collect();
+    let mut last = 0;
+    for i in 0..120 {
+        let at = text
+            .find(&format!("Sensor {i:03} &amp; friends"))
+            .unwrap_or_else(|| panic!("sensor {i} missing"));
+        assert!(at >= last, "sensor {i} out of order");
+        last = at;
+    }
+    // Spaced by the per-chat limit (1/s, tested exactly on a paused clock in `limits`);
+    // arrival times at the stand-in jitter on a loaded machine, so only the spacing's
+    // presence is checked here.
+    for pair in parts.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(500));
+    }
+}
+
+#[tokio::test]
+async fn the_token_never_shows_in_errors() {
+    let s = setup(vec![TelegramChat::Id(42)]).await;
+    s.api.stop().await;
+    let n = notification("n1", vec![alert("a", "Freezer too warm", Status::Firing)]);
+    let down = s.sender.send(&s.config, &n, "", false).await.unwrap_err();
+    assert!(down.retryable());
+    assert_eq!(down.kind(), "connect");
+    for text in [down.to_string(), format!("{down:?}")] {
+        assert!(!text.contains(TOKEN), "{text}");
+        assert!(!text.contains("FAKE-token"), "{text}");
+    }
+    // A wrong token: refused, for good, without showing either token.
+    let api = BotApi::start("999:OTHER-token").await;
+    let mut config = s.config.clone();
+    config.api_url = api.url();
+    let refused = s.sender.send(&config, &n, "", false).await.unwrap_err();
+    assert!(!refused.retryable());
+    assert!(!refused.to_string().contains("FAKE-token"), "{refused}");
+    // A token that cannot be one is refused before any request.
+    config.bot_token = SecretSource::Env("ATALAYA_TEST_NOT_A_TOKEN".into());
+    let missing = s.sender.send(&config, &n, "", false).await.unwrap_err();
+    assert_eq!(missing.kind(), "token");
+    assert!(missing.retryable(), "a secret may be mounted later");
+}
