@@ -207,7 +207,7 @@ async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("routing.yaml"),
-        "route:\n  receiver: ha\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: ha\n    mqtt_configs:\n      - topic: home/notifications\n        state_topic_prefix: home/alerts\n",
+        "route:\n  receiver: ha\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: ha\n    mqtt_configs:\n      - topic: home/notifications\n        state_topic_prefix: ha/alerts\n",
     )
     .unwrap();
     let config = format!(
@@ -242,9 +242,9 @@ async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
             |n| n >= 1.0,
         )
         .await;
-    let state = read_all(broker.subscribe("home/alerts/#", 1)).await;
+    let state = read_all(broker.subscribe("ha/alerts/#", 1)).await;
     let (topic, payload) = state.trim().split_once(' ').expect("topic and payload");
-    assert!(topic.starts_with("home/alerts/"), "{state}");
+    assert!(topic.starts_with("ha/alerts/"), "{state}");
     let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
     assert_eq!(payload["status"], "firing", "{payload}");
     assert_eq!(payload["labels"]["device"], "leak_kitchen");
