@@ -109,3 +109,40 @@ async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_no
     atalaya.signal(Signal::SIGTERM);
     assert!(atalaya.wait().await.success(), "{}", atalaya.logs());
 }
+
+#[tokio::test]
+async fn a_kubeconfig_that_cannot_be_read_stops_the_start_with_64_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let missing = dir.path().join("no-such-kubeconfig");
+    let config = dir.path().join("atalaya.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "http:\n  listen: 127.0.0.1:{port}\nstate:\n  dir: {}\nkubernetes:\n  kubeconfig: {}\n",
+            dir.path().join("data").display(),
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let output = support::command(dir.path())
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot load the Kubernetes client configuration from {}",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port was never bound");
+}

@@ -150,10 +150,12 @@ impl<K: Kind> Watch<K> {
                 }
                 Ok(watcher::Event::Apply(object)) => {
                     self.apply(object, false, &stop).await?;
+                    backoff.reset();
                     continue;
                 }
                 Ok(watcher::Event::Delete(object)) => {
                     self.delete(&object, &stop).await?;
+                    backoff.reset();
                     continue;
                 }
                 Err(error) => error,
