@@ -50,7 +50,8 @@ pub struct Engine {
     rules: RuleSet,
     /// Per rule (same order as `rules.rules`): its series by fingerprint.
     states: Vec<RuleState>,
-    /// Every series' next deadline: (when, rule id, fingerprint).
+    /// The deadline queue: (when, rule id, fingerprint), one entry per series with a
+    /// deadline, due at or before it (see [`Engine::schedule`]).
     deadlines: BTreeSet<(Timestamp, usize, u64)>,
     /// Series whose phase, arm or latch changed since they were last persisted.
     urgent: HashSet<(usize, u64), KeyHash>,
@@ -204,7 +205,9 @@ impl Engine {
         &self.rules.rules
     }
 
-    /// When [`Engine::on_tick`] next has something to do.
+    /// When [`Engine::on_tick`] next has something to do. It may be early: a deadline that
+    /// moved later since it was queued (an absence timer restarted by an event) is found
+    /// out, and queued again, by the tick at its old time.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         self.deadlines.first().map(|(t, _, _)| *t)
     }
@@ -572,13 +575,8 @@ impl Engine {
         mut series: Box<Series>,
         now: Timestamp,
     ) {
-        if let Some(old) = series.deadline.take() {
-            self.deadlines.remove(&(old, id, key));
-        }
         series.deadline = series.next_deadline(rule, now);
-        if let Some(new) = series.deadline {
-            self.deadlines.insert((new, id, key));
-        }
+        self.schedule(id, key, &mut series);
         let state = series.alert_state();
         if series.counted != state {
             self.count(series.counted, -1);
@@ -594,6 +592,27 @@ impl Engine {
         self.states[id].series.insert(key, series);
     }
 
+    /// Keeps the series' entry in the deadline queue in step with its deadline. An entry
+    /// due at or before the deadline stays: most events push a deadline later (every event
+    /// restarts an absence timer), and moving the entry each time would cost a queue
+    /// removal and insertion per event; the tick at the old time queues it again instead.
+    /// An entry due after the deadline moves, so no deadline is ever processed late.
+    fn schedule(&mut self, id: usize, key: u64, series: &mut Series) {
+        match (series.scheduled, series.deadline) {
+            (Some(queued), Some(deadline)) if queued <= deadline => {}
+            (None, None) => {}
+            (queued, deadline) => {
+                if let Some(queued) = queued {
+                    self.deadlines.remove(&(queued, id, key));
+                }
+                if let Some(deadline) = deadline {
+                    self.deadlines.insert((deadline, id, key));
+                }
+                series.scheduled = deadline;
+            }
+        }
+    }
+
     /// Processes every deadline up to `now`, each at its own instant.
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
         let mut out = Vec::new();
@@ -601,14 +620,24 @@ impl Engine {
             if at > now {
                 break;
             }
-            self.deadlines.remove(&(at, id, key));
+            self.deadlines.pop_first();
             let rule = Arc::clone(&self.rules.rules[id]);
             let Some(mut series) = self.states[id].series.remove(&key) else {
                 continue;
             };
-            series.deadline = None;
-            self.on_deadline(id, &rule, &mut series, at, &mut out);
-            self.put_back(id, &rule, key, series, at);
+            series.scheduled = None;
+            match series.deadline {
+                // The deadline moved later since it was queued: queue it at its new time.
+                Some(deadline) if deadline > at => {
+                    self.schedule(id, key, &mut series);
+                    self.states[id].series.insert(key, series);
+                }
+                _ => {
+                    series.deadline = None;
+                    self.on_deadline(id, &rule, &mut series, at, &mut out);
+                    self.put_back(id, &rule, key, series, at);
+                }
+            }
         }
         out
     }

@@ -41,8 +41,9 @@ impl Engine {
         }
         self.rules = rules;
         self.states = states;
-        for (id, state) in self.states.iter().enumerate() {
-            for (key, series) in &state.series {
+        for (id, state) in self.states.iter_mut().enumerate() {
+            for (key, series) in &mut state.series {
+                series.scheduled = series.deadline;
                 if let Some(d) = series.deadline {
                     self.deadlines.insert((d, id, *key));
                 }

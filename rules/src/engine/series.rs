@@ -78,6 +78,11 @@ pub struct Series {
         with = "jiff::fmt::serde::timestamp::millisecond::optional"
     )]
     pub deadline: Option<Timestamp>,
+    /// When this series' entry in the engine's deadline queue is due: at or before
+    /// `deadline` (a deadline that moves later keeps its earlier entry, see
+    /// `Engine::schedule`). Not persisted: the queue is rebuilt on restore and reload.
+    #[serde(skip)]
+    pub scheduled: Option<Timestamp>,
     /// How the engine's alert counts see this series: the phase kind it was last counted
     /// as (not persisted: a restored series is counted afresh).
     #[serde(skip)]
@@ -136,6 +141,7 @@ impl Series {
             active_since: None,
             fired_at: None,
             deadline: None,
+            scheduled: None,
             counted: None,
             persisted: None,
         }

@@ -147,6 +147,28 @@ fn absence_fires_when_a_series_goes_silent_and_resolves_when_it_speaks() {
 }
 
 #[test]
+fn an_absence_timer_restarted_by_events_fires_after_the_last_one() {
+    let mut e = engine("rules:\n  - name: r\n    subject: hb\n    absent_for: 40s\n");
+    for secs in [0, 10, 20] {
+        assert!(
+            e.on_event(at(secs), &event("hb", json!(1), secs))
+                .is_empty()
+        );
+    }
+    // The queue still holds the first deadline (40 s): the tick then finds the timer
+    // restarted and queues it at 60 s, 40 s after the last event.
+    assert_eq!(e.next_deadline(), Some(at(40)));
+    assert!(e.on_tick(at(40)).is_empty());
+    assert_eq!(e.next_deadline(), Some(at(60)));
+    assert!(e.on_tick(at(59)).is_empty());
+    let fired = e.on_tick(at(60));
+    assert!(
+        matches!(&fired[..], [Output::Alert(a)] if a.state == Firing),
+        "{fired:?}"
+    );
+}
+
+#[test]
 fn count_window_fires_on_three_in_ten_minutes_and_clears_as_they_age() {
     let mut e = engine(
         "rules:\n  - name: r\n    subject: restarts\n    window: {duration: 10m, aggregate: count}\n    condition: value >= 3\n",
