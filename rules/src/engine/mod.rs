@@ -11,22 +11,27 @@
 //! [`Engine::restore`] after a restart.
 //!
 //! # Layout
-//! - this file: the engine's state, and evaluation: events and deadlines moving each series'
-//!   alert through its phases.
+//! - this file: the engine's state, and evaluation: events and deadlines deciding whether
+//!   each series' condition holds.
 //! - `series`: one series' state and the pure functions that move it.
+//! - `transitions`: moving a series' alert through its phases given that decision.
 //! - `alerts`: rendering a series' alert and actions from the rule's templates, listing the
 //!   alerts now active, and the `atalaya_alerts{state}` gauge.
+//! - `queues`: the deadline queue and the persistence queues.
 //! - `persist`: handing out changed series for the store ([`Changes`]) and restoring them.
 //! - `reload`: replacing the rules while keeping the state of unchanged ones.
 
 mod alerts;
 mod persist;
+mod queues;
 mod reload;
 mod series;
 #[cfg(test)]
 mod tests;
+mod transitions;
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use atalaya_bus::{Event, Labels, Subject};
@@ -35,12 +40,13 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
+use self::queues::Queues;
 pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
-use crate::alert::{AlertState, Output, fingerprint_hash, fingerprint_hash_sorted};
+use self::transitions::Transitions;
+use crate::alert::{Output, fingerprint_hash, fingerprint_hash_sorted};
 use crate::compile::{Rule, RuleSet};
 use crate::expr::{EvalError, Expression, RuleValue, Vars};
 use crate::metrics::EngineMetrics;
-use crate::model::ActionTrigger;
 
 /// How often, at most, one rule logs the same kind of problem (virtual time).
 const LOG_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -50,14 +56,8 @@ pub struct Engine {
     rules: RuleSet,
     /// Per rule (same order as `rules.rules`): its series by fingerprint.
     states: Vec<RuleState>,
-    /// The deadline queue: (when, rule id, fingerprint), one entry per series with a
-    /// deadline, due at or before it (see [`Engine::schedule`]).
-    deadlines: BTreeSet<(Timestamp, usize, u64)>,
-    /// Series whose phase, arm or latch changed since they were last persisted.
-    urgent: HashSet<(usize, u64), KeyHash>,
-    /// Series with other changes, with when they are due to be persisted, oldest first.
-    soft: VecDeque<(Timestamp, usize, u64)>,
-    soft_queued: HashSet<(usize, u64), KeyHash>,
+    /// Deadlines, and series to persist.
+    queues: Queues,
     /// Changes taken before a reload renumbered the rules, handed out with the next ones.
     carried: Changes,
     /// Series gone since the last `take_changes`: (rule name, fingerprint).
@@ -83,6 +83,38 @@ impl RuleState {
             limit_logged: None,
             error_logged: None,
         }
+    }
+
+    /// Counts a failed evaluation, and logs it unless the rule logged one lately.
+    fn log_failure(
+        &mut self,
+        metrics: &EngineMetrics,
+        rule: &Rule,
+        failure: Failure,
+        now: Timestamp,
+    ) {
+        metrics.evaluation_errors(&rule.name).inc();
+        if self
+            .error_logged
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
+            self.error_logged = Some(now);
+            warn!(rule = %rule.name, expression = failure.expression, error = %failure.error, "Rule evaluation failed (logged at most once a minute per rule).");
+        }
+    }
+}
+
+/// An evaluation that failed: which of the rule's expressions, and why. The series keeps
+/// its state; the failure is counted and logged.
+struct Failure {
+    /// `value`, `condition`, `clear_condition`, `after` or `window.where`.
+    expression: &'static str,
+    error: EvalError,
+}
+
+impl Failure {
+    fn of(expression: &'static str) -> impl FnOnce(EvalError) -> Self {
+        move |error| Self { expression, error }
     }
 }
 
@@ -190,10 +222,7 @@ impl Engine {
         Self {
             rules,
             states,
-            deadlines: BTreeSet::new(),
-            urgent: HashSet::default(),
-            soft: VecDeque::new(),
-            soft_queued: HashSet::default(),
+            queues: Queues::default(),
             carried: Changes::default(),
             removed: Vec::new(),
             metrics,
@@ -209,7 +238,7 @@ impl Engine {
     /// moved later since it was queued (an absence timer restarted by an event) is found
     /// out, and queued again, by the tick at its old time.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(t, _, _)| *t)
+        self.queues.deadlines.first().map(|(t, _, _)| *t)
     }
 
     /// Evaluates `event` against the rules whose pattern matches its subject.
@@ -282,18 +311,27 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let event = ctx.event;
+        let Self {
+            states,
+            queues,
+            metrics,
+            ..
+        } = self;
+        let state = &mut states[id];
         if let Some(expression) = &rule.value
             && let Err(e) = ctx.eval_value(expression)
         {
-            return self.eval_error(id, rule, "value", &e.to_string(), now);
+            return state.log_failure(metrics, rule, Failure::of("value")(e), now);
         }
         let number = ctx.value_json().as_f64();
 
+        // The series is updated where it lies in its map: one lookup per event.
         let key = series_id.key(&rule.name);
-        let state = &mut self.states[id];
-        if !state.series.contains_key(&key) {
-            if state.series.len() >= rule.max_series {
-                self.metrics.series_limit_hits(&rule.name).inc();
+        let count = state.series.len();
+        let series = match state.series.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(_) if count >= rule.max_series => {
+                metrics.series_limit_hits(&rule.name).inc();
                 if state
                     .limit_logged
                     .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
@@ -303,14 +341,10 @@ impl Engine {
                 }
                 return;
             }
-            state
-                .series
-                .insert(key, Box::new(Series::new(series_id.labels(), now)));
-            self.metrics.series(&rule.name).inc();
-        }
-        let mut series = match self.states[id].series.remove(&key) {
-            Some(s) => s,
-            None => return,
+            Entry::Vacant(entry) => {
+                metrics.series(&rule.name).inc();
+                entry.insert(Box::new(Series::new(series_id.labels(), now)))
+            }
         };
         series.last_seen = now;
         if series.subject != event.subject.as_str() {
@@ -320,369 +354,207 @@ impl Engine {
             series.data = Some(event.data.clone());
         }
 
-        if rule.absent_for.is_some() {
+        let mut transitions = Transitions { rule, metrics, out };
+        let result = if rule.absent_for.is_some() {
             if rule.needs_value {
-                keep_value(&mut series, ctx.value_json());
+                keep_value(series, ctx.value_json());
             }
             // It spoke: not absent.
             if series.is_firing() {
-                self.resolve(rule, &mut series, now, out);
+                transitions.resolve(series, now);
             }
+            Ok(())
         } else {
-            match self.holds(id, rule, &mut series, ctx, number, now) {
-                Some(holds) => {
-                    // The value an alert shows: kept while the alert is (or becomes) active;
-                    // an inactive series needs none, which spares a copy per event. A window
-                    // rule's value is its aggregate, set by `holds`.
-                    if rule.window.is_none() && (holds || series.phase != Phase::Inactive) {
-                        keep_value(&mut series, ctx.value_json());
-                    }
-                    self.step(rule, &mut series, holds, now, out);
+            holds(rule, series, ctx, number, now).map(|holds| {
+                // The value an alert shows: kept while the alert is (or becomes) active; an
+                // inactive series needs none, which spares a copy per event. A window
+                // rule's value is its aggregate, set by `holds`.
+                if rule.window.is_none() && (holds || series.phase != Phase::Inactive) {
+                    keep_value(series, ctx.value_json());
                 }
-                None => {
-                    // Evaluation failed: counted and logged; the series keeps its state.
-                }
-            }
-        }
-        self.put_back(id, rule, key, series, now);
-    }
-
-    /// A window rule's condition once the window has slid to `at` (events age out without a
-    /// new one arriving). `None` for rules without a window, or when evaluation failed.
-    fn window_holds_at(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        series: &mut Series,
-        at: Timestamp,
-    ) -> Option<bool> {
-        let window = rule.window.as_ref()?;
-        series.prune(at, window.duration);
-        let Some(agg) = aggregate(window.aggregate, &series.samples) else {
-            series.value = Value::Null;
-            return Some(false);
+                transitions.step(series, holds, now);
+            })
         };
-        series.value = json!(agg);
-        // Hysteresis as in `holds`: while active, the clearing condition decides.
-        let (which, expression, inverted) = match (&rule.clear_condition, &series.phase) {
-            (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
-                ("clear_condition", clear, true)
-            }
-            _ => ("condition", rule.condition.as_ref()?, false),
-        };
-        let result = match expression.fast_bool(&series.value, &Value::Null) {
-            Some(b) => Ok(b),
-            None => {
-                let subject = Subject::parse(&series.subject).ok()?;
-                let mut vars = Vars::new(&Value::Null, &series.labels, &subject, at);
-                vars.set_value(RuleValue::from_json(&series.value));
-                expression.eval_bool(&vars)
-            }
-        };
-        match result {
-            Ok(b) => Some(b != inverted && (rule.after.is_none() || series.armed)),
-            Err(e) => {
-                self.eval_error(id, rule, which, &e.to_string(), at);
-                None
-            }
-        }
-    }
-
-    /// Whether the rule's condition holds for this event (window, transition, hysteresis
-    /// and active hours applied). `None` when an expression failed.
-    fn holds(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        series: &mut Series,
-        ctx: &mut EvalCtx<'_, '_>,
-        number: Option<f64>,
-        now: Timestamp,
-    ) -> Option<bool> {
-        if let Some(window) = &rule.window {
-            let include = match &window.filter {
-                Some(filter) => match ctx.eval_bool(filter) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        self.eval_error(id, rule, "window.where", &e.to_string(), now);
-                        return None;
-                    }
-                },
-                None => true,
-            };
-            if include {
-                series.push_sample(now, number.unwrap_or(f64::NAN), window.duration);
-            } else {
-                series.prune(now, window.duration);
-            }
-            let agg = aggregate(window.aggregate, &series.samples);
-            series.value = json!(agg);
-            match agg {
-                Some(a) => ctx.set_value(json!(a)),
-                // Nothing to aggregate: the condition cannot hold.
-                None => return Some(false),
-            }
-        }
-        if let Some(after) = &rule.after {
-            match ctx.eval_bool(after) {
-                Ok(true) => series.armed = true,
-                Ok(false) => {}
-                Err(e) => {
-                    self.eval_error(id, rule, "after", &e.to_string(), now);
-                    return None;
-                }
-            }
-        }
-        let (which, expression) = match (&rule.clear_condition, &series.phase) {
-            (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
-                ("clear_condition", clear)
-            }
-            _ => match &rule.condition {
-                Some(c) => ("condition", c),
-                None => return Some(false),
-            },
-        };
-        let result = match ctx.eval_bool(expression) {
-            Ok(b) => b,
-            Err(e) => {
-                self.eval_error(id, rule, which, &e.to_string(), now);
-                return None;
-            }
-        };
-        let holds = if which == "clear_condition" {
-            !result
-        } else {
-            result
-        };
-        let in_hours = rule.active.as_ref().is_none_or(|a| a.contains(now));
-        Some(holds && (rule.after.is_none() || series.armed) && in_hours)
-    }
-
-    /// Moves the series' alert given whether the condition holds at `now`.
-    fn step(
-        &self,
-        rule: &Rule,
-        series: &mut Series,
-        holds: bool,
-        now: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
-        if rule.one_shot && !holds {
-            series.latched = false;
-        }
-        match series.phase.clone() {
-            Phase::Inactive => {
-                if !holds || (rule.one_shot && series.latched) {
-                    return;
-                }
-                series.active_since = Some(now);
-                if rule.for_.is_zero() {
-                    self.fire(rule, series, now, out);
-                } else {
-                    series.phase = Phase::Pending { since: now };
-                    out.push(Output::Alert(self.alert(
-                        rule,
-                        series,
-                        AlertState::Pending,
-                        now,
-                    )));
-                }
-            }
-            Phase::Pending { since } => {
-                if !holds {
-                    series.phase = Phase::Inactive;
-                    series.active_since = None;
-                } else if now.duration_since(since) >= rule.for_ {
-                    self.fire(rule, series, now, out);
-                }
-            }
-            Phase::Firing {
-                fired_at,
-                clear_since,
-            } => {
-                if rule.one_shot {
-                    return;
-                }
-                if holds {
-                    series.phase = Phase::Firing {
-                        fired_at,
-                        clear_since: None,
-                    };
-                } else if rule.keep_firing_for.is_zero() {
-                    self.resolve(rule, series, now, out);
-                } else {
-                    let since = clear_since.unwrap_or(now);
-                    series.phase = Phase::Firing {
-                        fired_at,
-                        clear_since: Some(since),
-                    };
-                    if now.duration_since(since) >= rule.keep_firing_for {
-                        self.resolve(rule, series, now, out);
-                    }
-                }
-            }
-        }
-    }
-
-    fn fire(&self, rule: &Rule, series: &mut Series, now: Timestamp, out: &mut Vec<Output>) {
-        series.phase = Phase::Firing {
-            fired_at: now,
-            clear_since: None,
-        };
-        series.fired_at = Some(now);
-        series.active_since.get_or_insert(now);
-        let alert = self.alert(rule, series, AlertState::Firing, now);
-        self.actions(rule, &alert, ActionTrigger::Firing, out);
-        out.push(Output::Alert(alert));
-        if rule.one_shot {
-            series.latched = true;
-            series.armed = false;
-            if rule.keep_firing_for.is_zero() {
-                self.resolve(rule, series, now, out);
-            }
-        }
-    }
-
-    fn resolve(&self, rule: &Rule, series: &mut Series, now: Timestamp, out: &mut Vec<Output>) {
-        let mut alert = self.alert(rule, series, AlertState::Resolved, now);
-        alert.resolved_at = Some(now);
-        self.actions(rule, &alert, ActionTrigger::Resolved, out);
-        out.push(Output::Alert(alert));
-        series.phase = Phase::Inactive;
-        series.armed = false;
-        series.active_since = None;
-        series.fired_at = None;
-    }
-
-    fn eval_error(&mut self, id: usize, rule: &Rule, what: &str, error: &str, now: Timestamp) {
-        self.metrics.evaluation_errors(&rule.name).inc();
-        let state = &mut self.states[id];
-        if state
-            .error_logged
-            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
-        {
-            state.error_logged = Some(now);
-            warn!(rule = %rule.name, expression = what, error = %error, "Rule evaluation failed (logged at most once a minute per rule).");
-        }
-    }
-
-    /// Stores the series back, rescheduling its deadline and marking it for persistence.
-    fn put_back(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        key: u64,
-        mut series: Box<Series>,
-        now: Timestamp,
-    ) {
-        series.deadline = series.next_deadline(rule, now);
-        self.schedule(id, key, &mut series);
-        let state = series.alert_state();
-        if series.counted != state {
-            self.count(series.counted, -1);
-            self.count(state, 1);
-            series.counted = state;
-        }
-        if series.persisted.as_ref() != Some(&series.essentials()) {
-            self.urgent.insert((id, key));
-        } else if self.soft_queued.insert((id, key)) {
-            let due = now.checked_add(SOFT_PERSIST_INTERVAL).unwrap_or(now);
-            self.soft.push_back((due, id, key));
-        }
-        self.states[id].series.insert(key, series);
-    }
-
-    /// Keeps the series' entry in the deadline queue in step with its deadline. An entry
-    /// due at or before the deadline stays: most events push a deadline later (every event
-    /// restarts an absence timer), and moving the entry each time would cost a queue
-    /// removal and insertion per event; the tick at the old time queues it again instead.
-    /// An entry due after the deadline moves, so no deadline is ever processed late.
-    fn schedule(&mut self, id: usize, key: u64, series: &mut Series) {
-        match (series.scheduled, series.deadline) {
-            (Some(queued), Some(deadline)) if queued <= deadline => {}
-            (None, None) => {}
-            (queued, deadline) => {
-                if let Some(queued) = queued {
-                    self.deadlines.remove(&(queued, id, key));
-                }
-                if let Some(deadline) = deadline {
-                    self.deadlines.insert((deadline, id, key));
-                }
-                series.scheduled = deadline;
-            }
+        // Evaluation failed: counted and logged; the series keeps its state.
+        queues.settle(metrics, id, rule, key, series, now);
+        if let Err(failure) = result {
+            state.log_failure(metrics, rule, failure, now);
         }
     }
 
     /// Processes every deadline up to `now`, each at its own instant.
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
         let mut out = Vec::new();
-        while let Some(&(at, id, key)) = self.deadlines.first() {
+        while let Some(&(at, id, key)) = self.queues.deadlines.first() {
             if at > now {
                 break;
             }
-            self.deadlines.pop_first();
-            let rule = Arc::clone(&self.rules.rules[id]);
-            let Some(mut series) = self.states[id].series.remove(&key) else {
+            self.queues.deadlines.pop_first();
+            let Self {
+                rules,
+                states,
+                queues,
+                metrics,
+                ..
+            } = self;
+            let rule = &rules.rules[id];
+            let state = &mut states[id];
+            let Some(series) = state.series.get_mut(&key) else {
                 continue;
             };
             series.scheduled = None;
-            match series.deadline {
+            if series.deadline.is_some_and(|deadline| deadline > at) {
                 // The deadline moved later since it was queued: queue it at its new time.
-                Some(deadline) if deadline > at => {
-                    self.schedule(id, key, &mut series);
-                    self.states[id].series.insert(key, series);
-                }
-                _ => {
-                    series.deadline = None;
-                    self.on_deadline(id, &rule, &mut series, at, &mut out);
-                    self.put_back(id, &rule, key, series, at);
-                }
+                queues.schedule(id, key, series);
+                continue;
+            }
+            series.deadline = None;
+            let mut transitions = Transitions {
+                rule,
+                metrics,
+                out: &mut out,
+            };
+            let result = on_deadline(&mut transitions, series, at);
+            queues.settle(metrics, id, rule, key, series, at);
+            if let Err(failure) = result {
+                state.log_failure(metrics, rule, failure, at);
             }
         }
         out
     }
+}
 
-    fn on_deadline(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        series: &mut Series,
-        at: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
-        // Conditions that change with time alone: the window slides, active hours end.
-        let window_holds = self.window_holds_at(id, rule, series, at);
-        let out_of_hours = rule.active.as_ref().is_some_and(|a| !a.contains(at));
-        if out_of_hours {
-            self.step(rule, series, false, at, out);
-        } else if let Some(holds) = window_holds {
-            self.step(rule, series, holds, at, out);
+/// A deadline of `series` has come: conditions that change with time alone, and timers.
+fn on_deadline(
+    transitions: &mut Transitions<'_>,
+    series: &mut Series,
+    at: Timestamp,
+) -> Result<(), Failure> {
+    let rule = transitions.rule;
+    // Conditions that change with time alone: the window slides, active hours end.
+    let window_holds = window_holds_at(rule, series, at);
+    let out_of_hours = rule.active.as_ref().is_some_and(|a| !a.contains(at));
+    if out_of_hours {
+        transitions.step(series, false, at);
+    } else if let Ok(Some(holds)) = window_holds {
+        transitions.step(series, holds, at);
+    }
+    // Timers.
+    match series.phase.clone() {
+        Phase::Pending { since } if at.duration_since(since) >= rule.for_ => {
+            transitions.fire(series, at);
         }
-        // Timers.
-        match series.phase.clone() {
-            Phase::Pending { since } if at.duration_since(since) >= rule.for_ => {
-                self.fire(rule, series, at, out);
-            }
-            Phase::Firing { fired_at, .. }
-                if rule.one_shot && at.duration_since(fired_at) >= rule.keep_firing_for =>
+        Phase::Firing { fired_at, .. }
+            if rule.one_shot && at.duration_since(fired_at) >= rule.keep_firing_for =>
+        {
+            transitions.resolve(series, at);
+        }
+        Phase::Firing {
+            clear_since: Some(c),
+            ..
+        } if at.duration_since(c) >= rule.keep_firing_for => {
+            transitions.resolve(series, at);
+        }
+        Phase::Inactive => {
+            if let Some(absent) = rule.absent_for
+                && at.duration_since(series.last_seen) >= absent
             {
-                self.resolve(rule, series, at, out);
+                series.active_since = Some(series.last_seen);
+                transitions.fire(series, at);
             }
-            Phase::Firing {
-                clear_since: Some(c),
-                ..
-            } if at.duration_since(c) >= rule.keep_firing_for => {
-                self.resolve(rule, series, at, out);
-            }
-            Phase::Inactive => {
-                if let Some(absent) = rule.absent_for
-                    && at.duration_since(series.last_seen) >= absent
-                {
-                    series.active_since = Some(series.last_seen);
-                    self.fire(rule, series, at, out);
-                }
-            }
-            _ => {}
+        }
+        _ => {}
+    }
+    window_holds.map(|_| ())
+}
+
+/// A window rule's condition once the window has slid to `at` (events age out without a
+/// new one arriving). `None` for rules without a window.
+fn window_holds_at(
+    rule: &Rule,
+    series: &mut Series,
+    at: Timestamp,
+) -> Result<Option<bool>, Failure> {
+    let Some(window) = rule.window.as_ref() else {
+        return Ok(None);
+    };
+    series.prune(at, window.duration);
+    let Some(agg) = aggregate(window.aggregate, &series.samples) else {
+        series.value = Value::Null;
+        return Ok(Some(false));
+    };
+    series.value = json!(agg);
+    // Hysteresis as in `holds`: while active, the clearing condition decides.
+    let (which, expression, inverted) = match (&rule.clear_condition, &series.phase) {
+        (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
+            ("clear_condition", clear, true)
+        }
+        _ => match rule.condition.as_ref() {
+            Some(condition) => ("condition", condition, false),
+            None => return Ok(None),
+        },
+    };
+    let holds = match expression.fast_bool(&series.value, &Value::Null) {
+        Some(b) => b,
+        None => {
+            let Ok(subject) = Subject::parse(&series.subject) else {
+                return Ok(None);
+            };
+            let mut vars = Vars::new(&Value::Null, &series.labels, &subject, at);
+            vars.set_value(RuleValue::from_json(&series.value));
+            expression.eval_bool(&vars).map_err(Failure::of(which))?
+        }
+    };
+    Ok(Some(
+        holds != inverted && (rule.after.is_none() || series.armed),
+    ))
+}
+
+/// Whether the rule's condition holds for this event (window, transition, hysteresis and
+/// active hours applied).
+fn holds(
+    rule: &Rule,
+    series: &mut Series,
+    ctx: &mut EvalCtx<'_, '_>,
+    number: Option<f64>,
+    now: Timestamp,
+) -> Result<bool, Failure> {
+    if let Some(window) = &rule.window {
+        let include = match &window.filter {
+            Some(filter) => ctx.eval_bool(filter).map_err(Failure::of("window.where"))?,
+            None => true,
+        };
+        if include {
+            series.push_sample(now, number.unwrap_or(f64::NAN), window.duration);
+        } else {
+            series.prune(now, window.duration);
+        }
+        let agg = aggregate(window.aggregate, &series.samples);
+        series.value = json!(agg);
+        match agg {
+            Some(a) => ctx.set_value(json!(a)),
+            // Nothing to aggregate: the condition cannot hold.
+            None => return Ok(false),
         }
     }
+    if let Some(after) = &rule.after
+        && ctx.eval_bool(after).map_err(Failure::of("after"))?
+    {
+        series.armed = true;
+    }
+    let (which, expression) = match (&rule.clear_condition, &series.phase) {
+        (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => ("clear_condition", clear),
+        _ => match &rule.condition {
+            Some(c) => ("condition", c),
+            None => return Ok(false),
+        },
+    };
+    let result = ctx.eval_bool(expression).map_err(Failure::of(which))?;
+    let holds = if which == "clear_condition" {
+        !result
+    } else {
+        result
+    };
+    let in_hours = rule.active.as_ref().is_none_or(|a| a.contains(now));
+    Ok(holds && (rule.after.is_none() || series.armed) && in_hours)
 }

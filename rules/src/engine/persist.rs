@@ -3,7 +3,6 @@
 //! restored after a restart, their timers shifted by the downtime.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -31,6 +30,13 @@ struct SeriesRecordRef<'a> {
     series: &'a Series,
 }
 
+/// Which queue a series to encode came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Urgent,
+    Soft,
+}
+
 /// Series to write to and delete from the store.
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -50,34 +56,50 @@ impl Engine {
     /// What to persist as of `now`: series whose phase, arm or latch changed, series with
     /// other changes older than [`SOFT_PERSIST_INTERVAL`], and removed series.
     pub fn take_changes(&mut self, now: Timestamp) -> Changes {
-        let mut keys: Vec<(usize, u64)> = self.urgent.drain().collect();
-        while let Some(&(due, id, key)) = self.soft.front() {
+        let mut keys: Vec<(usize, u64, Queue)> = self
+            .queues
+            .urgent
+            .drain()
+            .map(|(id, key)| (id, key, Queue::Urgent))
+            .collect();
+        while let Some(&(due, id, key)) = self.queues.soft.front() {
             if due > now {
                 break;
             }
-            self.soft.pop_front();
-            self.soft_queued.remove(&(id, key));
-            keys.push((id, key));
+            self.queues.soft.pop_front();
+            keys.push((id, key, Queue::Soft));
         }
         self.encode(keys)
     }
 
     /// Every pending change, whatever its age (at shutdown).
     pub fn take_all_changes(&mut self) -> Changes {
-        let mut keys: Vec<(usize, u64)> = self.urgent.drain().collect();
-        keys.extend(self.soft.drain(..).map(|(_, id, key)| (id, key)));
-        self.soft_queued.clear();
+        let mut keys: Vec<(usize, u64, Queue)> = self
+            .queues
+            .urgent
+            .drain()
+            .map(|(id, key)| (id, key, Queue::Urgent))
+            .collect();
+        keys.extend(
+            self.queues
+                .soft
+                .drain(..)
+                .map(|(_, id, key)| (id, key, Queue::Soft)),
+        );
         self.encode(keys)
     }
 
-    fn encode(&mut self, keys: Vec<(usize, u64)>) -> Changes {
+    fn encode(&mut self, keys: Vec<(usize, u64, Queue)>) -> Changes {
         let mut changes = std::mem::take(&mut self.carried);
         changes.deletes.append(&mut self.removed);
-        for (id, key) in keys {
+        for (id, key, queue) in keys {
             let rule = &self.rules.rules[id];
             let Some(series) = self.states[id].series.get_mut(&key) else {
                 continue;
             };
+            if queue == Queue::Soft {
+                series.soft_queued = false;
+            }
             let record = SeriesRecordRef {
                 rule_hash: rule.hash,
                 series,
@@ -139,14 +161,21 @@ impl Engine {
             }
         }
         for (id, key, mut series) in restored {
-            let rule = Arc::clone(&self.rules.rules[id]);
+            let rule = &self.rules.rules[id];
             series.deadline = None;
             self.metrics.series(&rule.name).inc();
             series.persisted = Some(series.essentials());
-            self.put_back(id, &rule, key, Box::new(series), now);
+            self.queues
+                .settle(&self.metrics, id, rule, key, &mut series, now);
+            self.states[id].series.insert(key, Box::new(series));
         }
-        self.soft.clear();
-        self.soft_queued.clear();
+        // Restored series are as stored: none is due to be written again.
+        self.queues.soft.clear();
+        for state in &mut self.states {
+            for series in state.series.values_mut() {
+                series.soft_queued = false;
+            }
+        }
         self.update_alert_gauges();
         out
     }

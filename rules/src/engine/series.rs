@@ -83,6 +83,10 @@ pub struct Series {
     /// `Engine::schedule`). Not persisted: the queue is rebuilt on restore and reload.
     #[serde(skip)]
     pub scheduled: Option<Timestamp>,
+    /// Whether the series waits in the engine's queue of minor changes to persist (not
+    /// persisted: the queue is emptied on restore).
+    #[serde(skip)]
+    pub soft_queued: bool,
     /// How the engine's alert counts see this series: the phase kind it was last counted
     /// as (not persisted: a restored series is counted afresh).
     #[serde(skip)]
@@ -142,6 +146,7 @@ impl Series {
             fired_at: None,
             deadline: None,
             scheduled: None,
+            soft_queued: false,
             counted: None,
             persisted: None,
         }
