@@ -120,6 +120,15 @@ impl Pattern {
         })
     }
 
+    /// Whether the captures alone tell matching subjects apart: every wildcard captures
+    /// (`+name`), none is anonymous (`+`) or a rest (`#`, `>`). Two subjects that match
+    /// with the same captures are then the same subject.
+    pub fn captures_identify_subject(&self) -> bool {
+        self.tokens
+            .iter()
+            .all(|t| matches!(t, PatternToken::Literal(_) | PatternToken::Capture(_)))
+    }
+
     /// Whether `subject` matches.
     pub fn is_match(&self, subject: &Subject) -> bool {
         self.match_with(subject, |_, _| {})
@@ -128,8 +137,19 @@ impl Pattern {
     /// Matches `subject`, returning the captured `(label, token)` pairs on a match.
     pub fn captures<'s>(&'s self, subject: &'s Subject) -> Option<Vec<(&'s str, &'s str)>> {
         let mut captured = Vec::new();
-        self.match_with(subject, |name, token| captured.push((name, token)))
+        self.captures_into(subject, &mut captured)
             .then_some(captured)
+    }
+
+    /// Matches `subject`, appending the captured `(label, token)` pairs to `captured`;
+    /// whether it matched (on no match, `captured` may hold some pairs). For a caller that
+    /// reuses one buffer.
+    pub fn captures_into<'s>(
+        &'s self,
+        subject: &'s Subject,
+        captured: &mut Vec<(&'s str, &'s str)>,
+    ) -> bool {
+        self.match_with(subject, |name, token| captured.push((name, token)))
     }
 
     /// Matches `subject` and, on a match, writes the captures into `labels` (a capture
@@ -215,6 +235,16 @@ mod tests {
         assert!(!p.is_match(&subject("home/kitchen/temp")));
         assert!(!p.is_match(&subject("home/kitchen/esp1/temp/raw")));
         assert_eq!(p.capture_names().collect::<Vec<_>>(), ["room"]);
+    }
+
+    #[test]
+    fn captures_identify_the_subject_only_without_anonymous_wildcards() {
+        let identifies = |p: &str| Pattern::parse(p).unwrap().captures_identify_subject();
+        assert!(identifies("home/+room/+sensor/temp"));
+        assert!(identifies("home/kitchen"));
+        for p in ["home/+room/+/temp", "home/+room/#", "home/>"] {
+            assert!(!identifies(p), "{p}");
+        }
     }
 
     #[test]

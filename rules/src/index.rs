@@ -53,26 +53,36 @@ impl SubjectIndex {
 
     /// The ids of the rules whose pattern matches `subject`, in ascending order.
     pub fn matches(&self, subject: &Subject) -> Vec<usize> {
-        let tokens: Vec<&str> = subject.tokens().collect();
         let mut found = Vec::new();
-        Self::walk(&self.root, &tokens, &mut found);
-        found.sort_unstable();
-        found.dedup();
+        self.matches_into(subject, &mut found);
         found
     }
 
-    fn walk(node: &TrieNode, tokens: &[&str], found: &mut Vec<usize>) {
+    /// [`matches`](Self::matches) into `found`, which is cleared first: the engine reuses
+    /// one buffer for every event.
+    pub fn matches_into(&self, subject: &Subject, found: &mut Vec<usize>) {
+        found.clear();
+        Self::walk(&self.root, subject.tokens(), found);
+        found.sort_unstable();
+        found.dedup();
+    }
+
+    fn walk<'s>(
+        node: &TrieNode,
+        mut tokens: impl Iterator<Item = &'s str> + Clone,
+        found: &mut Vec<usize>,
+    ) {
         found.extend_from_slice(&node.rest_zero);
-        let Some((first, rest)) = tokens.split_first() else {
+        let Some(first) = tokens.next() else {
             found.extend_from_slice(&node.exact);
             return;
         };
         found.extend_from_slice(&node.rest_one);
-        if let Some(next) = node.literal.get(*first) {
-            Self::walk(next, rest, found);
+        if let Some(next) = node.literal.get(first) {
+            Self::walk(next, tokens.clone(), found);
         }
         if let Some(next) = &node.wildcard {
-            Self::walk(next, rest, found);
+            Self::walk(next, tokens, found);
         }
     }
 }

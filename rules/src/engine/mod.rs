@@ -58,6 +58,8 @@ pub struct Engine {
     states: Vec<RuleState>,
     /// Deadlines, and series to persist.
     queues: Queues,
+    /// The ids of the rules an event's subject matches: kept to reuse its allocation.
+    matched: Vec<usize>,
     /// Changes taken before a reload renumbered the rules, handed out with the next ones.
     carried: Changes,
     /// Series gone since the last `take_changes`: (rule name, fingerprint).
@@ -223,6 +225,7 @@ impl Engine {
             rules,
             states,
             queues: Queues::default(),
+            matched: Vec::new(),
             carried: Changes::default(),
             removed: Vec::new(),
             metrics,
@@ -244,10 +247,20 @@ impl Engine {
     /// Evaluates `event` against the rules whose pattern matches its subject.
     pub fn on_event(&mut self, now: Timestamp, event: &Event) -> Vec<Output> {
         let mut out = self.on_tick(now);
-        let ids = self.rules.index.matches(&event.subject);
+        let Self {
+            rules,
+            states,
+            queues,
+            metrics,
+            matched,
+            ..
+        } = self;
+        rules.index.matches_into(&event.subject, matched);
+        // One buffer for every matched rule's captures.
+        let mut captures: Vec<(&str, &str)> = Vec::new();
         let mut vars: Option<Vars> = None;
-        for id in ids {
-            let rule = Arc::clone(&self.rules.rules[id]);
+        for &id in matched.iter() {
+            let rule = &*rules.rules[id];
             if rule.source.as_ref().is_some_and(|s| *s != event.source)
                 || rule
                     .event_type
@@ -256,9 +269,10 @@ impl Engine {
             {
                 continue;
             }
-            let Some(mut captures) = rule.pattern.captures(&event.subject) else {
+            captures.clear();
+            if !rule.pattern.captures_into(&event.subject, &mut captures) {
                 continue;
-            };
+            }
             captures.sort_unstable();
             let owned = |pairs: &[(&str, &str)]| -> Labels {
                 pairs
@@ -291,33 +305,67 @@ impl Engine {
                 }
                 None => SeriesId::Captures(&captures),
             };
-            self.states[id].evaluations.inc();
-            self.evaluate(id, &rule, series, &mut ctx, now, &mut out);
+            let state = &mut states[id];
+            state.evaluations.inc();
+            let evaluation = Evaluation {
+                id,
+                rule,
+                state,
+                queues,
+                metrics,
+                out: &mut out,
+            };
+            evaluation.event(series, &mut ctx, now);
         }
         out
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one evaluation's whole context, passed once"
-    )]
-    fn evaluate(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        series_id: SeriesId<'_>,
-        ctx: &mut EvalCtx<'_, '_>,
-        now: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
-        let event = ctx.event;
+    /// Processes every deadline up to `now`, each at its own instant.
+    pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
+        let mut out = Vec::new();
+        while let Some(&(at, id, key)) = self.queues.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.queues.deadlines.pop_first();
+            let evaluation = Evaluation {
+                id,
+                rule: &self.rules.rules[id],
+                state: &mut self.states[id],
+                queues: &mut self.queues,
+                metrics: &self.metrics,
+                out: &mut out,
+            };
+            evaluation.deadline(key, at);
+        }
+        out
+    }
+}
+
+/// What one evaluation of one rule works on: the rule and its state, and the queues,
+/// metrics and outputs all rules share. Borrowed apart from the engine, so that a series is
+/// changed where it lies in its map.
+struct Evaluation<'a> {
+    id: usize,
+    rule: &'a Rule,
+    state: &'a mut RuleState,
+    queues: &'a mut Queues,
+    metrics: &'a EngineMetrics,
+    out: &'a mut Vec<Output>,
+}
+
+impl Evaluation<'_> {
+    /// Evaluates an event for the series it belongs to.
+    fn event(self, series_id: SeriesId<'_>, ctx: &mut EvalCtx<'_, '_>, now: Timestamp) {
         let Self {
-            states,
+            id,
+            rule,
+            state,
             queues,
             metrics,
-            ..
+            out,
         } = self;
-        let state = &mut states[id];
+        let event = ctx.event;
         if let Some(expression) = &rule.value
             && let Err(e) = ctx.eval_value(expression)
         {
@@ -325,7 +373,7 @@ impl Engine {
         }
         let number = ctx.value_json().as_f64();
 
-        // The series is updated where it lies in its map: one lookup per event.
+        // One lookup per event: the series is changed where it lies in its map.
         let key = series_id.key(&rule.name);
         let count = state.series.len();
         let series = match state.series.entry(key) {
@@ -347,7 +395,11 @@ impl Engine {
             }
         };
         series.last_seen = now;
-        if series.subject != event.subject.as_str() {
+        // Comparing the subjects reads the stored one, a cache miss per event: spared when
+        // the series has one subject.
+        if series.subject.is_empty()
+            || (!rule.subject_per_series && series.subject != event.subject.as_str())
+        {
             series.subject = event.subject.to_string();
         }
         if rule.needs_data {
@@ -375,52 +427,38 @@ impl Engine {
                 transitions.step(series, holds, now);
             })
         };
-        // Evaluation failed: counted and logged; the series keeps its state.
+        // A failed evaluation is counted and logged; the series keeps its state.
         queues.settle(metrics, id, rule, key, series, now);
         if let Err(failure) = result {
             state.log_failure(metrics, rule, failure, now);
         }
     }
 
-    /// Processes every deadline up to `now`, each at its own instant.
-    pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
-        let mut out = Vec::new();
-        while let Some(&(at, id, key)) = self.queues.deadlines.first() {
-            if at > now {
-                break;
-            }
-            self.queues.deadlines.pop_first();
-            let Self {
-                rules,
-                states,
-                queues,
-                metrics,
-                ..
-            } = self;
-            let rule = &rules.rules[id];
-            let state = &mut states[id];
-            let Some(series) = state.series.get_mut(&key) else {
-                continue;
-            };
-            series.scheduled = None;
-            if series.deadline.is_some_and(|deadline| deadline > at) {
-                // The deadline moved later since it was queued: queue it at its new time.
-                queues.schedule(id, key, series);
-                continue;
-            }
-            series.deadline = None;
-            let mut transitions = Transitions {
-                rule,
-                metrics,
-                out: &mut out,
-            };
-            let result = on_deadline(&mut transitions, series, at);
-            queues.settle(metrics, id, rule, key, series, at);
-            if let Err(failure) = result {
-                state.log_failure(metrics, rule, failure, at);
-            }
+    /// Processes the deadline queued at `at` for the series `key`.
+    fn deadline(self, key: u64, at: Timestamp) {
+        let Self {
+            id,
+            rule,
+            state,
+            queues,
+            metrics,
+            out,
+        } = self;
+        let Some(series) = state.series.get_mut(&key) else {
+            return;
+        };
+        series.scheduled = None;
+        if series.deadline.is_some_and(|deadline| deadline > at) {
+            // The deadline moved later since it was queued: queue it at its new time.
+            return queues.schedule(id, key, series);
         }
-        out
+        series.deadline = None;
+        let mut transitions = Transitions { rule, metrics, out };
+        let result = on_deadline(&mut transitions, series, at);
+        queues.settle(metrics, id, rule, key, series, at);
+        if let Err(failure) = result {
+            state.log_failure(metrics, rule, failure, at);
+        }
     }
 }
 
