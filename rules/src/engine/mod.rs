@@ -180,11 +180,13 @@ impl EvalCtx<'_, '_> {
     }
 }
 
-/// Stores `value` as the series' value, copying only when it changed.
-fn keep_value(series: &mut Series, value: &serde_json::Value) {
-    if series.value != *value {
+/// Stores `value` as the series' value, copying only when it changed; whether it did.
+fn keep_value(series: &mut Series, value: &serde_json::Value) -> bool {
+    let changed = series.value != *value;
+    if changed {
         series.value = value.clone();
     }
+    changed
 }
 
 /// How an event names its series: by the pattern's captures (sorted by name), or by labels
@@ -395,12 +397,18 @@ impl Evaluation<'_> {
             }
         };
         series.last_seen = now;
+        // Minor changes, persisted within `SOFT_PERSIST_INTERVAL` (a change of phase is
+        // persisted at once, see `Queues::settle`): what a restart needs back. The time the
+        // series last spoke is the anchor of an absence timer, and read by nothing else;
+        // a window's samples and a payload kept for templates change with every event.
+        let mut changed = rule.absent_for.is_some() || rule.window.is_some() || rule.needs_data;
         // Comparing the subjects reads the stored one, a cache miss per event: spared when
         // the series has one subject.
         if series.subject.is_empty()
             || (!rule.subject_per_series && series.subject != event.subject.as_str())
         {
             series.subject = event.subject.to_string();
+            changed = true;
         }
         if rule.needs_data {
             series.data = Some(event.data.clone());
@@ -422,13 +430,13 @@ impl Evaluation<'_> {
                 // inactive series needs none, which spares a copy per event. A window
                 // rule's value is its aggregate, set by `holds`.
                 if rule.window.is_none() && (holds || series.phase != Phase::Inactive) {
-                    keep_value(series, ctx.value_json());
+                    changed |= keep_value(series, ctx.value_json());
                 }
                 transitions.step(series, holds, now);
             })
         };
         // A failed evaluation is counted and logged; the series keeps its state.
-        queues.settle(metrics, id, rule, key, series, now);
+        queues.settle(metrics, (id, key), rule, series, now, changed);
         if let Err(failure) = result {
             state.log_failure(metrics, rule, failure, now);
         }
@@ -455,7 +463,8 @@ impl Evaluation<'_> {
         series.deadline = None;
         let mut transitions = Transitions { rule, metrics, out };
         let result = on_deadline(&mut transitions, series, at);
-        queues.settle(metrics, id, rule, key, series, at);
+        // Besides phases (persisted at once), time alone changes a window's samples.
+        queues.settle(metrics, (id, key), rule, series, at, rule.window.is_some());
         if let Err(failure) = result {
             state.log_failure(metrics, rule, failure, at);
         }

@@ -165,16 +165,11 @@ impl Engine {
             series.deadline = None;
             self.metrics.series(&rule.name).inc();
             series.persisted = Some(series.essentials());
+            // As stored: nothing to write back.
+            let changed = false;
             self.queues
-                .settle(&self.metrics, id, rule, key, &mut series, now);
+                .settle(&self.metrics, (id, key), rule, &mut series, now, changed);
             self.states[id].series.insert(key, Box::new(series));
-        }
-        // Restored series are as stored: none is due to be written again.
-        self.queues.soft.clear();
-        for state in &mut self.states {
-            for series in state.series.values_mut() {
-                series.soft_queued = false;
-            }
         }
         self.update_alert_gauges();
         out

@@ -24,16 +24,18 @@ pub(super) struct Queues {
 }
 
 impl Queues {
-    /// Brings the queues and the alert gauges in step with a series that an event or a
-    /// deadline has just moved.
+    /// Brings the queues and the alert gauges in step with a series (of rule `id`, with
+    /// fingerprint `key`) that an event or a deadline has just moved. A change of phase, arm
+    /// or latch is queued to be persisted at once; `changed`, other changes a restart needs
+    /// (see `Evaluation::event`), within [`SOFT_PERSIST_INTERVAL`].
     pub fn settle(
         &mut self,
         metrics: &EngineMetrics,
-        id: usize,
+        (id, key): (usize, u64),
         rule: &Rule,
-        key: u64,
         series: &mut Series,
         now: Timestamp,
+        changed: bool,
     ) {
         series.deadline = series.next_deadline(rule, now);
         self.schedule(id, key, series);
@@ -45,7 +47,7 @@ impl Queues {
         }
         if series.persisted.as_ref() != Some(&series.essentials()) {
             self.urgent.insert((id, key));
-        } else if !series.soft_queued {
+        } else if changed && !series.soft_queued {
             series.soft_queued = true;
             let due = now.checked_add(SOFT_PERSIST_INTERVAL).unwrap_or(now);
             self.soft.push_back((due, id, key));

@@ -46,7 +46,8 @@ pub struct Series {
     pub armed: bool,
     /// One-shot rules: fired, and the condition has not been false since.
     pub latched: bool,
-    /// When the series last sent an event (timer anchor for absence).
+    /// When the series last sent an event: the anchor of an absence timer, read by nothing
+    /// else (so its change alone is persisted only for absence rules).
     #[serde(with = "jiff::fmt::serde::timestamp::millisecond::required")]
     pub last_seen: Timestamp,
     /// The rule's value at the last event (or the window aggregate).
@@ -84,7 +85,7 @@ pub struct Series {
     #[serde(skip)]
     pub scheduled: Option<Timestamp>,
     /// Whether the series waits in the engine's queue of minor changes to persist (not
-    /// persisted: the queue is emptied on restore).
+    /// persisted).
     #[serde(skip)]
     pub soft_queued: bool,
     /// How the engine's alert counts see this series: the phase kind it was last counted

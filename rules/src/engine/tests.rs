@@ -380,6 +380,28 @@ fn a_restart_resumes_timers_where_they_stopped() {
 }
 
 #[test]
+fn minor_changes_are_persisted_within_the_interval_and_nothing_else() {
+    let mut e = engine(
+        "rules:\n  - name: hot\n    subject: t/+room\n    condition: value > 80\n  - name: hb\n    subject: t/+room\n    absent_for: 30m\n",
+    );
+    let rules = |changes: Changes| {
+        let mut rules: Vec<String> = changes.upserts.into_iter().map(|(r, _, _)| r).collect();
+        rules.sort();
+        rules
+    };
+    e.on_event(at(0), &event("t/a", json!(90), 0));
+    e.on_event(at(0), &event("t/b", json!(10), 0));
+    // New series (and a firing alert) at once.
+    assert_eq!(rules(e.take_changes(at(0))), ["hb", "hb", "hot", "hot"]);
+    e.on_event(at(10), &event("t/a", json!(95), 10));
+    e.on_event(at(10), &event("t/b", json!(10), 10));
+    assert!(e.take_changes(at(39)).is_empty());
+    // 30 s later: the absence timers' new anchor and the firing alert's new value. The
+    // inactive `hot` series of t/b changed nothing a restart reads.
+    assert_eq!(rules(e.take_changes(at(40))), ["hb", "hb", "hot"]);
+}
+
+#[test]
 fn a_restart_with_a_changed_rule_resolves_its_old_alerts() {
     let mut before = engine("rules:\n  - name: r\n    subject: t\n    condition: value > 80\n");
     before.on_event(at(0), &event("t", json!(90), 0));
