@@ -70,8 +70,9 @@ pub struct Engine {
 struct RuleState {
     /// `atalaya_rule_evaluations_total{rule}`, looked up once: it moves on every event.
     evaluations: prometheus::IntCounter,
-    /// Series by fingerprint hash.
-    series: HashMap<u64, Box<Series>, KeyHash>,
+    /// Series by fingerprint hash, stored in the map itself: an event then reads one
+    /// place in memory for its series, not the map and a box elsewhere.
+    series: HashMap<u64, Series, KeyHash>,
     /// Last time a series-limit or evaluation problem was logged, to keep logs quiet.
     limit_logged: Option<Timestamp>,
     error_logged: Option<Timestamp>,
@@ -393,7 +394,7 @@ impl Evaluation<'_> {
             }
             Entry::Vacant(entry) => {
                 metrics.series(&rule.name).inc();
-                entry.insert(Box::new(Series::new(series_id.labels(), now)))
+                entry.insert(Series::new(series_id.labels(), now))
             }
         };
         series.last_seen = now;
