@@ -408,7 +408,16 @@ impl Evaluation<'_> {
         if series.subject.is_empty()
             || (!rule.subject_per_series && series.subject != event.subject.as_str())
         {
+            let new_series = series.subject.is_empty();
             series.subject = event.subject.to_string();
+            // The head of its stored record: encoded now for a new series, so it lies beside
+            // the labels in memory (an encoding at persistence time lands among the
+            // records, farther away); after a change of subject, when next persisted.
+            series.record_head = if new_series {
+                persist::encode_head(series).ok()
+            } else {
+                None
+            };
             changed = true;
         }
         if rule.needs_data {

@@ -37,9 +37,12 @@ pub enum Phase {
 /// The state of one series of one rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
-    /// The labels that identify the series.
+    /// The labels that identify the series. Stored, like `subject`, from `record_head`
+    /// rather than by this type's `Serialize` (see `persist::encode_record`).
+    #[serde(skip_serializing)]
     pub labels: Labels,
     /// The subject of its last event.
+    #[serde(skip_serializing)]
     pub subject: String,
     pub phase: Phase,
     /// Transition rules: the `after` condition has held since the last alert.
@@ -92,6 +95,12 @@ pub struct Series {
     /// as (not persisted: a restored series is counted afresh).
     #[serde(skip)]
     pub counted: Option<AlertState>,
+    /// The start of the stored record, `{"labels":{…},"subject":"…"`, encoded when the
+    /// series is first persisted and kept: the labels never change and the subject seldom,
+    /// and reading them again (several allocations elsewhere in memory) cost more than the
+    /// rest of the record. `None` until then, and after the subject changes.
+    #[serde(skip)]
+    pub record_head: Option<Box<[u8]>>,
     /// The phase, arm and latch as last persisted: a change to these is written at once,
     /// other changes (last seen, value, window samples) at most every
     /// [`SOFT_PERSIST_INTERVAL`](super::SOFT_PERSIST_INTERVAL).
@@ -149,6 +158,7 @@ impl Series {
             scheduled: None,
             soft_queued: false,
             counted: None,
+            record_head: None,
             persisted: None,
         }
     }

@@ -402,6 +402,26 @@ fn minor_changes_are_persisted_within_the_interval_and_nothing_else() {
 }
 
 #[test]
+fn a_series_record_follows_its_subject() {
+    let mut e = engine("rules:\n  - name: r\n    subject: t/#\n    absent_for: 30m\n");
+    let subjects = |changes: Changes| -> Vec<String> {
+        changes
+            .upserts
+            .iter()
+            .map(|(_, _, bytes)| {
+                let record: Value = serde_json::from_slice(bytes).unwrap();
+                record["series"]["subject"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    e.on_event(at(0), &event("t/a", json!(1), 0));
+    assert_eq!(subjects(e.take_changes(at(0))), ["t/a"]);
+    // The same series (the pattern captures nothing) from another subject.
+    e.on_event(at(10), &event("t/b", json!(1), 10));
+    assert_eq!(subjects(e.take_changes(at(40))), ["t/b"]);
+}
+
+#[test]
 fn a_restart_with_a_changed_rule_resolves_its_old_alerts() {
     let mut before = engine("rules:\n  - name: r\n    subject: t\n    condition: value > 80\n");
     before.on_event(at(0), &event("t", json!(90), 0));
