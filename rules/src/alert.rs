@@ -111,10 +111,14 @@ impl Default for Fnv {
 
 impl Fnv {
     fn part(&mut self, part: &str) {
-        for byte in part.bytes().chain(std::iter::once(0xff)) {
-            self.0 ^= u64::from(byte);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        for byte in part.bytes() {
+            self.byte(byte);
         }
+        self.byte(0xff);
+    }
+
+    fn byte(&mut self, byte: u8) {
+        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
     }
 }
 
@@ -128,8 +132,23 @@ pub fn fingerprint_hash_sorted<'a>(
     rule: &str,
     labels: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> u64 {
+    fingerprint_hash_from(fingerprint_seed(rule), labels)
+}
+
+/// Where the fingerprints of `rule`'s series start: the hash of its name, which they all
+/// share, computed once per rule by the engine.
+pub fn fingerprint_seed(rule: &str) -> u64 {
     let mut hash = Fnv::default();
     hash.part(rule);
+    hash.0
+}
+
+/// [`fingerprint_hash_sorted`] from the rule's [`fingerprint_seed`].
+pub fn fingerprint_hash_from<'a>(
+    seed: u64,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> u64 {
+    let mut hash = Fnv(seed);
     for (name, value) in labels {
         hash.part(name);
         hash.part(value);

@@ -43,7 +43,7 @@ pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
 use self::queues::Queues;
 pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
 use self::transitions::Transitions;
-use crate::alert::{Output, fingerprint_hash, fingerprint_hash_sorted};
+use crate::alert::{Output, fingerprint_hash_from, fingerprint_seed};
 use crate::compile::{Rule, RuleSet};
 use crate::expr::{EvalError, Expression, RuleValue, Vars};
 use crate::metrics::EngineMetrics;
@@ -70,6 +70,8 @@ pub struct Engine {
 struct RuleState {
     /// `atalaya_rule_evaluations_total{rule}`, looked up once: it moves on every event.
     evaluations: prometheus::IntCounter,
+    /// Where its series' fingerprints start (the hash of the rule's name), computed once.
+    fingerprint_seed: u64,
     /// Series by fingerprint hash, stored in the map itself: an event then reads one
     /// place in memory for its series, not the map and a box elsewhere.
     series: HashMap<u64, Series, KeyHash>,
@@ -82,6 +84,7 @@ impl RuleState {
     fn new(metrics: &EngineMetrics, rule: &str) -> Self {
         Self {
             evaluations: metrics.evaluations(rule),
+            fingerprint_seed: fingerprint_seed(rule),
             series: HashMap::default(),
             limit_logged: None,
             error_logged: None,
@@ -198,10 +201,13 @@ enum SeriesId<'a> {
 }
 
 impl SeriesId<'_> {
-    fn key(&self, rule: &str) -> u64 {
+    /// The series' fingerprint hash, from its rule's [`fingerprint_seed`].
+    fn key(&self, seed: u64) -> u64 {
         match self {
-            Self::Captures(pairs) => fingerprint_hash_sorted(rule, pairs.iter().copied()),
-            Self::Labels(labels) => fingerprint_hash(rule, labels),
+            Self::Captures(pairs) => fingerprint_hash_from(seed, pairs.iter().copied()),
+            Self::Labels(labels) => {
+                fingerprint_hash_from(seed, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            }
         }
     }
 
@@ -377,7 +383,7 @@ impl Evaluation<'_> {
         let number = ctx.value_json().as_f64();
 
         // One lookup per event: the series is changed where it lies in its map.
-        let key = series_id.key(&rule.name);
+        let key = series_id.key(state.fingerprint_seed);
         let count = state.series.len();
         let series = match state.series.entry(key) {
             Entry::Occupied(entry) => entry.into_mut(),
@@ -497,7 +503,7 @@ fn on_deadline(
         transitions.step(series, holds, at);
     }
     // Timers.
-    match series.phase.clone() {
+    match series.phase {
         Phase::Pending { since } if at.duration_since(since) >= rule.for_ => {
             transitions.fire(series, at);
         }

@@ -12,7 +12,7 @@ use crate::compile::Rule;
 use crate::model::Aggregate;
 
 /// Where a series' alert is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "lowercase")]
 pub enum Phase {
     Inactive,
@@ -165,7 +165,7 @@ impl Series {
 
     /// What must reach the store at once when it changes.
     pub fn essentials(&self) -> (Phase, bool, bool) {
-        (self.phase.clone(), self.armed, self.latched)
+        (self.phase, self.armed, self.latched)
     }
 
     /// The alert state this series shows: `None` when inactive.

@@ -25,7 +25,7 @@ impl Transitions<'_> {
         if rule.one_shot && !holds {
             series.latched = false;
         }
-        match series.phase.clone() {
+        match series.phase {
             Phase::Inactive => {
                 if !holds || (rule.one_shot && series.latched) {
                     return;
