@@ -54,36 +54,34 @@ impl SubjectIndex {
 
     /// The ids of the rules whose pattern matches `subject`, in ascending order.
     pub fn matches(&self, subject: &Subject) -> Vec<usize> {
+        let tokens: Vec<&str> = subject.tokens().collect();
         let mut found = Vec::new();
-        self.matches_into(subject, &mut found);
+        self.matches_tokens(&tokens, &mut found);
         found
     }
 
-    /// [`matches`](Self::matches) into `found`, which is cleared first: the engine reuses
-    /// one buffer for every event.
-    pub fn matches_into(&self, subject: &Subject, found: &mut Vec<usize>) {
+    /// [`matches`](Self::matches) for a subject given as its tokens, into `found`, which is
+    /// cleared first: the engine splits each subject once, and reuses one buffer for every
+    /// event.
+    pub fn matches_tokens(&self, tokens: &[&str], found: &mut Vec<usize>) {
         found.clear();
-        Self::walk(&self.root, subject.tokens(), found);
+        Self::walk(&self.root, tokens, found);
         found.sort_unstable();
         found.dedup();
     }
 
-    fn walk<'s>(
-        node: &TrieNode,
-        mut tokens: impl Iterator<Item = &'s str> + Clone,
-        found: &mut Vec<usize>,
-    ) {
+    fn walk(node: &TrieNode, tokens: &[&str], found: &mut Vec<usize>) {
         found.extend_from_slice(&node.rest_zero);
-        let Some(first) = tokens.next() else {
+        let Some((first, rest)) = tokens.split_first() else {
             found.extend_from_slice(&node.exact);
             return;
         };
         found.extend_from_slice(&node.rest_one);
-        if let Some(next) = node.literal.get(first) {
-            Self::walk(next, tokens.clone(), found);
+        if let Some(next) = node.literal.get(*first) {
+            Self::walk(next, rest, found);
         }
         if let Some(next) = &node.wildcard {
-            Self::walk(next, tokens, found);
+            Self::walk(next, rest, found);
         }
     }
 }

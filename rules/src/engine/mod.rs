@@ -193,18 +193,18 @@ fn keep_value(series: &mut Series, value: &serde_json::Value) -> bool {
     changed
 }
 
-/// How an event names its series: by the pattern's captures (sorted by name), or by labels
-/// chosen with `group_by`.
-enum SeriesId<'a> {
-    Captures(&'a [(&'a str, &'a str)]),
+/// How an event names its series: by the pattern's captures (`(label, token)` sorted by
+/// label name), or by labels chosen with `group_by`.
+enum SeriesId<C> {
+    Captures(C),
     Labels(Labels),
 }
 
-impl SeriesId<'_> {
+impl<'a, C: Iterator<Item = (&'a str, &'a str)> + Clone> SeriesId<C> {
     /// The series' fingerprint hash, from its rule's [`fingerprint_seed`].
     fn key(&self, seed: u64) -> u64 {
         match self {
-            Self::Captures(pairs) => fingerprint_hash_from(seed, pairs.iter().copied()),
+            Self::Captures(pairs) => fingerprint_hash_from(seed, pairs.clone()),
             Self::Labels(labels) => {
                 fingerprint_hash_from(seed, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             }
@@ -214,8 +214,7 @@ impl SeriesId<'_> {
     fn labels(self) -> Labels {
         match self {
             Self::Captures(pairs) => pairs
-                .iter()
-                .map(|(name, token)| ((*name).to_owned(), (*token).to_owned()))
+                .map(|(name, token)| (name.to_owned(), token.to_owned()))
                 .collect(),
             Self::Labels(labels) => labels,
         }
@@ -264,9 +263,9 @@ impl Engine {
             matched,
             ..
         } = self;
-        rules.index.matches_into(&event.subject, matched);
-        // One buffer for every matched rule's captures.
-        let mut captures: Vec<(&str, &str)> = Vec::new();
+        // The subject split once, for the index and every matched rule's pattern.
+        let tokens: Vec<&str> = event.subject.tokens().collect();
+        rules.index.matches_tokens(&tokens, matched);
         let mut vars: Option<Vars> = None;
         for &id in matched.iter() {
             let rule = &*rules.rules[id];
@@ -278,21 +277,18 @@ impl Engine {
             {
                 continue;
             }
-            captures.clear();
-            if !rule.pattern.captures_into(&event.subject, &mut captures) {
+            // Sorted by label name, as label maps and fingerprints want them.
+            let Some(captures) = rule.pattern.match_tokens(&tokens) else {
                 continue;
-            }
-            captures.sort_unstable();
-            let owned = |pairs: &[(&str, &str)]| -> Labels {
-                pairs
-                    .iter()
-                    .map(|(name, token)| ((*name).to_owned(), (*token).to_owned()))
-                    .collect()
             };
             // Event labels with the captures on top: what expressions and `group_by` see.
             let all_labels = || {
                 let mut labels = event.labels.clone();
-                labels.extend(owned(&captures));
+                labels.extend(
+                    captures
+                        .clone()
+                        .map(|(name, token)| (name.to_owned(), token.to_owned())),
+                );
                 labels
             };
             let mut ctx = EvalCtx {
@@ -312,7 +308,7 @@ impl Engine {
                         .collect();
                     SeriesId::Labels(chosen)
                 }
-                None => SeriesId::Captures(&captures),
+                None => SeriesId::Captures(captures),
             };
             let state = &mut states[id];
             state.evaluations.inc();
@@ -365,7 +361,12 @@ struct Evaluation<'a> {
 
 impl Evaluation<'_> {
     /// Evaluates an event for the series it belongs to.
-    fn event(self, series_id: SeriesId<'_>, ctx: &mut EvalCtx<'_, '_>, now: Timestamp) {
+    fn event<'a>(
+        self,
+        series_id: SeriesId<impl Iterator<Item = (&'a str, &'a str)> + Clone>,
+        ctx: &mut EvalCtx<'_, '_>,
+        now: Timestamp,
+    ) {
         let Self {
             id,
             rule,
