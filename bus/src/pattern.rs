@@ -18,6 +18,9 @@ use crate::subject::Subject;
 pub struct Pattern {
     source: String,
     tokens: Vec<PatternToken>,
+    /// The positions of the capturing tokens, ordered by label name: what
+    /// [`Pattern::match_tokens`] hands out, in the order label maps and fingerprints use.
+    captures_by_name: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,9 +104,17 @@ impl Pattern {
             };
             tokens.push(token);
         }
+        let mut captures_by_name: Vec<usize> = (0..tokens.len())
+            .filter(|&i| matches!(tokens[i], PatternToken::Capture(_)))
+            .collect();
+        captures_by_name.sort_by_key(|&i| match &tokens[i] {
+            PatternToken::Capture(name) => name.as_str(),
+            _ => "",
+        });
         Ok(Self {
             source: pattern.to_owned(),
             tokens,
+            captures_by_name,
         })
     }
 
@@ -120,6 +131,15 @@ impl Pattern {
         })
     }
 
+    /// Whether the captures alone tell matching subjects apart: every wildcard captures
+    /// (`+name`), none is anonymous (`+`) or a rest (`#`, `>`). Two subjects that match
+    /// with the same captures are then the same subject.
+    pub fn captures_identify_subject(&self) -> bool {
+        self.tokens
+            .iter()
+            .all(|t| matches!(t, PatternToken::Literal(_) | PatternToken::Capture(_)))
+    }
+
     /// Whether `subject` matches.
     pub fn is_match(&self, subject: &Subject) -> bool {
         self.match_with(subject, |_, _| {})
@@ -128,8 +148,55 @@ impl Pattern {
     /// Matches `subject`, returning the captured `(label, token)` pairs on a match.
     pub fn captures<'s>(&'s self, subject: &'s Subject) -> Option<Vec<(&'s str, &'s str)>> {
         let mut captured = Vec::new();
-        self.match_with(subject, |name, token| captured.push((name, token)))
+        self.captures_into(subject, &mut captured)
             .then_some(captured)
+    }
+
+    /// Matches `subject`, appending the captured `(label, token)` pairs to `captured`;
+    /// whether it matched (on no match, `captured` may hold some pairs). For a caller that
+    /// reuses one buffer.
+    pub fn captures_into<'s>(
+        &'s self,
+        subject: &'s Subject,
+        captured: &mut Vec<(&'s str, &'s str)>,
+    ) -> bool {
+        self.match_with(subject, |name, token| captured.push((name, token)))
+    }
+
+    /// Matches a subject given as its tokens ([`Subject::tokens`], split once however many
+    /// patterns are tried): on a match, the captured `(label, token)` pairs, sorted by
+    /// label name.
+    pub fn match_tokens<'a>(
+        &'a self,
+        tokens: &[&'a str],
+    ) -> Option<impl Iterator<Item = (&'a str, &'a str)> + Clone> {
+        let mut rest = tokens;
+        for token in &self.tokens {
+            match token {
+                PatternToken::Rest { min_one } => {
+                    if *min_one && rest.is_empty() {
+                        return None;
+                    }
+                    rest = &[];
+                    break;
+                }
+                PatternToken::Literal(literal) => match rest.split_first() {
+                    Some((t, tail)) if t == literal => rest = tail,
+                    _ => return None,
+                },
+                PatternToken::Any | PatternToken::Capture(_) => rest = rest.split_first()?.1,
+            }
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        // A match consumed a subject token at each capture's position: none is skipped.
+        Some(self.captures_by_name.iter().filter_map(move |&i| {
+            match (&self.tokens[i], tokens.get(i)) {
+                (PatternToken::Capture(name), Some(token)) => Some((name.as_str(), *token)),
+                _ => None,
+            }
+        }))
     }
 
     /// Matches `subject` and, on a match, writes the captures into `labels` (a capture
@@ -215,6 +282,16 @@ mod tests {
         assert!(!p.is_match(&subject("home/kitchen/temp")));
         assert!(!p.is_match(&subject("home/kitchen/esp1/temp/raw")));
         assert_eq!(p.capture_names().collect::<Vec<_>>(), ["room"]);
+    }
+
+    #[test]
+    fn captures_identify_the_subject_only_without_anonymous_wildcards() {
+        let identifies = |p: &str| Pattern::parse(p).unwrap().captures_identify_subject();
+        assert!(identifies("home/+room/+sensor/temp"));
+        assert!(identifies("home/kitchen"));
+        for p in ["home/+room/+/temp", "home/+room/#", "home/>"] {
+            assert!(!identifies(p), "{p}");
+        }
     }
 
     #[test]
@@ -324,9 +401,25 @@ mod tests {
         }
 
         #[test]
+        fn matching_tokens_agrees_with_matching_the_subject(
+            pattern in "(a|b|\\+|\\+x|\\+y)(/(a|b|\\+|\\+z|\\+w)){0,3}(/(#|>))?",
+            subject in "(a|b|c)(/(a|b|c)){0,4}",
+        ) {
+            if let Ok(pattern) = Pattern::parse(&pattern) {
+                let subject = Subject::parse(&subject).unwrap();
+                let tokens: Vec<&str> = subject.tokens().collect();
+                let expected = pattern.captures(&subject).map(|mut c| { c.sort_unstable(); c });
+                let got = pattern.match_tokens(&tokens).map(|c| c.collect::<Vec<_>>());
+                prop_assert_eq!(got, expected);
+            }
+        }
+
+        #[test]
         fn never_panics_on_arbitrary_input(p in "\\PC{0,40}", s in "\\PC{0,40}") {
             if let (Ok(pattern), Ok(subject)) = (Pattern::parse(&p), Subject::parse(&s)) {
                 let _ = pattern.captures(&subject);
+                let tokens: Vec<&str> = subject.tokens().collect();
+                let _ = pattern.match_tokens(&tokens).map(Iterator::count);
             }
         }
 

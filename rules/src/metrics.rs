@@ -2,6 +2,8 @@
 
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use crate::alert::AlertState;
+
 /// Rule evaluation and alert metrics.
 #[derive(Clone)]
 pub struct EngineMetrics {
@@ -72,6 +74,14 @@ impl EngineMetrics {
     }
     pub(crate) fn series_limit_hits(&self, rule: &str) -> prometheus::IntCounter {
         self.series_limit_hits.with_label_values(&[rule])
+    }
+
+    /// Moves the `atalaya_alerts{state}` gauge for one series entering (`delta` 1) or
+    /// leaving (-1) `state`; `None` (inactive) has no gauge.
+    pub(crate) fn count_alert(&self, state: Option<AlertState>, delta: i64) {
+        if let Some(state) = state {
+            self.alerts.with_label_values(&[state.as_str()]).add(delta);
+        }
     }
 
     /// Drops a removed rule's label values so `/metrics` does not report it forever.

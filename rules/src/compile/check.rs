@@ -314,6 +314,7 @@ impl Checker<'_> {
             return None;
         }
         let position = self.node.position;
+        let pattern = pattern?;
         Some(Rule {
             hash: crate::alert::fnv1a(&[&serde_json::to_string(&spec).unwrap_or_default()]),
             origin: format!(
@@ -323,7 +324,8 @@ impl Checker<'_> {
                 position.column
             ),
             name: spec.name,
-            pattern: pattern?,
+            subject_per_series: spec.group_by.is_none() && pattern.captures_identify_subject(),
+            pattern,
             source: spec.source,
             event_type: spec.event_type,
             value,

@@ -70,6 +70,10 @@ pub struct Rule {
     pub needs_value: bool,
     /// Whether any expression reads `labels`, so the engine hands them over.
     pub uses_labels: bool,
+    /// Whether a series' events all have one subject: its labels are the pattern's
+    /// captures (no `group_by`), and they identify the subject. The engine then stores the
+    /// subject once instead of comparing it on every event.
+    pub subject_per_series: bool,
 }
 
 /// A compiled sliding window.

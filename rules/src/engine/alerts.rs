@@ -12,119 +12,110 @@ use tracing::warn;
 use super::{Engine, Phase, Series};
 use crate::alert::{ActionRequest, Alert, AlertState, Output, fingerprint};
 use crate::compile::Rule;
+use crate::metrics::EngineMetrics;
 use crate::model::ActionTrigger;
 
-impl Engine {
-    /// Renders the alert of `series` in `state`.
-    pub(super) fn alert(
-        &self,
-        rule: &Rule,
-        series: &Series,
-        state: AlertState,
-        now: Timestamp,
-    ) -> Alert {
-        let mut context = json!({
-            "labels": series.labels,
-            "value": series.value,
-            "subject": series.subject,
-            "rule": rule.name,
-            "state": state.as_str(),
-            "time": now.to_string(),
-        });
-        if let Some(data) = &series.data {
-            context["data"] = data.clone();
-        }
-        let render =
-            |what: &str, template: &crate::template::Template, context: &Value| match template
-                .render(context)
-            {
-                Ok(text) => text,
-                Err(e) => {
-                    self.metrics.template_errors(&rule.name).inc();
-                    format!("<{what}: {e}>")
-                }
-            };
-        let severity = render("severity", &rule.severity, &context);
-        context["severity"] = Value::from(severity.clone());
-        let mut labels = series.labels.clone();
-        for (name, template) in &rule.labels {
-            labels.insert(name.clone(), render(name, template, &context));
-        }
-        labels.insert("alertname".to_owned(), rule.name.clone());
-        labels.insert("severity".to_owned(), severity);
-        let annotations: BTreeMap<String, String> = rule
-            .annotations
-            .iter()
-            .map(|(name, template)| (name.clone(), render(name, template, &context)))
-            .collect();
-        Alert {
-            rule: rule.name.clone(),
-            fingerprint: fingerprint(&rule.name, &series.labels),
-            state,
-            labels,
-            annotations,
-            value: series.value.clone(),
-            active_since: series.active_since.unwrap_or(now),
-            fired_at: series.fired_at,
-            resolved_at: None,
-        }
+/// Renders the alert of `series` in `state`; `metrics` counts template errors.
+pub(super) fn render_alert(
+    metrics: &EngineMetrics,
+    rule: &Rule,
+    series: &Series,
+    state: AlertState,
+    now: Timestamp,
+) -> Alert {
+    let mut context = json!({
+        "labels": series.labels,
+        "value": series.value,
+        "subject": series.subject,
+        "rule": rule.name,
+        "state": state.as_str(),
+        "time": now.to_string(),
+    });
+    if let Some(data) = &series.data {
+        context["data"] = data.clone();
     }
+    let render = |what: &str, template: &crate::template::Template, context: &Value| match template
+        .render(context)
+    {
+        Ok(text) => text,
+        Err(e) => {
+            metrics.template_errors(&rule.name).inc();
+            format!("<{what}: {e}>")
+        }
+    };
+    let severity = render("severity", &rule.severity, &context);
+    context["severity"] = Value::from(severity.clone());
+    let mut labels = series.labels.clone();
+    for (name, template) in &rule.labels {
+        labels.insert(name.clone(), render(name, template, &context));
+    }
+    labels.insert("alertname".to_owned(), rule.name.clone());
+    labels.insert("severity".to_owned(), severity);
+    let annotations: BTreeMap<String, String> = rule
+        .annotations
+        .iter()
+        .map(|(name, template)| (name.clone(), render(name, template, &context)))
+        .collect();
+    Alert {
+        rule: rule.name.clone(),
+        fingerprint: fingerprint(&rule.name, &series.labels),
+        state,
+        labels,
+        annotations,
+        value: series.value.clone(),
+        active_since: series.active_since.unwrap_or(now),
+        fired_at: series.fired_at,
+        resolved_at: None,
+    }
+}
 
-    pub(super) fn actions(
-        &self,
-        rule: &Rule,
-        alert: &Alert,
-        trigger: ActionTrigger,
-        out: &mut Vec<Output>,
-    ) {
-        for action in rule.actions.iter().filter(|a| a.on == trigger) {
-            let context = json!({
-                "labels": alert.labels,
-                "annotations": alert.annotations,
-                "value": alert.value,
-                "rule": rule.name,
-                "state": alert.state.as_str(),
-            });
-            let rendered = action.subject.render(&context).and_then(|subject| {
-                let payload = match &action.payload {
-                    Some(p) => p.render(&context)?,
-                    None => serde_json::to_string(alert).unwrap_or_default(),
-                };
-                Ok((subject, payload))
-            });
-            match rendered {
-                Ok((subject, payload)) if Subject::parse(&subject).is_ok() => {
-                    out.push(Output::Action(ActionRequest {
-                        rule: rule.name.clone(),
-                        fingerprint: alert.fingerprint.clone(),
-                        trigger: alert.state,
-                        subject,
-                        payload,
-                        retain: action.retain,
-                    }));
-                }
-                Ok((subject, _)) => {
-                    self.metrics.template_errors(&rule.name).inc();
-                    warn!(rule = %rule.name, subject = %subject, "Action subject is not a valid subject; skipped.");
-                }
-                Err(e) => {
-                    self.metrics.template_errors(&rule.name).inc();
-                    warn!(rule = %rule.name, error = %e, "Action template failed; skipped.");
-                }
+/// Renders the actions of `rule` that run on `trigger` into `out`.
+pub(super) fn render_actions(
+    metrics: &EngineMetrics,
+    rule: &Rule,
+    alert: &Alert,
+    trigger: ActionTrigger,
+    out: &mut Vec<Output>,
+) {
+    for action in rule.actions.iter().filter(|a| a.on == trigger) {
+        let context = json!({
+            "labels": alert.labels,
+            "annotations": alert.annotations,
+            "value": alert.value,
+            "rule": rule.name,
+            "state": alert.state.as_str(),
+        });
+        let rendered = action.subject.render(&context).and_then(|subject| {
+            let payload = match &action.payload {
+                Some(p) => p.render(&context)?,
+                None => serde_json::to_string(alert).unwrap_or_default(),
+            };
+            Ok((subject, payload))
+        });
+        match rendered {
+            Ok((subject, payload)) if Subject::parse(&subject).is_ok() => {
+                out.push(Output::Action(ActionRequest {
+                    rule: rule.name.clone(),
+                    fingerprint: alert.fingerprint.clone(),
+                    trigger: alert.state,
+                    subject,
+                    payload,
+                    retain: action.retain,
+                }));
+            }
+            Ok((subject, _)) => {
+                metrics.template_errors(&rule.name).inc();
+                warn!(rule = %rule.name, subject = %subject, "Action subject is not a valid subject; skipped.");
+            }
+            Err(e) => {
+                metrics.template_errors(&rule.name).inc();
+                warn!(rule = %rule.name, error = %e, "Action template failed; skipped.");
             }
         }
     }
+}
 
-    /// Moves the `atalaya_alerts{state}` gauge for one series entering or leaving `state`.
-    pub(super) fn count(&self, state: Option<AlertState>, delta: i64) {
-        if let Some(state) = state {
-            self.metrics
-                .alerts
-                .with_label_values(&[state.as_str()])
-                .add(delta);
-        }
-    }
-
+impl Engine {
     /// The alerts now pending or firing, rendered, in rule then fingerprint order.
     pub fn alerts(&self, now: Timestamp) -> Vec<Alert> {
         let mut alerts = Vec::new();
@@ -138,7 +129,7 @@ impl Engine {
                     Phase::Pending { .. } => AlertState::Pending,
                     Phase::Firing { .. } => AlertState::Firing,
                 };
-                alerts.push(self.alert(rule, series, alert_state, now));
+                alerts.push(render_alert(&self.metrics, rule, series, alert_state, now));
             }
         }
         alerts

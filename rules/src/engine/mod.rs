@@ -11,22 +11,27 @@
 //! [`Engine::restore`] after a restart.
 //!
 //! # Layout
-//! - this file: the engine's state, and evaluation: events and deadlines moving each series'
-//!   alert through its phases.
+//! - this file: the engine's state, and evaluation: events and deadlines deciding whether
+//!   each series' condition holds.
 //! - `series`: one series' state and the pure functions that move it.
+//! - `transitions`: moving a series' alert through its phases given that decision.
 //! - `alerts`: rendering a series' alert and actions from the rule's templates, listing the
 //!   alerts now active, and the `atalaya_alerts{state}` gauge.
+//! - `queues`: the deadline queue and the persistence queues.
 //! - `persist`: handing out changed series for the store ([`Changes`]) and restoring them.
 //! - `reload`: replacing the rules while keeping the state of unchanged ones.
 
 mod alerts;
 mod persist;
+mod queues;
 mod reload;
 mod series;
 #[cfg(test)]
 mod tests;
+mod transitions;
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use atalaya_bus::{Event, Labels, Subject};
@@ -35,12 +40,13 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
+use self::queues::Queues;
 pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
-use crate::alert::{AlertState, Output, fingerprint_hash, fingerprint_hash_sorted};
+use self::transitions::Transitions;
+use crate::alert::{Output, fingerprint_hash_from, fingerprint_seed};
 use crate::compile::{Rule, RuleSet};
 use crate::expr::{EvalError, Expression, RuleValue, Vars};
 use crate::metrics::EngineMetrics;
-use crate::model::ActionTrigger;
 
 /// How often, at most, one rule logs the same kind of problem (virtual time).
 const LOG_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -50,13 +56,10 @@ pub struct Engine {
     rules: RuleSet,
     /// Per rule (same order as `rules.rules`): its series by fingerprint.
     states: Vec<RuleState>,
-    /// Every series' next deadline: (when, rule id, fingerprint).
-    deadlines: BTreeSet<(Timestamp, usize, u64)>,
-    /// Series whose phase, arm or latch changed since they were last persisted.
-    urgent: HashSet<(usize, u64), KeyHash>,
-    /// Series with other changes, with when they are due to be persisted, oldest first.
-    soft: VecDeque<(Timestamp, usize, u64)>,
-    soft_queued: HashSet<(usize, u64), KeyHash>,
+    /// Deadlines, and series to persist.
+    queues: Queues,
+    /// The ids of the rules an event's subject matches: kept to reuse its allocation.
+    matched: Vec<usize>,
     /// Changes taken before a reload renumbered the rules, handed out with the next ones.
     carried: Changes,
     /// Series gone since the last `take_changes`: (rule name, fingerprint).
@@ -67,8 +70,11 @@ pub struct Engine {
 struct RuleState {
     /// `atalaya_rule_evaluations_total{rule}`, looked up once: it moves on every event.
     evaluations: prometheus::IntCounter,
-    /// Series by fingerprint hash.
-    series: HashMap<u64, Box<Series>, KeyHash>,
+    /// Where its series' fingerprints start (the hash of the rule's name), computed once.
+    fingerprint_seed: u64,
+    /// Series by fingerprint hash, stored in the map itself: an event then reads one
+    /// place in memory for its series, not the map and a box elsewhere.
+    series: HashMap<u64, Series, KeyHash>,
     /// Last time a series-limit or evaluation problem was logged, to keep logs quiet.
     limit_logged: Option<Timestamp>,
     error_logged: Option<Timestamp>,
@@ -78,10 +84,43 @@ impl RuleState {
     fn new(metrics: &EngineMetrics, rule: &str) -> Self {
         Self {
             evaluations: metrics.evaluations(rule),
+            fingerprint_seed: fingerprint_seed(rule),
             series: HashMap::default(),
             limit_logged: None,
             error_logged: None,
         }
+    }
+
+    /// Counts a failed evaluation, and logs it unless the rule logged one lately.
+    fn log_failure(
+        &mut self,
+        metrics: &EngineMetrics,
+        rule: &Rule,
+        failure: Failure,
+        now: Timestamp,
+    ) {
+        metrics.evaluation_errors(&rule.name).inc();
+        if self
+            .error_logged
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
+            self.error_logged = Some(now);
+            warn!(rule = %rule.name, expression = failure.expression, error = %failure.error, "Rule evaluation failed (logged at most once a minute per rule).");
+        }
+    }
+}
+
+/// An evaluation that failed: which of the rule's expressions, and why. The series keeps
+/// its state; the failure is counted and logged.
+struct Failure {
+    /// `value`, `condition`, `clear_condition`, `after` or `window.where`.
+    expression: &'static str,
+    error: EvalError,
+}
+
+impl Failure {
+    fn of(expression: &'static str) -> impl FnOnce(EvalError) -> Self {
+        move |error| Self { expression, error }
     }
 }
 
@@ -145,33 +184,37 @@ impl EvalCtx<'_, '_> {
     }
 }
 
-/// Stores `value` as the series' value, copying only when it changed.
-fn keep_value(series: &mut Series, value: &serde_json::Value) {
-    if series.value != *value {
+/// Stores `value` as the series' value, copying only when it changed; whether it did.
+fn keep_value(series: &mut Series, value: &serde_json::Value) -> bool {
+    let changed = series.value != *value;
+    if changed {
         series.value = value.clone();
     }
+    changed
 }
 
-/// How an event names its series: by the pattern's captures (sorted by name), or by labels
-/// chosen with `group_by`.
-enum SeriesId<'a> {
-    Captures(&'a [(&'a str, &'a str)]),
+/// How an event names its series: by the pattern's captures (`(label, token)` sorted by
+/// label name), or by labels chosen with `group_by`.
+enum SeriesId<C> {
+    Captures(C),
     Labels(Labels),
 }
 
-impl SeriesId<'_> {
-    fn key(&self, rule: &str) -> u64 {
+impl<'a, C: Iterator<Item = (&'a str, &'a str)> + Clone> SeriesId<C> {
+    /// The series' fingerprint hash, from its rule's [`fingerprint_seed`].
+    fn key(&self, seed: u64) -> u64 {
         match self {
-            Self::Captures(pairs) => fingerprint_hash_sorted(rule, pairs.iter().copied()),
-            Self::Labels(labels) => fingerprint_hash(rule, labels),
+            Self::Captures(pairs) => fingerprint_hash_from(seed, pairs.clone()),
+            Self::Labels(labels) => {
+                fingerprint_hash_from(seed, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            }
         }
     }
 
     fn labels(self) -> Labels {
         match self {
             Self::Captures(pairs) => pairs
-                .iter()
-                .map(|(name, token)| ((*name).to_owned(), (*token).to_owned()))
+                .map(|(name, token)| (name.to_owned(), token.to_owned()))
                 .collect(),
             Self::Labels(labels) => labels,
         }
@@ -189,10 +232,8 @@ impl Engine {
         Self {
             rules,
             states,
-            deadlines: BTreeSet::new(),
-            urgent: HashSet::default(),
-            soft: VecDeque::new(),
-            soft_queued: HashSet::default(),
+            queues: Queues::default(),
+            matched: Vec::new(),
             carried: Changes::default(),
             removed: Vec::new(),
             metrics,
@@ -204,18 +245,30 @@ impl Engine {
         &self.rules.rules
     }
 
-    /// When [`Engine::on_tick`] next has something to do.
+    /// When [`Engine::on_tick`] next has something to do. It may be early: a deadline that
+    /// moved later since it was queued (an absence timer restarted by an event) is found
+    /// out, and queued again, by the tick at its old time.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(t, _, _)| *t)
+        self.queues.deadlines.first().map(|(t, _, _)| *t)
     }
 
     /// Evaluates `event` against the rules whose pattern matches its subject.
     pub fn on_event(&mut self, now: Timestamp, event: &Event) -> Vec<Output> {
         let mut out = self.on_tick(now);
-        let ids = self.rules.index.matches(&event.subject);
+        let Self {
+            rules,
+            states,
+            queues,
+            metrics,
+            matched,
+            ..
+        } = self;
+        // The subject split once, for the index and every matched rule's pattern.
+        let tokens: Vec<&str> = event.subject.tokens().collect();
+        rules.index.matches_tokens(&tokens, matched);
         let mut vars: Option<Vars> = None;
-        for id in ids {
-            let rule = Arc::clone(&self.rules.rules[id]);
+        for &id in matched.iter() {
+            let rule = &*rules.rules[id];
             if rule.source.as_ref().is_some_and(|s| *s != event.source)
                 || rule
                     .event_type
@@ -224,20 +277,18 @@ impl Engine {
             {
                 continue;
             }
-            let Some(mut captures) = rule.pattern.captures(&event.subject) else {
+            // Sorted by label name, as label maps and fingerprints want them.
+            let Some(captures) = rule.pattern.match_tokens(&tokens) else {
                 continue;
-            };
-            captures.sort_unstable();
-            let owned = |pairs: &[(&str, &str)]| -> Labels {
-                pairs
-                    .iter()
-                    .map(|(name, token)| ((*name).to_owned(), (*token).to_owned()))
-                    .collect()
             };
             // Event labels with the captures on top: what expressions and `group_by` see.
             let all_labels = || {
                 let mut labels = event.labels.clone();
-                labels.extend(owned(&captures));
+                labels.extend(
+                    captures
+                        .clone()
+                        .map(|(name, token)| (name.to_owned(), token.to_owned())),
+                );
                 labels
             };
             let mut ctx = EvalCtx {
@@ -257,40 +308,88 @@ impl Engine {
                         .collect();
                     SeriesId::Labels(chosen)
                 }
-                None => SeriesId::Captures(&captures),
+                None => SeriesId::Captures(captures),
             };
-            self.states[id].evaluations.inc();
-            self.evaluate(id, &rule, series, &mut ctx, now, &mut out);
+            let state = &mut states[id];
+            state.evaluations.inc();
+            let evaluation = Evaluation {
+                id,
+                rule,
+                state,
+                queues,
+                metrics,
+                out: &mut out,
+            };
+            evaluation.event(series, &mut ctx, now);
         }
         out
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one evaluation's whole context, passed once"
-    )]
-    fn evaluate(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        series_id: SeriesId<'_>,
+    /// Processes every deadline up to `now`, each at its own instant.
+    pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
+        let mut out = Vec::new();
+        while let Some(&(at, id, key)) = self.queues.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.queues.deadlines.pop_first();
+            let evaluation = Evaluation {
+                id,
+                rule: &self.rules.rules[id],
+                state: &mut self.states[id],
+                queues: &mut self.queues,
+                metrics: &self.metrics,
+                out: &mut out,
+            };
+            evaluation.deadline(key, at);
+        }
+        out
+    }
+}
+
+/// What one evaluation of one rule works on: the rule and its state, and the queues,
+/// metrics and outputs all rules share. Borrowed apart from the engine, so that a series is
+/// changed where it lies in its map.
+struct Evaluation<'a> {
+    id: usize,
+    rule: &'a Rule,
+    state: &'a mut RuleState,
+    queues: &'a mut Queues,
+    metrics: &'a EngineMetrics,
+    out: &'a mut Vec<Output>,
+}
+
+impl Evaluation<'_> {
+    /// Evaluates an event for the series it belongs to.
+    fn event<'a>(
+        self,
+        series_id: SeriesId<impl Iterator<Item = (&'a str, &'a str)> + Clone>,
         ctx: &mut EvalCtx<'_, '_>,
         now: Timestamp,
-        out: &mut Vec<Output>,
     ) {
+        let Self {
+            id,
+            rule,
+            state,
+            queues,
+            metrics,
+            out,
+        } = self;
         let event = ctx.event;
         if let Some(expression) = &rule.value
             && let Err(e) = ctx.eval_value(expression)
         {
-            return self.eval_error(id, rule, "value", &e.to_string(), now);
+            return state.log_failure(metrics, rule, Failure::of("value")(e), now);
         }
         let number = ctx.value_json().as_f64();
 
-        let key = series_id.key(&rule.name);
-        let state = &mut self.states[id];
-        if !state.series.contains_key(&key) {
-            if state.series.len() >= rule.max_series {
-                self.metrics.series_limit_hits(&rule.name).inc();
+        // One lookup per event: the series is changed where it lies in its map.
+        let key = series_id.key(state.fingerprint_seed);
+        let count = state.series.len();
+        let series = match state.series.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(_) if count >= rule.max_series => {
+                metrics.series_limit_hits(&rule.name).inc();
                 if state
                     .limit_logged
                     .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
@@ -300,360 +399,226 @@ impl Engine {
                 }
                 return;
             }
-            state
-                .series
-                .insert(key, Box::new(Series::new(series_id.labels(), now)));
-            self.metrics.series(&rule.name).inc();
-        }
-        let mut series = match self.states[id].series.remove(&key) {
-            Some(s) => s,
-            None => return,
+            Entry::Vacant(entry) => {
+                metrics.series(&rule.name).inc();
+                entry.insert(Series::new(series_id.labels(), now))
+            }
         };
         series.last_seen = now;
-        if series.subject != event.subject.as_str() {
+        // Minor changes, persisted within `SOFT_PERSIST_INTERVAL` (a change of phase is
+        // persisted at once, see `Queues::settle`): what a restart needs back. The time the
+        // series last spoke is the anchor of an absence timer, and read by nothing else;
+        // a window's samples and a payload kept for templates change with every event.
+        let mut changed = rule.absent_for.is_some() || rule.window.is_some() || rule.needs_data;
+        // Comparing the subjects reads the stored one, a cache miss per event: spared when
+        // the series has one subject.
+        if series.subject.is_empty()
+            || (!rule.subject_per_series && series.subject != event.subject.as_str())
+        {
+            let new_series = series.subject.is_empty();
             series.subject = event.subject.to_string();
+            // The head of its stored record: encoded now for a new series, so it lies beside
+            // the labels in memory (an encoding at persistence time lands among the
+            // records, farther away); after a change of subject, when next persisted.
+            series.record_head = if new_series {
+                persist::encode_head(series).ok()
+            } else {
+                None
+            };
+            changed = true;
         }
         if rule.needs_data {
             series.data = Some(event.data.clone());
         }
 
-        if rule.absent_for.is_some() {
+        let mut transitions = Transitions { rule, metrics, out };
+        let result = if rule.absent_for.is_some() {
             if rule.needs_value {
-                keep_value(&mut series, ctx.value_json());
+                keep_value(series, ctx.value_json());
             }
             // It spoke: not absent.
             if series.is_firing() {
-                self.resolve(rule, &mut series, now, out);
+                transitions.resolve(series, now);
             }
+            Ok(())
         } else {
-            match self.holds(id, rule, &mut series, ctx, number, now) {
-                Some(holds) => {
-                    // The value an alert shows: kept while the alert is (or becomes) active;
-                    // an inactive series needs none, which spares a copy per event. A window
-                    // rule's value is its aggregate, set by `holds`.
-                    if rule.window.is_none() && (holds || series.phase != Phase::Inactive) {
-                        keep_value(&mut series, ctx.value_json());
-                    }
-                    self.step(rule, &mut series, holds, now, out);
+            holds(rule, series, ctx, number, now).map(|holds| {
+                // The value an alert shows: kept while the alert is (or becomes) active; an
+                // inactive series needs none, which spares a copy per event. A window
+                // rule's value is its aggregate, set by `holds`.
+                if rule.window.is_none() && (holds || series.phase != Phase::Inactive) {
+                    changed |= keep_value(series, ctx.value_json());
                 }
-                None => {
-                    // Evaluation failed: counted and logged; the series keeps its state.
-                }
-            }
-        }
-        self.put_back(id, rule, key, series, now);
-    }
-
-    /// A window rule's condition once the window has slid to `at` (events age out without a
-    /// new one arriving). `None` for rules without a window, or when evaluation failed.
-    fn window_holds_at(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        series: &mut Series,
-        at: Timestamp,
-    ) -> Option<bool> {
-        let window = rule.window.as_ref()?;
-        series.prune(at, window.duration);
-        let Some(agg) = aggregate(window.aggregate, &series.samples) else {
-            series.value = Value::Null;
-            return Some(false);
+                transitions.step(series, holds, now);
+            })
         };
-        series.value = json!(agg);
-        // Hysteresis as in `holds`: while active, the clearing condition decides.
-        let (which, expression, inverted) = match (&rule.clear_condition, &series.phase) {
-            (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
-                ("clear_condition", clear, true)
-            }
-            _ => ("condition", rule.condition.as_ref()?, false),
-        };
-        let result = match expression.fast_bool(&series.value, &Value::Null) {
-            Some(b) => Ok(b),
-            None => {
-                let subject = Subject::parse(&series.subject).ok()?;
-                let mut vars = Vars::new(&Value::Null, &series.labels, &subject, at);
-                vars.set_value(RuleValue::from_json(&series.value));
-                expression.eval_bool(&vars)
-            }
-        };
-        match result {
-            Ok(b) => Some(b != inverted && (rule.after.is_none() || series.armed)),
-            Err(e) => {
-                self.eval_error(id, rule, which, &e.to_string(), at);
-                None
-            }
+        // A failed evaluation is counted and logged; the series keeps its state.
+        queues.settle(metrics, (id, key), rule, series, now, changed);
+        if let Err(failure) = result {
+            state.log_failure(metrics, rule, failure, now);
         }
     }
 
-    /// Whether the rule's condition holds for this event (window, transition, hysteresis
-    /// and active hours applied). `None` when an expression failed.
-    fn holds(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        series: &mut Series,
-        ctx: &mut EvalCtx<'_, '_>,
-        number: Option<f64>,
-        now: Timestamp,
-    ) -> Option<bool> {
-        if let Some(window) = &rule.window {
-            let include = match &window.filter {
-                Some(filter) => match ctx.eval_bool(filter) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        self.eval_error(id, rule, "window.where", &e.to_string(), now);
-                        return None;
-                    }
-                },
-                None => true,
-            };
-            if include {
-                series.push_sample(now, number.unwrap_or(f64::NAN), window.duration);
-            } else {
-                series.prune(now, window.duration);
-            }
-            let agg = aggregate(window.aggregate, &series.samples);
-            series.value = json!(agg);
-            match agg {
-                Some(a) => ctx.set_value(json!(a)),
-                // Nothing to aggregate: the condition cannot hold.
-                None => return Some(false),
-            }
-        }
-        if let Some(after) = &rule.after {
-            match ctx.eval_bool(after) {
-                Ok(true) => series.armed = true,
-                Ok(false) => {}
-                Err(e) => {
-                    self.eval_error(id, rule, "after", &e.to_string(), now);
-                    return None;
-                }
-            }
-        }
-        let (which, expression) = match (&rule.clear_condition, &series.phase) {
-            (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
-                ("clear_condition", clear)
-            }
-            _ => match &rule.condition {
-                Some(c) => ("condition", c),
-                None => return Some(false),
-            },
+    /// Processes the deadline queued at `at` for the series `key`.
+    fn deadline(self, key: u64, at: Timestamp) {
+        let Self {
+            id,
+            rule,
+            state,
+            queues,
+            metrics,
+            out,
+        } = self;
+        let Some(series) = state.series.get_mut(&key) else {
+            return;
         };
-        let result = match ctx.eval_bool(expression) {
-            Ok(b) => b,
-            Err(e) => {
-                self.eval_error(id, rule, which, &e.to_string(), now);
-                return None;
-            }
-        };
-        let holds = if which == "clear_condition" {
-            !result
-        } else {
-            result
-        };
-        let in_hours = rule.active.as_ref().is_none_or(|a| a.contains(now));
-        Some(holds && (rule.after.is_none() || series.armed) && in_hours)
-    }
-
-    /// Moves the series' alert given whether the condition holds at `now`.
-    fn step(
-        &self,
-        rule: &Rule,
-        series: &mut Series,
-        holds: bool,
-        now: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
-        if rule.one_shot && !holds {
-            series.latched = false;
+        series.scheduled = None;
+        if series.deadline.is_some_and(|deadline| deadline > at) {
+            // The deadline moved later since it was queued: queue it at its new time.
+            return queues.schedule(id, key, series);
         }
-        match series.phase.clone() {
-            Phase::Inactive => {
-                if !holds || (rule.one_shot && series.latched) {
-                    return;
-                }
-                series.active_since = Some(now);
-                if rule.for_.is_zero() {
-                    self.fire(rule, series, now, out);
-                } else {
-                    series.phase = Phase::Pending { since: now };
-                    out.push(Output::Alert(self.alert(
-                        rule,
-                        series,
-                        AlertState::Pending,
-                        now,
-                    )));
-                }
-            }
-            Phase::Pending { since } => {
-                if !holds {
-                    series.phase = Phase::Inactive;
-                    series.active_since = None;
-                } else if now.duration_since(since) >= rule.for_ {
-                    self.fire(rule, series, now, out);
-                }
-            }
-            Phase::Firing {
-                fired_at,
-                clear_since,
-            } => {
-                if rule.one_shot {
-                    return;
-                }
-                if holds {
-                    series.phase = Phase::Firing {
-                        fired_at,
-                        clear_since: None,
-                    };
-                } else if rule.keep_firing_for.is_zero() {
-                    self.resolve(rule, series, now, out);
-                } else {
-                    let since = clear_since.unwrap_or(now);
-                    series.phase = Phase::Firing {
-                        fired_at,
-                        clear_since: Some(since),
-                    };
-                    if now.duration_since(since) >= rule.keep_firing_for {
-                        self.resolve(rule, series, now, out);
-                    }
-                }
-            }
+        series.deadline = None;
+        let mut transitions = Transitions { rule, metrics, out };
+        let result = on_deadline(&mut transitions, series, at);
+        // Besides phases (persisted at once), time alone changes a window's samples.
+        queues.settle(metrics, (id, key), rule, series, at, rule.window.is_some());
+        if let Err(failure) = result {
+            state.log_failure(metrics, rule, failure, at);
         }
     }
+}
 
-    fn fire(&self, rule: &Rule, series: &mut Series, now: Timestamp, out: &mut Vec<Output>) {
-        series.phase = Phase::Firing {
-            fired_at: now,
-            clear_since: None,
-        };
-        series.fired_at = Some(now);
-        series.active_since.get_or_insert(now);
-        let alert = self.alert(rule, series, AlertState::Firing, now);
-        self.actions(rule, &alert, ActionTrigger::Firing, out);
-        out.push(Output::Alert(alert));
-        if rule.one_shot {
-            series.latched = true;
-            series.armed = false;
-            if rule.keep_firing_for.is_zero() {
-                self.resolve(rule, series, now, out);
-            }
+/// A deadline of `series` has come: conditions that change with time alone, and timers.
+fn on_deadline(
+    transitions: &mut Transitions<'_>,
+    series: &mut Series,
+    at: Timestamp,
+) -> Result<(), Failure> {
+    let rule = transitions.rule;
+    // Conditions that change with time alone: the window slides, active hours end.
+    let window_holds = window_holds_at(rule, series, at);
+    let out_of_hours = rule.active.as_ref().is_some_and(|a| !a.contains(at));
+    if out_of_hours {
+        transitions.step(series, false, at);
+    } else if let Ok(Some(holds)) = window_holds {
+        transitions.step(series, holds, at);
+    }
+    // Timers.
+    match series.phase {
+        Phase::Pending { since } if at.duration_since(since) >= rule.for_ => {
+            transitions.fire(series, at);
         }
-    }
-
-    fn resolve(&self, rule: &Rule, series: &mut Series, now: Timestamp, out: &mut Vec<Output>) {
-        let mut alert = self.alert(rule, series, AlertState::Resolved, now);
-        alert.resolved_at = Some(now);
-        self.actions(rule, &alert, ActionTrigger::Resolved, out);
-        out.push(Output::Alert(alert));
-        series.phase = Phase::Inactive;
-        series.armed = false;
-        series.active_since = None;
-        series.fired_at = None;
-    }
-
-    fn eval_error(&mut self, id: usize, rule: &Rule, what: &str, error: &str, now: Timestamp) {
-        self.metrics.evaluation_errors(&rule.name).inc();
-        let state = &mut self.states[id];
-        if state
-            .error_logged
-            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        Phase::Firing { fired_at, .. }
+            if rule.one_shot && at.duration_since(fired_at) >= rule.keep_firing_for =>
         {
-            state.error_logged = Some(now);
-            warn!(rule = %rule.name, expression = what, error = %error, "Rule evaluation failed (logged at most once a minute per rule).");
+            transitions.resolve(series, at);
         }
-    }
-
-    /// Stores the series back, rescheduling its deadline and marking it for persistence.
-    fn put_back(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        key: u64,
-        mut series: Box<Series>,
-        now: Timestamp,
-    ) {
-        if let Some(old) = series.deadline.take() {
-            self.deadlines.remove(&(old, id, key));
+        Phase::Firing {
+            clear_since: Some(c),
+            ..
+        } if at.duration_since(c) >= rule.keep_firing_for => {
+            transitions.resolve(series, at);
         }
-        series.deadline = series.next_deadline(rule, now);
-        if let Some(new) = series.deadline {
-            self.deadlines.insert((new, id, key));
-        }
-        let state = series.alert_state();
-        if series.counted != state {
-            self.count(series.counted, -1);
-            self.count(state, 1);
-            series.counted = state;
-        }
-        if series.persisted.as_ref() != Some(&series.essentials()) {
-            self.urgent.insert((id, key));
-        } else if self.soft_queued.insert((id, key)) {
-            let due = now.checked_add(SOFT_PERSIST_INTERVAL).unwrap_or(now);
-            self.soft.push_back((due, id, key));
-        }
-        self.states[id].series.insert(key, series);
-    }
-
-    /// Processes every deadline up to `now`, each at its own instant.
-    pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
-        let mut out = Vec::new();
-        while let Some(&(at, id, key)) = self.deadlines.first() {
-            if at > now {
-                break;
-            }
-            self.deadlines.remove(&(at, id, key));
-            let rule = Arc::clone(&self.rules.rules[id]);
-            let Some(mut series) = self.states[id].series.remove(&key) else {
-                continue;
-            };
-            series.deadline = None;
-            self.on_deadline(id, &rule, &mut series, at, &mut out);
-            self.put_back(id, &rule, key, series, at);
-        }
-        out
-    }
-
-    fn on_deadline(
-        &mut self,
-        id: usize,
-        rule: &Rule,
-        series: &mut Series,
-        at: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
-        // Conditions that change with time alone: the window slides, active hours end.
-        let window_holds = self.window_holds_at(id, rule, series, at);
-        let out_of_hours = rule.active.as_ref().is_some_and(|a| !a.contains(at));
-        if out_of_hours {
-            self.step(rule, series, false, at, out);
-        } else if let Some(holds) = window_holds {
-            self.step(rule, series, holds, at, out);
-        }
-        // Timers.
-        match series.phase.clone() {
-            Phase::Pending { since } if at.duration_since(since) >= rule.for_ => {
-                self.fire(rule, series, at, out);
-            }
-            Phase::Firing { fired_at, .. }
-                if rule.one_shot && at.duration_since(fired_at) >= rule.keep_firing_for =>
+        Phase::Inactive => {
+            if let Some(absent) = rule.absent_for
+                && at.duration_since(series.last_seen) >= absent
             {
-                self.resolve(rule, series, at, out);
+                series.active_since = Some(series.last_seen);
+                transitions.fire(series, at);
             }
-            Phase::Firing {
-                clear_since: Some(c),
-                ..
-            } if at.duration_since(c) >= rule.keep_firing_for => {
-                self.resolve(rule, series, at, out);
-            }
-            Phase::Inactive => {
-                if let Some(absent) = rule.absent_for
-                    && at.duration_since(series.last_seen) >= absent
-                {
-                    series.active_since = Some(series.last_seen);
-                    self.fire(rule, series, at, out);
-                }
-            }
-            _ => {}
+        }
+        _ => {}
+    }
+    window_holds.map(|_| ())
+}
+
+/// A window rule's condition once the window has slid to `at` (events age out without a
+/// new one arriving). `None` for rules without a window.
+fn window_holds_at(
+    rule: &Rule,
+    series: &mut Series,
+    at: Timestamp,
+) -> Result<Option<bool>, Failure> {
+    let Some(window) = rule.window.as_ref() else {
+        return Ok(None);
+    };
+    series.prune(at, window.duration);
+    let Some(agg) = aggregate(window.aggregate, &series.samples) else {
+        series.value = Value::Null;
+        return Ok(Some(false));
+    };
+    series.value = json!(agg);
+    // Hysteresis as in `holds`: while active, the clearing condition decides.
+    let (which, expression, inverted) = match (&rule.clear_condition, &series.phase) {
+        (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
+            ("clear_condition", clear, true)
+        }
+        _ => match rule.condition.as_ref() {
+            Some(condition) => ("condition", condition, false),
+            None => return Ok(None),
+        },
+    };
+    let holds = match expression.fast_bool(&series.value, &Value::Null) {
+        Some(b) => b,
+        None => {
+            let Ok(subject) = Subject::parse(&series.subject) else {
+                return Ok(None);
+            };
+            let mut vars = Vars::new(&Value::Null, &series.labels, &subject, at);
+            vars.set_value(RuleValue::from_json(&series.value));
+            expression.eval_bool(&vars).map_err(Failure::of(which))?
+        }
+    };
+    Ok(Some(
+        holds != inverted && (rule.after.is_none() || series.armed),
+    ))
+}
+
+/// Whether the rule's condition holds for this event (window, transition, hysteresis and
+/// active hours applied).
+fn holds(
+    rule: &Rule,
+    series: &mut Series,
+    ctx: &mut EvalCtx<'_, '_>,
+    number: Option<f64>,
+    now: Timestamp,
+) -> Result<bool, Failure> {
+    if let Some(window) = &rule.window {
+        let include = match &window.filter {
+            Some(filter) => ctx.eval_bool(filter).map_err(Failure::of("window.where"))?,
+            None => true,
+        };
+        if include {
+            series.push_sample(now, number.unwrap_or(f64::NAN), window.duration);
+        } else {
+            series.prune(now, window.duration);
+        }
+        let agg = aggregate(window.aggregate, &series.samples);
+        series.value = json!(agg);
+        match agg {
+            Some(a) => ctx.set_value(json!(a)),
+            // Nothing to aggregate: the condition cannot hold.
+            None => return Ok(false),
         }
     }
+    if let Some(after) = &rule.after
+        && ctx.eval_bool(after).map_err(Failure::of("after"))?
+    {
+        series.armed = true;
+    }
+    let (which, expression) = match (&rule.clear_condition, &series.phase) {
+        (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => ("clear_condition", clear),
+        _ => match &rule.condition {
+            Some(c) => ("condition", c),
+            None => return Ok(false),
+        },
+    };
+    let result = ctx.eval_bool(expression).map_err(Failure::of(which))?;
+    let holds = if which == "clear_condition" {
+        !result
+    } else {
+        result
+    };
+    let in_hours = rule.active.as_ref().is_none_or(|a| a.contains(now));
+    Ok(holds && (rule.after.is_none() || series.armed) && in_hours)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{Engine, RuleState};
+use super::{Engine, RuleState, Transitions};
 use crate::alert::{Output, fingerprint_text};
 use crate::compile::{Rule, RuleSet};
 
@@ -23,7 +23,7 @@ impl Engine {
             .zip(self.states.drain(..))
             .map(|(rule, state)| (rule.name.clone(), (rule, state)))
             .collect();
-        self.deadlines.clear();
+        self.queues.deadlines.clear();
         let mut out = Vec::new();
         let mut states = Vec::with_capacity(rules.rules.len());
         for rule in &rules.rules {
@@ -41,10 +41,11 @@ impl Engine {
         }
         self.rules = rules;
         self.states = states;
-        for (id, state) in self.states.iter().enumerate() {
-            for (key, series) in &state.series {
+        for (id, state) in self.states.iter_mut().enumerate() {
+            for (key, series) in &mut state.series {
+                series.scheduled = series.deadline;
                 if let Some(d) = series.deadline {
-                    self.deadlines.insert((d, id, *key));
+                    self.queues.deadlines.insert((d, id, *key));
                 }
             }
         }
@@ -59,7 +60,12 @@ impl Engine {
         self.metrics.forget_rule(&rule.name);
         for (key, mut series) in state.series {
             if series.is_firing() {
-                self.resolve(rule, &mut series, now, out);
+                let mut transitions = Transitions {
+                    rule,
+                    metrics: &self.metrics,
+                    out,
+                };
+                transitions.resolve(&mut series, now);
             }
             self.removed
                 .push((rule.name.clone(), fingerprint_text(key)));

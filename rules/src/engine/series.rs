@@ -12,7 +12,7 @@ use crate::compile::Rule;
 use crate::model::Aggregate;
 
 /// Where a series' alert is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "lowercase")]
 pub enum Phase {
     Inactive,
@@ -37,16 +37,20 @@ pub enum Phase {
 /// The state of one series of one rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
-    /// The labels that identify the series.
+    /// The labels that identify the series. Stored, like `subject`, from `record_head`
+    /// rather than by this type's `Serialize` (see `persist::encode_record`).
+    #[serde(skip_serializing)]
     pub labels: Labels,
     /// The subject of its last event.
+    #[serde(skip_serializing)]
     pub subject: String,
     pub phase: Phase,
     /// Transition rules: the `after` condition has held since the last alert.
     pub armed: bool,
     /// One-shot rules: fired, and the condition has not been false since.
     pub latched: bool,
-    /// When the series last sent an event (timer anchor for absence).
+    /// When the series last sent an event: the anchor of an absence timer, read by nothing
+    /// else (so its change alone is persisted only for absence rules).
     #[serde(with = "jiff::fmt::serde::timestamp::millisecond::required")]
     pub last_seen: Timestamp,
     /// The rule's value at the last event (or the window aggregate).
@@ -78,10 +82,25 @@ pub struct Series {
         with = "jiff::fmt::serde::timestamp::millisecond::optional"
     )]
     pub deadline: Option<Timestamp>,
+    /// When this series' entry in the engine's deadline queue is due: at or before
+    /// `deadline` (a deadline that moves later keeps its earlier entry, see
+    /// `Engine::schedule`). Not persisted: the queue is rebuilt on restore and reload.
+    #[serde(skip)]
+    pub scheduled: Option<Timestamp>,
+    /// Whether the series waits in the engine's queue of minor changes to persist (not
+    /// persisted).
+    #[serde(skip)]
+    pub soft_queued: bool,
     /// How the engine's alert counts see this series: the phase kind it was last counted
     /// as (not persisted: a restored series is counted afresh).
     #[serde(skip)]
     pub counted: Option<AlertState>,
+    /// The start of the stored record, `{"labels":{…},"subject":"…"`, encoded when the
+    /// series is first persisted and kept: the labels never change and the subject seldom,
+    /// and reading them again (several allocations elsewhere in memory) cost more than the
+    /// rest of the record. `None` until then, and after the subject changes.
+    #[serde(skip)]
+    pub record_head: Option<Box<[u8]>>,
     /// The phase, arm and latch as last persisted: a change to these is written at once,
     /// other changes (last seen, value, window samples) at most every
     /// [`SOFT_PERSIST_INTERVAL`](super::SOFT_PERSIST_INTERVAL).
@@ -136,14 +155,17 @@ impl Series {
             active_since: None,
             fired_at: None,
             deadline: None,
+            scheduled: None,
+            soft_queued: false,
             counted: None,
+            record_head: None,
             persisted: None,
         }
     }
 
     /// What must reach the store at once when it changes.
     pub fn essentials(&self) -> (Phase, bool, bool) {
-        (self.phase.clone(), self.armed, self.latched)
+        (self.phase, self.armed, self.latched)
     }
 
     /// The alert state this series shows: `None` when inactive.

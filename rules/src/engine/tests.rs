@@ -147,6 +147,28 @@ fn absence_fires_when_a_series_goes_silent_and_resolves_when_it_speaks() {
 }
 
 #[test]
+fn an_absence_timer_restarted_by_events_fires_after_the_last_one() {
+    let mut e = engine("rules:\n  - name: r\n    subject: hb\n    absent_for: 40s\n");
+    for secs in [0, 10, 20] {
+        assert!(
+            e.on_event(at(secs), &event("hb", json!(1), secs))
+                .is_empty()
+        );
+    }
+    // The queue still holds the first deadline (40 s): the tick then finds the timer
+    // restarted and queues it at 60 s, 40 s after the last event.
+    assert_eq!(e.next_deadline(), Some(at(40)));
+    assert!(e.on_tick(at(40)).is_empty());
+    assert_eq!(e.next_deadline(), Some(at(60)));
+    assert!(e.on_tick(at(59)).is_empty());
+    let fired = e.on_tick(at(60));
+    assert!(
+        matches!(&fired[..], [Output::Alert(a)] if a.state == Firing),
+        "{fired:?}"
+    );
+}
+
+#[test]
 fn count_window_fires_on_three_in_ten_minutes_and_clears_as_they_age() {
     let mut e = engine(
         "rules:\n  - name: r\n    subject: restarts\n    window: {duration: 10m, aggregate: count}\n    condition: value >= 3\n",
@@ -355,6 +377,48 @@ fn a_restart_resumes_timers_where_they_stopped() {
         matches!(&absent[..], [Output::Alert(a)] if a.rule == "hb" && a.state == Firing),
         "{absent:?}"
     );
+}
+
+#[test]
+fn minor_changes_are_persisted_within_the_interval_and_nothing_else() {
+    let mut e = engine(
+        "rules:\n  - name: hot\n    subject: t/+room\n    condition: value > 80\n  - name: hb\n    subject: t/+room\n    absent_for: 30m\n",
+    );
+    let rules = |changes: Changes| {
+        let mut rules: Vec<String> = changes.upserts.into_iter().map(|(r, _, _)| r).collect();
+        rules.sort();
+        rules
+    };
+    e.on_event(at(0), &event("t/a", json!(90), 0));
+    e.on_event(at(0), &event("t/b", json!(10), 0));
+    // New series (and a firing alert) at once.
+    assert_eq!(rules(e.take_changes(at(0))), ["hb", "hb", "hot", "hot"]);
+    e.on_event(at(10), &event("t/a", json!(95), 10));
+    e.on_event(at(10), &event("t/b", json!(10), 10));
+    assert!(e.take_changes(at(39)).is_empty());
+    // 30 s later: the absence timers' new anchor and the firing alert's new value. The
+    // inactive `hot` series of t/b changed nothing a restart reads.
+    assert_eq!(rules(e.take_changes(at(40))), ["hb", "hb", "hot"]);
+}
+
+#[test]
+fn a_series_record_follows_its_subject() {
+    let mut e = engine("rules:\n  - name: r\n    subject: t/#\n    absent_for: 30m\n");
+    let subjects = |changes: Changes| -> Vec<String> {
+        changes
+            .upserts
+            .iter()
+            .map(|(_, _, bytes)| {
+                let record: Value = serde_json::from_slice(bytes).unwrap();
+                record["series"]["subject"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    e.on_event(at(0), &event("t/a", json!(1), 0));
+    assert_eq!(subjects(e.take_changes(at(0))), ["t/a"]);
+    // The same series (the pattern captures nothing) from another subject.
+    e.on_event(at(10), &event("t/b", json!(1), 10));
+    assert_eq!(subjects(e.take_changes(at(40))), ["t/b"]);
 }
 
 #[test]
