@@ -4,11 +4,18 @@
 //! wildcard branch, and `#` / `>` sit on the node where the rest begins. Looking up a subject
 //! walks only the branches its tokens can take, so the cost grows with the rules that match,
 //! not with the number of rules.
+//!
+//! Literal tokens are looked up by a 64-bit hash, not compared: comparing read each
+//! rule token's bytes, elsewhere in memory, on every event. Two different tokens with the
+//! same hash would make a rule a candidate for a subject it does not match; the engine
+//! matches every candidate's pattern anyway, so such a collision costs a match attempt,
+//! never a wrong result.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use atalaya_bus::{Pattern, Subject};
+
+use crate::engine::KeyHash;
 
 #[derive(Debug, Default)]
 pub struct SubjectIndex {
@@ -17,7 +24,8 @@ pub struct SubjectIndex {
 
 #[derive(Debug, Default)]
 struct TrieNode {
-    literal: HashMap<String, TrieNode, BuildHasherDefault<TokenHasher>>,
+    /// Children by the [`token_hash`] of their literal token.
+    literal: HashMap<u64, TrieNode, KeyHash>,
     wildcard: Option<Box<TrieNode>>,
     /// Rules whose pattern ends here.
     exact: Vec<usize>,
@@ -46,13 +54,14 @@ impl SubjectIndex {
                 t if t.starts_with('+') => {
                     node = node.wildcard.get_or_insert_with(Box::default);
                 }
-                literal => node = node.literal.entry(literal.to_owned()).or_default(),
+                literal => node = node.literal.entry(token_hash(literal)).or_default(),
             }
         }
         node.exact.push(id);
     }
 
-    /// The ids of the rules whose pattern matches `subject`, in ascending order.
+    /// The ids of the rules whose pattern matches `subject`, in ascending order (and, after
+    /// a 64-bit hash collision, one that does not: see the module docs).
     pub fn matches(&self, subject: &Subject) -> Vec<usize> {
         let tokens: Vec<&str> = subject.tokens().collect();
         let mut found = Vec::new();
@@ -61,8 +70,8 @@ impl SubjectIndex {
     }
 
     /// [`matches`](Self::matches) for a subject given as its tokens, into `found`, which is
-    /// cleared first: the engine splits each subject once, and reuses one buffer for every
-    /// event.
+    /// cleared first: the engine splits each subject once, reuses one buffer for every
+    /// event, and matches each candidate's pattern.
     pub fn matches_tokens(&self, tokens: &[&str], found: &mut Vec<usize>) {
         found.clear();
         Self::walk(&self.root, tokens, found);
@@ -77,7 +86,9 @@ impl SubjectIndex {
             return;
         };
         found.extend_from_slice(&node.rest_one);
-        if let Some(next) = node.literal.get(*first) {
+        if !node.literal.is_empty()
+            && let Some(next) = node.literal.get(&token_hash(first))
+        {
             Self::walk(next, rest, found);
         }
         if let Some(next) = &node.wildcard {
@@ -86,28 +97,13 @@ impl SubjectIndex {
     }
 }
 
-/// FNV-1a, for the trie's literal tokens: a few bytes each, hashed at every level of every
-/// event's walk, where SipHash cost more than the rest of the lookup. Its protection
-/// against chosen collisions is not needed here: the keys are the rules' own tokens, fixed
-/// when the rules load, and a subject only looks them up.
-struct TokenHasher(u64);
-
-impl Default for TokenHasher {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for TokenHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// A literal token's key in the trie: its 64-bit FNV-1a hash (a few bytes, hashed at
+/// each level of every event's walk: cheap). A chosen collision only adds a candidate the
+/// engine rejects.
+fn token_hash(token: &str) -> u64 {
+    token.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

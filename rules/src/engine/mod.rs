@@ -277,7 +277,8 @@ impl Engine {
             {
                 continue;
             }
-            // Sorted by label name, as label maps and fingerprints want them.
+            // The index's candidate really matches (see `index`); its captures come sorted
+            // by label name, as label maps and fingerprints want them.
             let Some(captures) = rule.pattern.match_tokens(&tokens) else {
                 continue;
             };

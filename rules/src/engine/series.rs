@@ -84,7 +84,7 @@ pub struct Series {
     pub deadline: Option<Timestamp>,
     /// When this series' entry in the engine's deadline queue is due: at or before
     /// `deadline` (a deadline that moves later keeps its earlier entry, see
-    /// `Engine::schedule`). Not persisted: the queue is rebuilt on restore and reload.
+    /// `Queues::schedule`). Not persisted: the queue is rebuilt on restore and reload.
     #[serde(skip)]
     pub scheduled: Option<Timestamp>,
     /// Whether the series waits in the engine's queue of minor changes to persist (not
