@@ -14,6 +14,7 @@
 //! - this file: the engine's state, and evaluation: events and deadlines deciding whether
 //!   each series' condition holds.
 //! - `series`: one series' state and the pure functions that move it.
+//! - `series_map`: a rule's series by fingerprint, stored densely.
 //! - `transitions`: moving a series' alert through its phases given that decision.
 //! - `alerts`: rendering a series' alert and actions from the rule's templates, listing the
 //!   alerts now active, and the `atalaya_alerts{state}` gauge.
@@ -26,12 +27,11 @@ mod persist;
 mod queues;
 mod reload;
 mod series;
+mod series_map;
 #[cfg(test)]
 mod tests;
 mod transitions;
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use atalaya_bus::{Event, Labels, Subject};
@@ -42,6 +42,7 @@ use tracing::warn;
 pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
 use self::queues::Queues;
 pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
+use self::series_map::SeriesMap;
 use self::transitions::Transitions;
 use crate::alert::{Output, fingerprint_hash_from, fingerprint_seed};
 use crate::compile::{Rule, RuleSet};
@@ -72,9 +73,8 @@ struct RuleState {
     evaluations: prometheus::IntCounter,
     /// Where its series' fingerprints start (the hash of the rule's name), computed once.
     fingerprint_seed: u64,
-    /// Series by fingerprint hash, stored in the map itself: an event then reads one
-    /// place in memory for its series, not the map and a box elsewhere.
-    series: HashMap<u64, Series, KeyHash>,
+    /// Series by fingerprint hash.
+    series: SeriesMap,
     /// Last time a series-limit or evaluation problem was logged, to keep logs quiet.
     limit_logged: Option<Timestamp>,
     error_logged: Option<Timestamp>,
@@ -85,7 +85,7 @@ impl RuleState {
         Self {
             evaluations: metrics.evaluations(rule),
             fingerprint_seed: fingerprint_seed(rule),
-            series: HashMap::default(),
+            series: SeriesMap::default(),
             limit_logged: None,
             error_logged: None,
         }
@@ -387,23 +387,21 @@ impl Evaluation<'_> {
         // One lookup per event: the series is changed where it lies in its map.
         let key = series_id.key(state.fingerprint_seed);
         let count = state.series.len();
-        let series = match state.series.entry(key) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(_) if count >= rule.max_series => {
+        let limit_logged = &mut state.limit_logged;
+        let new_series = || {
+            if count >= rule.max_series {
                 metrics.series_limit_hits(&rule.name).inc();
-                if state
-                    .limit_logged
-                    .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
-                {
-                    state.limit_logged = Some(now);
+                if limit_logged.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+                    *limit_logged = Some(now);
                     warn!(rule = %rule.name, limit = rule.max_series, "Series limit reached; new series are ignored.");
                 }
-                return;
+                return None;
             }
-            Entry::Vacant(entry) => {
-                metrics.series(&rule.name).inc();
-                entry.insert(Series::new(series_id.labels(), now))
-            }
+            metrics.series(&rule.name).inc();
+            Some(Series::new(series_id.labels(), now))
+        };
+        let Some(series) = state.series.get_or_insert_with(key, new_series) else {
+            return;
         };
         series.last_seen = now;
         // Minor changes, persisted within `SOFT_PERSIST_INTERVAL` (a change of phase is
@@ -470,7 +468,7 @@ impl Evaluation<'_> {
             metrics,
             out,
         } = self;
-        let Some(series) = state.series.get_mut(&key) else {
+        let Some(series) = state.series.get_mut(key) else {
             return;
         };
         series.scheduled = None;
