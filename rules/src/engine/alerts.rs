@@ -120,10 +120,9 @@ impl Engine {
     pub fn alerts(&self, now: Timestamp) -> Vec<Alert> {
         let mut alerts = Vec::new();
         for (rule, state) in self.rules.rules.iter().zip(&self.states) {
-            let mut keys: Vec<&u64> = state.series.keys().collect();
-            keys.sort();
-            for key in keys {
-                let series = &state.series[key];
+            let mut series: Vec<(u64, &Series)> = state.series.iter().collect();
+            series.sort_unstable_by_key(|(key, _)| *key);
+            for (_, series) in series {
                 let alert_state = match series.phase {
                     Phase::Inactive => continue,
                     Phase::Pending { .. } => AlertState::Pending,
@@ -139,7 +138,7 @@ impl Engine {
     pub(super) fn update_alert_gauges(&mut self) {
         let (mut pending, mut firing) = (0i64, 0i64);
         for state in &mut self.states {
-            for series in state.series.values_mut() {
+            for (_, series) in state.series.iter_mut() {
                 series.counted = series.alert_state();
                 match series.counted {
                     Some(AlertState::Pending) => pending += 1,

@@ -11,9 +11,11 @@
 //! [`Engine::restore`] after a restart.
 //!
 //! # Layout
-//! - this file: the engine's state, and evaluation: events and deadlines deciding whether
-//!   each series' condition holds.
+//! - this file: the engine's state, and evaluation: events and deadlines reaching their
+//!   series.
+//! - `conditions`: whether a series' condition holds, for an event or at a deadline.
 //! - `series`: one series' state and the pure functions that move it.
+//! - `series_map`: a rule's series by fingerprint, stored densely.
 //! - `transitions`: moving a series' alert through its phases given that decision.
 //! - `alerts`: rendering a series' alert and actions from the rule's templates, listing the
 //!   alerts now active, and the `atalaya_alerts{state}` gauge.
@@ -22,26 +24,27 @@
 //! - `reload`: replacing the rules while keeping the state of unchanged ones.
 
 mod alerts;
+mod conditions;
 mod persist;
 mod queues;
 mod reload;
 mod series;
+mod series_map;
 #[cfg(test)]
 mod tests;
 mod transitions;
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use atalaya_bus::{Event, Labels, Subject};
+use atalaya_bus::{Event, Labels};
 use jiff::{SignedDuration, Timestamp};
-use serde_json::{Value, json};
 use tracing::warn;
 
+use self::conditions::{holds, on_deadline};
 pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
 use self::queues::Queues;
 pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
+use self::series_map::SeriesMap;
 use self::transitions::Transitions;
 use crate::alert::{Output, fingerprint_hash_from, fingerprint_seed};
 use crate::compile::{Rule, RuleSet};
@@ -72,9 +75,8 @@ struct RuleState {
     evaluations: prometheus::IntCounter,
     /// Where its series' fingerprints start (the hash of the rule's name), computed once.
     fingerprint_seed: u64,
-    /// Series by fingerprint hash, stored in the map itself: an event then reads one
-    /// place in memory for its series, not the map and a box elsewhere.
-    series: HashMap<u64, Series, KeyHash>,
+    /// Series by fingerprint hash.
+    series: SeriesMap,
     /// Last time a series-limit or evaluation problem was logged, to keep logs quiet.
     limit_logged: Option<Timestamp>,
     error_logged: Option<Timestamp>,
@@ -85,7 +87,7 @@ impl RuleState {
         Self {
             evaluations: metrics.evaluations(rule),
             fingerprint_seed: fingerprint_seed(rule),
-            series: HashMap::default(),
+            series: SeriesMap::default(),
             limit_logged: None,
             error_logged: None,
         }
@@ -387,23 +389,21 @@ impl Evaluation<'_> {
         // One lookup per event: the series is changed where it lies in its map.
         let key = series_id.key(state.fingerprint_seed);
         let count = state.series.len();
-        let series = match state.series.entry(key) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(_) if count >= rule.max_series => {
+        let limit_logged = &mut state.limit_logged;
+        let new_series = || {
+            if count >= rule.max_series {
                 metrics.series_limit_hits(&rule.name).inc();
-                if state
-                    .limit_logged
-                    .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
-                {
-                    state.limit_logged = Some(now);
+                if limit_logged.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+                    *limit_logged = Some(now);
                     warn!(rule = %rule.name, limit = rule.max_series, "Series limit reached; new series are ignored.");
                 }
-                return;
+                return None;
             }
-            Entry::Vacant(entry) => {
-                metrics.series(&rule.name).inc();
-                entry.insert(Series::new(series_id.labels(), now))
-            }
+            metrics.series(&rule.name).inc();
+            Some(Series::new(series_id.labels(), now))
+        };
+        let Some(series) = state.series.get_or_insert_with(key, new_series) else {
+            return;
         };
         series.last_seen = now;
         // Minor changes, persisted within `SOFT_PERSIST_INTERVAL` (a change of phase is
@@ -470,7 +470,7 @@ impl Evaluation<'_> {
             metrics,
             out,
         } = self;
-        let Some(series) = state.series.get_mut(&key) else {
+        let Some(series) = state.series.get_mut(key) else {
             return;
         };
         series.scheduled = None;
@@ -487,139 +487,4 @@ impl Evaluation<'_> {
             state.log_failure(metrics, rule, failure, at);
         }
     }
-}
-
-/// A deadline of `series` has come: conditions that change with time alone, and timers.
-fn on_deadline(
-    transitions: &mut Transitions<'_>,
-    series: &mut Series,
-    at: Timestamp,
-) -> Result<(), Failure> {
-    let rule = transitions.rule;
-    // Conditions that change with time alone: the window slides, active hours end.
-    let window_holds = window_holds_at(rule, series, at);
-    let out_of_hours = rule.active.as_ref().is_some_and(|a| !a.contains(at));
-    if out_of_hours {
-        transitions.step(series, false, at);
-    } else if let Ok(Some(holds)) = window_holds {
-        transitions.step(series, holds, at);
-    }
-    // Timers.
-    match series.phase {
-        Phase::Pending { since } if at.duration_since(since) >= rule.for_ => {
-            transitions.fire(series, at);
-        }
-        Phase::Firing { fired_at, .. }
-            if rule.one_shot && at.duration_since(fired_at) >= rule.keep_firing_for =>
-        {
-            transitions.resolve(series, at);
-        }
-        Phase::Firing {
-            clear_since: Some(c),
-            ..
-        } if at.duration_since(c) >= rule.keep_firing_for => {
-            transitions.resolve(series, at);
-        }
-        Phase::Inactive => {
-            if let Some(absent) = rule.absent_for
-                && at.duration_since(series.last_seen) >= absent
-            {
-                series.active_since = Some(series.last_seen);
-                transitions.fire(series, at);
-            }
-        }
-        _ => {}
-    }
-    window_holds.map(|_| ())
-}
-
-/// A window rule's condition once the window has slid to `at` (events age out without a
-/// new one arriving). `None` for rules without a window.
-fn window_holds_at(
-    rule: &Rule,
-    series: &mut Series,
-    at: Timestamp,
-) -> Result<Option<bool>, Failure> {
-    let Some(window) = rule.window.as_ref() else {
-        return Ok(None);
-    };
-    series.prune(at, window.duration);
-    let Some(agg) = aggregate(window.aggregate, &series.samples) else {
-        series.value = Value::Null;
-        return Ok(Some(false));
-    };
-    series.value = json!(agg);
-    // Hysteresis as in `holds`: while active, the clearing condition decides.
-    let (which, expression, inverted) = match (&rule.clear_condition, &series.phase) {
-        (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => {
-            ("clear_condition", clear, true)
-        }
-        _ => match rule.condition.as_ref() {
-            Some(condition) => ("condition", condition, false),
-            None => return Ok(None),
-        },
-    };
-    let holds = match expression.fast_bool(&series.value, &Value::Null) {
-        Some(b) => b,
-        None => {
-            let Ok(subject) = Subject::parse(&series.subject) else {
-                return Ok(None);
-            };
-            let mut vars = Vars::new(&Value::Null, &series.labels, &subject, at);
-            vars.set_value(RuleValue::from_json(&series.value));
-            expression.eval_bool(&vars).map_err(Failure::of(which))?
-        }
-    };
-    Ok(Some(
-        holds != inverted && (rule.after.is_none() || series.armed),
-    ))
-}
-
-/// Whether the rule's condition holds for this event (window, transition, hysteresis and
-/// active hours applied).
-fn holds(
-    rule: &Rule,
-    series: &mut Series,
-    ctx: &mut EvalCtx<'_, '_>,
-    number: Option<f64>,
-    now: Timestamp,
-) -> Result<bool, Failure> {
-    if let Some(window) = &rule.window {
-        let include = match &window.filter {
-            Some(filter) => ctx.eval_bool(filter).map_err(Failure::of("window.where"))?,
-            None => true,
-        };
-        if include {
-            series.push_sample(now, number.unwrap_or(f64::NAN), window.duration);
-        } else {
-            series.prune(now, window.duration);
-        }
-        let agg = aggregate(window.aggregate, &series.samples);
-        series.value = json!(agg);
-        match agg {
-            Some(a) => ctx.set_value(json!(a)),
-            // Nothing to aggregate: the condition cannot hold.
-            None => return Ok(false),
-        }
-    }
-    if let Some(after) = &rule.after
-        && ctx.eval_bool(after).map_err(Failure::of("after"))?
-    {
-        series.armed = true;
-    }
-    let (which, expression) = match (&rule.clear_condition, &series.phase) {
-        (Some(clear), Phase::Pending { .. } | Phase::Firing { .. }) => ("clear_condition", clear),
-        _ => match &rule.condition {
-            Some(c) => ("condition", c),
-            None => return Ok(false),
-        },
-    };
-    let result = ctx.eval_bool(expression).map_err(Failure::of(which))?;
-    let holds = if which == "clear_condition" {
-        !result
-    } else {
-        result
-    };
-    let in_hours = rule.active.as_ref().is_none_or(|a| a.contains(now));
-    Ok(holds && (rule.after.is_none() || series.armed) && in_hours)
 }

@@ -132,7 +132,7 @@ impl Engine {
         changes.deletes.append(&mut self.removed);
         for (id, key, queue) in keys {
             let rule = &self.rules.rules[id];
-            let Some(series) = self.states[id].series.get_mut(&key) else {
+            let Some(series) = self.states[id].series.get_mut(key) else {
                 continue;
             };
             if queue == Queue::Soft {

@@ -42,10 +42,10 @@ impl Engine {
         self.rules = rules;
         self.states = states;
         for (id, state) in self.states.iter_mut().enumerate() {
-            for (key, series) in &mut state.series {
+            for (key, series) in state.series.iter_mut() {
                 series.scheduled = series.deadline;
                 if let Some(d) = series.deadline {
-                    self.queues.deadlines.insert((d, id, *key));
+                    self.queues.deadlines.insert((d, id, key));
                 }
             }
         }
