@@ -17,6 +17,8 @@ pub mod api;
 #[allow(dead_code, reason = "shared with the MQTT tests, which use all of it")]
 #[path = "../support/logs.rs"]
 mod logs;
+#[path = "../support/metrics.rs"]
+mod metrics;
 pub mod objects;
 
 use std::path::Path;
@@ -149,20 +151,7 @@ impl Bridge {
 
     /// The value of metric `family` whose labels include every one of `labels` (0 if none).
     pub fn metric(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
-        self.registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == family)
-            .flat_map(|f| f.get_metric())
-            .find(|m| {
-                labels.iter().all(|(name, value)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == *name && l.value() == *value)
-                })
-            })
-            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-            .unwrap_or(0.0)
+        metrics::sample(&self.registry, family, labels)
     }
 
     pub fn errors(&self, stage: &str) -> f64 {

@@ -39,21 +39,7 @@ impl TestBus {
 
     /// The value of metric `family` whose labels include every one of `labels` (0 if none).
     pub fn metric(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
-        self.registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == family)
-            .flat_map(|f| f.get_metric())
-            .find(|m| {
-                labels.iter().all(|(name, value)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == *name && l.value() == *value)
-                })
-            })
-            // A metric is a counter or a gauge; the other reads 0.
-            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-            .unwrap_or(0.0)
+        super::metrics::sample(&self.registry, family, labels)
     }
 
     pub fn errors(&self, connector: &str, stage: &str) -> f64 {

@@ -17,6 +17,8 @@ pub mod jetstream;
 #[allow(dead_code, reason = "shared with the MQTT tests, which use all of it")]
 #[path = "../support/logs.rs"]
 mod logs;
+#[path = "../support/metrics.rs"]
+mod metrics;
 mod server;
 
 pub use bus::{TestBus, WAIT};

@@ -1,0 +1,22 @@
+//! Reading one sample out of a test's metrics registry.
+
+use prometheus::Registry;
+
+/// The value of metric `family` whose labels include every one of `labels` (0 if none). A
+/// metric is a counter or a gauge; the other reads 0.
+pub fn sample(registry: &Registry, family: &str, labels: &[(&str, &str)]) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == family)
+        .flat_map(|f| f.get_metric())
+        .find(|m| {
+            labels.iter().all(|(name, value)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *name && l.value() == *value)
+            })
+        })
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .unwrap_or(0.0)
+}
