@@ -34,12 +34,16 @@ mod telemetry;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::config::ConfigSource;
 use crate::service::exit;
+
+/// How long the runtime may take to stop its tasks once `atalaya run` has decided to exit.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -66,7 +70,13 @@ fn main() -> ExitCode {
                 config.log.format = format;
             }
             telemetry::init_logging(config.log.format, &config.log.level);
-            runtime().block_on(service::run(config, source))
+            let runtime = runtime();
+            let code = runtime.block_on(service::run(config, source));
+            // A task stuck where cancellation cannot reach it (a blocking write to a full
+            // stdout pipe, a busy loop) would keep the runtime's drop waiting forever, long
+            // after the shutdown gave up on it: leave it behind and exit for real.
+            runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+            std::process::exit(code.into())
         }
         Command::Check(args) => match check::run(args) {
             0 => ExitCode::SUCCESS,

@@ -9,7 +9,6 @@
 //! `shutdown.timeout`. A second signal exits at once.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -67,12 +66,13 @@ pub fn rules_dir(config: &Config) -> Option<PathBuf> {
     })
 }
 
-pub async fn run(config: Config, source: ConfigSource) -> ExitCode {
+/// Runs the service; returns the process exit code (see [`exit`]).
+pub async fn run(config: Config, source: ConfigSource) -> u8 {
     match start_and_wait(config, source).await {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(StartError { code, error }) => {
             error!(error = %format!("{error:#}"), "atalaya cannot start.");
-            ExitCode::from(code)
+            code
         }
     }
 }
@@ -369,6 +369,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     supervisor.token().cancel();
 
     let timeout = config.shutdown.timeout;
+    spawn_shutdown_watchdog(timeout);
     let code = tokio::select! {
         finished = tokio::time::timeout(timeout, supervisor.drain()) => match finished {
             Ok(()) if supervisor.any_failed() => exit::TASK_FAILED,
@@ -394,3 +395,27 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     drop(store);
     Ok(code)
 }
+
+/// The last resort of a shutdown: an OS thread that ends the process a little after
+/// `timeout` has passed, whatever the async runtime is doing. The timeout above runs on the
+/// runtime's timers, which a task stuck on every worker thread (a busy loop, a blocking call)
+/// would stop; this does not depend on them.
+fn spawn_shutdown_watchdog(timeout: std::time::Duration) {
+    let limit = timeout + WATCHDOG_GRACE;
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            eprintln!(
+                "atalaya: the shutdown is stuck {}s after it began; exiting anyway",
+                limit.as_secs()
+            );
+            std::process::exit(exit::FAILURE.into());
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "Cannot start the shutdown watchdog.");
+    }
+}
+
+/// How long after `shutdown.timeout` the watchdog ends a shutdown the runtime could not.
+const WATCHDOG_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

@@ -430,3 +430,43 @@ async fn a_failing_rule_test_prints_expected_against_got_and_exits_1() {
     );
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_shutdown_stuck_on_a_blocked_write_still_exits() {
+    // Nobody reads stdout: the console's write blocks in the runtime's blocking pool, where
+    // no cancellation reaches it. The shutdown gives up after its timeout, and the process
+    // must then exit rather than wait for that write forever.
+    let mut atalaya = Atalaya::start_with(Options {
+        config: "bus:\n  capacity: 8\nhttp:\n  publish_timeout: 200ms\nshutdown:\n  timeout: 1s\n"
+            .into(),
+        stdout: StdoutMode::Unread,
+        ..Options::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let batch: Vec<_> = (0..8)
+        .map(|i| serde_json::json!({"subject": "stuck/stdout", "data": "y".repeat(400), "n": i}))
+        .collect();
+    let mut full = false;
+    for _ in 0..400 {
+        let response = client
+            .post(atalaya.url("/api/v1/events"))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 503 {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the console never blocked");
+    atalaya.signal(Signal::SIGTERM);
+    let status = atalaya.wait().await;
+    assert_eq!(status.code(), Some(1), "logs:\n{}", atalaya.logs());
+    assert!(
+        atalaya.logs().contains("Shutdown did not finish in time"),
+        "{}",
+        atalaya.logs()
+    );
+}
