@@ -148,8 +148,13 @@ async fn add(args: SilenceAddArgs) -> anyhow::Result<()> {
         "createdBy": author,
         "comment": args.comment,
     });
+    let path = if args.mute_all {
+        "/api/v1/silences?mute_all=true"
+    } else {
+        "/api/v1/silences"
+    };
     let answer = ApiClient::new(&args.api.url)
-        .call(Method::POST, "/api/v1/silences", Some(&body))
+        .call(Method::POST, path, Some(&body))
         .await?;
     println!("{}", answer["silenceID"].as_str().unwrap_or("?"));
     Ok(())

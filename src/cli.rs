@@ -69,6 +69,9 @@ pub struct SilenceAddArgs {
     /// Why.
     #[arg(short, long)]
     pub comment: String,
+    /// Allow matchers that mute every alert (`alertname=~".+"`); refused without it.
+    #[arg(long)]
+    pub mute_all: bool,
     #[command(flatten)]
     pub api: ApiArgs,
 }

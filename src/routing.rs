@@ -15,7 +15,7 @@ use atalaya_bus::store::{Store, TableBatch};
 use atalaya_rules::alert::Output;
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
 use atalaya_rules::routing::router::{AlertView, RoutedAlert, Router, RouterState};
-use atalaya_rules::routing::silence::{Silence, SilenceError, SilenceState};
+use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use jiff::Timestamp;
 use prometheus::{IntGaugeVec, Opts, Registry};
 use tokio::sync::{oneshot, watch};
@@ -33,7 +33,7 @@ pub enum RouterCommand {
     Post(Vec<RoutedAlert>),
     ListAlerts(oneshot::Sender<Vec<AlertView>>),
     ListSilences(oneshot::Sender<Vec<Silence>>),
-    AddSilence(Silence, oneshot::Sender<Result<(), SilenceError>>),
+    AddSilence(Silence, MuteAll, oneshot::Sender<Result<(), SilenceError>>),
     ExpireSilence(String, oneshot::Sender<Result<(), SilenceError>>),
 }
 
@@ -104,9 +104,12 @@ impl Routing {
         else {
             return Ok(());
         };
-        match serde_json::from_slice::<RouterState>(&bytes) {
-            Ok(state) => {
-                self.router.restore(state, now);
+        match RouterState::decode(&bytes) {
+            Ok((state, unreadable)) => {
+                let unrestorable = self.router.restore(state, now);
+                for item in unreadable.iter().chain(&unrestorable) {
+                    warn!(kind = item.kind, reason = %item.reason, "A stored router item cannot be restored; left out.");
+                }
                 info!(
                     alerts = self.router.alerts(now).len(),
                     silences = self.router.silences().len(),
@@ -183,9 +186,9 @@ impl Routing {
             RouterCommand::ListSilences(reply) => {
                 let _ = reply.send(self.router.silences());
             }
-            RouterCommand::AddSilence(silence, reply) => {
+            RouterCommand::AddSilence(silence, mute_all, reply) => {
                 let id = silence.id.clone();
-                let result = self.router.add_silence(now, silence);
+                let result = self.router.add_silence(now, silence, mute_all);
                 if result.is_ok() {
                     info!(silence = %id, "Silence set.");
                 }

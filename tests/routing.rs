@@ -263,6 +263,97 @@ async fn alerts_from_prometheus_are_routed_listed_and_silenced() {
 }
 
 #[tokio::test]
+async fn silences_that_mute_everything_or_last_past_a_century_are_refused() {
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &hook);
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    let client = reqwest::Client::new();
+    let post_json = |path: &str, body: Value| {
+        let request = client.post(atalaya.url(path)).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let silence = |matcher: Value, ends: &str| json!({"matchers": [matcher], "endsAt": ends, "createdBy": "x", "comment": "y"});
+    let everything = json!({"name": "alertname", "value": ".+", "isRegex": true});
+    let disk = json!({"name": "alertname", "value": "disk", "isRegex": false});
+
+    // The end of time once crash-looped the service; now it is a clear 400.
+    let (status, body) = post_json(
+        "/api/v1/silences",
+        silence(disk.clone(), "9999-12-30T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("100 years ahead"),
+        "{body}"
+    );
+    let (status, body) = post_json(
+        "/api/v2/alerts",
+        json!([{"labels": {"alertname": "x"}, "endsAt": "9999-12-30T00:00:00Z"}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("endsAt"), "{body}");
+
+    // Muting every alert takes an explicit yes.
+    let (status, body) = post_json(
+        "/api/v1/silences",
+        silence(everything.clone(), "2100-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("mute every alert"),
+        "{body}"
+    );
+    let (status, body) = post_json(
+        "/api/v1/silences?mute_all=true",
+        silence(everything, "2100-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cli = |args: &[&str]| {
+        let mut cmd = command(atalaya.dir.path());
+        cmd.args(args).env("ATALAYA_URL", atalaya.url(""));
+        cmd
+    };
+    let out = cli(&["silence", "add", "alertname!=\"\"", "-c", "all"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mute-all"));
+    let out = cli(&[
+        "silence",
+        "add",
+        "alertname!=\"\"",
+        "-c",
+        "all",
+        "--mute-all",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The service is still there: no flush crashed it.
+    temperature(&atalaya, "kitchen", "30").await;
+    let (status, _) = post_json("/api/v1/silences", silence(disk, "2100-01-01T00:00:00Z")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn routes_test_prints_the_receivers_reached() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("routing.yaml");

@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use atalaya_bus::Labels;
 use atalaya_rules::routing::router::{RoutedAlert, labels_fingerprint};
-use atalaya_rules::routing::silence::{Silence, SilenceError, SilenceMatcher};
+use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceMatcher};
+use atalaya_rules::routing::time_limits::{HORIZON, within_horizon};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
@@ -130,6 +131,23 @@ pub async fn post_alerts(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
                 None,
             );
         }
+        let beyond = [("startsAt", alert.starts_at), ("endsAt", alert.ends_at)]
+            .into_iter()
+            .find_map(|(which, at)| {
+                at.filter(|at| !within_horizon(*at, now))
+                    .map(|at| (which, at))
+            });
+        if let Some((which, at)) = beyond {
+            return state.reject(
+                RejectStage::Decode,
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "alert {index}: {which} {at} is more than {} years ahead",
+                    HORIZON.as_hours() / 8766
+                ),
+                None,
+            );
+        }
         let starts_at = alert.starts_at.unwrap_or(now);
         alerts.push(RoutedAlert {
             fingerprint: labels_fingerprint(&alert.labels),
@@ -181,7 +199,20 @@ pub async fn list_silences(State(state): State<Arc<ApiState>>) -> Response {
     Json(list).into_response()
 }
 
-pub async fn post_silence(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+/// The query of `POST /api/v1/silences`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceQuery {
+    /// Allow a silence that mutes every alert (refused without it).
+    #[serde(default)]
+    mute_all: bool,
+}
+
+pub async fn post_silence(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<SilenceQuery>,
+    body: Bytes,
+) -> Response {
     let posted: PostableSilence = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => {
@@ -207,7 +238,16 @@ pub async fn post_silence(State(state): State<Arc<ApiState>>, body: Bytes) -> Re
         comment: posted.comment,
         updated_at: now,
     };
-    match ask(&state, |reply| RouterCommand::AddSilence(silence, reply)).await {
+    let mute_all = if query.mute_all {
+        MuteAll::Allow
+    } else {
+        MuteAll::Refuse
+    };
+    match ask(&state, |reply| {
+        RouterCommand::AddSilence(silence, mute_all, reply)
+    })
+    .await
+    {
         None => unavailable(),
         Some(Ok(())) => Json(json!({ "silenceID": id })).into_response(),
         Some(Err(e)) => silence_error(&state, &e),

@@ -18,6 +18,7 @@
 //! - [`tree`]: the compiled route tree and which routes an alert's labels reach.
 //! - [`inhibit`]: inhibition rules.
 //! - [`silence`]: silences and their states.
+//! - [`time_limits`]: how far ahead outside times may lie, and sums that cannot overflow.
 //! - [`notification`]: what the router hands to the outbox, and its Alertmanager webhook form.
 //! - [`router`]: the sans-IO router: aggregation groups, inhibition, silences, time muting.
 
@@ -30,4 +31,5 @@ pub mod receiver;
 pub mod router;
 pub mod silence;
 pub mod time_interval;
+pub mod time_limits;
 pub mod tree;

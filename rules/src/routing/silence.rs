@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::matcher::{MatchOp, Matcher, MatcherError, Matchers};
+use super::time_limits::{HORIZON, within_horizon};
 
 /// Where a silence is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +80,12 @@ pub enum SilenceError {
     },
     #[error("a silence whose matchers all match the empty string would silence every alert")]
     MatchesEverything,
+    #[error(
+        "these matchers would mute every alert; if that is meant, say so (`atalaya silence add --mute-all`, or `?mute_all=true` on the API)"
+    )]
+    MutesEveryAlert,
+    #[error("{which} {at} is more than {} years ahead; silences end within that", HORIZON.as_hours() / 8766)]
+    BeyondHorizon { which: &'static str, at: Timestamp },
     #[error("endsAt must be after startsAt")]
     EndsBeforeStart,
     #[error("endsAt is in the past")]
@@ -100,8 +107,31 @@ impl Silence {
         }
     }
 
-    /// Checks the silence and compiles its matchers.
-    pub fn compile(&self, now: Timestamp) -> Result<Matchers, SilenceError> {
+    /// Checks a new silence (or a new version of one) and compiles its matchers: times in
+    /// order, not over, within [`HORIZON`], and not muting every alert unless `mute_all`
+    /// allows it.
+    pub fn validate(&self, now: Timestamp, mute_all: MuteAll) -> Result<Matchers, SilenceError> {
+        let matchers = self.compile()?;
+        if mute_all == MuteAll::Refuse && mutes_every_alert(&matchers) {
+            return Err(SilenceError::MutesEveryAlert);
+        }
+        if self.ends_at <= self.starts_at {
+            return Err(SilenceError::EndsBeforeStart);
+        }
+        if self.ends_at <= now {
+            return Err(SilenceError::EndsInPast);
+        }
+        for (which, at) in [("startsAt", self.starts_at), ("endsAt", self.ends_at)] {
+            if !within_horizon(at, now) {
+                return Err(SilenceError::BeyondHorizon { which, at });
+            }
+        }
+        Ok(matchers)
+    }
+
+    /// Compiles the matchers of a silence, new or restored: at least one, each valid, and
+    /// not all matching an alert without labels (Alertmanager's rule).
+    pub fn compile(&self) -> Result<Matchers, SilenceError> {
         if self.matchers.is_empty() {
             return Err(SilenceError::NoMatchers);
         }
@@ -118,12 +148,44 @@ impl Silence {
         if matchers.matches(&Labels::new()) {
             return Err(SilenceError::MatchesEverything);
         }
-        if self.ends_at <= self.starts_at {
-            return Err(SilenceError::EndsBeforeStart);
-        }
-        if self.ends_at <= now {
-            return Err(SilenceError::EndsInPast);
-        }
         Ok(matchers)
     }
+}
+
+/// Whether a silence may mute every alert. Such a silence (`alertname=~".+"`) is how a
+/// mistake, or anyone who can reach the API, silences the whole household: it takes an
+/// explicit yes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MuteAll {
+    #[default]
+    Refuse,
+    Allow,
+}
+
+/// Label values a catch-all matcher accepts and a real one, almost always, does not.
+const PROBE_VALUES: &[&str] = &[
+    "",
+    "x",
+    "KubeNodeNotReady",
+    "critical",
+    "pi-1",
+    "home/kitchen/temperature",
+    "A b-C_9.:/é",
+    "zq7wv0-unlikely-value-3k9d",
+];
+
+/// Whether `matchers` match every alert, as far as probing tells: each matcher accepts
+/// every probe value of its label, the empty one too (an absent label) — except on
+/// `alertname`, which every alert has. Catches the ways people write "everything":
+/// `alertname=~".+"`, `alertname!=""`, `alertname!="nothing"`.
+fn mutes_every_alert(matchers: &Matchers) -> bool {
+    matchers.0.iter().all(|m| {
+        PROBE_VALUES
+            .iter()
+            .filter(|v| !(v.is_empty() && m.name == "alertname"))
+            .all(|v| {
+                let labels = Labels::from([(m.name.clone(), (*v).to_owned())]);
+                m.matches(&labels)
+            })
+    })
 }

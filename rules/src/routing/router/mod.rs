@@ -34,11 +34,12 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use self::alert::{RoutedAlert, labels_fingerprint};
-pub use self::state::{AlertView, RouterState};
+pub use self::state::{AlertView, RouterState, UnrestorableItem};
 use super::config::RoutingPolicy;
 use super::matcher::Matchers;
 use super::notification::{Notification, NotifiedAlert, Status};
-use super::silence::{Silence, SilenceError, SilenceState};
+use super::silence::{MuteAll, Silence, SilenceError, SilenceState};
+use super::time_limits::later;
 use super::tree::{GroupBy, Route};
 use crate::alert::{fingerprint_text, fnv1a};
 
@@ -133,14 +134,14 @@ impl Router {
                 receiver: route.receiver.clone(),
                 labels,
                 alerts: BTreeSet::new(),
-                next_flush: now + route.group_wait,
+                next_flush: later(now, route.group_wait),
                 has_flushed: false,
                 notified: vec![None; integrations],
             });
             group.alerts.insert(alert.fingerprint.clone());
             // An alert that has been firing longer than the wait needs no waiting for
             // company (Alertmanager does the same).
-            if !group.has_flushed && alert.starts_at + route.group_wait <= now {
+            if !group.has_flushed && later(alert.starts_at, route.group_wait) <= now {
                 group.next_flush = group.next_flush.min(now);
             }
         }
@@ -160,7 +161,7 @@ impl Router {
         }
         let before = self.silences.len();
         self.silences
-            .retain(|_, (s, _)| s.ends_at + SILENCE_RETENTION > now);
+            .retain(|_, (s, _)| later(s.ends_at, SILENCE_RETENTION) > now);
         self.dirty |= before != self.silences.len();
         out
     }
@@ -174,7 +175,7 @@ impl Router {
             // Routes change only through set_policy, which regroups: cannot happen.
             return;
         };
-        group.next_flush = now + route.group_interval;
+        group.next_flush = later(now, route.group_interval);
         group.has_flushed = true;
 
         // Alertmanager's pipeline: drop inhibited and silenced alerts, then time muting,
@@ -300,9 +301,15 @@ impl Router {
             .collect()
     }
 
-    /// Creates a silence, or replaces the one with the same id. The caller gives the id.
-    pub fn add_silence(&mut self, now: Timestamp, silence: Silence) -> Result<(), SilenceError> {
-        let matchers = silence.compile(now)?;
+    /// Creates a silence, or replaces the one with the same id. The caller gives the id;
+    /// `mute_all` says whether the silence may mute every alert.
+    pub fn add_silence(
+        &mut self,
+        now: Timestamp,
+        silence: Silence,
+        mute_all: MuteAll,
+    ) -> Result<(), SilenceError> {
+        let matchers = silence.validate(now, mute_all)?;
         if let Some((old, _)) = self.silences.get(&silence.id)
             && old.state(now) == SilenceState::Expired
         {
@@ -390,7 +397,7 @@ fn needs_update(
     if send_resolved && !resolved.is_subset(&log.resolved) {
         return true;
     }
-    log.at + repeat <= now
+    later(log.at, repeat) <= now
 }
 
 /// The labels of `alert` that `group_by` names (those it has).

@@ -16,6 +16,65 @@ pub struct RouterState {
     silences: Vec<Silence>,
 }
 
+/// A part of a stored router state that could not be restored (unreadable, or a silence
+/// whose matchers no longer compile): left out, for the caller to log, count and set aside
+/// rather than lose the whole state or stop the start over it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnrestorableItem {
+    /// `alert`, `group` or `silence`.
+    pub kind: &'static str,
+    pub record: serde_json::Value,
+    pub reason: String,
+}
+
+/// The stored state read item by item, so that one bad item costs only itself.
+#[derive(Deserialize)]
+struct StoredItems {
+    #[serde(default)]
+    alerts: Vec<serde_json::Value>,
+    #[serde(default)]
+    groups: Vec<serde_json::Value>,
+    #[serde(default)]
+    silences: Vec<serde_json::Value>,
+}
+
+impl RouterState {
+    /// Reads a stored state. Items that do not read are left out and returned; only a blob
+    /// that is not a state at all is an error.
+    pub fn decode(bytes: &[u8]) -> serde_json::Result<(Self, Vec<UnrestorableItem>)> {
+        let stored: StoredItems = serde_json::from_slice(bytes)?;
+        let mut unreadable = Vec::new();
+        let mut state = Self::default();
+        read_items(stored.alerts, "alert", &mut state.alerts, &mut unreadable);
+        read_items(stored.groups, "group", &mut state.groups, &mut unreadable);
+        read_items(
+            stored.silences,
+            "silence",
+            &mut state.silences,
+            &mut unreadable,
+        );
+        Ok((state, unreadable))
+    }
+}
+
+fn read_items<T: serde::de::DeserializeOwned>(
+    raw: Vec<serde_json::Value>,
+    kind: &'static str,
+    into: &mut Vec<T>,
+    unreadable: &mut Vec<UnrestorableItem>,
+) {
+    for record in raw {
+        match T::deserialize(&record) {
+            Ok(item) => into.push(item),
+            Err(e) => unreadable.push(UnrestorableItem {
+                kind,
+                record,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
 /// One alert as listed by `GET /api/v1/alerts` and `atalaya alerts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertView {
@@ -67,8 +126,9 @@ impl Router {
 
     /// Brings back a persisted state, then routes the alerts through the current policy
     /// (which may have changed while atalaya was down). Silences that no longer compile are
-    /// dropped. Groups whose flush fell due while down flush at the next tick.
-    pub fn restore(&mut self, state: RouterState, now: Timestamp) {
+    /// returned, for the caller to set aside. Groups whose flush fell due while down flush
+    /// at the next tick.
+    pub fn restore(&mut self, state: RouterState, now: Timestamp) -> Vec<UnrestorableItem> {
         self.alerts = state
             .alerts
             .into_iter()
@@ -76,16 +136,25 @@ impl Router {
             .collect();
         self.groups = state.groups.into_iter().collect();
         self.silences.clear();
+        let mut unrestorable = Vec::new();
         for silence in state.silences {
-            // Expired silences are kept for listing; compile them as of when they were live.
-            let at = silence.starts_at.min(now);
-            if let Ok(matchers) = silence.compile(at) {
-                self.silences
-                    .insert(silence.id.clone(), (silence, matchers));
+            // Expired silences are kept for listing. Only the matchers are checked: times a
+            // new silence may not have (far ahead, over) are harmless once stored.
+            match silence.compile() {
+                Ok(matchers) => {
+                    self.silences
+                        .insert(silence.id.clone(), (silence, matchers));
+                }
+                Err(e) => unrestorable.push(UnrestorableItem {
+                    kind: "silence",
+                    record: serde_json::to_value(&silence).unwrap_or_default(),
+                    reason: e.to_string(),
+                }),
             }
         }
         let policy = self.policy.clone();
         self.set_policy(policy, now);
+        unrestorable
     }
 
     /// Every alert held, firing first then by start, with why it is or is not notified.

@@ -376,7 +376,11 @@ fn silence(id: &str, matchers: &[(&str, &str)], from: Timestamp, to: Timestamp) 
 fn silenced_alerts_are_not_notified_until_the_silence_ends() {
     let mut router = Router::new(policy(INHIBIT));
     router
-        .add_silence(t("0s"), silence("s1", &[("node", "pi1")], t("0s"), t("1h")))
+        .add_silence(
+            t("0s"),
+            silence("s1", &[("node", "pi1")], t("0s"), t("1h")),
+            MuteAll::Refuse,
+        )
         .unwrap();
     router.on_alert(
         t("0s"),
@@ -412,6 +416,7 @@ fn a_silence_ending_by_itself_lets_alerts_through_at_the_next_interval() {
         .add_silence(
             t("0s"),
             silence("s1", &[("alertname", "disk")], t("0s"), t("10m15s")),
+            MuteAll::Refuse,
         )
         .unwrap();
     router.on_alert(
@@ -430,22 +435,22 @@ fn bad_silences_are_refused() {
     let mut router = Router::new(policy(INHIBIT));
     let everything = silence("s", &[("node", "")], t("0s"), t("1h"));
     assert_eq!(
-        router.add_silence(t("0s"), everything),
+        router.add_silence(t("0s"), everything, MuteAll::Refuse),
         Err(SilenceError::MatchesEverything)
     );
     let none = silence("s", &[], t("0s"), t("1h"));
     assert_eq!(
-        router.add_silence(t("0s"), none),
+        router.add_silence(t("0s"), none, MuteAll::Refuse),
         Err(SilenceError::NoMatchers)
     );
     let backwards = silence("s", &[("a", "b")], t("1h"), t("0s"));
     assert_eq!(
-        router.add_silence(t("0s"), backwards),
+        router.add_silence(t("0s"), backwards, MuteAll::Refuse),
         Err(SilenceError::EndsBeforeStart)
     );
     let past = silence("s", &[("a", "b")], t("0s"), t("1m"));
     assert_eq!(
-        router.add_silence(t("2m"), past),
+        router.add_silence(t("2m"), past, MuteAll::Refuse),
         Err(SilenceError::EndsInPast)
     );
     assert!(matches!(
@@ -552,6 +557,7 @@ fn state_survives_a_snapshot_and_restore() {
         .add_silence(
             t("0s"),
             silence("s1", &[("alertname", "cpu")], t("0s"), t("1h")),
+            MuteAll::Refuse,
         )
         .unwrap();
     assert_eq!(run(&mut router, t("1m")).len(), 1);
@@ -699,6 +705,7 @@ fn a_silenced_one_shot_alert_is_dropped() {
         .add_silence(
             t("0s"),
             silence("s", &[("alertname", "water_leak")], t("0s"), t("10m")),
+            MuteAll::Refuse,
         )
         .unwrap();
     let leak = [("alertname", "water_leak"), ("room", "kitchen")];
