@@ -28,10 +28,30 @@ route:
   group_wait: 30s
   group_interval: 5m
   repeat_interval: 4h
+  routes:
+    - matchers: ['alertname="a1"']
+      receiver: home
+      mute_time_intervals: [night]
+      continue: true
+    - matchers: ['alertname="a2"']
+      receiver: home
+      active_time_intervals: [weekdays]
 receivers:
   - name: home
     webhook_configs:
       - url: http://127.0.0.1:9/hook
+time_intervals:
+  - name: night
+    time_intervals:
+      - times: [{start_time: "22:00", end_time: "24:00"}]
+        location: Europe/Madrid
+  - name: weekdays
+    time_intervals:
+      - weekdays: ["monday:friday"]
+        days_of_month: ["-3:-1"]
+        months: ["december"]
+        years: ["2026:9999"]
+        location: Pacific/Kiritimati
 "#;
 
 fn policy() -> Arc<RoutingPolicy> {
