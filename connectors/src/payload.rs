@@ -63,7 +63,7 @@ pub fn decode_payload(payload: &[u8], max_bytes: usize) -> Result<Value, Payload
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -96,11 +96,54 @@ mod tests {
         );
     }
 
+    /// Payloads as devices and attackers send them: random bytes, JSON-shaped text, deep
+    /// nesting far past serde_json's recursion limit, huge numbers, switch words, controls.
+    /// Shared by the MQTT and NATS message targets.
+    pub(crate) fn payloads() -> impl Strategy<Value = Vec<u8>> {
+        let json_leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("1e999".to_owned()),
+            Just("-0".to_owned()),
+            Just("123456789012345678901234567890".to_owned()),
+            any::<f64>().prop_map(|f| f.to_string()),
+            "\\PC{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+        ];
+        let json = json_leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(("[a-z_]{1,8}", inner), 0..8).prop_map(|v| {
+                    let fields: Vec<String> =
+                        v.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", fields.join(","))
+                }),
+            ]
+        });
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            json.prop_map(String::into_bytes),
+            (1usize..5000)
+                .prop_map(|depth| ["[".repeat(depth), "]".repeat(depth)].concat().into_bytes()),
+            (1usize..5000).prop_map(|depth| "{\"a\":".repeat(depth).into_bytes()),
+            prop_oneof![
+                Just("ON"),
+                Just("oFf"),
+                Just(" online \n"),
+                Just("a\u{7}b"),
+                Just("\u{feff}1")
+            ]
+            .prop_map(|s| s.as_bytes().to_vec()),
+            "\\PC{0,200}".prop_map(String::into_bytes),
+        ]
+    }
+
     proptest! {
         #[test]
-        fn never_panics_and_respects_the_limit(payload in prop::collection::vec(any::<u8>(), 0..300)) {
-            if let Err(PayloadError::TooLarge { .. }) = decode_payload(&payload, 100) {
-                prop_assert!(payload.len() > 100);
+        fn never_panics_and_respects_the_limit(payload in payloads()) {
+            match decode_payload(&payload, 4096) {
+                Err(PayloadError::TooLarge { .. }) => prop_assert!(payload.len() > 4096),
+                Err(_) => prop_assert!(std::str::from_utf8(&payload).map_or(true, |t| t.chars().any(char::is_control))),
+                Ok(_) => prop_assert!(payload.len() <= 4096),
             }
         }
     }

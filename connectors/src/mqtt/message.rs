@@ -198,4 +198,21 @@ mod tests {
             Err(Skip::Unmatched)
         ));
     }
+
+    proptest::proptest! {
+        /// Any topic and payload an MQTT peer can publish: never a panic; an event carries
+        /// the topic as its subject, or the message is skipped with a stage.
+        #[test]
+        fn any_message_is_an_event_or_a_counted_skip(
+            topic in "[a-z/+#$ \\PC]{0,40}",
+            payload in crate::payload::tests::payloads(),
+            retain in proptest::bool::ANY,
+        ) {
+            let subs = subscriptions(&["zigbee2mqtt/+device", "home/+room/#", "#"]);
+            match subs.to_event(&publish(&topic, &payload, retain), Timestamp::UNIX_EPOCH) {
+                Ok(event) => proptest::prop_assert_eq!(event.subject.as_str(), topic.as_str()),
+                Err(skip) => proptest::prop_assert!(skip.stage().is_some() || matches!(skip, Skip::Unmatched)),
+            }
+        }
+    }
 }

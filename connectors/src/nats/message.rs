@@ -168,4 +168,30 @@ mod tests {
         assert!(labels.contains_key("header_h000"));
         assert_eq!(header_label_name("Nats-Msg-Id"), "header_nats_msg_id");
     }
+
+    proptest::proptest! {
+        /// Any subject, payload and headers a NATS peer can send: never a panic, and an
+        /// event only with a valid subject and labels within the limits.
+        #[test]
+        fn any_message_is_an_event_or_a_counted_rejection(
+            subject in "[a-z.*>/ \\PC]{0,40}",
+            payload in crate::payload::tests::payloads(),
+            headers in proptest::collection::vec(("[A-Za-z0-9-]{1,20}", "[ -~]{0,300}"), 0..40),
+        ) {
+            let mut map = HeaderMap::new();
+            for (name, value) in &headers {
+                map.insert(name.as_str(), value.as_str());
+            }
+            for pattern in [None, Some("home/+room/#"), Some(">")] {
+                match recipe(pattern).event(&subject, &payload, Some(&map)) {
+                    Ok(Some(event)) => {
+                        proptest::prop_assert!(event.labels.len() <= MAX_LABELS);
+                        proptest::prop_assert!(Subject::parse(event.subject.as_str()).is_ok());
+                    }
+                    Ok(None) => {}
+                    Err(rejected) => proptest::prop_assert!(["decode", "size"].contains(&rejected.stage)),
+                }
+            }
+        }
+    }
 }
