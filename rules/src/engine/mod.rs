@@ -28,6 +28,8 @@ mod conditions;
 mod persist;
 mod queues;
 mod reload;
+#[cfg(test)]
+mod restart_tests;
 mod series;
 mod series_map;
 #[cfg(test)]

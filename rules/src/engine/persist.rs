@@ -149,7 +149,9 @@ impl Engine {
     }
 
     /// Restores persisted series. Timer anchors move by the downtime (`now - saved_at`), so
-    /// timers pause while atalaya is down. Series of rules that changed or are gone are
+    /// timers pause while atalaya is down; the moved anchors are handed out by the next
+    /// [`Engine::take_changes`], to be stored with the new `saved_at`. A timer already due
+    /// is processed at the first tick. Series of rules that changed or are gone are
     /// dropped (their firing alerts resolved and returned) and queued for deletion.
     pub fn restore(
         &mut self,
@@ -196,13 +198,16 @@ impl Engine {
         }
         for (id, key, mut series) in restored {
             let rule = &self.rules.rules[id];
-            series.deadline = None;
             self.metrics.series(&rule.name).inc();
-            series.persisted = Some(series.essentials());
-            // As stored: nothing to write back.
-            let changed = false;
+            // Shifted timers are written back (with the next `saved_at`, in the same
+            // transaction): every later restart shifts from what is stored, by the downtime
+            // since the last save, so the stored anchors must be this run's.
+            series.persisted = downtime.is_zero().then(|| series.essentials());
             self.queues
-                .settle(&self.metrics, (id, key), rule, &mut series, now, changed);
+                .settle(&self.metrics, (id, key), rule, &mut series, now, false);
+            // A timer that fell due between the last tick and the last save is due now.
+            series.deadline = series.resumed_deadline(rule, now);
+            self.queues.schedule(id, key, &mut series);
             self.states[id].series.insert(key, series);
         }
         self.update_alert_gauges();

@@ -227,14 +227,30 @@ impl Series {
         }
     }
 
-    /// The next instant this series needs attention, as of `now`.
+    /// The next instant this series needs attention, as of `now`: the earliest timer after
+    /// `now`. (A timer at or before `now` has just been processed, by the tick at `now`.)
     pub fn next_deadline(&self, rule: &Rule, now: Timestamp) -> Option<Timestamp> {
-        // The earliest candidate after `now`; no allocation, this runs on every event.
+        self.earliest_timer(rule, now, false)
+    }
+
+    /// The next instant this series needs attention, counting a timer already overdue as
+    /// due `now`: for a series that did not run up to `now` (restored after a restart, where
+    /// a deadline may have fallen between the last tick and the last save), whose overdue
+    /// timers must not be lost.
+    pub fn resumed_deadline(&self, rule: &Rule, now: Timestamp) -> Option<Timestamp> {
+        self.earliest_timer(rule, now, true)
+    }
+
+    fn earliest_timer(&self, rule: &Rule, now: Timestamp, overdue_now: bool) -> Option<Timestamp> {
+        // No allocation: this runs on every event.
         let mut next: Option<Timestamp> = None;
         let mut consider = |t: Option<Timestamp>| {
-            if let Some(t) = t.filter(|t| *t > now) {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
+            let t = match t {
+                Some(t) if t > now => t,
+                Some(_) if overdue_now => now,
+                _ => return,
+            };
+            next = Some(next.map_or(t, |n| n.min(t)));
         };
         let add = |t: Timestamp, d: SignedDuration| t.checked_add(d).ok();
         match &self.phase {

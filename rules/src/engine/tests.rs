@@ -13,7 +13,7 @@ use crate::yaml::parse_documents;
 
 const T0: &str = "2026-01-05T12:00:00Z";
 
-fn engine(yaml: &str) -> Engine {
+pub(super) fn engine(yaml: &str) -> Engine {
     let file = RuleFile {
         path: "test.yaml".into(),
         text: yaml.to_owned(),
