@@ -3,7 +3,8 @@
 //! before the events behind it are acknowledged.
 //!
 //! [`Routing`] holds the router, persists its state (alerts, groups and what each
-//! integration was told, silences) in the store's `router` table whenever it changes, hands
+//! integration was told, silences) in the store's `router` table whenever it changes — in the
+//! rules runner's commit, one transaction with the engine's series and the outbox — hands
 //! notifications to the outbox, reloads the policy file, and answers the HTTP API through
 //! [`RouterCommand`]s.
 
@@ -11,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use atalaya_bus::store::{Store, TableBatch};
-use atalaya_rules::alert::Output;
+use atalaya_bus::store::{Entry, Store};
+use atalaya_rules::alert::{Alert, Output};
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
+use atalaya_rules::routing::notification::Notification;
 use atalaya_rules::routing::router::{AlertView, RoutedAlert, Router, RouterState};
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use jiff::Timestamp;
@@ -135,42 +137,41 @@ impl Routing {
         }
     }
 
-    /// Flushes the groups that are due into the outbox, in one transaction with the router
-    /// state that records them.
-    pub fn on_tick(&mut self, now: Timestamp) -> anyhow::Result<()> {
+    /// Flushes the groups that are due: the notifications to write to the outbox, in the
+    /// transaction that also holds [`Routing::dirty_state`].
+    pub fn flush_due(&mut self, now: Timestamp) -> Vec<Notification> {
         if self.router.next_deadline().is_some_and(|d| d <= now) {
-            let notifications = self.router.on_tick(now);
-            let state = self.encode_state()?;
-            self.outbox
-                .enqueue_with(
-                    notifications,
-                    Some(TableBatch {
-                        table: ROUTER_TABLE,
-                        puts: &[(STATE_KEY.to_vec(), state)],
-                        deletes: &[],
-                    }),
-                )
-                .context("writing notifications to the outbox")?;
-            self.update_metrics(now);
+            self.router.on_tick(now)
+        } else {
+            Vec::new()
         }
-        Ok(())
     }
 
-    /// Writes the router's state if it changed. A store failure is fatal, as for the engine.
-    pub fn persist(&mut self, store: &Store, now: Timestamp) -> anyhow::Result<()> {
+    /// The router's state as a store write, if it changed since the last one.
+    pub fn dirty_state(&mut self) -> anyhow::Result<Option<Entry>> {
         if !self.router.is_dirty() {
-            return Ok(());
+            return Ok(None);
         }
-        let state = self.encode_state()?;
-        store
-            .put(ROUTER_TABLE, STATE_KEY, &state)
-            .context("persisting router state")?;
-        self.update_metrics(now);
-        Ok(())
+        let state = serde_json::to_vec(&self.router.snapshot()).context("encoding router state")?;
+        Ok(Some((STATE_KEY.to_vec(), state)))
     }
 
-    fn encode_state(&mut self) -> anyhow::Result<Vec<u8>> {
-        serde_json::to_vec(&self.router.snapshot()).context("encoding router state")
+    /// Routes the firing alerts of the rule engine that the router does not hold: a store
+    /// written by a version that saved the engine and the router in two transactions, and
+    /// crashed between them, would otherwise leave them never notified.
+    pub fn reconcile(&mut self, now: Timestamp, engine_alerts: &[Alert]) -> usize {
+        let mut routed = 0;
+        for alert in engine_alerts {
+            if let Some(alert) = RoutedAlert::from_engine(alert)
+                && !self.router.holds(&alert.fingerprint)
+                && !alert.is_resolved(now)
+            {
+                warn!(fingerprint = %alert.fingerprint, "A firing alert the router did not know; routing it now.");
+                self.router.on_alert(now, alert);
+                routed += 1;
+            }
+        }
+        routed
     }
 
     pub fn handle(&mut self, now: Timestamp, command: RouterCommand) {

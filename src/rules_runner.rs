@@ -8,12 +8,11 @@
 //! pauses timers for that long. At shutdown everything is written.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use atalaya_bus::bus::Consumer;
-use atalaya_bus::store::Store;
+use atalaya_bus::store::{Entry, Store, TableBatch};
 use atalaya_rules::alert::{ActionRequest, Output};
 use atalaya_rules::compile::{RuleError, load_rules};
 use atalaya_rules::engine::{Changes, Engine};
@@ -22,7 +21,7 @@ use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
-use crate::routing::{RouterCommand, Routing};
+use crate::routing::{ROUTER_TABLE, RouterCommand, Routing};
 
 /// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
 pub const SERIES_TABLE: &str = "rule_series";
@@ -73,7 +72,6 @@ impl ReloadMetrics {
 
 pub struct RulesRunner {
     pub engine: Engine,
-    pub store: Arc<Store>,
     /// Where rules are reloaded from; `None`: no rules directory, nothing to reload.
     pub dir: Option<PathBuf>,
     /// Alert transitions and actions, to the receivers.
@@ -83,6 +81,15 @@ pub struct RulesRunner {
     pub reload_metrics: ReloadMetrics,
     /// The router and the outbox its notifications go to.
     pub routing: Routing,
+}
+
+/// The store key of a series: `rule \0 fingerprint`.
+fn series_key(rule: &str, fingerprint: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(rule.len() + fingerprint.len() + 1);
+    key.extend_from_slice(rule.as_bytes());
+    key.push(0);
+    key.extend_from_slice(fingerprint.as_bytes());
+    key
 }
 
 /// Loads the persisted state into `engine`; returns the outputs of the restore (resolutions
@@ -120,6 +127,9 @@ impl RulesRunner {
         mut reloads: mpsc::Receiver<ReloadRequest>,
         mut commands: mpsc::Receiver<RouterCommand>,
     ) -> anyhow::Result<()> {
+        // What the start changed (restored timers shifted by the downtime, alerts routed by
+        // reconciliation, a new policy's groups) is written before anything else happens.
+        self.commit(false)?;
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         loop {
             let deadline = match (
@@ -148,40 +158,36 @@ impl RulesRunner {
                         outputs.extend(self.engine.on_event(Timestamp::now(), &event));
                         batch.push(event);
                     }
-                    self.route(&outputs)?;
-                    self.persist(false)?;
+                    self.route(&outputs);
+                    self.commit(false)?;
                     drop(batch);
                     self.deliver(outputs).await;
                 }
                 _ = tokio::time::sleep(sleep) => {
                     let outputs = self.engine.on_tick(Timestamp::now());
-                    self.route(&outputs)?;
-                    self.persist(false)?;
+                    self.route(&outputs);
+                    self.commit(false)?;
                     self.deliver(outputs).await;
                 }
                 Some(request) = reloads.recv() => self.reload(request).await?,
                 Some(command) = commands.recv() => {
                     self.routing.handle(Timestamp::now(), command);
-                    self.route(&[])?;
-                    self.persist(false)?;
+                    self.commit(false)?;
                 }
                 _ = heartbeat.tick() => {
-                    self.persist(false)?;
+                    self.commit(false)?;
                     self.routing.update_metrics(Timestamp::now());
                 }
             }
         }
         // The bus is drained: save everything, minor changes included.
-        self.persist(true)?;
+        self.commit(true)?;
         Ok(())
     }
 
-    /// Routes the alerts among `outputs` and flushes the groups that are due into the
-    /// outbox.
-    fn route(&mut self, outputs: &[Output]) -> anyhow::Result<()> {
-        let now = Timestamp::now();
-        self.routing.on_outputs(now, outputs);
-        self.routing.on_tick(now)
+    /// Routes the alerts among `outputs` (in memory; [`RulesRunner::commit`] writes).
+    fn route(&mut self, outputs: &[Output]) {
+        self.routing.on_outputs(Timestamp::now(), outputs);
     }
 
     async fn deliver(&self, outputs: Vec<Output>) {
@@ -197,35 +203,43 @@ impl RulesRunner {
         }
     }
 
-    /// Writes changed series (`all`: minor changes too, not only those due) and the
-    /// heartbeat in one transaction. A store failure is fatal: going on would lose state
-    /// silently.
-    fn persist(&mut self, all: bool) -> anyhow::Result<()> {
+    /// Flushes the router's groups that are due, and writes their notifications, the changed
+    /// series (`all`: minor changes too, not only those due), the heartbeat and the router's
+    /// state in **one** transaction: a crash leaves all of a step or none of it, never a
+    /// series firing that the router never heard of. A store failure is fatal: going on would
+    /// lose state silently.
+    fn commit(&mut self, all: bool) -> anyhow::Result<()> {
+        let now = Timestamp::now();
+        let notifications = self.routing.flush_due(now);
         let Changes { upserts, deletes } = if all {
             self.engine.take_all_changes()
         } else {
-            self.engine.take_changes(Timestamp::now())
+            self.engine.take_changes(now)
         };
-        let key = |rule: &str, fingerprint: &str| {
-            let mut k = Vec::with_capacity(rule.len() + fingerprint.len() + 1);
-            k.extend_from_slice(rule.as_bytes());
-            k.push(0);
-            k.extend_from_slice(fingerprint.as_bytes());
-            k
-        };
-        let mut puts: Vec<(Vec<u8>, Vec<u8>)> = upserts
+        let mut series_puts: Vec<Entry> = upserts
             .into_iter()
-            .map(|(rule, fp, bytes)| (key(&rule, &fp), bytes))
+            .map(|(rule, fp, bytes)| (series_key(&rule, &fp), bytes))
             .collect();
-        puts.push((
-            SAVED_AT_KEY.to_vec(),
-            Timestamp::now().to_string().into_bytes(),
-        ));
-        let deletes: Vec<Vec<u8>> = deletes.iter().map(|(r, f)| key(r, f)).collect();
-        self.store
-            .write_batch(SERIES_TABLE, &puts, &deletes)
-            .context("persisting rule state")?;
-        self.routing.persist(&self.store, Timestamp::now())
+        series_puts.push((SAVED_AT_KEY.to_vec(), now.to_string().into_bytes()));
+        let series_deletes: Vec<Vec<u8>> = deletes.iter().map(|(r, f)| series_key(r, f)).collect();
+        let router_puts: Vec<Entry> = self.routing.dirty_state()?.into_iter().collect();
+        let mut batches = vec![TableBatch {
+            table: SERIES_TABLE,
+            puts: &series_puts,
+            deletes: &series_deletes,
+        }];
+        if !router_puts.is_empty() {
+            batches.push(TableBatch {
+                table: ROUTER_TABLE,
+                puts: &router_puts,
+                deletes: &[],
+            });
+            self.routing.update_metrics(now);
+        }
+        self.routing
+            .outbox
+            .enqueue_with(notifications, &batches)
+            .context("persisting rule and router state")
     }
 
     /// Reloads the rules and the routing policy together: both are read and compiled first,
@@ -263,8 +277,8 @@ impl RulesRunner {
             if let Some(Ok(policy)) = policy {
                 self.routing.set_policy(policy, now);
             }
-            self.route(&outputs)?;
-            self.persist(false)?;
+            self.route(&outputs);
+            self.commit(false)?;
             self.deliver(outputs).await;
             self.reload_metrics
                 .last_success

@@ -173,7 +173,9 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     // Alerts the engine resolved while restoring (their rule changed while atalaya was down)
     // are news for the router too.
     routing.on_outputs(now, &restored);
-    routing.persist(&store, now).map_err(fail(exit::FAILURE))?;
+    // Firing alerts of the engine the router lost track of are routed now. All of this is
+    // written by the rules runner's first commit, at once when it starts.
+    routing.reconcile(now, &engine.alerts(now));
 
     let mut bus = BusBuilder::new(config.bus.capacity, &registry).map_err(registry_error)?;
     let (outputs_tx, outputs_rx) = mpsc::channel(OUTPUT_QUEUE);
@@ -295,7 +297,6 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let (router_tx, router_rx) = mpsc::channel(64);
     let runner = RulesRunner {
         engine,
-        store: Arc::clone(&store),
         dir: rules_dir.clone(),
         outputs: outputs_tx,
         actions: actions_tx,

@@ -7,6 +7,7 @@ mod support;
 
 use std::path::Path;
 
+use atalaya_bus::store::Store;
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -148,6 +149,40 @@ async fn notifications_queued_at_a_sigkill_are_delivered_after_the_restart() {
     );
     assert_eq!(got.len(), 2, "{got:#?}");
     assert!(hook.duplicates().is_empty());
+}
+
+#[tokio::test]
+async fn a_firing_alert_the_router_lost_is_notified_after_the_restart() {
+    // Earlier versions saved the engine's series and the router's state in two
+    // transactions; a crash between them left a series firing that the router never heard
+    // of, so it was never told. Such a store: the alert fired while its group waited, then
+    // the router's state is gone.
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &hook);
+    let waiting = policy(&hook.url()).replace("group_wait: 1s", "group_wait: 1h");
+    std::fs::write(dir.path().join("routing.yaml"), waiting).unwrap();
+    let mut atalaya = Atalaya::start_in(dir, opts).await;
+    temperature(&atalaya, "kitchen", "30").await;
+    atalaya
+        .wait_for_metric("atalaya_routed_alerts", r#"{state="active"}"#, |n| n == 1.0)
+        .await;
+    atalaya.signal(Signal::SIGTERM);
+    assert_eq!(atalaya.wait().await.code(), Some(0));
+    let dir = std::mem::replace(&mut atalaya.dir, tempfile::tempdir().unwrap());
+    {
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        store
+            .write_batch("router", &[], &[b"state".to_vec()])
+            .unwrap();
+    }
+
+    let opts = options(dir.path(), &hook);
+    let _atalaya = Atalaya::start_in(dir, opts).await;
+    let got = hook
+        .wait_until("the reconciled alert", |a| !a.is_empty())
+        .await;
+    assert_eq!(alert_names(&got[0]), ["temp_high/kitchen"]);
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@
 //! ```text
 //! let outbox = Outbox::open(Arc::clone(&store), &registry, config.outbox.clone())?;
 //! // Wherever the router hands out notifications (durable when this returns):
-//! outbox.enqueue_with(notifications, Some(router_state_batch))?;
+//! outbox.enqueue_with(notifications, &[router_state_batch])?;
 //! // Delivery, as a supervised task; the policy channel is updated on every reload:
 //! let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
 //! // Webhooks, Telegram (its sent messages kept in the store), mail; console on stdout:
@@ -155,15 +155,16 @@ impl Outbox {
     /// this returns — then handed to their lanes. An error means none was queued.
     #[cfg(test)]
     pub fn enqueue(&self, notifications: Vec<Notification>) -> anyhow::Result<()> {
-        self.enqueue_with(notifications, None)
+        self.enqueue_with(notifications, &[])
     }
 
-    /// [`Outbox::enqueue`], writing `also` in the same transaction: the router's state that
-    /// says these notifications were made, so a crash leaves both or neither.
+    /// [`Outbox::enqueue`], writing `also` in the same transaction: the engine's series and
+    /// the router's state that say these notifications were made, so a crash leaves all or
+    /// nothing.
     pub fn enqueue_with(
         &self,
         notifications: Vec<Notification>,
-        also: Option<TableBatch<'_>>,
+        also: &[TableBatch<'_>],
     ) -> anyhow::Result<()> {
         let mut entries = Vec::with_capacity(notifications.len());
         let mut puts = Vec::with_capacity(notifications.len());
@@ -182,7 +183,7 @@ impl Outbox {
             puts: &puts,
             deletes: &[],
         }];
-        batches.extend(also);
+        batches.extend_from_slice(also);
         self.shared
             .store
             .write_tables(&batches)

@@ -367,6 +367,11 @@ impl Router {
         self.dirty = true;
     }
 
+    /// Whether the router holds an alert with this fingerprint.
+    pub fn holds(&self, fingerprint: &str) -> bool {
+        self.alerts.contains_key(fingerprint)
+    }
+
     pub fn is_dirty(&self) -> bool {
         self.dirty
     }
