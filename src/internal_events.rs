@@ -53,10 +53,12 @@ pub enum RejectStage {
     /// Valid, but the bus had no room in time or is shutting down (503), or the batch is
     /// larger than the bus (413).
     Publish,
+    /// Valid, but over a configured bound on posted alerts (413, 429).
+    Limit,
 }
 
 impl RejectStage {
-    pub const ALL: [&'static str; 4] = ["auth", "read", "decode", "publish"];
+    pub const ALL: [&'static str; 5] = ["auth", "read", "decode", "publish", "limit"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -64,6 +66,7 @@ impl RejectStage {
             Self::Read => "read",
             Self::Decode => "decode",
             Self::Publish => "publish",
+            Self::Limit => "limit",
         }
     }
 }

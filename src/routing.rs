@@ -19,7 +19,7 @@ use atalaya_rules::routing::notification::Notification;
 use atalaya_rules::routing::router::{AlertView, RoutedAlert, Router, RouterState};
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use jiff::Timestamp;
-use prometheus::{IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
@@ -31,12 +31,40 @@ const STATE_KEY: &[u8] = b"state";
 
 /// What the HTTP API asks of the router.
 pub enum RouterCommand {
-    /// Alerts posted by Prometheus (`POST /api/v2/alerts`).
-    Post(Vec<RoutedAlert>),
+    /// Alerts posted by Prometheus (`POST /api/v2/alerts`): all taken, or all refused.
+    Post(Vec<RoutedAlert>, oneshot::Sender<Result<(), PostRefused>>),
     ListAlerts(oneshot::Sender<Vec<AlertView>>),
     ListSilences(oneshot::Sender<Vec<Silence>>),
     AddSilence(Silence, MuteAll, oneshot::Sender<Result<(), SilenceError>>),
     ExpireSilence(String, oneshot::Sender<Result<(), SilenceError>>),
+}
+
+/// Why posted alerts were refused, whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostRefused {
+    #[error("{posted} alerts in one request; at most {max} (routing.max_alerts_per_request)")]
+    TooManyInRequest { posted: usize, max: usize },
+    #[error(
+        "the router holds {held} alerts and these would add {new}; at most {max} (routing.max_alerts)"
+    )]
+    TooManyHeld { held: usize, new: usize, max: usize },
+}
+
+impl PostRefused {
+    /// The `reason` label of `atalaya_posted_alerts_refused_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooManyInRequest { .. } => "request",
+            Self::TooManyHeld { .. } => "total",
+        }
+    }
+}
+
+/// The bounds on alerts posted over HTTP.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertLimits {
+    pub per_request: usize,
+    pub total: usize,
 }
 
 /// Gauges of the router's alerts and silences.
@@ -46,6 +74,8 @@ pub struct RoutingMetrics {
     alerts: IntGaugeVec,
     /// `state`: active, pending, expired (kept for listing).
     silences: IntGaugeVec,
+    /// `reason`: request (too many in one post), total (the router holds too many).
+    refused: IntCounterVec,
 }
 
 impl RoutingMetrics {
@@ -64,15 +94,30 @@ impl RoutingMetrics {
             ),
             &["state"],
         )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "atalaya_posted_alerts_refused_total",
+                "Alerts refused at POST /api/v2/alerts, by reason (request: too many in one post; total: the router holds too many).",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(alerts.clone()))?;
         registry.register(Box::new(silences.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        for reason in ["request", "total"] {
+            refused.with_label_values(&[reason]).inc_by(0);
+        }
         for state in ["active", "suppressed", "resolved"] {
             alerts.with_label_values(&[state]).set(0);
         }
         for state in ["active", "pending", "expired"] {
             silences.with_label_values(&[state]).set(0);
         }
-        Ok(Self { alerts, silences })
+        Ok(Self {
+            alerts,
+            silences,
+            refused,
+        })
     }
 }
 
@@ -84,6 +129,7 @@ pub struct Routing {
     /// Tells the outbox's delivery about a new policy.
     pub policy_tx: watch::Sender<Arc<RoutingPolicy>>,
     pub metrics: RoutingMetrics,
+    pub limits: AlertLimits,
 }
 
 /// Reads the policy the service routes by: the file when one is configured, else every
@@ -176,10 +222,16 @@ impl Routing {
 
     pub fn handle(&mut self, now: Timestamp, command: RouterCommand) {
         match command {
-            RouterCommand::Post(alerts) => {
-                for alert in alerts {
-                    self.router.on_alert(now, alert);
+            RouterCommand::Post(alerts, reply) => {
+                let result = self.post(now, alerts);
+                if let Err(refused) = &result {
+                    self.metrics
+                        .refused
+                        .with_label_values(&[refused.reason()])
+                        .inc();
+                    warn!(reason = %refused, "Posted alerts refused.");
                 }
+                let _ = reply.send(result);
             }
             RouterCommand::ListAlerts(reply) => {
                 let _ = reply.send(self.router.alerts(now));
@@ -203,6 +255,33 @@ impl Routing {
                 let _ = reply.send(result);
             }
         }
+    }
+
+    /// Takes posted alerts, within [`AlertLimits`]: all of them, or none.
+    fn post(&mut self, now: Timestamp, alerts: Vec<RoutedAlert>) -> Result<(), PostRefused> {
+        let AlertLimits { per_request, total } = self.limits;
+        if alerts.len() > per_request {
+            return Err(PostRefused::TooManyInRequest {
+                posted: alerts.len(),
+                max: per_request,
+            });
+        }
+        let held = self.router.alert_count();
+        let new = alerts
+            .iter()
+            .filter(|a| !self.router.holds(&a.fingerprint))
+            .count();
+        if new > 0 && held + new > total {
+            return Err(PostRefused::TooManyHeld {
+                held,
+                new,
+                max: total,
+            });
+        }
+        for alert in alerts {
+            self.router.on_alert(now, alert);
+        }
+        Ok(())
     }
 
     /// Reads the policy file again (`None` when none is configured); nothing changes yet.

@@ -32,7 +32,7 @@ use crate::http::{self, ApiState};
 use crate::internal_events::{LogThrottle, RejectStage};
 use crate::outbox::{Integrations, Outbox};
 use crate::reload;
-use crate::routing::{Routing, RoutingMetrics, initial_policy};
+use crate::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
 use crate::rules_runner::{self, ReloadMetrics, RulesRunner};
 use crate::supervisor::{Stage, Supervisor};
 
@@ -167,6 +167,10 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         policy_file: config.routing.file.clone(),
         policy_tx,
         metrics: RoutingMetrics::register(&registry).map_err(registry_error)?,
+        limits: AlertLimits {
+            per_request: config.routing.max_alerts_per_request,
+            total: config.routing.max_alerts,
+        },
     };
     let now = Timestamp::now();
     routing.restore(&store, now).map_err(fail(exit::FAILURE))?;

@@ -186,6 +186,62 @@ async fn a_firing_alert_the_router_lost_is_notified_after_the_restart() {
 }
 
 #[tokio::test]
+async fn posted_alerts_are_bounded_per_request_and_in_total() {
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), &hook);
+    opts.config = opts.config.replace(
+        "routing:\n",
+        "routing:\n  max_alerts_per_request: 3\n  max_alerts: 5\n",
+    );
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    let alerts = |names: &[&str]| {
+        serde_json::to_string(
+            &names
+                .iter()
+                .map(|n| json!({"labels": {"alertname": n}}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    let too_many = post(&atalaya, "/api/v2/alerts", &alerts(&["a", "b", "c", "d"])).await;
+    assert_eq!(too_many, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        post(&atalaya, "/api/v2/alerts", &alerts(&["a", "b", "c"])).await,
+        StatusCode::OK
+    );
+    // 3 held + 3 new > 5: refused whole, none of them taken.
+    let full = post(&atalaya, "/api/v2/alerts", &alerts(&["d", "e", "f"])).await;
+    assert_eq!(full, StatusCode::TOO_MANY_REQUESTS);
+    // Alerts already held are updates, not new: Prometheus re-sends them every minute.
+    assert_eq!(
+        post(&atalaya, "/api/v2/alerts", &alerts(&["a", "b", "c"])).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&atalaya, "/api/v2/alerts", &alerts(&["d", "e"])).await,
+        StatusCode::OK
+    );
+    let listed: Value = reqwest::get(atalaya.url("/api/v1/alerts"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 5);
+    let metrics = atalaya.metrics().await;
+    let refused = |reason: &str| {
+        sample(
+            &metrics,
+            "atalaya_posted_alerts_refused_total",
+            &format!("{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(refused("request"), Some(1.0));
+    assert_eq!(refused("total"), Some(1.0));
+}
+
+#[tokio::test]
 async fn alerts_from_prometheus_are_routed_listed_and_silenced() {
     let hook = Webhook::start().await;
     let dir = tempfile::tempdir().unwrap();

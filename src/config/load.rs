@@ -237,6 +237,12 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     if let Some(v) = routing.get(ctx, "external_url", string) {
         config.routing.external_url = v;
     }
+    if let Some(v) = routing.get(ctx, "max_alerts_per_request", |v| integer(v, 1, 1 << 20)) {
+        config.routing.max_alerts_per_request = v;
+    }
+    if let Some(v) = routing.get(ctx, "max_alerts", |v| integer(v, 1, 1 << 24)) {
+        config.routing.max_alerts = v;
+    }
     routing.finish(ctx);
 
     let mut outbox = root.section(ctx, "outbox");

@@ -119,6 +119,11 @@ pub struct RoutingConfig {
     pub file: Option<PathBuf>,
     /// Where people reach this atalaya; the `externalURL` of webhook notifications.
     pub external_url: String,
+    /// Most alerts one `POST /api/v2/alerts` may carry (more: 413).
+    pub max_alerts_per_request: usize,
+    /// Most alerts the router holds before a post adding new ones is refused (429): a
+    /// flood of distinct alerts must not outgrow the pod's memory.
+    pub max_alerts: usize,
 }
 
 /// `shutdown:` — graceful shutdown.
@@ -160,6 +165,8 @@ impl Default for Config {
             routing: RoutingConfig {
                 file: None,
                 external_url: format!("http://{DEFAULT_LISTEN}"),
+                max_alerts_per_request: 1000,
+                max_alerts: 10_000,
             },
             outbox: Default::default(),
             #[cfg(feature = "mqtt")]

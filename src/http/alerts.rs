@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::ApiState;
 use crate::internal_events::RejectStage;
-use crate::routing::RouterCommand;
+use crate::routing::{PostRefused, RouterCommand};
 
 /// How long an alert posted without `endsAt` stays firing unless posted again
 /// (Alertmanager's default `resolve_timeout`).
@@ -159,15 +159,17 @@ pub async fn post_alerts(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
             generator_url: alert.generator_url,
         });
     }
-    if state
-        .router
-        .send(RouterCommand::Post(alerts))
-        .await
-        .is_err()
-    {
-        return unavailable();
+    match ask(&state, |reply| RouterCommand::Post(alerts, reply)).await {
+        None => unavailable(),
+        Some(Ok(())) => StatusCode::OK.into_response(),
+        Some(Err(refused)) => {
+            let status = match refused {
+                PostRefused::TooManyInRequest { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                PostRefused::TooManyHeld { .. } => StatusCode::TOO_MANY_REQUESTS,
+            };
+            state.reject(RejectStage::Limit, status, refused.to_string(), None)
+        }
     }
-    StatusCode::OK.into_response()
 }
 
 /// A silence as posted: Alertmanager's `PostableSilence`.

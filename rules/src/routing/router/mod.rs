@@ -367,6 +367,11 @@ impl Router {
         self.dirty = true;
     }
 
+    /// How many alerts the router holds.
+    pub fn alert_count(&self) -> usize {
+        self.alerts.len()
+    }
+
     /// Whether the router holds an alert with this fingerprint.
     pub fn holds(&self, fingerprint: &str) -> bool {
         self.alerts.contains_key(fingerprint)
