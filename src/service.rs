@@ -306,6 +306,8 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         actions: actions_tx,
         reload_metrics,
         routing,
+        heartbeat: config.state.heartbeat,
+        last_commit: None,
     };
     supervisor.spawn(
         Stage::Sink,

@@ -6,6 +6,7 @@
 //! named tables of byte keys and values, encoded as they see fit.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
@@ -50,6 +51,9 @@ pub struct TableBatch<'a> {
 pub struct Store {
     path: PathBuf,
     db: Database,
+    /// Write transactions committed since open: what wears an SD card is their number more
+    /// than their size (each rewrites a few pages and syncs), so it is watched.
+    commits: AtomicU64,
 }
 
 impl Store {
@@ -67,7 +71,22 @@ impl Store {
                 source,
             },
         })?;
-        Ok(Self { path, db })
+        Ok(Self {
+            path,
+            db,
+            commits: AtomicU64::new(0),
+        })
+    }
+
+    /// Write transactions committed since the store was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn commit(&self, txn: redb::WriteTransaction) -> Result<(), StoreError> {
+        txn.commit().map_err(redb::Error::from)?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Where the store file is.
@@ -83,7 +102,7 @@ impl Store {
             let mut t = txn.open_table(def).map_err(redb::Error::from)?;
             t.insert(key, value).map_err(redb::Error::from)?;
         }
-        txn.commit().map_err(redb::Error::from)?;
+        self.commit(txn)?;
         Ok(())
     }
 
@@ -119,7 +138,7 @@ impl Store {
                     .map_err(redb::Error::from)?;
             }
         }
-        txn.commit().map_err(redb::Error::from)?;
+        self.commit(txn)?;
         Ok(())
     }
 
@@ -139,7 +158,7 @@ impl Store {
                     .map_err(redb::Error::from)?;
             }
         }
-        txn.commit().map_err(redb::Error::from)?;
+        self.commit(txn)?;
         Ok(())
     }
 
@@ -179,7 +198,7 @@ impl Store {
             let mut t = txn.open_table(def).map_err(redb::Error::from)?;
             t.remove(key).map_err(redb::Error::from)?.is_some()
         };
-        txn.commit().map_err(redb::Error::from)?;
+        self.commit(txn)?;
         Ok(removed)
     }
 }

@@ -199,6 +199,9 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     if let Some(v) = state.get(ctx, "dir", path) {
         config.state.dir = v;
     }
+    if let Some(v) = state.get(ctx, "heartbeat", duration) {
+        config.state.heartbeat = v;
+    }
     state.finish(ctx);
 
     let mut rules = root.section(ctx, "rules");

@@ -79,6 +79,10 @@ pub struct BusConfig {
 #[derive(Debug, Clone)]
 pub struct StateConfig {
     pub dir: PathBuf,
+    /// The longest the store goes without a write while nothing changes. After a crash,
+    /// timers pause for the time since the last write, so they may run this much late; each
+    /// write costs an SD card about 27 KB.
+    pub heartbeat: Duration,
 }
 
 /// `rules:` — where rule files are read from.
@@ -150,6 +154,7 @@ impl Default for Config {
             },
             state: StateConfig {
                 dir: PathBuf::from("./data"),
+                heartbeat: Duration::from_secs(300),
             },
             rules: RulesConfig { dir: None },
             log: LogConfig {

@@ -92,7 +92,8 @@ impl Changes {
 
 impl Engine {
     /// What to persist as of `now`: series whose phase, arm or latch changed, series with
-    /// other changes older than [`SOFT_PERSIST_INTERVAL`], and removed series.
+    /// other changes (all of them, once the oldest is [`SOFT_PERSIST_INTERVAL`] old), and
+    /// removed series.
     pub fn take_changes(&mut self, now: Timestamp) -> Changes {
         let mut keys: Vec<(usize, u64, Queue)> = self
             .queues
@@ -100,12 +101,21 @@ impl Engine {
             .drain()
             .map(|(id, key)| (id, key, Queue::Urgent))
             .collect();
-        while let Some(&(due, id, key)) = self.queues.soft.front() {
-            if due > now {
-                break;
-            }
-            self.queues.soft.pop_front();
-            keys.push((id, key, Queue::Soft));
+        // When the oldest minor change is due, every minor change goes with it: one write
+        // every `SOFT_PERSIST_INTERVAL` at most, rather than one per event as each series'
+        // own interval runs out (a commit costs an SD card far more than a few records).
+        if self
+            .queues
+            .soft
+            .front()
+            .is_some_and(|(due, _, _)| *due <= now)
+        {
+            keys.extend(
+                self.queues
+                    .soft
+                    .drain(..)
+                    .map(|(_, id, key)| (id, key, Queue::Soft)),
+            );
         }
         self.encode(keys)
     }
