@@ -284,13 +284,6 @@ impl Routing {
         Ok(())
     }
 
-    /// Reads the policy file again (`None` when none is configured); nothing changes yet.
-    pub fn load_policy(&self) -> Option<Result<RoutingPolicy, Vec<String>>> {
-        self.policy_file
-            .as_deref()
-            .map(|file| initial_policy(Some(file)))
-    }
-
     /// Routes by `policy` from now on: the router regroups and delivery learns the new
     /// receivers.
     pub fn set_policy(&mut self, policy: RoutingPolicy, now: Timestamp) {

@@ -22,7 +22,7 @@ use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
-use crate::routing::{ROUTER_TABLE, RouterCommand, Routing};
+use crate::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 
 /// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
 pub const SERIES_TABLE: &str = "rule_series";
@@ -31,6 +31,8 @@ const SAVED_AT_KEY: &[u8] = b"\0saved_at";
 /// How often the runner looks whether the heartbeat is due, and refreshes the router's
 /// gauges.
 const HEARTBEAT_CHECK: Duration = Duration::from_secs(10);
+/// The longest a reload may take to read and compile the files.
+const RELOAD_BUDGET: Duration = Duration::from_secs(10);
 /// Most events processed before state is persisted.
 const MAX_BATCH: usize = 512;
 
@@ -276,10 +278,25 @@ impl RulesRunner {
         }
         self.reload_metrics.reloads.inc();
         let dir = self.dir.clone();
-        let rules = tokio::task::spawn_blocking(move || dir.map(|dir| load_rules(&dir)))
-            .await
-            .context("rule loading task")?;
-        let policy = self.routing.load_policy();
+        let policy_file = self.routing.policy_file.clone();
+        // Read and compiled off the async threads, within a budget: a reload that takes
+        // longer is refused like a broken file (the compiling thread finishes on its own;
+        // every expression and file it reads is bounded).
+        let load = tokio::task::spawn_blocking(move || {
+            let rules = dir.map(|dir| load_rules(&dir));
+            let policy = policy_file.map(|file| initial_policy(Some(&file)));
+            (rules, policy)
+        });
+        let (rules, policy) = match tokio::time::timeout(RELOAD_BUDGET, load).await {
+            Ok(loaded) => loaded.context("rule loading task")?,
+            Err(_) => {
+                let error = format!(
+                    "the rule and routing files took longer than {}s to compile",
+                    RELOAD_BUDGET.as_secs()
+                );
+                (Some(Err(Vec::new())), Some(Err(vec![error])))
+            }
+        };
         let mut errors: Vec<String> = Vec::new();
         if let Some(Err(e)) = &rules {
             errors.extend(e.iter().map(RuleError::to_string));

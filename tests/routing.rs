@@ -515,6 +515,51 @@ async fn a_broken_routing_file_keeps_the_running_policy() {
 }
 
 #[tokio::test]
+async fn a_named_pipe_in_place_of_the_routing_file_is_refused_not_waited_on() {
+    // Opening a pipe for reading blocks until a writer comes: it froze the rules runner for
+    // good. Now a file that is not a regular one is an error, at reload, check and start.
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &hook);
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    let file = atalaya.dir.path().join("routing.yaml");
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let response = reqwest::Client::new()
+        .post(atalaya.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["errors"].to_string().contains("not a regular file"),
+        "{body}"
+    );
+    // The runner is not stuck: alerts still go out by the old policy.
+    temperature(&atalaya, "kitchen", "30").await;
+    hook.wait_until("the alert", |a| !a.is_empty()).await;
+
+    let out = command(atalaya.dir.path())
+        .arg("check")
+        .arg(atalaya.dir.path().join("atalaya.yaml"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stderr.contains("not a regular file") || stdout.contains("not a regular file"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn check_reports_routing_mistakes_at_their_position() {
     let dir = tempfile::tempdir().unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/routing.yaml");

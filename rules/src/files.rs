@@ -51,12 +51,8 @@ pub enum RuleFileError {
     #[error(transparent)]
     Discover(#[from] RuleFilesError),
     /// The file could not be read.
-    #[error("{path}: cannot read the file", path = path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{path}: cannot read the file: {error}", path = path.display())]
+    Read { path: PathBuf, error: io::Error },
     /// The file is not UTF-8; the position is that of the first invalid byte.
     #[error("{path}:{line}:{column}: the file is not valid UTF-8", path = path.display())]
     NotUtf8 {
@@ -160,12 +156,56 @@ fn is_yaml(path: &Path) -> bool {
         .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"))
 }
 
+/// The largest rule, routing or config file read: far above any real one, far below what
+/// would hurt a Raspberry Pi.
+pub const MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Reads a file that must be a regular one (after following symlinks, as Kubernetes
+/// ConfigMaps are) of at most `max_bytes`. A named pipe, a device or a directory in its place
+/// is an error, not a read that blocks the service forever.
+pub fn read_regular_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a directory, a named pipe or a device)",
+        )
+    };
+    if !fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    // Opened without blocking, in case a pipe took the file's place since the check.
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // O_NONBLOCK on every Linux architecture atalaya is built for (x86_64, arm64, armv7).
+        const O_NONBLOCK: i32 = 0o4000;
+        options.custom_flags(O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", max_bytes / (1024 * 1024)),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads `path` and parses it as YAML whose every document is a mapping or a sequence (or
 /// empty).
 pub fn load(path: &Path) -> Result<RuleFile, RuleFileError> {
-    let bytes = fs::read(path).map_err(|source| RuleFileError::Read {
+    let bytes = read_regular_file(path, MAX_FILE_BYTES).map_err(|error| RuleFileError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let text = String::from_utf8(bytes).map_err(|error| {
         let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
@@ -479,6 +519,28 @@ mod tests {
         let error = load(&path).unwrap_err();
         assert!(matches!(&error, RuleFileError::Read { path: p, .. } if *p == path));
         assert!(error.to_string().starts_with(&path.display().to_string()));
+    }
+
+    #[test]
+    fn only_regular_files_within_the_cap_are_read() {
+        let tmp = TempDir::new().unwrap();
+        let pipe = tmp.path().join("pipe.yaml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Refused at once: opening a pipe with no writer would wait forever.
+        let error = load(&pipe).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+        let big = tmp.path().join("big.yaml");
+        fs::write(&big, vec![b'#'; 2 * 1024 * 1024 + 1]).unwrap();
+        let error = load(&big).unwrap_err();
+        assert!(error.to_string().contains("larger than 2 MiB"), "{error}");
+        let link = tmp.path().join("link.yaml");
+        fs::write(tmp.path().join("real.yaml"), "rules: []\n").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("real.yaml"), &link).unwrap();
+        assert_eq!(read_regular_file(&link, 100).unwrap(), b"rules: []\n");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use atalaya_rules::files::{MAX_FILE_BYTES, read_regular_file};
 use config::{Environment, File, FileFormat, Value};
 
 use super::Config;
@@ -126,8 +127,10 @@ pub fn load(
                 "not a YAML file: config files end in .yaml or .yml".to_owned(),
             ));
         }
-        text = std::fs::read_to_string(path)
+        let bytes = read_regular_file(path, MAX_FILE_BYTES)
             .map_err(|e| file_error(format!("cannot read config file: {e}")))?;
+        text = String::from_utf8(bytes)
+            .map_err(|_| file_error("cannot read config file: not UTF-8 text".to_owned()))?;
         let locator = Locator::parse(&text).map_err(|e| {
             vec![ConfigError {
                 place: Place::File {

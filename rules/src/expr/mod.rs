@@ -32,11 +32,13 @@
 //! # Layout
 //! - this file: [`Expression`] (compiling and evaluating), [`Vars`], [`RuleValue`], their
 //!   errors, and evaluation errors worded for a rule's author.
+//! - `cost`: bounds on the work of an evaluation (loop nesting, loop steps).
 //! - `json`: conversion between JSON and CEL values, both ways.
 //! - `syntax`: from source to a checked syntax tree: the nesting limits, the parser on a
 //!   thread of its own, its errors placed by character offset, and the `data.x` rewrite.
 //! - `tree`: walking the syntax tree, and finding the variables an expression reads.
 
+mod cost;
 mod fast;
 mod json;
 mod syntax;
@@ -54,6 +56,8 @@ use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::{Context, Env, ExecutionError, Value};
 
+use self::cost::Loops;
+pub use self::cost::{LOOP_BUDGET, MAX_LOOP_NESTING, MAX_LOOP_STRING_BYTES};
 use self::fast::Fast;
 use self::json::{json_to_val, json_to_value, labels_to_val, value_to_json};
 use self::syntax::{char_offset_of_byte, check_bracket_depth, parse_on_parser_stack};
@@ -95,6 +99,8 @@ pub struct Expression {
     ast: Arc<IdedExpr>,
     /// The native path, for expressions simple enough to need no interpreter.
     fast: Option<Arc<Fast>>,
+    /// Its loops, which bound what it may iterate (see `cost`).
+    loops: Loops,
 }
 
 /// Why an expression does not compile.
@@ -130,11 +136,12 @@ impl Expression {
             });
         }
         check_bracket_depth(source)?;
-        let ast = parse_on_parser_stack(source)?;
+        let (ast, loops) = parse_on_parser_stack(source)?;
         Ok(Self {
             source: source.into(),
             ast: Arc::new(ast),
             fast: Fast::parse(source).map(Arc::new),
+            loops,
         })
     }
 
@@ -162,6 +169,14 @@ impl Expression {
 
     /// Evaluates the expression.
     pub fn eval(&self, vars: &Vars) -> Result<RuleValue, EvalError> {
+        let longest = vars.longest_list();
+        if !self.loops.within_budget(longest) {
+            return Err(EvalError(format!(
+                "not evaluated: a list of {longest} items, looped over {} deep, is more than \
+                 {LOOP_BUDGET} steps",
+                self.loops.nesting
+            )));
+        }
         let resolver = Resolver(vars);
         let mut context = Context::with_env(Arc::clone(&ENV));
         context.set_variable_resolver(&resolver);
@@ -274,6 +289,10 @@ pub struct Vars {
     time_unix: Box<dyn Val>,
     /// The rule's value; `None` while it is the event data, which then needs no copy.
     value: Option<Box<dyn Val>>,
+    /// The longest list or map in the data, and in the value when set: what a loop can
+    /// iterate (see `cost`).
+    data_longest: usize,
+    value_longest: usize,
 }
 
 impl Vars {
@@ -291,11 +310,22 @@ impl Vars {
             time: Box::new(CelString::from(time.to_string())),
             time_unix: Box::new(CelDouble::from(time.as_duration().as_secs_f64())),
             value: None,
+            data_longest: cost::longest_list(data),
+            value_longest: 0,
         }
+    }
+
+    /// The longest list or map the variables hold.
+    fn longest_list(&self) -> usize {
+        self.data_longest.max(self.value_longest)
     }
 
     /// Sets `value`, e.g. to the result of the rule's value expression.
     pub fn set_value(&mut self, value: RuleValue) {
+        self.value_longest = match &value.0 {
+            Value::List(_) | Value::Map(_) => cost::longest_list(&value.to_json()),
+            _ => 0,
+        };
         // Only a function value has no `Val` form, and neither JSON nor an evaluation's
         // result is one: the fallback is unreachable in practice.
         let val = Box::<dyn Val>::try_from(value.0).unwrap_or_else(|_| Box::new(CelNull));
@@ -305,6 +335,7 @@ impl Vars {
     /// Makes `value` the event data again, for a rule without a value expression.
     pub fn clear_value(&mut self) {
         self.value = None;
+        self.value_longest = 0;
     }
 
     /// Replaces the labels, e.g. once the engine has added a subject pattern's captures.
@@ -322,6 +353,8 @@ impl Clone for Vars {
             time: self.time.clone_as_boxed(),
             time_unix: self.time_unix.clone_as_boxed(),
             value: self.value.as_ref().map(|v| v.clone_as_boxed()),
+            data_longest: self.data_longest,
+            value_longest: self.value_longest,
         }
     }
 }

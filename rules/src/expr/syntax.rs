@@ -5,6 +5,7 @@
 use cel::common::ast::{CallExpr, Expr, IdedExpr, LiteralValue, SourceInfo, operators};
 use cel::common::types::CelString;
 
+use super::cost::{self, Loops};
 use super::tree::{for_each_child, for_each_child_mut};
 use super::{CompileError, ENV, MAX_EXPRESSION_DEPTH, MAX_SYNTAX_TREE_DEPTH, VARIABLES};
 
@@ -82,7 +83,7 @@ fn syntax_message(msg: &str) -> String {
 
 /// Parses `source` on a thread of its own with a [`PARSER_STACK_BYTES`] stack, and checks
 /// the depth of the tree.
-pub(super) fn parse_on_parser_stack(source: &str) -> Result<IdedExpr, CompileError> {
+pub(super) fn parse_on_parser_stack(source: &str) -> Result<(IdedExpr, Loops), CompileError> {
     let parse = || {
         let parser = ENV
             .parser()
@@ -91,8 +92,12 @@ pub(super) fn parse_on_parser_stack(source: &str) -> Result<IdedExpr, CompileErr
             .parse_with_source_info(source)
             .map_err(|errors| parse_error(source, &errors))?;
         check_tree_depth(&ast, &source_info, source)?;
+        let loops = cost::measure(&ast).map_err(|e| CompileError {
+            offset: node_offset(&source_info, e.id, source),
+            message: e.message,
+        })?;
         index_variable_fields(&mut ast);
-        Ok(ast)
+        Ok((ast, loops))
     };
     let failed = |message: String| CompileError { offset: 0, message };
     std::thread::scope(|scope| {
@@ -166,6 +171,13 @@ fn skip_string(chars: &[char], start: usize, quote: char) -> usize {
     chars.len()
 }
 
+/// Where node `id` starts in `source`, in characters.
+fn node_offset(info: &SourceInfo, id: u64, source: &str) -> usize {
+    info.offset_for(id)
+        .map(|(start, _)| (start as usize).min(source.chars().count()))
+        .unwrap_or(0)
+}
+
 /// Rejects a syntax tree deeper than [`MAX_SYNTAX_TREE_DEPTH`]: evaluating it recurses.
 fn check_tree_depth(ast: &IdedExpr, info: &SourceInfo, source: &str) -> Result<(), CompileError> {
     fn deepest(expr: &IdedExpr, depth: usize) -> Option<u64> {
@@ -183,10 +195,7 @@ fn check_tree_depth(ast: &IdedExpr, info: &SourceInfo, source: &str) -> Result<(
     match deepest(ast, 1) {
         None => Ok(()),
         Some(id) => Err(CompileError {
-            offset: info
-                .offset_for(id)
-                .map(|(start, _)| (start as usize).min(source.chars().count()))
-                .unwrap_or(0),
+            offset: node_offset(info, id, source),
             message: format!(
                 "expression is too complex: its operators, fields and brackets nest more than \
                  {MAX_SYNTAX_TREE_DEPTH} levels deep"

@@ -362,3 +362,52 @@ mod fast_path {
         }
     }
 }
+
+/// `[0, 1, …, n-1]` as CEL source.
+fn literal_list(n: usize) -> String {
+    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    format!("[{}]", items.join(","))
+}
+
+#[test]
+fn loops_nested_past_the_limit_are_refused_at_compile_time() {
+    // From the issue: 1.5 KB that hung `atalaya check` and froze the engine for good.
+    let l = literal_list(100);
+    let five = format!("{l}.all(a, {l}.all(b, {l}.all(c, {l}.all(d, {l}.all(e, e >= 0)))))");
+    let error = compile_error(&five);
+    assert!(error.message.contains("nest more than 2 deep"), "{error:?}");
+    // The column points at the third loop.
+    assert!(error.offset > 2 * l.len(), "{error:?}");
+    let strings = format!(
+        "size({l}.map(a, {l}.map(b, {l}.map(c, {l}.map(d, \"{}\"))))) > 0",
+        "x".repeat(100)
+    );
+    assert!(compile_error(&strings).message.contains("nest more than 2"));
+    let long_string = format!("{l}.map(a, \"{}\").size() > 0", "x".repeat(300));
+    assert!(
+        compile_error(&long_string)
+            .message
+            .contains("string inside a loop")
+    );
+    // Two deep over the expression's own 400 items: 160 000 steps.
+    let wide = literal_list(400);
+    let error = compile_error(&format!("{wide}.all(a, {wide}.all(b, a >= b || b > a))"));
+    assert!(error.message.contains("loops too much"), "{error:?}");
+    // Within the limits: fine.
+    assert!(is_true(
+        &format!("{l}.all(a, {l}.exists(b, b == a))"),
+        &vars(json!({}))
+    ));
+}
+
+#[test]
+fn loops_over_long_lists_in_event_data_are_refused_at_run_time() {
+    let nested = "data.items.all(a, data.items.all(b, a + b >= 0))";
+    let long = vars(json!({"items": (0..400).collect::<Vec<_>>()}));
+    let error = eval_error(nested, &long);
+    assert!(error.contains("not evaluated"), "{error}");
+    // One loop over the same list is 400 steps: fine.
+    assert!(is_true("data.items.all(a, a >= 0)", &long));
+    let short = vars(json!({"items": (0..100).collect::<Vec<_>>()}));
+    assert!(is_true(nested, &short));
+}

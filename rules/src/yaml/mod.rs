@@ -42,6 +42,10 @@ pub const MAX_NESTING_DEPTH: usize = 64;
 /// (the "billion laughs") would expand a few lines into billions of nodes.
 pub const MAX_NODES: usize = 100_000;
 
+/// Most bytes of scalar text one YAML stream may expand to, counting every copy an alias
+/// makes: one anchored megabyte aliased 3000 times is 3 GB, yet only 3001 nodes.
+pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
+
 /// Where a node starts in the text. Both numbers are 1-based; the column counts characters.
 #[derive(
     Debug,
@@ -202,9 +206,10 @@ pub(crate) fn parse_stream(text: &str) -> Result<Vec<Document>, YamlError> {
             Event::DocumentStart => builder.anchors.clear(),
             Event::Scalar(value, style, anchor, tag) => {
                 let empty = style == TScalarStyle::Plain && value.is_empty() && tag.is_none();
+                builder.count(1, value.len(), position)?;
+                let bytes = value.len();
                 let kind = resolve_scalar(value, style, tag.as_ref());
-                builder.count_nodes(1, position)?;
-                builder.add(Node { position, kind }, anchor, 0, empty)?;
+                builder.add(Node { position, kind }, anchor, 0, empty, bytes)?;
             }
             Event::Alias(anchor) => builder.add_alias(anchor, position)?,
             Event::SequenceStart(anchor, _) => {
@@ -238,14 +243,18 @@ struct TreeBuilder {
     anchors: HashMap<usize, Anchored>,
     /// Nodes made so far in the whole stream, alias copies included.
     nodes: usize,
+    /// Bytes of scalar text made so far in the whole stream, alias copies included.
+    bytes: usize,
 }
 
 struct OpenCollection {
     position: Position,
     /// yaml_rust2's anchor id, 0 for none.
     anchor: usize,
-    /// [`TreeBuilder::nodes`] before this collection started, to count its nodes at the end.
+    /// [`TreeBuilder::nodes`] and [`TreeBuilder::bytes`] before this collection started, to
+    /// count what it holds at the end.
     nodes_before: usize,
+    bytes_before: usize,
     /// How many levels of collections the children nest, at most.
     child_height: usize,
     kind: OpenKind,
@@ -269,6 +278,8 @@ struct Anchored {
     height: usize,
     /// How many nodes it holds, itself included.
     nodes: usize,
+    /// How many bytes of scalar text it holds.
+    bytes: usize,
 }
 
 /// A scalar key, comparable and hashable (`f64` is neither).
@@ -307,13 +318,24 @@ impl fmt::Display for ScalarKey {
 }
 
 impl TreeBuilder {
-    /// Counts `nodes` more nodes, refusing to pass [`MAX_NODES`].
-    fn count_nodes(&mut self, nodes: usize, position: Position) -> Result<(), YamlError> {
+    /// Counts `nodes` more nodes holding `bytes` of text, refusing to pass [`MAX_NODES`]
+    /// or [`MAX_EXPANDED_BYTES`].
+    fn count(&mut self, nodes: usize, bytes: usize, position: Position) -> Result<(), YamlError> {
         self.nodes += nodes;
+        self.bytes = self.bytes.saturating_add(bytes);
         if self.nodes > MAX_NODES {
             return Err(YamlError::at(
                 position,
                 format!("more than {MAX_NODES} values, counting each copy an alias makes"),
+            ));
+        }
+        if self.bytes > MAX_EXPANDED_BYTES {
+            return Err(YamlError::at(
+                position,
+                format!(
+                    "more than {} MiB of text, counting each copy an alias makes",
+                    MAX_EXPANDED_BYTES / (1024 * 1024)
+                ),
             ));
         }
         Ok(())
@@ -323,12 +345,13 @@ impl TreeBuilder {
         if self.open.len() >= MAX_NESTING_DEPTH {
             return Err(YamlError::at(position, too_deep()));
         }
-        let nodes_before = self.nodes;
-        self.count_nodes(1, position)?;
+        let (nodes_before, bytes_before) = (self.nodes, self.bytes);
+        self.count(1, 0, position)?;
         self.open.push(OpenCollection {
             position,
             anchor,
             nodes_before,
+            bytes_before,
             child_height: 0,
             kind,
         });
@@ -350,6 +373,7 @@ impl TreeBuilder {
             kind,
         };
         let nodes = self.nodes - collection.nodes_before;
+        let bytes = self.bytes - collection.bytes_before;
         if collection.anchor != 0 {
             self.anchors.insert(
                 collection.anchor,
@@ -357,6 +381,7 @@ impl TreeBuilder {
                     node: node.clone(),
                     height: collection.child_height + 1,
                     nodes,
+                    bytes,
                 },
             );
         }
@@ -378,12 +403,16 @@ impl TreeBuilder {
                 format!("this alias nests the document deeper than {MAX_NESTING_DEPTH} levels"),
             ));
         }
-        let (height, nodes) = (anchored.height, anchored.nodes);
+        let (height, nodes, bytes) = (anchored.height, anchored.nodes, anchored.bytes);
+        // Counted before the copy is made: the copy is what must not happen past the limit.
+        self.count(nodes, bytes, position)?;
+        let Some(anchored) = self.anchors.get(&anchor) else {
+            return Ok(());
+        };
         let node = Node {
             position,
             kind: anchored.node.kind.clone(),
         };
-        self.count_nodes(nodes, position)?;
         self.attach(node, height, false)
     }
 
@@ -395,12 +424,14 @@ impl TreeBuilder {
         anchor: usize,
         height: usize,
         empty: bool,
+        bytes: usize,
     ) -> Result<(), YamlError> {
         if anchor != 0 {
             let anchored = Anchored {
                 node: node.clone(),
                 height,
                 nodes: 1,
+                bytes,
             };
             self.anchors.insert(anchor, anchored);
         }

@@ -574,3 +574,18 @@ proptest! {
         }]));
     }
 }
+
+#[test]
+fn a_large_string_aliased_many_times_is_refused_by_its_bytes() {
+    // From the issue: one anchored megabyte aliased 3000 times expanded to 3 GB, with only
+    // 3001 nodes. Here 100 KB aliased 200 times: 20 MB, past the limit, a few nodes.
+    let big = "x".repeat(100 * 1024);
+    let aliases = vec!["*big"; 200].join(", ");
+    let text = format!("a: &big \"{big}\"\nb: [{aliases}]\n");
+    let error = parse_documents(&text).unwrap_err();
+    assert!(error.message.contains("MiB of text"), "{error}");
+    assert_eq!(error.position.line, 2);
+    // A handful of copies is fine.
+    let few = format!("a: &big \"{big}\"\nb: [*big, *big]\n");
+    assert!(parse_documents(&few).is_ok());
+}

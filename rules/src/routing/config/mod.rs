@@ -86,13 +86,16 @@ impl RoutingPolicy {
 /// A relative webhook `url_file`, `bot_token_file` or `auth_password_file` is read relative
 /// to the policy file's directory, as Alertmanager does.
 pub fn load_policy(path: &Path) -> Result<RoutingPolicy, Vec<RuleError>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let unreadable = |message: String| {
         vec![RuleError {
             path: path.to_owned(),
             position: None,
-            message: format!("cannot read the routing policy: {e}"),
+            message: format!("cannot read the routing policy: {message}"),
         }]
-    })?;
+    };
+    let bytes = crate::files::read_regular_file(path, crate::files::MAX_FILE_BYTES)
+        .map_err(|e| unreadable(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8 text".to_owned()))?;
     let mut policy = parse_policy(&text, path)?;
     let dir = path.parent().unwrap_or(Path::new(""));
     for receiver in &mut policy.receivers {
