@@ -363,6 +363,9 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     http_ready.set(true);
 
     info!(address = %address, auth = config.http.token.is_some(), "HTTP API listening.");
+    if config.http.token.is_none() && !address.ip().is_loopback() {
+        warn!(address = %address, "The HTTP API is open to every machine that can reach it, without a token (http.insecure: true): anyone there can silence every alert, reload the rules and post alerts.");
+    }
     info!(
         "Send a first event: `atalaya send home/hello '{{\"msg\":\"hi\"}}'` or `curl -X POST http://{address}/api/v1/events/home/hello -d '{{\"msg\":\"hi\"}}'`; metrics at http://{address}/metrics"
     );

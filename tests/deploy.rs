@@ -544,3 +544,25 @@ fn rule_files_in_the_manifests_are_the_example_pack_s() {
     }
     assert!(checked >= 5);
 }
+
+#[test]
+fn every_overlay_guards_its_api_with_a_token_and_a_narrow_network_policy() {
+    for overlay in overlays() {
+        let pod = Pod::of(&overlay);
+        let config = pod.config();
+        assert!(
+            config["http"]["token_file"].as_str().is_some(),
+            "{}: http.token_file is not set; atalaya refuses an open API",
+            overlay.display()
+        );
+        let policy = one(&pod.docs, "NetworkPolicy");
+        for rule in policy["spec"]["ingress"].as_array().unwrap() {
+            let from = rule["from"].as_array().map_or(0, Vec::len);
+            assert!(
+                from > 0,
+                "{}: an ingress rule admits every namespace",
+                overlay.display()
+            );
+        }
+    }
+}

@@ -470,3 +470,50 @@ async fn a_shutdown_stuck_on_a_blocked_write_still_exits() {
         atalaya.logs()
     );
 }
+
+#[tokio::test]
+async fn an_open_api_beyond_loopback_needs_a_token_or_an_explicit_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("atalaya.yaml");
+    std::fs::write(&config, "http:\n  listen: 0.0.0.0:0\nstate:\n  dir: data\n").unwrap();
+    let out = support::std_command(dir.path())
+        .args(["run", "-c"])
+        .arg(&config)
+        .env_remove("ATALAYA__HTTP__LISTEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("atalaya.yaml:2:11: http.listen") && stderr.contains("no token guards"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("HTTP API listening"), "{stderr}");
+    // `atalaya check` says the same.
+    let out = support::std_command(dir.path())
+        .arg("check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // With a token, or said to be insecure, it starts (and warns when open).
+    let mut open = Atalaya::start_with(Options {
+        env: vec![("ATALAYA__HTTP__INSECURE".into(), "true".into())],
+        ..Options::default()
+    })
+    .await;
+    open.signal(Signal::SIGTERM);
+    open.wait().await;
+    let out = support::std_command(dir.path())
+        .arg("check")
+        .arg(&config)
+        .env("ATALAYA__HTTP__TOKEN", "fake-token-for-the-test")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

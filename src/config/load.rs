@@ -177,10 +177,29 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
 
     let mut http = root.section(ctx, "http");
     let h = &mut config.http;
+    let mut listen_value = None;
     if let Some(v) = http.get(ctx, "listen", socket_addr) {
         h.listen = v;
+        listen_value = http.last.clone();
     }
     h.token = secret(&mut http, ctx, "token", "token_file");
+    if let Some(v) = http.get(ctx, "insecure", boolean) {
+        h.insecure = v;
+    }
+    if !h.listen.ip().is_loopback() && h.token.is_none() && !h.insecure {
+        ctx.error(
+            "http.listen",
+            listen_value.as_ref(),
+            Anchor::Value,
+            format!(
+                "{} is reachable from other machines and no token guards the API: anyone who \
+                 can reach it could silence every alert, reload the rules and post alerts; set \
+                 http.token_file (or ATALAYA__HTTP__TOKEN), or `http.insecure: true` to serve \
+                 it open anyway",
+                h.listen
+            ),
+        );
+    }
     if let Some(v) = http.get(ctx, "max_body_bytes", |v| integer(v, 1, 1 << 30)) {
         h.max_body_bytes = v;
     }

@@ -66,6 +66,9 @@ pub struct HttpConfig {
     pub publish_timeout: Duration,
     /// Ingest requests handled at once; with `max_body_bytes` it bounds request memory.
     pub max_concurrent_requests: usize,
+    /// Serve a non-loopback address without a token. Refused otherwise: anyone who can
+    /// reach the API could silence every alert, reload rules and post alerts.
+    pub insecure: bool,
 }
 
 /// `bus:` — the in-process bus.
@@ -148,6 +151,7 @@ impl Default for Config {
                 max_body_bytes: 1024 * 1024,
                 publish_timeout: Duration::from_secs(5),
                 max_concurrent_requests: 64,
+                insecure: false,
             },
             bus: BusConfig {
                 capacity: atalaya_bus::bus::DEFAULT_CAPACITY,
