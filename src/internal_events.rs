@@ -55,10 +55,26 @@ pub enum RejectStage {
     Publish,
     /// Valid, but over a configured bound on posted alerts (413, 429).
     Limit,
+    /// As many requests as `http.max_concurrent_requests` are being handled: 503 at once,
+    /// not a queue.
+    Busy,
+    /// The request (its body, say) took longer than `http.request_timeout` (408).
+    Timeout,
+    /// As many connections as `http.max_connections` are open: 503, then closed.
+    Connections,
 }
 
 impl RejectStage {
-    pub const ALL: [&'static str; 5] = ["auth", "read", "decode", "publish", "limit"];
+    pub const ALL: [&'static str; 8] = [
+        "auth",
+        "read",
+        "decode",
+        "publish",
+        "limit",
+        "busy",
+        "timeout",
+        "connections",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,6 +83,9 @@ impl RejectStage {
             Self::Decode => "decode",
             Self::Publish => "publish",
             Self::Limit => "limit",
+            Self::Busy => "busy",
+            Self::Timeout => "timeout",
+            Self::Connections => "connections",
         }
     }
 }

@@ -9,10 +9,13 @@
 //! `state.heartbeat` (an SD card wears by commits). At shutdown everything is written.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use atalaya_bus::bus::Consumer;
+use atalaya_bus::bus::{Consumer, QueueWatch};
+use atalaya_bus::readiness::ReadyHandle;
 use atalaya_bus::store::{Entry, Store, TableBatch};
 use atalaya_rules::alert::{ActionRequest, Output};
 use atalaya_rules::compile::{RuleError, load_rules};
@@ -20,7 +23,7 @@ use atalaya_rules::engine::{Changes, Engine};
 use jiff::Timestamp;
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 
@@ -35,6 +38,88 @@ const HEARTBEAT_CHECK: Duration = Duration::from_secs(10);
 const RELOAD_BUDGET: Duration = Duration::from_secs(10);
 /// Most events processed before state is persisted.
 const MAX_BATCH: usize = 512;
+
+/// Whether the runner is making progress: when it began the step it is working on, `0`
+/// while it waits for work. Read by [`watch_progress`], which turns the `rules` readiness off
+/// when one step takes too long (a stalled runner used to leave `/readyz` at 200 while every
+/// ingest answered 503).
+#[derive(Clone, Default)]
+pub struct RunnerProgress(Arc<AtomicI64>);
+
+impl RunnerProgress {
+    fn busy(&self) {
+        self.0
+            .store(Timestamp::now().as_millisecond().max(1), Ordering::Relaxed);
+    }
+
+    fn idle(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the current step has taken; `None` while waiting for work.
+    pub fn busy_for(&self, now: Timestamp) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(
+                u64::try_from(now.as_millisecond() - since).unwrap_or(0),
+            )),
+        }
+    }
+}
+
+/// Turns readiness off while the service cannot take events: `rules` while the runner's
+/// current step has taken longer than `stall`, `bus` while a consumer's queue has stayed full
+/// for longer than `stall` (publishers wait, HTTP ingest answers 503); on again when they
+/// move. An OS thread, not a task: a runner stuck on a worker thread may hold up the async
+/// runtime too.
+pub fn watch_progress(
+    progress: RunnerProgress,
+    queues: QueueWatch,
+    rules: ReadyHandle,
+    bus: ReadyHandle,
+    stall: Duration,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("progress-watchdog".into())
+        .spawn(move || {
+            let (mut rules_stalled, mut bus_stalled) = (false, false);
+            let mut full_since: Option<std::time::Instant> = None;
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let stalled = progress
+                    .busy_for(Timestamp::now())
+                    .is_some_and(|busy| busy > stall);
+                if stalled != rules_stalled {
+                    rules_stalled = stalled;
+                    if stalled {
+                        error!(after = ?stall, "The rules runner has made no progress; not ready.");
+                    } else {
+                        info!("The rules runner is moving again.");
+                    }
+                    rules.set(!stalled);
+                }
+                let full = queues.full_consumers();
+                full_since = match (full.is_empty(), full_since) {
+                    (true, _) => None,
+                    (false, None) => Some(std::time::Instant::now()),
+                    (false, since) => since,
+                };
+                let stalled = full_since.is_some_and(|since| since.elapsed() > stall);
+                if stalled != bus_stalled {
+                    bus_stalled = stalled;
+                    if stalled {
+                        error!(consumers = ?full, after = ?stall, "A bus queue has stayed full; events are refused; not ready.");
+                    } else {
+                        info!("The bus queues move again.");
+                    }
+                    bus.set(!stalled);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "Cannot start the progress watchdog.");
+    }
+}
 
 /// A request to reload the rules, with where to send the outcome.
 pub struct ReloadRequest {
@@ -90,6 +175,7 @@ pub struct RulesRunner {
     pub heartbeat: Duration,
     /// When the last commit was written.
     pub last_commit: Option<tokio::time::Instant>,
+    pub progress: RunnerProgress,
 }
 
 /// The store key of a series: `rule \0 fingerprint`.
@@ -155,8 +241,10 @@ impl RulesRunner {
                 }
                 None => Duration::from_secs(3600),
             };
+            self.progress.idle();
             tokio::select! {
                 event = consumer.recv() => {
+                    self.progress.busy();
                     let Some(event) = event else { break };
                     let mut outputs = self.engine.on_event(Timestamp::now(), &event);
                     // Held until their effects are persisted: then the sources that track
@@ -173,17 +261,23 @@ impl RulesRunner {
                     self.deliver(outputs).await;
                 }
                 _ = tokio::time::sleep(sleep) => {
+                    self.progress.busy();
                     let outputs = self.engine.on_tick(Timestamp::now());
                     self.route(&outputs);
                     self.commit(false)?;
                     self.deliver(outputs).await;
                 }
-                Some(request) = reloads.recv() => self.reload(request).await?,
+                Some(request) = reloads.recv() => {
+                    self.progress.busy();
+                    self.reload(request).await?;
+                }
                 Some(command) = commands.recv() => {
+                    self.progress.busy();
                     self.routing.handle(Timestamp::now(), command);
                     self.commit(false)?;
                 }
                 _ = heartbeat.tick() => {
+                    self.progress.busy();
                     self.commit(false)?;
                     self.routing.update_metrics(Timestamp::now());
                 }
@@ -339,8 +433,6 @@ impl RulesRunner {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use atalaya_bus::bus::BusBuilder;
     use atalaya_rules::compile::RuleSet;
     use atalaya_rules::metrics::EngineMetrics;
@@ -386,6 +478,7 @@ mod tests {
             routing,
             heartbeat: Duration::from_secs(300),
             last_commit: None,
+            progress: RunnerProgress::default(),
         };
         let task = tokio::spawn(runner.run(consumer, reloads, commands));
         let before = store.commits();

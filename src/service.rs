@@ -33,7 +33,7 @@ use crate::internal_events::{LogThrottle, RejectStage};
 use crate::outbox::{Integrations, Outbox};
 use crate::reload;
 use crate::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
-use crate::rules_runner::{self, ReloadMetrics, RulesRunner};
+use crate::rules_runner::{self, ReloadMetrics, RulesRunner, RunnerProgress};
 use crate::supervisor::{Stage, Supervisor};
 
 /// Exit codes, after BSD sysexits where one fits.
@@ -201,6 +201,16 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let rules_consumer = bus.consumer("rules");
     let publisher = bus.build();
+    let progress = RunnerProgress::default();
+    let bus_ready = readiness.register("bus");
+    bus_ready.set(true);
+    rules_runner::watch_progress(
+        progress.clone(),
+        publisher.queue_watch(),
+        rules_ready,
+        bus_ready,
+        config.rules.stall_timeout,
+    );
 
     // Broker connectors: sources onto the bus, and publishers for rule actions.
     let mut action_publishers = ActionPublishers::default();
@@ -299,6 +309,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     );
 
     let (router_tx, router_rx) = mpsc::channel(64);
+
     let runner = RulesRunner {
         engine,
         dir: rules_dir.clone(),
@@ -308,6 +319,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         routing,
         heartbeat: config.state.heartbeat,
         last_commit: None,
+        progress: progress.clone(),
     };
     supervisor.spawn(
         Stage::Sink,
@@ -356,10 +368,20 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         publish_timeout: config.http.publish_timeout,
         reload: reload_tx,
         router: router_tx,
+        requests: tokio::sync::Semaphore::new(config.http.max_concurrent_requests),
+        request_timeout: config.http.request_timeout,
     });
-    let router = http::router(state, &config.http);
+    let router = http::router(Arc::clone(&state), &config.http);
     let token = supervisor.token().clone();
-    supervisor.spawn(Stage::Source, "http", http::serve(listener, router, token));
+    let limits = http::ConnectionLimits {
+        max_connections: config.http.max_connections,
+        header_timeout: config.http.header_timeout,
+    };
+    supervisor.spawn(
+        Stage::Source,
+        "http",
+        http::serve(listener, router, state, limits, token),
+    );
     http_ready.set(true);
 
     info!(address = %address, auth = config.http.token.is_some(), "HTTP API listening.");

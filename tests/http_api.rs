@@ -322,7 +322,7 @@ async fn probes_report_health_and_readiness() {
     assert_eq!(body["ready"], true);
     assert_eq!(
         body["components"],
-        json!({"console": true, "http": true, "rules": true})
+        json!({"bus": true, "console": true, "http": true, "rules": true})
     );
     let missing = client.get(atalaya.url("/nope")).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);

@@ -83,6 +83,8 @@ impl BusMetrics {
 }
 
 struct Outlet {
+    /// The consumer's name, for [`Publisher::full_consumers`].
+    name: String,
     tx: mpsc::Sender<Received>,
     depth: IntGauge,
 }
@@ -151,6 +153,7 @@ impl BusBuilder {
         let (tx, rx) = mpsc::channel(self.capacity);
         let depth = self.metrics.depth.with_label_values(&[name]);
         self.outlets.push(Outlet {
+            name: name.to_owned(),
             tx,
             depth: depth.clone(),
         });
@@ -175,6 +178,26 @@ impl BusBuilder {
     }
 }
 
+/// Which consumer queues are full, without holding the bus open: see
+/// [`Publisher::queue_watch`].
+pub struct QueueWatch(std::sync::Weak<PublisherInner>);
+
+impl QueueWatch {
+    /// The consumers whose queue is full: while one is, publishers wait (and HTTP ingest
+    /// answers 503). Empty once the bus is gone.
+    pub fn full_consumers(&self) -> Vec<String> {
+        let Some(inner) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        inner
+            .outlets
+            .iter()
+            .filter(|o| o.tx.capacity() == 0)
+            .map(|o| o.name.clone())
+            .collect()
+    }
+}
+
 /// Publishes events to every consumer. Cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {
@@ -189,6 +212,12 @@ struct PublisherInner {
 }
 
 impl Publisher {
+    /// A view of the consumer queues that does not keep the bus open (consumers see the
+    /// end of the bus when the last `Publisher` is dropped; a watchdog must not delay that).
+    pub fn queue_watch(&self) -> QueueWatch {
+        QueueWatch(Arc::downgrade(&self.inner))
+    }
+
     /// Publishes one event, waiting while a consumer queue is full.
     pub async fn publish(&self, event: Event) -> Result<(), PublishError> {
         self.publish_batch(vec![event]).await

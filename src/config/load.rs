@@ -209,6 +209,15 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     if let Some(v) = http.get(ctx, "max_concurrent_requests", |v| integer(v, 1, 65_536)) {
         h.max_concurrent_requests = v;
     }
+    if let Some(v) = http.get(ctx, "max_connections", |v| integer(v, 1, 65_536)) {
+        h.max_connections = v;
+    }
+    if let Some(v) = http.get(ctx, "header_timeout", duration) {
+        h.header_timeout = v;
+    }
+    if let Some(v) = http.get(ctx, "request_timeout", duration) {
+        h.request_timeout = v;
+    }
     http.finish(ctx);
 
     let mut bus = root.section(ctx, "bus");
@@ -228,6 +237,9 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
 
     let mut rules = root.section(ctx, "rules");
     config.rules.dir = rules.get(ctx, "dir", path);
+    if let Some(v) = rules.get(ctx, "stall_timeout", duration) {
+        config.rules.stall_timeout = v;
+    }
     rules.finish(ctx);
 
     let mut log = root.section(ctx, "log");

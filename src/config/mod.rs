@@ -64,8 +64,15 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long an ingest request may wait for room on a full bus before getting 503.
     pub publish_timeout: Duration,
-    /// Ingest requests handled at once; with `max_body_bytes` it bounds request memory.
+    /// `/api` requests handled at once; with `max_body_bytes` it bounds request memory. One
+    /// more is answered 503 at once, not queued.
     pub max_concurrent_requests: usize,
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// The longest a request's headers may take to arrive, and a connection may sit idle.
+    pub header_timeout: Duration,
+    /// The longest an `/api` request may take, reading its body included (408 after).
+    pub request_timeout: Duration,
     /// Serve a non-loopback address without a token. Refused otherwise: anyone who can
     /// reach the API could silence every alert, reload rules and post alerts.
     pub insecure: bool,
@@ -93,6 +100,8 @@ pub struct StateConfig {
 pub struct RulesConfig {
     /// `None`: `./rules` if it exists, else the bundled `examples/rules`, else no rules.
     pub dir: Option<PathBuf>,
+    /// How long one step of the rules runner may take before `/readyz` reports it stalled.
+    pub stall_timeout: Duration,
 }
 
 /// `log:` — logging.
@@ -151,6 +160,9 @@ impl Default for Config {
                 max_body_bytes: 1024 * 1024,
                 publish_timeout: Duration::from_secs(5),
                 max_concurrent_requests: 64,
+                max_connections: 256,
+                header_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(30),
                 insecure: false,
             },
             bus: BusConfig {
@@ -160,7 +172,10 @@ impl Default for Config {
                 dir: PathBuf::from("./data"),
                 heartbeat: Duration::from_secs(300),
             },
-            rules: RulesConfig { dir: None },
+            rules: RulesConfig {
+                dir: None,
+                stall_timeout: Duration::from_secs(30),
+            },
             log: LogConfig {
                 level: "info".to_owned(),
                 format: LogFormat::Text,

@@ -11,6 +11,9 @@
 mod alerts;
 mod auth;
 mod ingest;
+mod server;
+
+pub use self::server::{ConnectionLimits, serve};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +21,15 @@ use std::time::Duration;
 use atalaya_bus::bus::Publisher;
 use atalaya_bus::connector_metrics::ConnectorCounters;
 use atalaya_bus::readiness::Readiness;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use prometheus::Registry;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
-use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::{HttpConfig, Secret};
 use crate::internal_events::{HttpRequestRejected, LogThrottle, RejectStage};
@@ -56,6 +57,10 @@ pub struct ApiState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Where alert and silence requests go: the router, in the rules task.
     pub router: mpsc::Sender<RouterCommand>,
+    /// `/api` requests handled at once (`http.max_concurrent_requests`).
+    pub requests: tokio::sync::Semaphore,
+    /// The longest an `/api` request may take (`http.request_timeout`).
+    pub request_timeout: Duration,
 }
 
 impl ApiState {
@@ -110,9 +115,7 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
         .route("/api/v1/silences/{id}", delete(alerts::expire_silence))
         .route("/-/reload", post(reload))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(GlobalConcurrencyLimitLayer::new(
-            config.max_concurrent_requests,
-        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), bounded))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token,
@@ -126,17 +129,30 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes the requests
-/// in flight.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
+/// Handles an `/api` request within the bounds: at most `http.max_concurrent_requests` at
+/// once (one more is answered 503 at once, not queued behind a slow body), each within
+/// `http.request_timeout`, reading its body included (408 after).
+async fn bounded(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let Ok(_slot) = state.requests.try_acquire() else {
+        return state.reject(
+            RejectStage::Busy,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests at once; retry soon".to_owned(),
+            None,
+        );
+    };
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => state.reject(
+            RejectStage::Timeout,
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request took longer than {}s (http.request_timeout)",
+                state.request_timeout.as_secs()
+            ),
+            None,
+        ),
+    }
 }
 
 /// `POST /-/reload`: reload the rules now; answers once the reload is done or refused.
