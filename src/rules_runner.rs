@@ -256,7 +256,9 @@ impl RulesRunner {
                         batch.push(event);
                     }
                     self.route(&outputs);
-                    self.commit(false)?;
+                    // A publisher waiting for durability gets every change written now,
+                    // minor ones included.
+                    self.commit(batch.iter().any(|e| e.wants_durable()))?;
                     drop(batch);
                     self.deliver(outputs).await;
                 }

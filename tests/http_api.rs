@@ -30,7 +30,10 @@ async fn a_posted_event_reaches_the_console_and_the_metrics() {
     });
     let (status, body) = post(&client, atalaya.url("/api/v1/events"), event.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body, json!({"accepted": 1, "ids": ["e-1"]}));
+    assert_eq!(
+        body,
+        json!({"accepted": 1, "ids": ["e-1"], "durable": false})
+    );
 
     let line = atalaya.console_line().await;
     assert!(
@@ -418,4 +421,64 @@ async fn a_flood_meets_backpressure_not_unbounded_memory() {
         .unwrap();
     let (status, _) = post(&client, atalaya.url("/api/v1/events"), huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn events_posted_with_wait_durable_survive_a_sigkill_right_after_the_answer() {
+    // A window count is a minor change, written within 30 s unless a publisher waits for
+    // durability: a kill right after a plain 202 loses it, after `wait=durable` never.
+    let rule = "rules:\n  - name: door_busy\n    subject: door/+name\n    window:\n      duration: 1h\n      aggregate: count\n    condition: value >= 3\n";
+    let mut atalaya = Atalaya::start_with(Options {
+        rules: vec![("door.yaml", rule.to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(atalaya.url("/api/v1/events?wait=durable"))
+        .json(&json!([{"subject": "door/front", "data": 1}, {"subject": "door/front", "data": 1}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["durable"], true);
+    let response = client
+        .post(atalaya.url("/api/v1/events/door/back?wait=durable"))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    atalaya.signal(nix::sys::signal::Signal::SIGKILL);
+    atalaya.wait().await;
+
+    let dir = std::mem::replace(&mut atalaya.dir, tempfile::tempdir().unwrap());
+    let atalaya = Atalaya::start_in(
+        dir,
+        Options {
+            rules: vec![("door.yaml", rule.to_owned())],
+            ..Options::default()
+        },
+    )
+    .await;
+    // The third event fires the count: the first two were on disk.
+    let response = client
+        .post(atalaya.url("/api/v1/events/door/front"))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    atalaya
+        .wait_for_metric("atalaya_alerts", r#"{state="firing"}"#, |n| n == 1.0)
+        .await;
+    // `wait` is not a label, and takes only `durable`.
+    let response = client
+        .post(atalaya.url("/api/v1/events/door/back?wait=soon"))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }

@@ -98,9 +98,20 @@ pub struct Received(Arc<Envelope>);
 
 struct Envelope {
     event: Event,
+    /// Its publisher waits for every change it causes to be on disk, minor ones included
+    /// (see [`Publisher::publish_durable`]).
+    durable: bool,
     /// Shared by the events of one tracked batch; dropped with the last of them, which is
     /// what completes the batch's [`Delivery`].
     _done: Option<Arc<oneshot::Sender<()>>>,
+}
+
+impl Received {
+    /// Whether the publisher waits for every change this event causes to be on disk:
+    /// consumers that defer minor writes must write them before dropping it.
+    pub fn wants_durable(&self) -> bool {
+        self.0.durable
+    }
 }
 
 impl Deref for Received {
@@ -227,14 +238,25 @@ impl Publisher {
     /// consumer queue lacks room for the whole batch. Cancel-safe: dropping the future before
     /// it completes publishes nothing.
     pub async fn publish_batch(&self, events: Vec<Event>) -> Result<(), PublishError> {
-        self.publish_inner(events, None).await
+        self.publish_inner(events, None, false).await
     }
 
     /// Like [`Publisher::publish_batch`], and returns a [`Delivery`] that completes once
     /// every consumer has finished with every event of the batch.
     pub async fn publish_tracked(&self, events: Vec<Event>) -> Result<Delivery, PublishError> {
         let (done, delivery) = oneshot::channel();
-        self.publish_inner(events, Some(Arc::new(done))).await?;
+        self.publish_inner(events, Some(Arc::new(done)), false)
+            .await?;
+        Ok(Delivery(delivery))
+    }
+
+    /// Like [`Publisher::publish_tracked`], and asks consumers to make *every* change the
+    /// events cause durable before finishing with them (the rules runner otherwise defers
+    /// minor changes for up to 30 s): `POST /api/v1/events?wait=durable`.
+    pub async fn publish_durable(&self, events: Vec<Event>) -> Result<Delivery, PublishError> {
+        let (done, delivery) = oneshot::channel();
+        self.publish_inner(events, Some(Arc::new(done)), true)
+            .await?;
         Ok(Delivery(delivery))
     }
 
@@ -242,6 +264,7 @@ impl Publisher {
         &self,
         events: Vec<Event>,
         done: Option<Arc<oneshot::Sender<()>>>,
+        durable: bool,
     ) -> Result<(), PublishError> {
         let inner = &*self.inner;
         let len = events.len();
@@ -275,6 +298,7 @@ impl Publisher {
             .map(|event| {
                 Received(Arc::new(Envelope {
                     event,
+                    durable,
                     _done: done.clone(),
                 }))
             })

@@ -29,13 +29,40 @@ use crate::internal_events::{HttpEventsAccepted, RejectStage};
 /// The `source` of events whose producer gave none.
 pub const HTTP_SOURCE: &str = "/atalaya/http";
 
+/// The query of `POST /api/v1/events`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StructuredQuery {
+    /// `durable`: answer once every change the events cause is on disk.
+    wait: Option<String>,
+}
+
+/// Whether `wait=` asks for durability; only `durable` is understood.
+fn wants_durable(wait: Option<&str>) -> Result<bool, String> {
+    match wait {
+        None => Ok(false),
+        Some("durable") => Ok(true),
+        Some(other) => Err(format!("wait={other}: the only wait is `durable`")),
+    }
+}
+
 pub async fn structured(
     State(state): State<Arc<ApiState>>,
+    query: Result<Query<StructuredQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return body_rejected(&state, rejection),
+    };
+    let bad =
+        |message: String| state.reject(RejectStage::Decode, StatusCode::BAD_REQUEST, message, None);
+    let durable = match query
+        .map_err(|e| e.to_string())
+        .and_then(|Query(q)| wants_durable(q.wait.as_deref()))
+    {
+        Ok(durable) => durable,
+        Err(e) => return bad(format!("query string: {e}")),
     };
     let defaults = EventDefaults {
         source: HTTP_SOURCE,
@@ -43,7 +70,7 @@ pub async fn structured(
         now: Timestamp::now(),
     };
     match decode_structured(&body, defaults) {
-        Ok(events) => publish(&state, events).await,
+        Ok(events) => publish(&state, events, durable).await,
         Err(e) => state.reject(
             RejectStage::Decode,
             StatusCode::BAD_REQUEST,
@@ -72,8 +99,13 @@ pub async fn plain(
         },
         Err(e) => return bad(format!("subject in the path: {e}")),
     };
-    let labels: Labels = match labels {
+    let mut labels: Labels = match labels {
         Ok(Query(pairs)) => pairs.into_iter().collect(),
+        Err(e) => return bad(format!("query string: {e}")),
+    };
+    // `wait` is not a label: it asks for durability, as on the structured endpoint.
+    let durable = match wants_durable(labels.remove("wait").as_deref()) {
+        Ok(durable) => durable,
         Err(e) => return bad(format!("query string: {e}")),
     };
     if let Err(e) = validate_labels(&labels) {
@@ -96,7 +128,7 @@ pub async fn plain(
     };
     let mut event = Event::new(HTTP_SOURCE, subject, data, Timestamp::now());
     event.labels = labels;
-    publish(&state, vec![event]).await
+    publish(&state, vec![event], durable).await
 }
 
 fn body_rejected(state: &ApiState, rejection: BytesRejection) -> Response {
@@ -109,16 +141,32 @@ fn body_rejected(state: &ApiState, rejection: BytesRejection) -> Response {
     state.reject(RejectStage::Read, status, message, None)
 }
 
-async fn publish(state: &ApiState, events: Vec<Event>) -> Response {
+/// Publishes `events`: answers 202 once they are on the bus, or with `durable`, 200 once
+/// every change they caused is on disk (the request timeout bounds that wait: 408 then, the
+/// events accepted but not known durable).
+async fn publish(state: &ApiState, events: Vec<Event>, durable: bool) -> Response {
     let count = events.len();
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-    let published =
-        tokio::time::timeout(state.publish_timeout, state.publisher.publish_batch(events)).await;
+    let published = tokio::time::timeout(state.publish_timeout, async {
+        if durable {
+            state.publisher.publish_durable(events).await.map(Some)
+        } else {
+            state.publisher.publish_batch(events).await.map(|()| None)
+        }
+    })
+    .await;
     let (status, message) = match published {
-        Ok(Ok(())) => {
+        Ok(Ok(delivery)) => {
             HttpEventsAccepted { count }.emit(&state.counters);
-            let body = json!({ "accepted": count, "ids": ids });
-            return (StatusCode::ACCEPTED, Json(body)).into_response();
+            let status = match delivery {
+                Some(delivery) => {
+                    delivery.done().await;
+                    StatusCode::OK
+                }
+                None => StatusCode::ACCEPTED,
+            };
+            let body = json!({ "accepted": count, "ids": ids, "durable": durable });
+            return (status, Json(body)).into_response();
         }
         Ok(Err(e @ PublishError::BatchTooLarge { .. })) => (
             StatusCode::PAYLOAD_TOO_LARGE,
