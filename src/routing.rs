@@ -156,7 +156,15 @@ impl Routing {
             Ok((state, unreadable)) => {
                 let unrestorable = self.router.restore(state, now);
                 for item in unreadable.iter().chain(&unrestorable) {
-                    warn!(kind = item.kind, reason = %item.reason, "A stored router item cannot be restored; left out.");
+                    warn!(kind = item.kind, reason = %item.reason, "A stored router item cannot be restored; set aside.");
+                    store
+                        .set_aside(
+                            ROUTER_TABLE,
+                            item.kind.as_bytes(),
+                            item.record.to_string().as_bytes(),
+                            &item.reason,
+                        )
+                        .context("setting a router item aside")?;
                 }
                 info!(
                     alerts = self.router.alerts(now).len(),
@@ -166,7 +174,12 @@ impl Routing {
             }
             // An unreadable state must not keep atalaya down; alerts still firing are
             // routed again as the engine reports them.
-            Err(e) => warn!(error = %e, "Router state unreadable; starting without it."),
+            Err(e) => {
+                warn!(error = %e, "Router state unreadable; set aside, starting without it.");
+                store
+                    .set_aside(ROUTER_TABLE, STATE_KEY, &bytes, &e.to_string())
+                    .context("setting the router state aside")?;
+            }
         }
         self.update_metrics(now);
         Ok(())

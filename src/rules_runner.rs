@@ -209,6 +209,16 @@ pub fn restore(engine: &mut Engine, store: &Store, now: Timestamp) -> anyhow::Re
     }
     let count = records.len();
     let outputs = engine.restore(records, saved_at, now);
+    for unreadable in engine.take_unreadable() {
+        store
+            .set_aside(
+                SERIES_TABLE,
+                &series_key(&unreadable.rule, &unreadable.fingerprint),
+                &unreadable.record,
+                &unreadable.reason,
+            )
+            .context("setting an unreadable series aside")?;
+    }
     if count > 0 {
         info!(series = count, saved_at = ?saved_at.map(|t| t.to_string()), "Rule state restored.");
     }

@@ -112,6 +112,12 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         .map_err(anyhow::Error::from)
         .map_err(fail(exit::FAILURE))?;
     info!(path = %store.path().display(), "State store open.");
+    store
+        .register_metrics(
+            &registry,
+            &[rules_runner::SERIES_TABLE, crate::routing::ROUTER_TABLE],
+        )
+        .map_err(registry_error)?;
 
     let rules_ready = readiness.register("rules");
     let rules_dir = rules_dir(&config);

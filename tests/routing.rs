@@ -186,6 +186,69 @@ async fn a_firing_alert_the_router_lost_is_notified_after_the_restart() {
 }
 
 #[tokio::test]
+async fn stored_records_that_cannot_be_restored_are_set_aside_not_fatal() {
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let silence = |id: &str, value: &str, regex: bool| {
+        json!({"id": id, "matchers": [{"name": "room", "value": value, "isRegex": regex, "isEqual": true}],
+               "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2100-01-01T00:00:00Z",
+               "createdBy": "ana", "comment": "x", "updatedAt": "2026-01-01T00:00:00Z"})
+    };
+    {
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        store
+            .put(
+                "rule_series",
+                b"temp_high\0deadbeefdeadbeef",
+                b"{not a series",
+            )
+            .unwrap();
+        let state = json!({"alerts": [], "groups": [],
+                           "silences": [silence("good", "cellar", false), silence("bad", "(", true)]});
+        store
+            .put("router", b"state", state.to_string().as_bytes())
+            .unwrap();
+    }
+    let opts = options(dir.path(), &hook);
+    let mut atalaya = Atalaya::start_in(dir, opts).await;
+    let metrics = atalaya.metrics().await;
+    let aside = |table: &str| {
+        sample(
+            &metrics,
+            "atalaya_state_records_set_aside_total",
+            &format!("{{table=\"{table}\"}}"),
+        )
+    };
+    assert_eq!(aside("rule_series"), Some(1.0));
+    assert_eq!(aside("router"), Some(1.0));
+    let silences: Value = reqwest::get(atalaya.url("/api/v1/silences"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(silences.as_array().unwrap().len(), 1);
+    assert_eq!(silences[0]["id"], "good");
+    // It works as ever.
+    temperature(&atalaya, "kitchen", "30").await;
+    hook.wait_until("the alert", |a| !a.is_empty()).await;
+    atalaya.signal(Signal::SIGTERM);
+    assert_eq!(atalaya.wait().await.code(), Some(0));
+    let store = Store::open(&atalaya.dir.path().join("data")).unwrap();
+    let kept = store.scan("set_aside").unwrap();
+    assert_eq!(kept.len(), 2);
+    let texts: Vec<String> = kept
+        .iter()
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("not a series")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("unclosed group")), "{texts:?}");
+}
+
+#[tokio::test]
 async fn posted_alerts_are_bounded_per_request_and_in_total() {
     let hook = Webhook::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,10 @@
 //! named tables of byte keys and values, encoded as they see fit.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus::{IntCounterVec, Opts, Registry};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
@@ -54,7 +57,12 @@ pub struct Store {
     /// Write transactions committed since open: what wears an SD card is their number more
     /// than their size (each rewrites a few pages and syncs), so it is watched.
     commits: AtomicU64,
+    /// `atalaya_state_records_set_aside_total{table}`, once registered.
+    set_aside: OnceLock<IntCounterVec>,
 }
+
+/// The table of records that could not be restored, kept for a person to look at.
+pub const SET_ASIDE_TABLE: &str = "set_aside";
 
 impl Store {
     /// Opens (or creates) the store in `dir`, creating the directory if needed.
@@ -75,7 +83,53 @@ impl Store {
             path,
             db,
             commits: AtomicU64::new(0),
+            set_aside: OnceLock::new(),
         })
+    }
+
+    /// Registers `atalaya_state_records_set_aside_total{table}` (zero for the known tables).
+    pub fn register_metrics(&self, registry: &Registry, tables: &[&str]) -> prometheus::Result<()> {
+        let counter = IntCounterVec::new(
+            Opts::new(
+                "atalaya_state_records_set_aside_total",
+                "Stored records that could not be restored, moved to the set_aside table instead of stopping the start.",
+            ),
+            &["table"],
+        )?;
+        registry.register(Box::new(counter.clone()))?;
+        for table in tables {
+            counter.with_label_values(&[table]).inc_by(0);
+        }
+        let _ = self.set_aside.set(counter);
+        Ok(())
+    }
+
+    /// Moves a record that cannot be restored out of the way: kept in [`SET_ASIDE_TABLE`]
+    /// (under its table, key and when) with the reason, and counted, so that one bad record
+    /// never stops a start, nor is silently lost.
+    pub fn set_aside(
+        &self,
+        table: &str,
+        key: &[u8],
+        record: &[u8],
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut aside_key = Vec::with_capacity(table.len() + key.len() + 24);
+        aside_key.extend_from_slice(table.as_bytes());
+        aside_key.push(0);
+        aside_key.extend_from_slice(key);
+        aside_key.push(0);
+        aside_key.extend_from_slice(jiff::Timestamp::now().to_string().as_bytes());
+        let value = serde_json::json!({
+            "table": table,
+            "reason": reason,
+            "record": String::from_utf8_lossy(record),
+        });
+        self.put(SET_ASIDE_TABLE, &aside_key, value.to_string().as_bytes())?;
+        if let Some(counter) = self.set_aside.get() {
+            counter.with_label_values(&[table]).inc();
+        }
+        Ok(())
     }
 
     /// Write transactions committed since the store was opened.

@@ -43,7 +43,7 @@ use jiff::{SignedDuration, Timestamp};
 use tracing::warn;
 
 use self::conditions::{holds, on_deadline};
-pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL};
+pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL, Unreadable};
 use self::queues::Queues;
 pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
 use self::series_map::SeriesMap;
@@ -69,6 +69,8 @@ pub struct Engine {
     carried: Changes,
     /// Series gone since the last `take_changes`: (rule name, fingerprint).
     removed: Vec<(String, String)>,
+    /// Stored series the last restore could not read.
+    unreadable: Vec<persist::Unreadable>,
     metrics: EngineMetrics,
 }
 
@@ -240,6 +242,7 @@ impl Engine {
             matched: Vec::new(),
             carried: Changes::default(),
             removed: Vec::new(),
+            unreadable: Vec::new(),
             metrics,
         }
     }

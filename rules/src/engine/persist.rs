@@ -90,7 +90,22 @@ impl Changes {
     }
 }
 
+/// A stored series that could not be read back: for the caller to set aside.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub rule: String,
+    pub fingerprint: String,
+    pub record: Vec<u8>,
+    pub reason: String,
+}
+
 impl Engine {
+    /// The stored series the last [`Engine::restore`] could not read (dropped from the
+    /// engine's state, and deleted from the store by the next changes).
+    pub fn take_unreadable(&mut self) -> Vec<Unreadable> {
+        std::mem::take(&mut self.unreadable)
+    }
+
     /// What to persist as of `now`: series whose phase, arm or latch changed, series with
     /// other changes (all of them, once the oldest is [`SOFT_PERSIST_INTERVAL`] old), and
     /// removed series.
@@ -183,10 +198,19 @@ impl Engine {
         let mut out = Vec::new();
         let mut restored = Vec::new();
         for (name, key, bytes) in records {
-            let Ok(record) = serde_json::from_slice::<SeriesRecord>(&bytes) else {
-                warn!(rule = %name, "Unreadable stored series; dropped.");
-                self.removed.push((name, key));
-                continue;
+            let record = match serde_json::from_slice::<SeriesRecord>(&bytes) {
+                Ok(record) => record,
+                Err(e) => {
+                    warn!(rule = %name, error = %e, "Unreadable stored series; set aside.");
+                    self.removed.push((name.clone(), key.clone()));
+                    self.unreadable.push(Unreadable {
+                        rule: name,
+                        fingerprint: key,
+                        record: bytes,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
             };
             match by_name.get(name.as_str()) {
                 Some(&id) if self.rules.rules[id].hash == record.rule_hash => {
