@@ -245,7 +245,10 @@ async fn stored_records_that_cannot_be_restored_are_set_aside_not_fatal() {
         texts.iter().any(|t| t.contains("not a series")),
         "{texts:?}"
     );
-    assert!(texts.iter().any(|t| t.contains("unclosed group")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("unclosed group")),
+        "{texts:?}"
+    );
 }
 
 #[tokio::test]

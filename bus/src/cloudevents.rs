@@ -241,6 +241,8 @@ pub fn kind(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn defaults() -> EventDefaults<'static> {
@@ -360,5 +362,60 @@ mod tests {
                 "{body}: got `{err}`, expected `{expected}`"
             );
         }
+    }
+
+    proptest::proptest! {
+        /// Any body, CloudEvents-shaped or not, decodes or is refused with an error whose
+        /// position lies inside the body: never a panic. Run longer with `PROPTEST_CASES`.
+        #[test]
+        fn any_body_decodes_or_is_refused_in_place(body in body()) {
+            match decode_structured(body.as_bytes(), defaults()) {
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some((line, _)) = e.position() {
+                        proptest::prop_assert!(line >= 1 && line <= body.matches('\n').count() + 1);
+                    }
+                }
+            }
+            let _ = parse_json(body.as_bytes());
+        }
+    }
+
+    /// Event-shaped JSON with hostile values, and arbitrary text.
+    fn body() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            Just(json!(null)),
+            Just(json!("")),
+            Just(json!("a//b")),
+            Just(json!("/x")),
+            Just(json!("9999-12-31T23:59:59Z")),
+            Just(json!("0001-01-01T00:00:00Z")),
+            Just(json!(1e308)),
+            Just(json!([[[[]]]])),
+            ".{0,40}".prop_map(|s| json!(s)),
+            any::<i64>().prop_map(|n| json!(n)),
+        ];
+        let key = prop_oneof![
+            Just("specversion"),
+            Just("id"),
+            Just("source"),
+            Just("type"),
+            Just("subject"),
+            Just("time"),
+            Just("data"),
+            Just("labels"),
+            Just("data_base64"),
+            Just("Bad-Key"),
+            Just("ext1"),
+        ];
+        let event = proptest::collection::btree_map(key, value, 0..8).prop_map(|m| {
+            serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        });
+        prop_oneof![
+            event.clone().prop_map(|e| e.to_string()),
+            proptest::collection::vec(event, 0..5).prop_map(|v| json!(v).to_string()),
+            "(?s).{0,200}",
+        ]
     }
 }
