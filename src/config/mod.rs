@@ -91,7 +91,7 @@ pub struct StateConfig {
     pub dir: PathBuf,
     /// The longest the store goes without a write while nothing changes. After a crash,
     /// timers pause for the time since the last write, so they may run this much late; each
-    /// write costs an SD card about 27 KB.
+    /// write costs an SD card about 30 KB.
     pub heartbeat: Duration,
 }
 
@@ -190,7 +190,7 @@ impl Default for Config {
                 file: None,
                 external_url: format!("http://{DEFAULT_LISTEN}"),
                 max_alerts_per_request: 1000,
-                max_alerts: 10_000,
+                max_alerts: 5_000,
             },
             outbox: Default::default(),
             #[cfg(feature = "mqtt")]

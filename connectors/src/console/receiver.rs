@@ -239,6 +239,10 @@ impl ConsoleReceiver {
         let mut out = BufWriter::new(out);
         let mut lines = 0_u64;
         let (mut events_open, mut outputs_open) = (true, true);
+        // Events printed into the buffer but not yet flushed: held, since dropping an event
+        // is what lets its source acknowledge it (a kill before the flush must not lose a
+        // line whose message the broker already forgot).
+        let mut unflushed = Vec::new();
         // Deliberately no cancellation branch: shutdown stops the sources, the last publisher
         // is dropped, and `recv` returns `None` once everything already published has been
         // printed (likewise the rule engine's outputs). Stopping here on a cancellation token
@@ -246,7 +250,11 @@ impl ConsoleReceiver {
         while events_open || outputs_open {
             let line = tokio::select! {
                 event = consumer.recv(), if events_open => match event {
-                    Some(event) if print_events => Some(render_event(&event)),
+                    Some(event) if print_events => {
+                        let line = render_event(&event);
+                        unflushed.push(event);
+                        Some(line)
+                    }
                     Some(_) => None,
                     None => {
                         events_open = false;
@@ -267,8 +275,9 @@ impl ConsoleReceiver {
                 out.write_all(line.as_bytes()).await?;
                 lines += 1;
             }
-            if consumer.is_empty() && outputs.is_empty() {
+            if unflushed.len() >= MAX_UNFLUSHED || (consumer.is_empty() && outputs.is_empty()) {
                 out.flush().await?;
+                unflushed.clear();
             }
         }
         out.flush().await?;
@@ -276,6 +285,10 @@ impl ConsoleReceiver {
         Ok(lines)
     }
 }
+
+/// Most events held between flushes: under a steady stream the queues never empty, and the
+/// events' sources wait for them to be dropped before acknowledging.
+const MAX_UNFLUSHED: usize = 256;
 
 #[cfg(test)]
 mod tests {
