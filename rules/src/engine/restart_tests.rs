@@ -290,22 +290,15 @@ fn two_restarts_within_a_timer_keep_it() {
     let rules = "rules:\n  - name: door\n    subject: door\n    condition: value > 0\n    for: 20s\n  - name: keep\n    subject: keep\n    condition: value > 0\n    keep_firing_for: 20s\n  - name: heartbeat\n    subject: hb\n    absent_for: 20s\n";
     let mut engine = engine(rules);
     let mut store = Store::default();
-    engine.on_event(
-        at(0),
-        &Event::new("/t", Subject::parse("door").unwrap(), json!(1), at(0)),
-    );
-    engine.on_event(
-        at(0),
-        &Event::new("/t", Subject::parse("keep").unwrap(), json!(1), at(0)),
-    );
-    engine.on_event(
-        at(0),
-        &Event::new("/t", Subject::parse("hb").unwrap(), json!(1), at(0)),
-    );
-    engine.on_event(
-        at(1),
-        &Event::new("/t", Subject::parse("keep").unwrap(), json!(0), at(1)),
-    );
+    for (subject, value, secs) in [("door", 1, 0), ("keep", 1, 0), ("hb", 1, 0), ("keep", 0, 1)] {
+        let event = Event::new(
+            "/t",
+            Subject::parse(subject).unwrap(),
+            json!(value),
+            at(secs),
+        );
+        engine.on_event(at(secs), &event);
+    }
     store.commit(engine.take_all_changes(), at(5));
     let (mut engine, _) = store.restore(rules, at(20));
     // A heartbeat of the runner: `saved_at` moves on, nothing else changed.
@@ -317,7 +310,7 @@ fn two_restarts_within_a_timer_keep_it() {
         .collect();
     // Down 15 s in all: each timer runs out 15 s late.
     assert_eq!(
-        sorted_by_time(got),
+        got.into_iter().collect::<std::collections::BTreeSet<_>>(),
         [
             ("keep".to_owned(), AlertState::Resolved, 36),
             ("door".to_owned(), AlertState::Firing, 35),
@@ -326,10 +319,4 @@ fn two_restarts_within_a_timer_keep_it() {
         .into_iter()
         .collect::<std::collections::BTreeSet<_>>()
     );
-}
-
-fn sorted_by_time(
-    list: Vec<(String, AlertState, i64)>,
-) -> std::collections::BTreeSet<(String, AlertState, i64)> {
-    list.into_iter().collect()
 }
