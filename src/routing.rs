@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::store::{Entry, Store};
 use atalaya_rules::alert::{Alert, Output};
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
-use atalaya_rules::routing::notification::Notification;
 use atalaya_rules::routing::router::{AlertView, RoutedAlert, Router, RouterState};
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use jiff::Timestamp;

@@ -23,7 +23,7 @@ use atalaya_rules::engine::{Changes, Engine};
 use jiff::Timestamp;
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 
@@ -163,8 +163,6 @@ pub struct RulesRunner {
     pub engine: Engine,
     /// Where rules are reloaded from; `None`: no rules directory, nothing to reload.
     pub dir: Option<PathBuf>,
-    /// Alert transitions and actions, to the receivers.
-    pub outputs: mpsc::Sender<Output>,
     /// Actions, to the brokers that publish them (when any is configured).
     pub actions: Option<mpsc::Sender<ActionRequest>>,
     pub reload_metrics: ReloadMetrics,
@@ -310,11 +308,11 @@ impl RulesRunner {
             if let (Output::Action(action), Some(actions)) = (&output, &self.actions) {
                 let _ = actions.send(action.clone()).await;
             }
+            // Debug only: what a person asked to see of an alert is routed (the console
+            // integration, Telegram, …), and a flapping rule would flood the log.
             if let Output::Alert(alert) = &output {
-                info!(rule = %alert.rule, state = alert.state.as_str(), fingerprint = %alert.fingerprint, "Alert {}.", alert.state.as_str());
+                debug!(rule = %alert.rule, state = alert.state.as_str(), fingerprint = %alert.fingerprint, "Alert {}.", alert.state.as_str());
             }
-            // A closed receiver only happens during shutdown; nothing to deliver to then.
-            let _ = self.outputs.send(output).await;
         }
     }
 
@@ -478,13 +476,11 @@ mod tests {
         let mut bus = BusBuilder::new(8, &registry).unwrap();
         let consumer = bus.consumer("rules");
         let publisher = bus.build();
-        let (outputs, _outputs_rx) = mpsc::channel(8);
         let (_reload_tx, reloads) = mpsc::channel(1);
         let (_commands_tx, commands) = mpsc::channel(1);
         let runner = RulesRunner {
             engine: Engine::new(RuleSet::default(), EngineMetrics::unregistered().unwrap()),
             dir: None,
-            outputs,
             actions: None,
             reload_metrics: ReloadMetrics::register(&registry).unwrap(),
             routing,

@@ -14,23 +14,27 @@ use std::sync::Arc;
 use anyhow::Context;
 use atalaya_bus::bus::BusBuilder;
 use atalaya_bus::connector_metrics::ConnectorMetrics;
+use atalaya_bus::delivery::Notifiers;
 use atalaya_bus::readiness::Readiness;
 use atalaya_bus::store::Store;
 use atalaya_connectors::console::ConsoleReceiver;
+use atalaya_connectors::notifiers::NotifierContext;
 use atalaya_rules::compile::{RuleSet, load_rules};
 use atalaya_rules::engine::Engine;
 use atalaya_rules::metrics::EngineMetrics;
+use atalaya_rules::routing::config::RoutingPolicy;
 use atalaya_rules::testing::is_test_file;
 use jiff::Timestamp;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::actions::{self, ActionPublishers};
 use crate::config::{Config, ConfigSource};
 use crate::http::{self, ApiState};
 use crate::internal_events::{LogThrottle, RejectStage};
-use crate::outbox::{Integrations, Outbox};
+use crate::outbox::Outbox;
 use crate::reload;
 use crate::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
 use crate::rules_runner::{self, ReloadMetrics, RulesRunner, RunnerProgress};
@@ -188,21 +192,15 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     routing.reconcile(now, &engine.alerts(now));
 
     let mut bus = BusBuilder::new(config.bus.capacity, &registry).map_err(registry_error)?;
-    let (outputs_tx, outputs_rx) = mpsc::channel(OUTPUT_QUEUE);
     if config.receivers.console.enabled {
         let consumer = bus.consumer("console");
         let receiver = ConsoleReceiver::new(config.receivers.console.clone());
         let ready = readiness.register("console");
         supervisor.spawn(Stage::Sink, "console", async move {
             ready.set(true);
-            receiver
-                .run(consumer, outputs_rx, tokio::io::stdout())
-                .await?;
+            receiver.run(consumer, tokio::io::stdout()).await?;
             Ok(())
         });
-    }
-    for output in restored {
-        let _ = outputs_tx.try_send(output);
     }
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let rules_consumer = bus.consumer("rules");
@@ -295,31 +293,28 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         Some(tx)
     };
 
-    // Delivery: each receiver integration retried on its own until delivered or given up.
-    let mut integrations =
-        Integrations::new(config.routing.external_url.clone(), Arc::clone(&store))
-            .map_err(fail(exit::FAILURE))?;
+    // Delivery: each receiver integration retried on its own until delivered or given up,
+    // through the current policy's receivers opened as notifiers.
+    let mut notifier_context =
+        NotifierContext::new(&config.routing.external_url, Arc::clone(&store))
+            .map_err(|e| fail(exit::FAILURE)(e.into()))?;
     #[cfg(feature = "mqtt")]
     {
-        integrations.mqtt = mqtt_for_notifications;
+        notifier_context.mqtt = mqtt_for_notifications;
     }
     #[cfg(feature = "nats")]
     {
-        integrations.nats = nats_for_notifications;
+        notifier_context.nats = nats_for_notifications;
     }
+    let notifiers = open_notifiers(policy_rx, notifier_context, supervisor.token().clone());
     let token = supervisor.token().clone();
-    supervisor.spawn(
-        Stage::Sink,
-        "outbox",
-        outbox.run(policy_rx, integrations, token),
-    );
+    supervisor.spawn(Stage::Sink, "outbox", outbox.run(notifiers, token));
 
     let (router_tx, router_rx) = mpsc::channel(64);
 
     let runner = RulesRunner {
         engine,
         dir: rules_dir.clone(),
-        outputs: outputs_tx,
         actions: actions_tx,
         reload_metrics,
         routing,
@@ -457,3 +452,29 @@ fn spawn_shutdown_watchdog(timeout: std::time::Duration) {
 
 /// How long after `shutdown.timeout` the watchdog ends a shutdown the runtime could not.
 const WATCHDOG_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The receivers of every policy the router takes (the first at once, then each reload's),
+/// opened as notifiers for the outbox.
+fn open_notifiers(
+    mut policies: watch::Receiver<Arc<RoutingPolicy>>,
+    context: NotifierContext,
+    cancel: CancellationToken,
+) -> watch::Receiver<Arc<Notifiers>> {
+    let first = context.open_all(&policies.borrow_and_update().receivers);
+    let (tx, rx) = watch::channel(Arc::new(first));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = policies.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let notifiers = context.open_all(&policies.borrow_and_update().receivers);
+                    tx.send_replace(Arc::new(notifiers));
+                }
+            }
+        }
+    });
+    rx
+}

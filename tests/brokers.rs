@@ -10,7 +10,7 @@ use std::io::Read;
 
 use nix::sys::signal::Signal;
 use support::brokers::{Mosquitto, NatsServer};
-use support::{Atalaya, Options};
+use support::{Atalaya, CONSOLE_AT_ONCE, Options};
 
 const LEAK_RULE: &str = r#"rules:
   - name: water_leak
@@ -78,6 +78,7 @@ async fn mqtt_messages_fire_rules_and_actions_publish_back() {
     let mut atalaya = Atalaya::start_with(Options {
         config: mqtt_config(&broker, "zigbee2mqtt/+device"),
         rules: vec![("leak.yaml", LEAK_RULE.to_owned())],
+        routing: Some(CONSOLE_AT_ONCE.to_owned()),
         ..Options::default()
     })
     .await;
@@ -86,7 +87,7 @@ async fn mqtt_messages_fire_rules_and_actions_publish_back() {
     let mut status = broker.subscribe("atalaya/status", 1);
 
     broker.publish("zigbee2mqtt/leak_kitchen", r#"{"water_leak": true}"#, 1);
-    let line = atalaya.console_until(&["FIRING"]).await;
+    let line = atalaya.console_until(&["[firing:"]).await;
     assert!(line.contains("water_leak device=leak_kitchen"), "{line}");
 
     let mut published = String::new();

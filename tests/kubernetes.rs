@@ -26,7 +26,7 @@ use api::{FakeApi, Resource};
 use jiff::{SignedDuration, Timestamp};
 use nix::sys::signal::Signal;
 use objects::node;
-use support::{Atalaya, Options, sample};
+use support::{Atalaya, CONSOLE_AT_ONCE, Options, sample};
 
 /// How long the fake server's helpers wait.
 const WAIT: Duration = Duration::from_secs(30);
@@ -64,6 +64,7 @@ async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_no
                 kubeconfig.display()
             ),
             rules: vec![("nodes.yaml", NODE_RULE.to_owned())],
+            routing: Some(CONSOLE_AT_ONCE.to_owned()),
             ..Options::default()
         },
     )
@@ -88,7 +89,7 @@ async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_no
         Resource::Nodes,
         node("pi-1", "Unknown", &[], Timestamp::now()),
     );
-    let line = atalaya.console_until(&["FIRING", "node_lost"]).await;
+    let line = atalaya.console_until(&["[firing:", "node_lost"]).await;
     assert!(
         line.contains("node=pi-1") && line.contains("Node pi-1 is not ready"),
         "{line}"

@@ -1,10 +1,13 @@
-//! The event side of atalaya: what an event is, how subjects and patterns work, and the
-//! bounded in-process bus that carries events from sources to consumers.
+//! What every other atalaya crate shares: the event model, subjects and patterns, the
+//! bounded in-process bus, the state store, and the delivery contract.
 //!
 //! Every source (HTTP, MQTT, NATS, Kubernetes) turns what it receives into one [`Event`]
 //! shape — CloudEvents attribute names plus flat string labels — and publishes it on the
-//! [`bus`]. Consumers (the console receiver today, the rule engine next) read from their own
-//! bounded queue, so a slow consumer slows publishers down instead of growing memory.
+//! [`bus`]. Consumers (the console receiver and the rules runner) read from their own bounded
+//! queue, so a slow consumer slows publishers down instead of growing memory. At the other
+//! end, the router's [`delivery::Notification`]s reach the receivers through one
+//! [`delivery::Notifier`] trait, defined here so that the rules and the connectors never
+//! import each other.
 //!
 //! # Layout
 //! - [`event`]: the [`Event`] model and label rules.
@@ -12,15 +15,23 @@
 //! - [`subject`]: [`Subject`], a token path shared by MQTT topics and NATS subjects.
 //! - [`pattern`]: [`Pattern`], `+`, `+name` and `#`/`>` matching with label captures.
 //! - [`bus`]: the bounded, fan-out [`bus::Publisher`] / [`bus::Consumer`] pair and its metrics.
+//! - [`backoff`]: the one back-off (doubling, capped, jittered) of reconnects and retries.
+//! - [`delivery`]: the delivery contract — notifications, receiver configs, the
+//!   [`delivery::Notifier`] trait — shared by the rules (which route) and the connectors
+//!   (which deliver).
+//! - [`fingerprint`]: the stable hash behind alert, series and notification ids.
 //! - [`connector_metrics`]: received / sent / errors counters shared by every connector.
 //! - [`readiness`]: components report whether they are ready; `/readyz` reads it.
 //! - [`secret`]: [`secret::Secret`], a value that never reaches a log line.
 //! - [`store`]: the embedded, crash-safe state store (redb) under the state directory.
 
+pub mod backoff;
 pub mod bus;
 pub mod cloudevents;
 pub mod connector_metrics;
+pub mod delivery;
 pub mod event;
+pub mod fingerprint;
 pub mod pattern;
 pub mod readiness;
 pub mod secret;

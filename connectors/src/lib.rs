@@ -16,7 +16,6 @@
 //!   output (always built).
 //! - [`payload`]: the one payload decoding policy of message brokers (always built).
 //! - [`tls`]: TLS settings shared by the connectors that speak TLS.
-//! - `backoff`: the reconnect back-off of the MQTT and Kubernetes connectors.
 //! - `mqtt` (feature `mqtt`): MQTT source and publisher.
 //! - `nats` (feature `nats`): NATS core and JetStream source, and publisher.
 //! - `kubernetes` (feature `kubernetes`): node, lease, pod and Event watches as a source.
@@ -28,8 +27,6 @@
 //! - `templates` (features `telegram` or `mail`): the text of those messages, from
 //!   minijinja templates, built in for English and Spanish.
 
-#[cfg(any(feature = "mqtt", feature = "kubernetes"))]
-mod backoff;
 pub mod console;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
@@ -39,6 +36,7 @@ pub mod mail;
 pub mod mqtt;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod notifiers;
 pub mod payload;
 #[cfg(any(feature = "telegram", feature = "mail"))]
 pub mod secret;

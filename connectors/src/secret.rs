@@ -2,7 +2,7 @@
 //! trimmed, or an environment variable. Read at every send, so a rotated secret is used
 //! without a reload; never logged, never part of an error.
 
-use atalaya_rules::routing::receiver::SecretSource;
+use atalaya_bus::delivery::integration::SecretSource;
 
 /// Why a secret could not be read. Says where it was looked for, never what it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

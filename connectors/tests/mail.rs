@@ -13,9 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use atalaya_bus::Labels;
+use atalaya_bus::delivery::integration::{EmailConfig, Locale, MailTls, SecretSource};
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use atalaya_connectors::mail::{MailSender, thread_id};
-use atalaya_rules::routing::notification::{Notification, NotifiedAlert, Status};
-use atalaya_rules::routing::receiver::{EmailConfig, Locale, MailTls, SecretSource};
 use mail_support::{CapturedLogs, ServerTls, Smtpd, header, make_certs};
 
 const PASSWORD: &str = "s3cret-SMTP-pa55word";
@@ -77,6 +77,7 @@ fn notification(id: &str, status: Status) -> Notification {
         common_annotations: BTreeMap::new(),
         alerts: vec![alert],
         created_at: "2026-01-10T10:05:00Z".parse().unwrap(),
+        silent: false,
     }
 }
 

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use atalaya_bus::delivery::Notifiers;
 use atalaya_bus::store::TableBatch;
-use atalaya_rules::routing::config::RoutingPolicy;
-use atalaya_rules::routing::receiver::Integration;
 use jiff::Timestamp;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -15,27 +14,25 @@ use tokio_util::sync::CancellationToken;
 
 use super::Outbox;
 use super::entry::{DEAD_LETTER_TABLE, DeadLetter, OUTBOX_TABLE, QueuedEntry};
-use super::integrations::Integrations;
 use super::queue::LaneId;
 use super::retry::{AfterFailure, after_failure, expired};
 use super::telemetry::{NotificationDeadLettered, NotificationFailed, NotificationSent};
 
 impl Outbox {
-    /// Delivers queued notifications until `cancel`, against the current routing `policy`
-    /// (each attempt looks its integration up afresh). Returns an error when the store cannot
+    /// Delivers queued notifications until `cancel`, through the current policy's
+    /// `notifiers` (each attempt looks its integration up afresh; the channel is updated on
+    /// every policy reload). Returns an error when the store cannot
     /// be written (or a lane task panicked), and at once when another `run` of this outbox
     /// is delivering.
     pub async fn run(
         self,
-        policy: watch::Receiver<Arc<RoutingPolicy>>,
-        integrations: Integrations,
+        notifiers: watch::Receiver<Arc<Notifiers>>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
         if self.shared.running.swap(true, Ordering::SeqCst) {
             anyhow::bail!("the outbox is already being delivered by another task");
         }
         let _running = RunGuard(&self);
-        let integrations = Arc::new(integrations);
         // Lanes stop with the service, or when one of them fails.
         let lanes_cancel = cancel.child_token();
         let mut lanes = JoinSet::new();
@@ -45,8 +42,7 @@ impl Outbox {
                 let task = LaneTask {
                     outbox: self.clone(),
                     lane,
-                    policy: policy.clone(),
-                    integrations: Arc::clone(&integrations),
+                    notifiers: notifiers.clone(),
                     cancel: lanes_cancel.clone(),
                 };
                 lanes.spawn(task.run());
@@ -82,8 +78,7 @@ impl Drop for RunGuard<'_> {
 struct LaneTask {
     outbox: Outbox,
     lane: LaneId,
-    policy: watch::Receiver<Arc<RoutingPolicy>>,
-    integrations: Arc<Integrations>,
+    notifiers: watch::Receiver<Arc<Notifiers>>,
     cancel: CancellationToken,
 }
 
@@ -94,12 +89,10 @@ impl LaneTask {
             let Some((key, entry)) = self.outbox.queue().head_or_release(&self.lane) else {
                 return Ok(());
             };
-            let policy = Arc::clone(&self.policy.borrow_and_update());
+            let notifiers = Arc::clone(&self.notifiers.borrow_and_update());
             let (receiver, index) = (&self.lane.0, self.lane.1);
-            let target = policy
-                .receiver(receiver)
-                .and_then(|r| r.integrations.get(index));
-            let kind = target.map_or("unknown", Integration::kind);
+            let target = notifiers.receiver(receiver).and_then(|r| r.get(index));
+            let kind = target.map_or("unknown", |notifier| notifier.kind());
 
             if let Some(reason) =
                 expired(&settings, entry.notification.created_at, Timestamp::now())
@@ -111,12 +104,12 @@ impl LaneTask {
                 self.dead_letter(key, entry, kind, reason).await?;
                 continue;
             }
-            let Some(integration) = target else {
-                let reason = match policy.receiver(receiver) {
+            let Some(notifier) = target else {
+                let reason = match notifiers.receiver(receiver) {
                     None => format!("receiver `{receiver}` is not in the routing policy any more"),
                     Some(r) => format!(
                         "receiver `{receiver}` has no integration #{index} any more (it has {})",
-                        r.integrations.len()
+                        r.len()
                     ),
                 };
                 self.dead_letter(key, entry, kind, reason).await?;
@@ -126,7 +119,7 @@ impl LaneTask {
             let result = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return Ok(()),
-                result = self.integrations.deliver(integration, &entry.notification, &policy) => result,
+                result = notifier.notify(&entry.notification) => result,
             };
             let attempts = entry.attempts.saturating_add(1);
             let failure = match result {
@@ -189,7 +182,7 @@ impl LaneTask {
         tokio::select! {
             () = self.cancel.cancelled() => false,
             () = tokio::time::sleep(delay) => true,
-            Ok(()) = self.policy.changed() => true,
+            Ok(()) = self.notifiers.changed() => true,
         }
     }
 

@@ -1,7 +1,7 @@
 //! What the outbox keeps in the store: queued entries and dead letters, as JSON under keys
 //! that sort by creation time.
 
-use atalaya_rules::routing::notification::Notification;
+use atalaya_bus::delivery::notification::Notification;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 

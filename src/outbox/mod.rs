@@ -3,6 +3,9 @@
 //! back-off, and dead-lettered when there is no point in trying any more.
 //!
 //! # The contract
+//! The outbox knows notifications and the [`Notifier`](atalaya_bus::delivery::Notifier)
+//! trait only: which system a receiver talks to, and how, is the connectors' business.
+//!
 //! - **Durable first.** [`Outbox::enqueue`] writes a batch of notifications in one store
 //!   transaction and returns once it is committed; only then are they attempted. A
 //!   notification leaves the store when it was delivered, or when it is moved (in one
@@ -32,13 +35,10 @@
 //! let outbox = Outbox::open(Arc::clone(&store), &registry, config.outbox.clone())?;
 //! // Wherever the router hands out notifications (durable when this returns):
 //! outbox.enqueue_with(notifications, &[router_state_batch])?;
-//! // Delivery, as a supervised task; the policy channel is updated on every reload:
-//! let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
-//! // Webhooks, Telegram (its sent messages kept in the store), mail; console on stdout:
-//! let mut integrations = Integrations::new(external_url, Arc::clone(&store))?;
-//! integrations.mqtt = Some(mqtt_publisher);                 // when `mqtt:` is configured
-//! integrations.nats = Some(nats_publisher);                 // when `nats:` is configured
-//! supervisor.spawn(Stage::Sink, "outbox", outbox.clone().run(policy_rx, integrations, token));
+//! // Delivery, as a supervised task, through the policy's receivers opened as notifiers
+//! // (`atalaya_connectors::notifiers`); the channel is updated on every reload:
+//! let (notifiers_tx, notifiers_rx) = watch::channel(Arc::new(context.open_all(&policy.receivers)));
+//! supervisor.spawn(Stage::Sink, "outbox", outbox.clone().run(notifiers_rx, token));
 //! ```
 //! `run` returns when `token` is cancelled, promptly: an HTTP request in flight is
 //! abandoned (and sent again after the restart). Cancel it after the rules runner has
@@ -52,13 +52,11 @@
 //! - `queue`: the queued notifications in memory, by lane.
 //! - `retry`: back-off and the give-up decision (pure functions).
 //! - `delivery`: [`Outbox::run`] and the lane tasks.
-//! - `integrations`: [`Integrations`] and one attempt per integration kind.
 //! - `telemetry`: metrics and log lines, written together.
 //! - `tests`: delivery against a real HTTP server on loopback, restarts, dead letters.
 
 mod delivery;
 mod entry;
-mod integrations;
 mod queue;
 mod retry;
 mod settings;
@@ -70,17 +68,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
+use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::store::{Store, StoreError, TableBatch};
-use atalaya_rules::routing::notification::Notification;
 use prometheus::Registry;
 use tokio::sync::Notify;
 
 #[cfg(test)]
 pub use entry::DeadLetter;
 pub use entry::{DEAD_LETTER_TABLE, OUTBOX_TABLE, QueuedEntry};
-#[cfg(test)]
-pub use integrations::ConsoleWriter;
-pub use integrations::Integrations;
 pub use settings::OutboxSettings;
 
 use self::queue::Queue;

@@ -1,52 +1,13 @@
 //! When to try again, and when to give up: the back-off and the dead-letter decision, as pure
 //! functions of the settings, the attempt count and a random number.
 
-use std::fmt;
 use std::time::Duration;
 
+use atalaya_bus::backoff::jittered;
+use atalaya_bus::delivery::DeliveryError;
 use jiff::Timestamp;
 
 use super::OutboxSettings;
-
-/// Why one delivery attempt failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeliveryFailure {
-    /// Whether another attempt may succeed (the network, a timeout, HTTP 429/5xx) or not
-    /// (the receiver refused it, or it cannot be sent at all).
-    pub retryable: bool,
-    /// How long the receiver asked us to wait (`Retry-After`).
-    pub retry_after: Option<Duration>,
-    /// The `reason` metric label: `connect`, `timeout`, `http_5xx`, `no_broker`, …
-    pub reason: &'static str,
-    /// For people: what went wrong. Never holds a webhook URL.
-    pub message: String,
-}
-
-impl DeliveryFailure {
-    /// A failure that another attempt would only repeat.
-    pub fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            retryable: false,
-            retry_after: None,
-            reason,
-            message: message.into(),
-        }
-    }
-
-    /// A failure another attempt may not meet.
-    pub fn transient(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            retryable: true,
-            ..Self::permanent(reason, message)
-        }
-    }
-}
-
-impl fmt::Display for DeliveryFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
 
 /// What follows a failed attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +23,7 @@ pub enum AfterFailure {
 pub fn after_failure(
     settings: &OutboxSettings,
     attempts: u32,
-    failure: &DeliveryFailure,
+    failure: &DeliveryError,
     unit: f64,
 ) -> AfterFailure {
     if !failure.retryable {
@@ -85,12 +46,12 @@ pub fn after_failure(
 /// The wait after the `failures`-th failure (from 1): `initial_backoff` doubled per earlier
 /// failure, at most `max_backoff`, times a jitter factor in `[0.8, 1.2)` from `unit`.
 pub fn backoff(settings: &OutboxSettings, failures: u32, unit: f64) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(31);
-    let base = settings
-        .initial_backoff
-        .saturating_mul(factor)
-        .min(settings.max_backoff);
-    base.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+    jittered(
+        settings.initial_backoff,
+        settings.max_backoff,
+        failures,
+        unit,
+    )
 }
 
 /// Whether a notification created at `created_at` is past `max_age` at `now`; the reason if so.
@@ -118,8 +79,8 @@ mod tests {
         }
     }
 
-    fn unavailable() -> DeliveryFailure {
-        DeliveryFailure::transient("http_5xx", "the webhook answered HTTP 503")
+    fn unavailable() -> DeliveryError {
+        DeliveryError::transient("http_5xx", "the webhook answered HTTP 503")
     }
 
     #[test]
@@ -188,7 +149,7 @@ mod tests {
             reason,
             "gave up after 5 attempts; last error: the webhook answered HTTP 503"
         );
-        let refused = DeliveryFailure::permanent("http_4xx", "the webhook answered HTTP 400");
+        let refused = DeliveryError::permanent("http_4xx", "the webhook answered HTTP 400");
         assert_eq!(
             after_failure(&s, 1, &refused, 0.5),
             AfterFailure::GiveUp("permanent failure: the webhook answered HTTP 400".into())

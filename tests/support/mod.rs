@@ -70,7 +70,21 @@ pub struct Options {
     pub rules: Vec<(&'static str, String)>,
     /// A config file to use as it is, instead of one generated in the test directory.
     pub config_file: Option<PathBuf>,
+    /// A routing policy (YAML) written as `routing.yaml` and named in the generated config.
+    pub routing: Option<String>,
 }
+
+/// A policy that writes every alert to the console at once (no `group_wait`), and its
+/// resolution a second later: the console lines end-to-end tests wait for.
+pub const CONSOLE_AT_ONCE: &str = "route:
+  receiver: console
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+receivers:
+  - name: console
+    console_configs: [{}]
+";
 
 impl Default for Options {
     fn default() -> Self {
@@ -80,6 +94,7 @@ impl Default for Options {
             stdout: StdoutMode::Read,
             rules: Vec::new(),
             config_file: None,
+            routing: None,
         }
     }
 }
@@ -112,12 +127,17 @@ impl Atalaya {
             Some(path) => path.clone(),
             None => {
                 let path = dir.path().join("atalaya.yaml");
-                let config = format!(
+                let mut config = format!(
                     "state:\n  dir: {}\nrules:\n  dir: {}\n{}",
                     dir.path().join("data").display(),
                     rules_dir(dir.path()).display(),
                     options.config
                 );
+                if let Some(policy) = &options.routing {
+                    let file = dir.path().join("routing.yaml");
+                    std::fs::write(&file, policy).expect("write routing policy");
+                    config.push_str(&format!("routing:\n  file: {}\n", file.display()));
+                }
                 std::fs::write(&path, config).expect("write config");
                 path
             }

@@ -6,13 +6,17 @@
 //!
 //! - `config.rs`: [`ConsoleReceiverConfig`], its settings.
 //! - `notification.rs`: [`render_notification`], the line of routing's console integration.
+//! - `notifier.rs`: [`ConsoleNotifier`], that integration as a delivery
+//!   [`Notifier`](atalaya_bus::delivery::Notifier).
 //! - `receiver.rs`: [`render_event`], the line format, and [`ConsoleReceiver`], the loop that
 //!   drains its bus consumer into a writer.
 
 mod config;
 mod notification;
+mod notifier;
 mod receiver;
 
 pub use config::ConsoleReceiverConfig;
 pub use notification::{MAX_LISTED_ALERTS, render_notification};
+pub use notifier::{ConsoleNotifier, ConsoleWriter};
 pub use receiver::{ConsoleReceiver, MAX_DATA_BYTES, render_event};

@@ -1,6 +1,6 @@
 //! The console integration of routing: one readable line per notification.
 
-use atalaya_rules::routing::notification::{Notification, Status};
+use atalaya_bus::delivery::notification::{Notification, Status};
 
 use super::receiver::{render_time, text};
 
@@ -15,8 +15,8 @@ pub const MAX_LISTED_ALERTS: usize = 10;
 ///
 /// That is: when the router created it, the status with the number of alerts in it, the
 /// receiver, the group (its `alertname`, then its other labels in parentheses), and each alert
-/// by name and the labels the group does not already say — resolved ones in a firing
-/// notification marked so. At most [`MAX_LISTED_ALERTS`] alerts are listed. Like every console
+/// by name, the labels the group does not already say and its `summary` annotation — resolved
+/// ones in a firing notification marked so. At most [`MAX_LISTED_ALERTS`] alerts are listed. Like every console
 /// line, it holds no newline or control character whatever the labels hold.
 pub fn render_notification(notification: &Notification) -> String {
     let count = notification
@@ -59,6 +59,10 @@ pub fn render_notification(notification: &Notification) -> String {
             line.push('=');
             line.push_str(&text(value));
         }
+        if let Some(summary) = alert.annotations.get("summary") {
+            line.push_str(" summary=");
+            line.push_str(&text(summary));
+        }
         if alert.status == Status::Resolved && notification.status == Status::Firing {
             line.push_str(" (resolved)");
         }
@@ -76,7 +80,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use atalaya_bus::Labels;
-    use atalaya_rules::routing::notification::NotifiedAlert;
+    use atalaya_bus::delivery::notification::NotifiedAlert;
 
     use super::*;
 
@@ -112,6 +116,7 @@ mod tests {
             common_annotations: BTreeMap::new(),
             alerts,
             created_at: "2026-11-22T10:00:30Z".parse().unwrap(),
+            silent: false,
         }
     }
 

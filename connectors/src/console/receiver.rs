@@ -5,11 +5,9 @@ use std::io;
 
 use atalaya_bus::Event;
 use atalaya_bus::bus::Consumer;
-use atalaya_rules::alert::{Alert, AlertState, Output};
 use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
 
 use super::ConsoleReceiverConfig;
 
@@ -47,62 +45,6 @@ pub fn render_event(event: &Event) -> String {
     line.push(' ');
     line.push_str(&text(&event.event_type));
     line.push(')');
-    line
-}
-
-/// Renders an alert transition or an action as one line:
-///
-/// ```text
-/// 2026-11-22T10:02:00Z FIRING warning pi_cpu_hot node=pi-1 value=81.5 summary="pi-1 is at 81.5 °C"
-/// 2026-11-22T10:05:00Z ACTION washer_done publish home/notify "done"
-/// ```
-pub fn render_output(output: &Output) -> String {
-    match output {
-        Output::Alert(alert) => render_alert(alert),
-        Output::Action(action) => {
-            let mut line = render_time(Timestamp::now());
-            line.push_str(" ACTION ");
-            line.push_str(&text(&action.rule));
-            line.push_str(" publish ");
-            line.push_str(&text(&action.subject));
-            line.push(' ');
-            line.push_str(&render_data(&Value::String(action.payload.clone())));
-            line
-        }
-    }
-}
-
-/// One line for an alert: when, state, severity, rule, series labels, value, annotations.
-pub fn render_alert(alert: &Alert) -> String {
-    let when = match alert.state {
-        AlertState::Pending => alert.active_since,
-        AlertState::Firing => alert.fired_at.unwrap_or(alert.active_since),
-        AlertState::Resolved => alert.resolved_at.unwrap_or(alert.active_since),
-    };
-    let mut line = render_time(when);
-    line.push(' ');
-    line.push_str(&alert.state.as_str().to_ascii_uppercase());
-    line.push(' ');
-    line.push_str(&text(alert.severity()));
-    line.push(' ');
-    line.push_str(&text(&alert.rule));
-    for (name, value) in &alert.labels {
-        if name == "alertname" || name == "severity" {
-            continue;
-        }
-        line.push(' ');
-        line.push_str(&text(name));
-        line.push('=');
-        line.push_str(&text(value));
-    }
-    line.push_str(" value=");
-    line.push_str(&render_data(&alert.value));
-    for (name, value) in &alert.annotations {
-        line.push(' ');
-        line.push_str(&text(name));
-        line.push('=');
-        line.push_str(&text(value));
-    }
     line
 }
 
@@ -218,8 +160,8 @@ impl ConsoleReceiver {
         Self { config }
     }
 
-    /// Writes one line per event from `consumer` and one per alert transition or action from
-    /// `outputs` to `out`; returns how many lines it wrote once both are drained.
+    /// Writes one line per event from `consumer` to `out`; returns how many lines it wrote
+    /// once the consumer is drained (every publisher gone).
     ///
     /// Lines are buffered while more input is already waiting and flushed as soon as nothing
     /// is, so a burst costs one write but no line waits for the next one. With event printing
@@ -231,51 +173,27 @@ impl ConsoleReceiver {
     pub async fn run(
         self,
         mut consumer: Consumer,
-        mut outputs: mpsc::Receiver<Output>,
         out: impl AsyncWrite + Unpin,
     ) -> io::Result<u64> {
         let print_events = self.config.enabled && self.config.events;
-        let print_alerts = self.config.enabled;
         let mut out = BufWriter::new(out);
         let mut lines = 0_u64;
-        let (mut events_open, mut outputs_open) = (true, true);
         // Events printed into the buffer but not yet flushed: held, since dropping an event
         // is what lets its source acknowledge it (a kill before the flush must not lose a
         // line whose message the broker already forgot).
         let mut unflushed = Vec::new();
         // Deliberately no cancellation branch: shutdown stops the sources, the last publisher
         // is dropped, and `recv` returns `None` once everything already published has been
-        // printed (likewise the rule engine's outputs). Stopping here on a cancellation token
-        // would lose that tail.
-        while events_open || outputs_open {
-            let line = tokio::select! {
-                event = consumer.recv(), if events_open => match event {
-                    Some(event) if print_events => {
-                        let line = render_event(&event);
-                        unflushed.push(event);
-                        Some(line)
-                    }
-                    Some(_) => None,
-                    None => {
-                        events_open = false;
-                        None
-                    }
-                },
-                output = outputs.recv(), if outputs_open => match output {
-                    Some(output) if print_alerts => Some(render_output(&output)),
-                    Some(_) => None,
-                    None => {
-                        outputs_open = false;
-                        None
-                    }
-                },
-            };
-            if let Some(mut line) = line {
+        // printed. Stopping here on a cancellation token would lose that tail.
+        while let Some(event) = consumer.recv().await {
+            if print_events {
+                let mut line = render_event(&event);
                 line.push('\n');
                 out.write_all(line.as_bytes()).await?;
                 lines += 1;
+                unflushed.push(event);
             }
-            if unflushed.len() >= MAX_UNFLUSHED || (consumer.is_empty() && outputs.is_empty()) {
+            if unflushed.len() >= MAX_UNFLUSHED || consumer.is_empty() {
                 out.flush().await?;
                 unflushed.clear();
             }
@@ -303,11 +221,6 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     use super::*;
-
-    /// An output channel that is already closed: no rule engine in these tests.
-    fn no_outputs() -> mpsc::Receiver<Output> {
-        mpsc::channel(1).1
-    }
 
     fn event(subject: &str, data: Value) -> Event {
         Event::new(
@@ -489,7 +402,7 @@ mod tests {
         let consumer = drained_bus_of_three().await;
         let mut out = Vec::new();
         let lines = ConsoleReceiver::default()
-            .run(consumer, no_outputs(), &mut out)
+            .run(consumer, &mut out)
             .await
             .unwrap();
         assert_eq!(lines, 3);
@@ -511,7 +424,7 @@ mod tests {
             ..ConsoleReceiverConfig::default()
         };
         let lines = ConsoleReceiver::new(config)
-            .run(consumer, no_outputs(), &mut out)
+            .run(consumer, &mut out)
             .await
             .unwrap();
         assert_eq!(lines, 0);
@@ -525,7 +438,7 @@ mod tests {
         let consumer = builder.consumer("console");
         let publisher = builder.build();
         let (writer, reader) = tokio::io::duplex(64 * 1024);
-        let receiver = tokio::spawn(ConsoleReceiver::default().run(consumer, no_outputs(), writer));
+        let receiver = tokio::spawn(ConsoleReceiver::default().run(consumer, writer));
 
         publisher
             .publish(event("home/door", json!("open")))
@@ -569,7 +482,7 @@ mod tests {
     async fn a_closed_stdout_is_an_error() {
         let consumer = drained_bus_of_three().await;
         let error = ConsoleReceiver::default()
-            .run(consumer, no_outputs(), ClosedPipe)
+            .run(consumer, ClosedPipe)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);

@@ -27,7 +27,7 @@ use super::KubernetesError;
 use super::known::{AfterCheck, Before, Commit, Deadlines, Kind, SYNC_TABLE, Writes};
 use super::report::Report;
 use super::telemetry::{Stage, WatchTelemetry};
-use crate::backoff::Backoff;
+use atalaya_bus::backoff::Backoff;
 
 /// Objects per list page: bounds what the watcher holds during a list.
 const PAGE_SIZE: u32 = 100;

@@ -1,9 +1,9 @@
 //! Building the mail of a notification: addresses, subject, threading headers, text and
 //! HTML parts.
 
-use atalaya_rules::alert::{fingerprint_text, fnv1a};
-use atalaya_rules::routing::notification::Notification;
-use atalaya_rules::routing::receiver::EmailConfig;
+use atalaya_bus::delivery::integration::EmailConfig;
+use atalaya_bus::delivery::notification::Notification;
+use atalaya_bus::fingerprint::{fingerprint_text, fnv1a};
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};

@@ -18,12 +18,16 @@
 //! # Layout
 //! - `message`: building the mail.
 //! - `sender`: [`MailSender`], the transports and sending.
+//! - `notifier`: [`MailNotifier`], an `email_configs` entry as a delivery
+//!   [`Notifier`](atalaya_bus::delivery::Notifier).
 //! - `error`: [`MailError`].
 
 mod error;
 mod message;
+mod notifier;
 mod sender;
 
 pub use error::MailError;
 pub use message::{build_message, thread_id};
+pub use notifier::MailNotifier;
 pub use sender::MailSender;

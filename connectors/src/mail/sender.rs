@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use atalaya_rules::alert::fnv1a;
-use atalaya_rules::routing::notification::Notification;
-use atalaya_rules::routing::receiver::{EmailConfig, MailTls};
+use atalaya_bus::delivery::integration::{EmailConfig, MailTls};
+use atalaya_bus::delivery::notification::Notification;
+use atalaya_bus::fingerprint::fnv1a;
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};

@@ -70,12 +70,15 @@
 //! - `delivery`: the bus stage and the in-order ack stage.
 //! - `message`: subscriptions as MQTT filters, and a message into an event.
 //! - `publisher`: [`MqttPublisher`].
+//! - `notifier`: [`MqttNotifier`], the routing policy's `mqtt_configs`: notifications and
+//!   retained alert states published over this connection.
 //! - `options`: config validation and rumqttc options (TLS, credentials, last will).
 //! - `telemetry`: log lines and metrics, written together.
 
 pub mod config;
 mod delivery;
 mod message;
+mod notifier;
 mod options;
 mod publisher;
 mod source;
@@ -84,6 +87,7 @@ mod telemetry;
 use atalaya_bus::subject::SubjectError;
 
 pub use message::EVENT_TYPE;
+pub use notifier::{MqttNotifier, alert_state};
 pub use publisher::MqttPublisher;
 pub use source::MqttConnector;
 

@@ -23,7 +23,7 @@ use super::message::Subscriptions;
 use super::options::{self, OFFLINE, ONLINE};
 use super::publisher::MqttPublisher;
 use super::telemetry::{ConnectionTelemetry, Failure, MessageTelemetry};
-use crate::backoff::Backoff;
+use atalaya_bus::backoff::Backoff;
 
 /// At shutdown, how long events already on the bus may take to be done, so their messages
 /// are acknowledged rather than redelivered after the restart.

@@ -28,6 +28,8 @@
 //! - `source.rs`: [`NatsConnector`] and the core subscriptions.
 //! - `jetstream.rs`: the JetStream pull consumers.
 //! - `publisher.rs`: [`NatsPublisher`].
+//! - `notifier.rs`: [`NatsNotifier`], the routing policy's `nats_configs`: notifications
+//!   published over this connection.
 //! - `internal_events.rs`: log lines and metrics, written together.
 
 pub mod config;
@@ -36,6 +38,7 @@ mod error;
 mod internal_events;
 mod jetstream;
 mod message;
+mod notifier;
 mod publisher;
 mod source;
 mod subject;
@@ -43,6 +46,7 @@ mod subject;
 pub use config::{JetStreamConsumer, NatsAuth, NatsConfig, NatsSubscription};
 pub use error::{NatsConfigError, NatsError};
 pub use message::{EVENT_TYPE, HEADER_LABEL_PREFIX};
+pub use notifier::NatsNotifier;
 pub use publisher::NatsPublisher;
 pub use source::NatsConnector;
 

@@ -153,6 +153,20 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+impl From<TelegramError> for atalaya_bus::delivery::DeliveryError {
+    /// The one place this integration's failures become the outbox's terms.
+    fn from(error: TelegramError) -> Self {
+        let kind = error.kind();
+        let retry_after = error.retry_after();
+        let mapped = if error.retryable() {
+            Self::transient(kind, error.to_string())
+        } else {
+            Self::permanent(kind, error.to_string())
+        };
+        mapped.with_retry_after(retry_after)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

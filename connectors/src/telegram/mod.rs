@@ -17,6 +17,8 @@
 //!
 //! # Layout
 //! - `sender`: [`TelegramSender`], one notification to every chat.
+//! - `notifier`: [`TelegramNotifier`], a `telegram_configs` entry as a delivery
+//!   [`Notifier`](atalaya_bus::delivery::Notifier).
 //! - `split`: splitting long HTML messages.
 //! - `limiter`: the flood limits.
 //! - `messages`: the store table of sent messages.
@@ -27,6 +29,7 @@
 mod error;
 pub mod limiter;
 mod messages;
+mod notifier;
 mod sender;
 pub mod split;
 #[cfg(any(test, feature = "test-support"))]
@@ -36,4 +39,5 @@ mod tests;
 
 pub use error::TelegramError;
 pub use messages::TELEGRAM_TABLE;
+pub use notifier::TelegramNotifier;
 pub use sender::TelegramSender;

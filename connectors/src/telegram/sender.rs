@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use atalaya_bus::delivery::integration::{OnResolve, TelegramChat, TelegramConfig};
+use atalaya_bus::delivery::notification::{Notification, Status};
 use atalaya_bus::store::Store;
-use atalaya_rules::routing::notification::{Notification, Status};
-use atalaya_rules::routing::receiver::{OnResolve, TelegramChat, TelegramConfig};
 use jiff::Timestamp;
 use teloxide_core::payloads::{EditMessageTextSetters, SendMessageSetters};
 use teloxide_core::requests::{Request, Requester};
@@ -89,14 +89,13 @@ impl TelegramSender {
         })
     }
 
-    /// Delivers `notification` to every chat of `config`; `silent` sends it without a sound
-    /// (`disable_notification`).
+    /// Delivers `notification` to every chat of `config`; a [`Notification::silent`] one
+    /// without a sound (`disable_notification`).
     pub async fn send(
         &self,
         config: &TelegramConfig,
         notification: &Notification,
         external_url: &str,
-        silent: bool,
     ) -> Result<(), TelegramError> {
         let token = read_secret(&config.bot_token)
             .await
@@ -138,7 +137,6 @@ impl TelegramSender {
             token: &token,
             config,
             notification,
-            silent,
         };
         for chat in &config.chats {
             attempt.to_chat(chat, &parts).await?;
@@ -158,7 +156,6 @@ struct Attempt<'a> {
     token: &'a str,
     config: &'a TelegramConfig,
     notification: &'a Notification,
-    silent: bool,
 }
 
 impl Attempt<'_> {
@@ -310,7 +307,7 @@ impl Attempt<'_> {
                         .bot
                         .send_message(recipient(chat), body.clone())
                         .link_preview_options(no_preview())
-                        .disable_notification(self.silent);
+                        .disable_notification(self.notification.silent);
                     if html {
                         request = request.parse_mode(ParseMode::Html);
                     }
@@ -452,7 +449,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use atalaya_bus::Labels;
-    use atalaya_rules::routing::notification::NotifiedAlert;
+    use atalaya_bus::delivery::notification::NotifiedAlert;
 
     use super::*;
 
@@ -480,6 +477,7 @@ mod tests {
                 })
                 .collect(),
             created_at: Timestamp::UNIX_EPOCH,
+            silent: false,
         }
     }
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atalaya_bus::Labels;
-use atalaya_bus::store::Store;
-use atalaya_rules::routing::notification::{Notification, NotifiedAlert, Status};
-use atalaya_rules::routing::receiver::{
+use atalaya_bus::delivery::integration::{
     Locale, OnResolve, QuietConfig, SecretSource, TelegramChat, TelegramConfig,
 };
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
+use atalaya_bus::store::Store;
 use jiff::Timestamp;
 
 use super::stand_in::BotApi;
@@ -92,6 +92,7 @@ fn notification(id: &str, alerts: Vec<NotifiedAlert>) -> Notification {
         common_annotations: BTreeMap::new(),
         alerts,
         created_at: "2026-01-10T10:05:00Z".parse::<Timestamp>().unwrap(),
+        silent: false,
     }
 }
 
@@ -99,11 +100,12 @@ fn notification(id: &str, alerts: Vec<NotifiedAlert>) -> Notification {
 async fn the_chat_reads_escaped_html_without_link_previews() {
     let mut s = setup(vec![TelegramChat::Id(42)]).await;
     s.config.message_thread_id = Some(3);
-    let n = notification(
+    let mut n = notification(
         "n1",
         vec![alert("a", "Freezer <-2 °C> & \"rising\"", Status::Firing)],
     );
-    s.sender.send(&s.config, &n, "", true).await.unwrap();
+    n.silent = true;
+    s.sender.send(&s.config, &n, "").await.unwrap();
     let [sent] = s.api.recorded().try_into().unwrap();
     assert_eq!(sent.method, "sendMessage");
     assert_eq!(sent.chat, "42");
@@ -129,7 +131,7 @@ async fn a_resolve_edits_the_message_that_announced_the_alert() {
         alert("b", "Fridge too warm", Status::Firing),
     ];
     s.sender
-        .send(&s.config, &notification("n1", both), "", false)
+        .send(&s.config, &notification("n1", both), "")
         .await
         .unwrap();
     let one = || {
@@ -139,13 +141,13 @@ async fn a_resolve_edits_the_message_that_announced_the_alert() {
         ]
     };
     s.sender
-        .send(&s.config, &notification("n2", one()), "", false)
+        .send(&s.config, &notification("n2", one()), "")
         .await
         .unwrap();
     // The same again (a repeat): Telegram answers "not modified", which is success, and no
     // message is added.
     s.sender
-        .send(&s.config, &notification("n3", one()), "", false)
+        .send(&s.config, &notification("n3", one()), "")
         .await
         .unwrap();
     let all = vec![
@@ -153,7 +155,7 @@ async fn a_resolve_edits_the_message_that_announced_the_alert() {
         alert("b", "Fridge too warm", Status::Resolved),
     ];
     s.sender
-        .send(&s.config, &notification("n4", all), "", false)
+        .send(&s.config, &notification("n4", all), "")
         .await
         .unwrap();
 
@@ -196,7 +198,7 @@ async fn a_resolve_can_reply_instead_and_a_lost_head_gets_a_new_message() {
         alert("b", "Fridge too warm", Status::Firing),
     ];
     s.sender
-        .send(&s.config, &notification("n1", two), "", false)
+        .send(&s.config, &notification("n1", two), "")
         .await
         .unwrap();
     let one_resolved = vec![
@@ -204,7 +206,7 @@ async fn a_resolve_can_reply_instead_and_a_lost_head_gets_a_new_message() {
         alert("b", "Fridge too warm", Status::Resolved),
     ];
     s.sender
-        .send(&s.config, &notification("n2", one_resolved), "", false)
+        .send(&s.config, &notification("n2", one_resolved), "")
         .await
         .unwrap();
     let sent = s.api.recorded();
@@ -220,10 +222,7 @@ async fn a_resolve_can_reply_instead_and_a_lost_head_gets_a_new_message() {
     let api = BotApi::start(TOKEN).await;
     s.config.api_url = api.url();
     let resolved = notification("n3", vec![alert("a", "Freezer too warm", Status::Resolved)]);
-    s.sender
-        .send(&s.config, &resolved, "", false)
-        .await
-        .unwrap();
+    s.sender.send(&s.config, &resolved, "").await.unwrap();
     let methods: Vec<String> = api.recorded().into_iter().map(|r| r.method).collect();
     assert_eq!(methods, ["sendMessage"]);
 }
@@ -233,12 +232,12 @@ async fn a_429_is_waited_out_before_the_chat_gets_anything_else() {
     let s = setup(vec![TelegramChat::Id(42)]).await;
     s.api.flood(1, 2);
     let n = notification("n1", vec![alert("a", "Freezer too warm", Status::Firing)]);
-    let error = s.sender.send(&s.config, &n, "", false).await.unwrap_err();
+    let error = s.sender.send(&s.config, &n, "").await.unwrap_err();
     assert!(error.retryable());
     assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
     assert_eq!(error.kind(), "http_429");
     // Tried again at once (the outbox would wait too): the sender itself holds the chat.
-    s.sender.send(&s.config, &n, "", false).await.unwrap();
+    s.sender.send(&s.config, &n, "").await.unwrap();
     let requests = s.api.requests();
     assert_eq!(requests.len(), 2);
     assert!(
@@ -258,9 +257,9 @@ async fn a_retry_sends_only_what_is_missing() {
     .await;
     s.api.fail_chat("2", 1);
     let n = notification("n1", vec![alert("a", "Freezer too warm", Status::Firing)]);
-    let error = s.sender.send(&s.config, &n, "", false).await.unwrap_err();
+    let error = s.sender.send(&s.config, &n, "").await.unwrap_err();
     assert!(error.retryable(), "{error}");
-    s.sender.send(&s.config, &n, "", false).await.unwrap();
+    s.sender.send(&s.config, &n, "").await.unwrap();
     for chat in ["1", "2", "3"] {
         assert_eq!(s.api.to_chat(chat).len(), 1, "chat {chat}");
     }
@@ -279,7 +278,7 @@ async fn a_long_message_arrives_in_parts_in_order() {
         })
         .collect();
     let n = notification("n1", alerts);
-    s.sender.send(&s.config, &n, "", false).await.unwrap();
+    s.sender.send(&s.config, &n, "").await.unwrap();
     let parts = s.api.to_chat("-100123");
     assert!(parts.len() > 1, "{} part(s)", parts.len());
     let text: String = parts.iter().map(|p| p.text.as_str()).collect();
@@ -304,7 +303,7 @@ async fn the_token_never_shows_in_errors() {
     let s = setup(vec![TelegramChat::Id(42)]).await;
     s.api.stop().await;
     let n = notification("n1", vec![alert("a", "Freezer too warm", Status::Firing)]);
-    let down = s.sender.send(&s.config, &n, "", false).await.unwrap_err();
+    let down = s.sender.send(&s.config, &n, "").await.unwrap_err();
     assert!(down.retryable());
     assert_eq!(down.kind(), "connect");
     for text in [down.to_string(), format!("{down:?}")] {
@@ -315,12 +314,12 @@ async fn the_token_never_shows_in_errors() {
     let api = BotApi::start("999:OTHER-token").await;
     let mut config = s.config.clone();
     config.api_url = api.url();
-    let refused = s.sender.send(&config, &n, "", false).await.unwrap_err();
+    let refused = s.sender.send(&config, &n, "").await.unwrap_err();
     assert!(!refused.retryable());
     assert!(!refused.to_string().contains("FAKE-token"), "{refused}");
     // A token that cannot be one is refused before any request.
     config.bot_token = SecretSource::Env("ATALAYA_TEST_NOT_A_TOKEN".into());
-    let missing = s.sender.send(&config, &n, "", false).await.unwrap_err();
+    let missing = s.sender.send(&config, &n, "").await.unwrap_err();
     assert_eq!(missing.kind(), "token");
     assert!(missing.retryable(), "a secret may be mounted later");
 }

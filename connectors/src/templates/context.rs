@@ -1,8 +1,8 @@
 //! The context templates render against: a notification as a person reads it — a severity
 //! marker, what happened, where, for how long, the current value, a link.
 
-use atalaya_rules::routing::notification::{Notification, NotifiedAlert, Status};
-use atalaya_rules::routing::receiver::Locale;
+use atalaya_bus::delivery::integration::Locale;
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -49,7 +49,7 @@ fn rank(alert: &NotifiedAlert) -> u8 {
 }
 
 /// The notification as templates see it: the names in
-/// [`atalaya_rules::routing::notification::MESSAGE_TEMPLATE_VARIABLES`]. Durations are
+/// [`atalaya_bus::delivery::notification::MESSAGE_TEMPLATE_VARIABLES`]. Durations are
 /// counted up to the notification's creation, so a message renders the same on every
 /// attempt.
 pub fn context(notification: &Notification, external_url: &str, locale: Locale) -> Value {

@@ -21,8 +21,8 @@ mod context;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use atalaya_rules::routing::notification::Notification;
-use atalaya_rules::routing::receiver::Locale;
+use atalaya_bus::delivery::integration::Locale;
+use atalaya_bus::delivery::notification::Notification;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 pub use self::context::{context, duration_text, marker};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use atalaya_bus::Labels;
-use atalaya_rules::routing::notification::{
+use atalaya_bus::delivery::notification::{
     MESSAGE_TEMPLATE_VARIABLES, Notification, NotifiedAlert, Status,
 };
 
@@ -53,6 +53,7 @@ fn notification(alerts: Vec<NotifiedAlert>) -> Notification {
         common_annotations: common(|a| &a.annotations),
         alerts,
         created_at: "2026-01-10T10:05:00Z".parse().unwrap(),
+        silent: false,
     }
 }
 

@@ -1,15 +1,15 @@
-//! [`DeliveryError`]: why a webhook send failed, and what to do about it.
+//! [`WebhookError`]: why a webhook send failed, and what to do about it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Why a webhook notification was not delivered. No variant holds the URL.
 ///
-/// [`DeliveryError::retryable`] says whether sending again may succeed (the network, a
+/// [`WebhookError::retryable`] says whether sending again may succeed (the network, a
 /// timeout, HTTP 429 and 5xx) or not (no or invalid URL, any other 4xx: the receiver refused
-/// the request and will refuse it again); [`DeliveryError::kind`] is its metric label.
+/// the request and will refuse it again); [`WebhookError::kind`] is its metric label.
 #[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
+pub enum WebhookError {
     #[error("the webhook has neither `url` nor `url_file`")]
     NoUrl,
     /// The URL file could not be read (it may appear later: a secret not yet mounted).
@@ -44,7 +44,7 @@ pub enum DeliveryError {
     },
 }
 
-impl DeliveryError {
+impl WebhookError {
     /// Whether sending the same notification again may succeed.
     pub fn retryable(&self) -> bool {
         match self {
@@ -127,6 +127,20 @@ fn chain(error: &reqwest::Error) -> String {
     text
 }
 
+impl From<WebhookError> for atalaya_bus::delivery::DeliveryError {
+    /// The one place this integration's failures become the outbox's terms.
+    fn from(error: WebhookError) -> Self {
+        let kind = error.kind();
+        let retry_after = error.retry_after();
+        let mapped = if error.retryable() {
+            Self::transient(kind, error.to_string())
+        } else {
+            Self::permanent(kind, error.to_string())
+        };
+        mapped.with_retry_after(retry_after)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,7 +153,7 @@ mod tests {
         for status in [300, 301, 400, 401, 403, 404, 410, 413, 422] {
             assert!(!status_is_retryable(status), "{status}");
         }
-        let status = |status| DeliveryError::Status {
+        let status = |status| WebhookError::Status {
             status,
             retry_after: None,
         };
@@ -157,15 +171,15 @@ mod tests {
 
     #[test]
     fn configuration_problems_are_permanent_and_io_is_not() {
-        assert!(!DeliveryError::NoUrl.retryable());
-        assert!(!DeliveryError::InvalidUrl { reason: "x".into() }.retryable());
+        assert!(!WebhookError::NoUrl.retryable());
+        assert!(!WebhookError::InvalidUrl { reason: "x".into() }.retryable());
         assert!(
-            DeliveryError::Timeout {
+            WebhookError::Timeout {
                 timeout: Duration::from_secs(1)
             }
             .retryable()
         );
-        let missing = DeliveryError::UrlFile {
+        let missing = WebhookError::UrlFile {
             path: "/run/secrets/hook".into(),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         };

@@ -12,14 +12,18 @@
 //! secret is picked up without a reload.
 //!
 //! # Layout
-//! - `error`: [`DeliveryError`]: why a send failed, whether it is worth retrying, and when.
+//! - `error`: [`WebhookError`]: why a send failed, whether it is worth retrying, and when.
 //! - `sender`: [`WebhookSender`]: builds and sends the request.
+//! - `notifier`: [`WebhookNotifier`]: a `webhook_configs` entry as a delivery
+//!   [`Notifier`](atalaya_bus::delivery::Notifier).
 //! - `tests`: against a real HTTP server on loopback.
 
 mod error;
+mod notifier;
 mod sender;
 #[cfg(test)]
 mod tests;
 
-pub use error::{DeliveryError, status_is_retryable};
+pub use error::{WebhookError, status_is_retryable};
+pub use notifier::WebhookNotifier;
 pub use sender::{WebhookSender, default_client};

@@ -1,19 +1,19 @@
 //! [`WebhookSender`]: one POST per notification.
 
-use atalaya_rules::routing::notification::Notification;
-use atalaya_rules::routing::receiver::WebhookConfig;
+use atalaya_bus::delivery::integration::WebhookConfig;
+use atalaya_bus::delivery::notification::Notification;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 
-use super::error::{DeliveryError, parse_retry_after};
+use super::error::{WebhookError, parse_retry_after};
 
 /// The HTTP client webhooks are sent with: rustls, atalaya's user agent. Redirects are
 /// followed as Alertmanager does (up to 10); timeouts are set per request from the webhook's
 /// `timeout`.
-pub fn default_client() -> Result<reqwest::Client, DeliveryError> {
+pub fn default_client() -> Result<reqwest::Client, WebhookError> {
     reqwest::Client::builder()
         .user_agent(concat!("atalaya/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| DeliveryError::Client(e.without_url()))
+        .map_err(|e| WebhookError::Client(e.without_url()))
 }
 
 /// Sends notifications to webhooks. Cheap to clone (the client is shared, with its
@@ -36,7 +36,7 @@ impl WebhookSender {
         config: &WebhookConfig,
         notification: &Notification,
         external_url: &str,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<(), WebhookError> {
         let url = resolve_url(config).await?;
         let payload = notification.webhook_payload(external_url, config.max_alerts);
         // A `Value` always serializes (its map keys are strings).
@@ -61,7 +61,7 @@ impl WebhookSender {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
-        Err(DeliveryError::Status {
+        Err(WebhookError::Status {
             status: status.as_u16(),
             retry_after,
         })
@@ -70,51 +70,51 @@ impl WebhookSender {
 
 /// The webhook's URL: `url`, or the trimmed content of `url_file`; checked to be an http(s)
 /// URL.
-async fn resolve_url(config: &WebhookConfig) -> Result<reqwest::Url, DeliveryError> {
+async fn resolve_url(config: &WebhookConfig) -> Result<reqwest::Url, WebhookError> {
     let text = match (&config.url, &config.url_file) {
         (Some(url), _) => url.trim().to_owned(),
         (None, Some(path)) => tokio::fs::read_to_string(path)
             .await
-            .map_err(|source| DeliveryError::UrlFile {
+            .map_err(|source| WebhookError::UrlFile {
                 path: path.clone(),
                 source,
             })?
             .trim()
             .to_owned(),
-        (None, None) => return Err(DeliveryError::NoUrl),
+        (None, None) => return Err(WebhookError::NoUrl),
     };
     if text.is_empty() {
         return Err(match &config.url_file {
-            Some(path) if config.url.is_none() => DeliveryError::InvalidUrl {
+            Some(path) if config.url.is_none() => WebhookError::InvalidUrl {
                 reason: format!("`{}` is empty", path.display()),
             },
-            _ => DeliveryError::NoUrl,
+            _ => WebhookError::NoUrl,
         });
     }
     // `url`'s parse errors name the problem, never the input.
-    let url = reqwest::Url::parse(&text).map_err(|e| DeliveryError::InvalidUrl {
+    let url = reqwest::Url::parse(&text).map_err(|e| WebhookError::InvalidUrl {
         reason: e.to_string(),
     })?;
     match url.scheme() {
         "http" | "https" => Ok(url),
-        other => Err(DeliveryError::InvalidUrl {
+        other => Err(WebhookError::InvalidUrl {
             reason: format!("scheme `{other}` is not http or https"),
         }),
     }
 }
 
-/// A failed request as a [`DeliveryError`], without the URL reqwest put in it.
-fn request_error(error: reqwest::Error, config: &WebhookConfig) -> DeliveryError {
+/// A failed request as a [`WebhookError`], without the URL reqwest put in it.
+fn request_error(error: reqwest::Error, config: &WebhookConfig) -> WebhookError {
     let error = error.without_url();
     if error.is_timeout() {
-        DeliveryError::Timeout {
+        WebhookError::Timeout {
             timeout: config.timeout,
         }
     } else if error.is_builder() {
-        DeliveryError::InvalidRequest(error)
+        WebhookError::InvalidRequest(error)
     } else if error.is_connect() {
-        DeliveryError::Connect(error)
+        WebhookError::Connect(error)
     } else {
-        DeliveryError::Request(error)
+        WebhookError::Request(error)
     }
 }

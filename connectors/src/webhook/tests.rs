@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atalaya_bus::Labels;
-use atalaya_rules::routing::notification::{Notification, NotifiedAlert, Status};
-use atalaya_rules::routing::receiver::WebhookConfig;
+use atalaya_bus::delivery::integration::WebhookConfig;
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -86,6 +86,7 @@ fn notification() -> Notification {
             generator_url: None,
         }],
         created_at: "2026-01-01T00:00:30Z".parse().unwrap(),
+        silent: false,
     }
 }
 
@@ -167,7 +168,7 @@ async fn a_slow_webhook_times_out_and_is_retryable() {
         .send(&config, &notification(), "")
         .await
         .unwrap_err();
-    assert!(matches!(error, DeliveryError::Timeout { .. }), "{error:?}");
+    assert!(matches!(error, WebhookError::Timeout { .. }), "{error:?}");
     assert!(error.retryable());
 }
 

@@ -81,9 +81,9 @@ async fn mosquitto(dir: &Path) -> Broker {
 #[tokio::test]
 async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
     use atalaya_bus::Pattern;
+    use atalaya_bus::delivery::integration::MqttPublishConfig;
     use atalaya_connectors::mqtt::config::{MqttConfig, MqttSubscription};
     use atalaya_connectors::mqtt::{ERROR_STAGES, MqttConnector};
-    use atalaya_rules::routing::receiver::MqttPublishConfig;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
@@ -189,8 +189,8 @@ async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_gets_the_notification_json() {
+    use atalaya_bus::delivery::integration::NatsPublishConfig;
     use atalaya_connectors::nats::{ERROR_STAGES, NatsConfig, NatsConnector};
-    use atalaya_rules::routing::receiver::NatsPublishConfig;
     use futures_util::StreamExt;
 
     let _ = rustls::crypto::ring::default_provider().install_default();

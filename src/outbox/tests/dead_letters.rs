@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use atalaya_rules::routing::receiver::{ConsoleConfig, MqttPublishConfig, NatsPublishConfig};
+use atalaya_bus::delivery::integration::{ConsoleConfig, MqttPublishConfig, NatsPublishConfig};
 
 use super::*;
 

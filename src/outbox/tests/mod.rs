@@ -26,11 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atalaya_bus::Labels;
+use atalaya_bus::delivery::Notifiers;
+use atalaya_bus::delivery::integration::{Integration, Receiver, WebhookConfig};
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use atalaya_bus::store::Store;
+use atalaya_connectors::console::ConsoleWriter;
+use atalaya_connectors::notifiers::NotifierContext;
 use atalaya_rules::routing::config::RoutingPolicy;
 use atalaya_rules::routing::matcher::Matchers;
-use atalaya_rules::routing::notification::{Notification, NotifiedAlert, Status};
-use atalaya_rules::routing::receiver::{Integration, Receiver, WebhookConfig};
 use atalaya_rules::routing::tree::{GroupBy, Route, RouteTree};
 use jiff::{SignedDuration, Timestamp};
 use prometheus::Registry;
@@ -71,6 +74,7 @@ pub(crate) fn notification(receiver: &str, integration: usize, id: &str) -> Noti
             generator_url: None,
         }],
         created_at: Timestamp::now(),
+        silent: false,
     }
 }
 
@@ -181,30 +185,44 @@ impl Write for Captured {
     }
 }
 
-fn integrations(console: &Captured, store: &Arc<Store>) -> Integrations {
-    let mut integrations = Integrations::new("http://atalaya.test", Arc::clone(store)).unwrap();
+/// What notifiers share, with the console captured in `console`.
+fn integrations(console: &Captured, store: &Arc<Store>) -> NotifierContext {
+    let mut context = NotifierContext::new("http://atalaya.test", Arc::clone(store)).unwrap();
     let writer: ConsoleWriter = Arc::new(Mutex::new(console.clone()));
-    integrations.console = writer;
-    integrations
+    context.console = writer;
+    context
+}
+
+/// The receivers of `policy`, opened for delivery.
+fn notifiers(policy: &RoutingPolicy, context: &NotifierContext) -> Arc<Notifiers> {
+    Arc::new(context.open_all(&policy.receivers))
 }
 
 /// A running outbox: its delivery task, how to stop it, and the policy channel.
 struct Running {
     task: JoinHandle<anyhow::Result<()>>,
     cancel: CancellationToken,
-    policy: watch::Sender<Arc<RoutingPolicy>>,
+    notifiers: watch::Sender<Arc<Notifiers>>,
+    context: NotifierContext,
 }
 
 impl Running {
-    fn start(outbox: &Outbox, policy: Arc<RoutingPolicy>, integrations: Integrations) -> Self {
+    fn start(outbox: &Outbox, policy: Arc<RoutingPolicy>, context: NotifierContext) -> Self {
         let cancel = CancellationToken::new();
-        let (tx, rx) = watch::channel(policy);
-        let task = tokio::spawn(outbox.clone().run(rx, integrations, cancel.clone()));
+        let (tx, rx) = watch::channel(notifiers(&policy, &context));
+        let task = tokio::spawn(outbox.clone().run(rx, cancel.clone()));
         Self {
             task,
             cancel,
-            policy: tx,
+            notifiers: tx,
+            context,
         }
+    }
+
+    /// Delivers by `policy` from now on, as a reload does.
+    fn reload(&self, policy: Arc<RoutingPolicy>) {
+        self.notifiers
+            .send_replace(notifiers(&policy, &self.context));
     }
 
     async fn stop(self) {

@@ -362,13 +362,10 @@ async fn a_reload_ends_a_back_off_and_reaches_the_fixed_webhook() {
         metric(&registry, "atalaya_notifications_retried_total", &[]) == 1.0
     })
     .await;
-    running
-        .policy
-        .send(policy(vec![receiver(
-            "home",
-            vec![webhook(hook_url(address, "home0"))],
-        )]))
-        .unwrap();
+    running.reload(policy(vec![receiver(
+        "home",
+        vec![webhook(hook_url(address, "home0"))],
+    )]));
     eventually("delivered after the reload", || outbox.depth() == 0).await;
     assert_eq!(hook.accepted_on("home0"), ["n1"]);
     running.stop().await;
@@ -388,11 +385,8 @@ async fn one_run_at_a_time_and_an_aborted_run_leaves_nothing_stuck() {
     let first = Running::start(&outbox, Arc::clone(&policy), integrations(&console, &store));
     // Let the first run start before the second tries.
     tokio::task::yield_now().await;
-    let (_tx, rx) = watch::channel(Arc::clone(&policy));
-    let second = outbox
-        .clone()
-        .run(rx, integrations(&console, &store), CancellationToken::new())
-        .await;
+    let (_tx, rx) = watch::channel(notifiers(&policy, &integrations(&console, &store)));
+    let second = outbox.clone().run(rx, CancellationToken::new()).await;
     assert!(
         second
             .unwrap_err()

@@ -13,8 +13,8 @@ use serde::de::IgnoredAny;
 
 use super::Compiler;
 use super::spec::Text;
-use crate::routing::receiver::{EmailConfig, MailTls, SecretSource};
 use crate::yaml::Node;
+use atalaya_bus::delivery::integration::{EmailConfig, MailTls, SecretSource};
 
 const DEFAULT_EMAIL_TIMEOUT: Duration = Duration::from_secs(30);
 

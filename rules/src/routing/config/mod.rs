@@ -42,11 +42,11 @@ use self::spec::{GlobalSpec, PolicySpec};
 pub use self::telegram::DEFAULT_TELEGRAM_API_URL;
 use super::duration::parse_duration;
 use super::inhibit::InhibitRule;
-use super::receiver::{ConsoleConfig, Integration, Receiver, SecretSource};
 use super::time_interval::NamedTimeInterval;
 use super::tree::{GroupBy, Route, RouteTree};
 use crate::compile::RuleError;
 use crate::yaml::{Node, NodeKind, Position, from_node, parse_documents};
+use atalaya_bus::delivery::integration::{ConsoleConfig, Integration, Receiver, SecretSource};
 
 /// A compiled, checked routing policy.
 #[derive(Debug, Clone)]

@@ -11,13 +11,13 @@ use super::email::SmtpDefaults;
 use super::spec::{
     ConsoleSpec, MqttSpec, NatsSpec, ReceiverSpec, SUPPORTED_KINDS, UNSUPPORTED_KINDS, WebhookSpec,
 };
-use crate::routing::notification::MESSAGE_TEMPLATE_VARIABLES;
-use crate::routing::receiver::{
+use crate::template::Template;
+use crate::yaml::{Node, NodeKind, Position};
+use atalaya_bus::delivery::integration::{
     ConsoleConfig, Integration, Locale, MqttPublishConfig, NatsPublishConfig, Receiver,
     SecretSource, WebhookConfig,
 };
-use crate::template::Template;
-use crate::yaml::{Node, NodeKind, Position};
+use atalaya_bus::delivery::notification::MESSAGE_TEMPLATE_VARIABLES;
 
 /// What integrations take from `global:` when they do not say.
 #[derive(Debug, Default)]

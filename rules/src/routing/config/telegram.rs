@@ -12,8 +12,10 @@ use serde::de::IgnoredAny;
 
 use super::Compiler;
 use super::spec::Text;
-use crate::routing::receiver::{OnResolve, QuietConfig, QuietRule, TelegramChat, TelegramConfig};
 use crate::yaml::{Node, NodeKind};
+use atalaya_bus::delivery::integration::{
+    OnResolve, QuietConfig, QuietRule, TelegramChat, TelegramConfig,
+};
 
 /// The Bot API everyone uses, unless `api_url` (or the global `telegram_api_url`) says
 /// otherwise.

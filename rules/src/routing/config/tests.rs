@@ -4,7 +4,7 @@ use std::time::Duration;
 use atalaya_bus::Labels;
 
 use super::*;
-use crate::routing::receiver::{MqttPublishConfig, NatsPublishConfig, WebhookConfig};
+use atalaya_bus::delivery::integration::{MqttPublishConfig, NatsPublishConfig, WebhookConfig};
 
 fn parse(text: &str) -> RoutingPolicy {
     parse_policy(text, Path::new("policy.yaml")).unwrap_or_else(|errors| {

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::routing::receiver::{
+use crate::routing::quiet::is_quiet;
+use atalaya_bus::delivery::integration::{
     EmailConfig, Locale, MailTls, OnResolve, QuietConfig, QuietRule, TelegramChat, TelegramConfig,
 };
 
@@ -323,7 +324,7 @@ receivers:
 
 #[test]
 fn quiet_by_severity_or_time_interval() {
-    use crate::routing::notification::{Notification, NotifiedAlert, Status};
+    use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
     let policy = parse(HOME);
     let Integration::Telegram(quiet) = &policy.receiver("family").unwrap().integrations[1] else {
         panic!("not telegram");
@@ -353,27 +354,73 @@ fn quiet_by_severity_or_time_interval() {
             })
             .collect(),
         created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        silent: false,
     };
     let day = "2026-01-05T12:00:00Z".parse().unwrap();
     let night = "2026-01-05T23:00:00Z".parse().unwrap();
     let intervals = &policy.time_intervals;
     // Both given: low severities at night.
-    assert!(quiet.is_quiet(&notification(&["info", "warning"]), intervals, night));
-    assert!(!quiet.is_quiet(&notification(&["info", "warning"]), intervals, day));
-    assert!(!quiet.is_quiet(&notification(&["info", "critical"]), intervals, night));
-    assert!(!quiet.is_quiet(&notification(&["critical"]), intervals, night));
+    assert!(is_quiet(
+        &Integration::Telegram(quiet.clone()),
+        &notification(&["info", "warning"]),
+        intervals,
+        night
+    ));
+    assert!(!is_quiet(
+        &Integration::Telegram(quiet.clone()),
+        &notification(&["info", "warning"]),
+        intervals,
+        day
+    ));
+    assert!(!is_quiet(
+        &Integration::Telegram(quiet.clone()),
+        &notification(&["info", "critical"]),
+        intervals,
+        night
+    ));
+    assert!(!is_quiet(
+        &Integration::Telegram(quiet.clone()),
+        &notification(&["critical"]),
+        intervals,
+        night
+    ));
     // Severities alone: always; intervals alone: everything inside them.
     let mut by_severity = quiet.clone();
     by_severity.quiet.rules[0].time_intervals.clear();
-    assert!(by_severity.is_quiet(&notification(&["info"]), intervals, day));
-    assert!(!by_severity.is_quiet(&notification(&["critical"]), intervals, night));
+    assert!(is_quiet(
+        &Integration::Telegram(by_severity.clone()),
+        &notification(&["info"]),
+        intervals,
+        day
+    ));
+    assert!(!is_quiet(
+        &Integration::Telegram(by_severity.clone()),
+        &notification(&["critical"]),
+        intervals,
+        night
+    ));
     let mut by_time = quiet.clone();
     by_time.quiet.rules[0].severities.clear();
-    assert!(by_time.is_quiet(&notification(&["critical"]), intervals, night));
-    assert!(!by_time.is_quiet(&notification(&["info"]), intervals, day));
+    assert!(is_quiet(
+        &Integration::Telegram(by_time.clone()),
+        &notification(&["critical"]),
+        intervals,
+        night
+    ));
+    assert!(!is_quiet(
+        &Integration::Telegram(by_time.clone()),
+        &notification(&["info"]),
+        intervals,
+        day
+    ));
     let mut never = quiet.clone();
     never.quiet = QuietConfig::default();
-    assert!(!never.is_quiet(&notification(&["info"]), intervals, night));
+    assert!(!is_quiet(
+        &Integration::Telegram(never.clone()),
+        &notification(&["info"]),
+        intervals,
+        night
+    ));
     // Two rules: info always, anything but critical at night.
     let mut either = quiet.clone();
     either.quiet.rules = vec![
@@ -386,10 +433,35 @@ fn quiet_by_severity_or_time_interval() {
             time_intervals: vec!["night".to_owned()],
         },
     ];
-    assert!(either.is_quiet(&notification(&["info"]), intervals, day));
-    assert!(!either.is_quiet(&notification(&["warning"]), intervals, day));
-    assert!(either.is_quiet(&notification(&["warning"]), intervals, night));
-    assert!(!either.is_quiet(&notification(&["critical"]), intervals, night));
+    assert!(is_quiet(
+        &Integration::Telegram(either.clone()),
+        &notification(&["info"]),
+        intervals,
+        day
+    ));
+    assert!(!is_quiet(
+        &Integration::Telegram(either.clone()),
+        &notification(&["warning"]),
+        intervals,
+        day
+    ));
+    assert!(is_quiet(
+        &Integration::Telegram(either.clone()),
+        &notification(&["warning"]),
+        intervals,
+        night
+    ));
+    assert!(!is_quiet(
+        &Integration::Telegram(either.clone()),
+        &notification(&["critical"]),
+        intervals,
+        night
+    ));
     quiet.disable_notifications = true;
-    assert!(quiet.is_quiet(&notification(&["critical"]), intervals, day));
+    assert!(is_quiet(
+        &Integration::Telegram(quiet.clone()),
+        &notification(&["critical"]),
+        intervals,
+        day
+    ));
 }

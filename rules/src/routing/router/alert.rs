@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, AlertState, fingerprint_hash, fingerprint_text};
-use crate::routing::notification::{NotifiedAlert, Status};
+use atalaya_bus::delivery::notification::{NotifiedAlert, Status};
 
 /// An alert as the router sees it: identity, labels, and when it started and ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

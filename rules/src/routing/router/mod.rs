@@ -37,11 +37,12 @@ pub use self::alert::{RoutedAlert, labels_fingerprint};
 pub use self::state::{AlertView, RouterState, UnrestorableItem};
 use super::config::RoutingPolicy;
 use super::matcher::Matchers;
-use super::notification::{Notification, NotifiedAlert, Status};
+use super::quiet::is_quiet;
 use super::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use super::time_limits::later;
 use super::tree::{GroupBy, Route};
 use crate::alert::{fingerprint_text, fnv1a};
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 
 /// How long expired silences are kept (listed) before they are forgotten, as Alertmanager's
 /// default `--data.retention`.
@@ -234,7 +235,10 @@ impl Router {
                 if sent.is_empty() {
                     continue;
                 }
-                out.push(notification(key, &group, index, &sent, now));
+                let mut notification = notification(key, &group, index, &sent, now);
+                notification.silent =
+                    is_quiet(integration, &notification, &self.policy.time_intervals, now);
+                out.push(notification);
             }
         }
         // Resolved alerts have been told (or were muted, as in Alertmanager): they leave the
@@ -496,5 +500,6 @@ fn notification(
         common_annotations: common(alerts.iter().map(|a| &a.annotations)),
         alerts,
         created_at: now,
+        silent: false,
     }
 }

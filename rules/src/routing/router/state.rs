@@ -4,8 +4,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{Group, RoutedAlert, Router};
-use crate::routing::notification::Status;
 use crate::routing::silence::Silence;
+use atalaya_bus::delivery::notification::Status;
 
 /// Everything the router must remember across a restart: alerts, groups with their timers
 /// and notification logs, and silences.

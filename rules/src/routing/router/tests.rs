@@ -201,6 +201,52 @@ receivers:
     );
 }
 
+/// Whether a Telegram message rings is decided here, when the notification is made, and
+/// carried on it: receivers and retries only obey it.
+#[test]
+fn quiet_rules_mark_notifications_silent_for_telegram_only() {
+    let mut router = Router::new(policy(
+        r#"
+route: {receiver: family, group_by: [alertname], group_wait: 0s}
+receivers:
+  - name: family
+    telegram_configs:
+      - bot_token_file: /run/secrets/token
+        chat_id: 42
+        quiet: {severities: [info]}
+    console_configs: [{}]
+"#,
+    ));
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "fan"), ("severity", "info")], t("0s")),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "fire"), ("severity", "critical")], t("0s")),
+    );
+    let sent = run(&mut router, t("1m"));
+    let silent: Vec<(&str, usize, bool)> = sent
+        .iter()
+        .map(|(_, n)| {
+            (
+                n.group_labels["alertname"].as_str(),
+                n.integration,
+                n.silent,
+            )
+        })
+        .collect();
+    assert_eq!(
+        silent,
+        [
+            ("fan", 0, true),
+            ("fan", 1, false),
+            ("fire", 0, false),
+            ("fire", 1, false)
+        ]
+    );
+}
+
 #[test]
 fn continue_reaches_every_matching_route_in_order() {
     let mut router = Router::new(policy(

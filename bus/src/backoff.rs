@@ -1,23 +1,32 @@
-//! The reconnect back-off (MQTT, Kubernetes): doubling from a minimum to a maximum, with
-//! ±20 % jitter so that many clients cut off by one server restart do not all come back in
-//! the same instant.
+//! atalaya's one back-off: doubling from a minimum to a maximum, with ±20 % jitter so that
+//! many clients cut off by one server restart do not all come back in the same instant.
+//! [`jittered`] is the pure rule (the outbox's retries use it with their own random
+//! number); [`Backoff`] applies it to reconnect loops (MQTT, Kubernetes).
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+/// The wait after the `failures`-th failure (from 1): `initial` doubled per earlier failure,
+/// at most `max`, times a jitter factor in `[0.8, 1.2)` from `unit` (a number in `[0, 1)`).
+pub fn jittered(initial: Duration, max: Duration, failures: u32, unit: f64) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(31);
+    let base = initial.saturating_mul(factor).min(max);
+    base.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+}
+
 /// Delays between reconnect attempts.
-pub(crate) struct Backoff {
+pub struct Backoff {
     min: Duration,
     max: Duration,
-    /// The delay before jitter of the next attempt.
-    next: Duration,
+    /// Failures since the last success: the next delay is the `failures + 1`-th.
+    failures: u32,
     /// xorshift state for the jitter; no need for a cryptographic generator here.
     rng: u64,
 }
 
 impl Backoff {
     /// `min` is raised to 1 ms (a zero delay would spin) and `max` to `min`.
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+    pub fn new(min: Duration, max: Duration) -> Self {
         let min = min.max(Duration::from_millis(1));
         let max = max.max(min);
         // A per-process random seed; `| 1` keeps xorshift away from its zero fixed point.
@@ -28,21 +37,21 @@ impl Backoff {
         Self {
             min,
             max,
-            next: min,
+            failures: 0,
             rng: seed,
         }
     }
 
     /// The delay before the next attempt; each call doubles the next one, up to the maximum.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = base.saturating_mul(2).min(self.max);
-        base.mul_f64(0.8 + 0.4 * self.unit())
+    pub fn next_delay(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let unit = self.unit();
+        jittered(self.min, self.max, self.failures, unit)
     }
 
     /// Back to the minimum, after a successful connection.
-    pub(crate) fn reset(&mut self) {
-        self.next = self.min;
+    pub fn reset(&mut self) {
+        self.failures = 0;
     }
 
     /// A number in `[0, 1)`.

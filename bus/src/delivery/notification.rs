@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use atalaya_bus::Labels;
+use crate::Labels;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,11 @@ pub struct Notification {
     /// Firing alerts first, then resolved; each by start time.
     pub alerts: Vec<NotifiedAlert>,
     pub created_at: Timestamp,
+    /// Whether to send it without a sound (Telegram's `disable_notification`): decided by
+    /// the router from the integration's `disable_notifications` and `quiet` rules when it
+    /// created the notification, so every attempt and every receiver agree.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silent: bool,
 }
 
 /// The variables a Telegram or mail template (`message`, `subject`, `text`, `html`) can
@@ -164,6 +169,7 @@ mod tests {
             common_annotations: BTreeMap::new(),
             alerts: vec![alert(Status::Firing, "a"), alert(Status::Resolved, "b")],
             created_at: "2026-01-01T01:00:00Z".parse().unwrap(),
+            silent: false,
         };
         let full = n.webhook_payload("http://atalaya", 0);
         assert_eq!(full["version"], "4");

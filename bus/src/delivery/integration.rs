@@ -1,16 +1,15 @@
-//! Receivers: a name and the integrations that notify it.
+//! Receivers as the routing policy configures them: a name and the integrations that notify
+//! it, each with its settings. Plain data: the policy compiler (`atalaya-rules`) builds them,
+//! the connectors deliver with them.
 //!
 //! Integrations keep Alertmanager's `<kind>_configs` keys where Alertmanager has the kind
 //! (`webhook_configs`, `telegram_configs`, `email_configs`); atalaya's own kinds follow the
 //! same shape (`console_configs`, `mqtt_configs`, `nats_configs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-
-use super::notification::Notification;
-use super::time_interval::NamedTimeInterval;
 
 /// A receiver as compiled from the policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,7 +187,8 @@ pub enum OnResolve {
 }
 
 /// When Telegram messages are sent silently (`disable_notification`): phones show them
-/// without a sound. Silent when any rule applies.
+/// without a sound. Silent when any rule applies; the router decides (see
+/// [`Notification::silent`](super::Notification::silent)).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QuietConfig {
     pub rules: Vec<QuietRule>,
@@ -201,32 +201,6 @@ pub struct QuietRule {
     pub severities: Vec<String>,
     /// The notification is sent inside one of these named time intervals.
     pub time_intervals: Vec<String>,
-}
-
-impl QuietRule {
-    fn applies(
-        &self,
-        notification: &Notification,
-        intervals: &HashMap<String, NamedTimeInterval>,
-        now: jiff::Timestamp,
-    ) -> bool {
-        if self.severities.is_empty() && self.time_intervals.is_empty() {
-            return false;
-        }
-        let by_severity = self.severities.is_empty()
-            || (!notification.alerts.is_empty()
-                && notification.alerts.iter().all(|a| {
-                    a.labels
-                        .get("severity")
-                        .is_some_and(|s| self.severities.contains(s))
-                }));
-        let by_time = self.time_intervals.is_empty()
-            || self
-                .time_intervals
-                .iter()
-                .any(|name| intervals.get(name).is_some_and(|i| i.contains(now)));
-        by_severity && by_time
-    }
 }
 
 /// `telegram_configs`: one message per notification (split when longer than Telegram
@@ -299,23 +273,4 @@ pub struct EmailConfig {
     pub locale: Locale,
     /// A connection or SMTP exchange taking longer fails (and is retried). Default 30 s.
     pub timeout: Duration,
-}
-
-impl TelegramConfig {
-    /// Whether `notification`, sent at `now`, goes out silently: with
-    /// `disable_notifications`, or when one of the `quiet` rules applies (time intervals
-    /// looked up in `intervals`, the policy's named intervals).
-    pub fn is_quiet(
-        &self,
-        notification: &Notification,
-        intervals: &HashMap<String, NamedTimeInterval>,
-        now: jiff::Timestamp,
-    ) -> bool {
-        self.disable_notifications
-            || self
-                .quiet
-                .rules
-                .iter()
-                .any(|rule| rule.applies(notification, intervals, now))
-    }
 }

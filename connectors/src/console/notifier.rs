@@ -1,0 +1,44 @@
+//! [`ConsoleNotifier`]: a `console_configs` entry — one line per notification on standard
+//! output.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use atalaya_bus::delivery::{DeliveryError, Notification, Notifier, NotifyFuture};
+
+use super::render_notification;
+use crate::notifiers::NotifierContext;
+
+/// Where console notifications are written: standard output in the service, a buffer in
+/// tests. One line is written with one call, under the lock.
+pub type ConsoleWriter = Arc<Mutex<dyn Write + Send>>;
+
+/// Writes each notification as one line.
+pub struct ConsoleNotifier {
+    out: ConsoleWriter,
+}
+
+impl ConsoleNotifier {
+    pub fn open(context: &NotifierContext) -> Arc<dyn Notifier> {
+        Arc::new(Self {
+            out: Arc::clone(&context.console),
+        })
+    }
+}
+
+impl Notifier for ConsoleNotifier {
+    fn kind(&self) -> &'static str {
+        "console"
+    }
+
+    fn notify<'a>(&'a self, notification: &'a Notification) -> NotifyFuture<'a> {
+        let mut line = render_notification(notification);
+        line.push('\n');
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let written = out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| DeliveryError::transient("write", format!("cannot write: {e}")));
+        Box::pin(std::future::ready(written))
+    }
+}

@@ -1,0 +1,104 @@
+//! [`MqttNotifier`]: one `mqtt_configs` entry — the notification as JSON to a topic, and each
+//! alert's state retained under `<state_topic_prefix>/<fingerprint>` for Home Assistant —
+//! over the `mqtt:` connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use atalaya_bus::delivery::integration::MqttPublishConfig;
+use atalaya_bus::delivery::{DeliveryError, Notification, NotifiedAlert, Notifier, NotifyFuture};
+
+use super::{MqttError, MqttPublisher};
+use crate::notifiers::{NotifierContext, Unavailable, json_bytes};
+
+/// The longest a publish may wait for room in the connection's queue (the broker being
+/// away) before the attempt fails and is retried later.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Publishes notifications over the connector's connection (QoS 1).
+pub struct MqttNotifier {
+    publisher: MqttPublisher,
+    config: MqttPublishConfig,
+    external_url: Arc<str>,
+}
+
+impl MqttNotifier {
+    /// Without an `mqtt:` connection every attempt fails permanently, saying so.
+    pub fn open(context: &NotifierContext, config: &MqttPublishConfig) -> Arc<dyn Notifier> {
+        match &context.mqtt {
+            Some(publisher) => Arc::new(Self {
+                publisher: publisher.clone(),
+                config: config.clone(),
+                external_url: Arc::clone(&context.external_url),
+            }),
+            None => Arc::new(Unavailable::no_broker("mqtt", "MQTT")),
+        }
+    }
+
+    /// One publish, bounded by [`PUBLISH_TIMEOUT`].
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> Result<(), DeliveryError> {
+        match tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            self.publisher.publish(topic, payload, retain),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e @ (MqttError::InvalidSubject { .. } | MqttError::PayloadTooLarge { .. }))) => {
+                Err(DeliveryError::permanent("publish", e.to_string()))
+            }
+            Ok(Err(e)) => Err(DeliveryError::transient("publish", e.to_string())),
+            Err(_) => Err(DeliveryError::transient(
+                "timeout",
+                format!(
+                    "the MQTT connection had no room for {PUBLISH_TIMEOUT:?} (is the broker away?)"
+                ),
+            )),
+        }
+    }
+}
+
+impl Notifier for MqttNotifier {
+    fn kind(&self) -> &'static str {
+        "mqtt"
+    }
+
+    // A publish succeeds once the message is queued on the connection (QoS 1): the
+    // connection's queue, not the broker, has it then. While the broker is away the queue
+    // holds it (and a full queue makes the attempt time out and be retried); a crash in
+    // between loses what was queued — MQTT delivery is at least once only up to there.
+    fn notify<'a>(&'a self, notification: &'a Notification) -> NotifyFuture<'a> {
+        Box::pin(async move {
+            if !self.config.state_topic_prefix.is_empty() {
+                let prefix = self.config.state_topic_prefix.trim_end_matches('/');
+                for alert in &notification.alerts {
+                    let topic = format!("{prefix}/{}", alert.fingerprint);
+                    self.publish(&topic, json_bytes(&alert_state(alert)), true)
+                        .await?;
+                }
+            }
+            let payload = notification.webhook_payload(&self.external_url, 0);
+            self.publish(&self.config.topic, json_bytes(&payload), false)
+                .await
+        })
+    }
+}
+
+/// One alert's current state, as retained on `<state_topic_prefix>/<fingerprint>` for Home
+/// Assistant: `status`, `labels`, `annotations`, `startsAt`, `endsAt` (null while firing) and
+/// the rule's `value`.
+pub fn alert_state(alert: &NotifiedAlert) -> serde_json::Value {
+    serde_json::json!({
+        "status": alert.status.as_str(),
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "startsAt": alert.starts_at.to_string(),
+        "endsAt": alert.ends_at.map(|t| t.to_string()),
+        "value": alert.value,
+    })
+}

@@ -1,0 +1,154 @@
+//! The receivers' registry: every integration kind of the routing policy, opened as a
+//! [`Notifier`]. Adding a receiver is one folder beside the others plus one line in
+//! [`NotifierContext::open`] (see ARCHITECTURE.md, "Adding a receiver").
+
+use std::sync::{Arc, Mutex};
+
+use atalaya_bus::delivery::{
+    DeliveryError, Integration, Notification, Notifier, Notifiers, NotifyFuture, Receiver,
+};
+use atalaya_bus::store::Store;
+
+use crate::console::{ConsoleNotifier, ConsoleWriter};
+
+/// What notifiers share, built once at start: clients with their connection pools, the
+/// broker connections, atalaya's own address. Cheap to clone.
+#[derive(Clone)]
+pub struct NotifierContext {
+    /// atalaya's own address, the `externalURL` of webhook and broker payloads and the link
+    /// in messages.
+    pub external_url: Arc<str>,
+    /// Where console notifications go: standard output, or a buffer in tests.
+    pub console: ConsoleWriter,
+    /// The webhooks' HTTP client (and its connection pool).
+    #[cfg(feature = "webhook")]
+    pub webhook: crate::webhook::WebhookSender,
+    /// The `mqtt:` connection, when configured; MQTT integrations fail without it.
+    #[cfg(feature = "mqtt")]
+    pub mqtt: Option<crate::mqtt::MqttPublisher>,
+    /// The `nats:` connection, when configured; NATS integrations fail without it.
+    #[cfg(feature = "nats")]
+    pub nats: Option<crate::nats::NatsPublisher>,
+    /// Sends Telegram messages, remembering them in the store (for edits on resolve).
+    #[cfg(feature = "telegram")]
+    pub telegram: crate::telegram::TelegramSender,
+    /// A pool of SMTP connections per server.
+    #[cfg(feature = "mail")]
+    pub mail: crate::mail::MailSender,
+}
+
+/// Why the shared clients could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierSetupError {
+    #[cfg(feature = "webhook")]
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
+    #[cfg(feature = "telegram")]
+    #[error(transparent)]
+    Telegram(#[from] crate::telegram::TelegramError),
+}
+
+impl NotifierContext {
+    /// Webhooks through a default rustls client, the console on standard output, Telegram
+    /// keeping its messages in `store`, mail; no broker (set `mqtt` / `nats` afterwards).
+    pub fn new(external_url: &str, store: Arc<Store>) -> Result<Self, NotifierSetupError> {
+        #[cfg(not(feature = "telegram"))]
+        drop(store);
+        Ok(Self {
+            external_url: Arc::from(external_url),
+            console: Arc::new(Mutex::new(std::io::stdout())),
+            #[cfg(feature = "webhook")]
+            webhook: crate::webhook::WebhookSender::new(crate::webhook::default_client()?),
+            #[cfg(feature = "mqtt")]
+            mqtt: None,
+            #[cfg(feature = "nats")]
+            nats: None,
+            #[cfg(feature = "telegram")]
+            telegram: crate::telegram::TelegramSender::new(store)?,
+            #[cfg(feature = "mail")]
+            mail: crate::mail::MailSender::default(),
+        })
+    }
+
+    /// The notifier of one integration. A kind this build leaves out fails every attempt
+    /// permanently, saying which cargo feature it needs.
+    pub fn open(&self, integration: &Integration) -> Arc<dyn Notifier> {
+        match integration {
+            Integration::Console(_) => ConsoleNotifier::open(self),
+            #[cfg(feature = "webhook")]
+            Integration::Webhook(c) => crate::webhook::WebhookNotifier::open(self, c),
+            #[cfg(feature = "mqtt")]
+            Integration::Mqtt(c) => crate::mqtt::MqttNotifier::open(self, c),
+            #[cfg(feature = "nats")]
+            Integration::Nats(c) => crate::nats::NatsNotifier::open(self, c),
+            #[cfg(feature = "telegram")]
+            Integration::Telegram(c) => crate::telegram::TelegramNotifier::open(self, c),
+            #[cfg(feature = "mail")]
+            Integration::Email(c) => crate::mail::MailNotifier::open(self, c),
+            #[allow(
+                unreachable_patterns,
+                reason = "reached only in builds that leave a kind out"
+            )]
+            other => Arc::new(Unavailable::not_built(other.kind())),
+        }
+    }
+
+    /// The notifiers of every receiver of a policy.
+    pub fn open_all(&self, receivers: &[Receiver]) -> Notifiers {
+        let mut notifiers = Notifiers::default();
+        for receiver in receivers {
+            let integrations = receiver.integrations.iter().map(|i| self.open(i)).collect();
+            notifiers.insert(receiver.name.clone(), integrations);
+        }
+        notifiers
+    }
+}
+
+/// An integration that cannot deliver in this process: every attempt fails permanently with
+/// the same error (dead-lettered at once, with the reason).
+pub struct Unavailable {
+    kind: &'static str,
+    error: DeliveryError,
+}
+
+impl Unavailable {
+    /// The kind's cargo feature is not in this build.
+    pub fn not_built(kind: &'static str) -> Self {
+        Self {
+            kind,
+            error: DeliveryError::permanent(
+                "not_built",
+                format!("this atalaya was built without the `{kind}` feature"),
+            ),
+        }
+    }
+
+    /// The policy publishes to a broker (`section`: `mqtt`, `nats`) that is not configured.
+    pub fn no_broker(section: &'static str, name: &str) -> Self {
+        Self {
+            kind: section,
+            error: DeliveryError::permanent(
+                "no_broker",
+                format!(
+                    "the policy has a {section} integration, but no {name} broker is configured (`{section}:`)"
+                ),
+            ),
+        }
+    }
+}
+
+impl Notifier for Unavailable {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn notify<'a>(&'a self, _: &'a Notification) -> NotifyFuture<'a> {
+        Box::pin(std::future::ready(Err(self.error.clone())))
+    }
+}
+
+/// A JSON value's bytes (a `Value` always serializes: its map keys are strings).
+#[cfg(any(feature = "mqtt", feature = "nats"))]
+pub(crate) fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
