@@ -2,6 +2,7 @@
 //! pre-commit hook or in the CI of the rules repository. Every error is printed as
 //! `file:line:col: message`.
 
+use atalaya_connectors::notifiers::integration_kinds;
 use std::path::Path;
 
 use crate::cli::CheckArgs;
@@ -75,7 +76,7 @@ fn check_rules(dir: &Path) -> usize {
 }
 
 fn check_routing(path: &Path) -> usize {
-    match atalaya_rules::routing::config::load_policy(path) {
+    match atalaya_rules::routing::config::load_policy(path, &integration_kinds()) {
         Ok(policy) => {
             println!(
                 "ok: routing {} ({} receiver(s))",

@@ -1,6 +1,7 @@
 //! `atalaya routes test LABEL=VALUE…`: the receivers an alert reaches, printed as
 //! `amtool config routes test` prints them.
 
+use atalaya_connectors::notifiers::integration_kinds;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -20,7 +21,7 @@ pub fn run(args: RoutesTestArgs) -> anyhow::Result<bool> {
         labels.insert(name.to_owned(), value.trim_matches('"').to_owned());
     }
     let policy = match policy_file(&args)? {
-        Some(path) => load_policy(&path).map_err(|errors| {
+        Some(path) => load_policy(&path, &integration_kinds()).map_err(|errors| {
             let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("{}", lines.join("\n"))
         })?,

@@ -8,6 +8,7 @@
 //! notifications to the outbox, reloads the policy file, and answers the HTTP API through
 //! [`RouterCommand`]s.
 
+use atalaya_connectors::notifiers::integration_kinds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -136,9 +137,8 @@ pub struct Routing {
 /// alert to the console.
 pub fn initial_policy(file: Option<&Path>) -> Result<RoutingPolicy, Vec<String>> {
     match file {
-        Some(path) => {
-            load_policy(path).map_err(|errors| errors.iter().map(ToString::to_string).collect())
-        }
+        Some(path) => load_policy(path, &integration_kinds())
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect()),
         None => Ok(RoutingPolicy::console_default()),
     }
 }

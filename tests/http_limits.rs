@@ -138,11 +138,10 @@ async fn a_connection_flood_is_refused_past_the_cap_and_the_service_stays_reacha
 
 #[tokio::test]
 async fn a_stalled_bus_makes_the_service_not_ready() {
-    // Nobody reads stdout: the console receiver (printing alerts only) blocks, its queue of
-    // alerts fills, and the rules runner waits to hand on the next alert — stalled, with
-    // events waiting.
+    // Nobody reads stdout: the console receiver blocks writing events, its bus queue fills,
+    // and publishers wait — stalled, with events waiting.
     let atalaya = Atalaya::start_with(Options {
-        config: "bus:\n  capacity: 64\nhttp:\n  publish_timeout: 100ms\nreceivers:\n  console:\n    events: false\n".into(),
+        config: "bus:\n  capacity: 64\nhttp:\n  publish_timeout: 100ms\n".into(),
         env: vec![("ATALAYA__RULES__STALL_TIMEOUT".into(), "1s".into())],
         stdout: StdoutMode::Unread,
         rules: vec![(

@@ -20,6 +20,9 @@
 //!   [`delivery::Notifier`] trait — shared by the rules (which route) and the connectors
 //!   (which deliver).
 //! - [`fingerprint`]: the stable hash behind alert, series and notification ids.
+//! - [`yaml`]: YAML that keeps every node's position, and serde over it: rule files, the
+//!   routing policy and receivers' settings all report `file:line:col`.
+//! - [`duration`]: Prometheus-style durations (`30s`, `1h30m`, `1d`, `1w`).
 //! - [`connector_metrics`]: received / sent / errors counters shared by every connector.
 //! - [`readiness`]: components report whether they are ready; `/readyz` reads it.
 //! - [`secret`]: [`secret::Secret`], a value that never reaches a log line.
@@ -30,6 +33,7 @@ pub mod bus;
 pub mod cloudevents;
 pub mod connector_metrics;
 pub mod delivery;
+pub mod duration;
 pub mod event;
 pub mod fingerprint;
 pub mod pattern;
@@ -37,6 +41,7 @@ pub mod readiness;
 pub mod secret;
 pub mod store;
 pub mod subject;
+pub mod yaml;
 
 pub use event::{Event, Labels};
 pub use pattern::Pattern;

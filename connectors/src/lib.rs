@@ -1,8 +1,10 @@
 //! atalaya's connectors: the code that talks to systems outside the process.
 //!
 //! Sources turn what an outside system sends into [`atalaya_bus::Event`]s and publish them on
-//! the bus; receivers take what atalaya has to say (events today, notifications later) and
-//! deliver it. A connector never knows about rules, and a receiver never knows where what it
+//! the bus; receivers deliver the router's notifications, each kind behind the one
+//! [`Notifier`](atalaya_bus::delivery::Notifier) trait, with its settings and how they
+//! compile from the routing policy beside its sender. This crate depends on `atalaya-bus`
+//! only: a connector never knows about rules, and a receiver never knows where what it
 //! delivers came from.
 //!
 //! Each outside system sits behind its own cargo feature — `mqtt`, `nats`, `kubernetes`,
@@ -10,14 +12,17 @@
 //! receiver needs nothing outside the process and is always built.
 //!
 //! # Layout
-//! One module per system, split by job (`config.rs` for its settings, `source.rs` /
-//! `receiver.rs` for its loop):
+//! One module per system, split by job (`config.rs` for its settings, `source.rs` for a
+//! source's loop, `sender.rs` and `notifier.rs` for a receiver):
+//! - [`notifiers`]: the receivers' registry — every kind this build delivers, compiled from
+//!   the policy and opened for the outbox (always built).
 //! - [`console`]: the console receiver, which prints one readable line per event on standard
-//!   output (always built).
+//!   output, and the console integration of routing (always built).
 //! - [`payload`]: the one payload decoding policy of message brokers (always built).
 //! - [`tls`]: TLS settings shared by the connectors that speak TLS.
-//! - `mqtt` (feature `mqtt`): MQTT source and publisher.
-//! - `nats` (feature `nats`): NATS core and JetStream source, and publisher.
+//! - `mqtt` (feature `mqtt`): MQTT source and publisher, and `mqtt_configs` notifications.
+//! - `nats` (feature `nats`): NATS core and JetStream source, and publisher, and
+//!   `nats_configs` notifications.
 //! - `kubernetes` (feature `kubernetes`): node, lease, pod and Event watches as a source.
 //! - `webhook` (feature `webhook`): notifications POSTed as Alertmanager's webhook JSON.
 //! - `telegram` (feature `telegram`): notifications as Telegram messages (Bot API), within

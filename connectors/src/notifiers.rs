@@ -1,15 +1,74 @@
-//! The receivers' registry: every integration kind of the routing policy, opened as a
-//! [`Notifier`]. Adding a receiver is one folder beside the others plus one line in
-//! [`NotifierContext::open`] (see ARCHITECTURE.md, "Adding a receiver").
+//! The receivers' registry: every integration kind this build delivers — how its policy
+//! entries compile, and how they are opened as [`Notifier`]s. Adding a receiver is one folder
+//! beside the others plus one line in [`receivers`] (see ARCHITECTURE.md, "Adding a
+//! receiver").
 
 use std::sync::{Arc, Mutex};
 
+use atalaya_bus::delivery::integration::IntegrationSettings;
 use atalaya_bus::delivery::{
-    DeliveryError, Integration, Notification, Notifier, Notifiers, NotifyFuture, Receiver,
+    DeliveryError, Integration, IntegrationKind, Notification, Notifier, Notifiers, NotifyFuture,
+    Receiver,
 };
 use atalaya_bus::store::Store;
 
-use crate::console::{ConsoleNotifier, ConsoleWriter};
+use crate::console::ConsoleWriter;
+
+/// One receiver kind: how entries of its `<name>_configs` compile (for the routing policy),
+/// and how a compiled one is opened for delivery.
+#[derive(Clone, Copy)]
+pub struct ReceiverKind {
+    pub integration: IntegrationKind,
+    pub open: fn(&NotifierContext, &Integration) -> Arc<dyn Notifier>,
+}
+
+/// Every receiver kind of this build, in the order their keys are documented.
+#[allow(
+    clippy::vec_init_then_push,
+    reason = "one line per kind, each behind its feature"
+)]
+pub fn receivers() -> Vec<ReceiverKind> {
+    let mut kinds = Vec::new();
+    #[cfg(feature = "webhook")]
+    kinds.push(crate::webhook::RECEIVER);
+    #[cfg(feature = "telegram")]
+    kinds.push(crate::telegram::RECEIVER);
+    #[cfg(feature = "mail")]
+    kinds.push(crate::mail::RECEIVER);
+    kinds.push(crate::console::RECEIVER);
+    #[cfg(feature = "mqtt")]
+    kinds.push(crate::mqtt::RECEIVER);
+    #[cfg(feature = "nats")]
+    kinds.push(crate::nats::RECEIVER);
+    kinds
+}
+
+/// The integration kinds the routing policy may use in this build (what
+/// `atalaya_rules::routing::config::load_policy` takes).
+pub fn integration_kinds() -> Vec<IntegrationKind> {
+    receivers().into_iter().map(|k| k.integration).collect()
+}
+
+/// Opens `integration` with its settings as `T`, the type its kind compiled them into.
+pub fn open_with<T: IntegrationSettings>(
+    integration: &Integration,
+    open: impl FnOnce(&T) -> Arc<dyn Notifier>,
+) -> Arc<dyn Notifier> {
+    match integration.settings::<T>() {
+        Some(settings) => open(settings),
+        // Only a hand-made `Integration` can get here: its kind compiled its own type.
+        None => Arc::new(Unavailable {
+            kind: integration.kind,
+            error: DeliveryError::permanent(
+                "invalid_settings",
+                format!(
+                    "the `{}` integration's settings are not its kind's",
+                    integration.kind
+                ),
+            ),
+        }),
+    }
+}
 
 /// What notifiers share, built once at start: clients with their connection pools, the
 /// broker connections, atalaya's own address. Cheap to clone.
@@ -70,34 +129,32 @@ impl NotifierContext {
         })
     }
 
-    /// The notifier of one integration. A kind this build leaves out fails every attempt
-    /// permanently, saying which cargo feature it needs.
+    /// The notifier of one integration. A kind this build leaves out (the policy could not
+    /// have named it, but a hand-made integration can) fails every attempt permanently.
     pub fn open(&self, integration: &Integration) -> Arc<dyn Notifier> {
-        match integration {
-            Integration::Console(_) => ConsoleNotifier::open(self),
-            #[cfg(feature = "webhook")]
-            Integration::Webhook(c) => crate::webhook::WebhookNotifier::open(self, c),
-            #[cfg(feature = "mqtt")]
-            Integration::Mqtt(c) => crate::mqtt::MqttNotifier::open(self, c),
-            #[cfg(feature = "nats")]
-            Integration::Nats(c) => crate::nats::NatsNotifier::open(self, c),
-            #[cfg(feature = "telegram")]
-            Integration::Telegram(c) => crate::telegram::TelegramNotifier::open(self, c),
-            #[cfg(feature = "mail")]
-            Integration::Email(c) => crate::mail::MailNotifier::open(self, c),
-            #[allow(
-                unreachable_patterns,
-                reason = "reached only in builds that leave a kind out"
-            )]
-            other => Arc::new(Unavailable::not_built(other.kind())),
+        self.open_by(&receivers(), integration)
+    }
+
+    fn open_by(&self, kinds: &[ReceiverKind], integration: &Integration) -> Arc<dyn Notifier> {
+        match kinds
+            .iter()
+            .find(|k| k.integration.name == integration.kind)
+        {
+            Some(kind) => (kind.open)(self, integration),
+            None => Arc::new(Unavailable::not_built(integration.kind)),
         }
     }
 
     /// The notifiers of every receiver of a policy.
     pub fn open_all(&self, receivers: &[Receiver]) -> Notifiers {
+        let kinds = self::receivers();
         let mut notifiers = Notifiers::default();
         for receiver in receivers {
-            let integrations = receiver.integrations.iter().map(|i| self.open(i)).collect();
+            let integrations = receiver
+                .integrations
+                .iter()
+                .map(|i| self.open_by(&kinds, i))
+                .collect();
             notifiers.insert(receiver.name.clone(), integrations);
         }
         notifiers
@@ -124,6 +181,7 @@ impl Unavailable {
     }
 
     /// The policy publishes to a broker (`section`: `mqtt`, `nats`) that is not configured.
+    #[cfg(any(feature = "mqtt", feature = "nats"))]
     pub fn no_broker(section: &'static str, name: &str) -> Self {
         Self {
             kind: section,

@@ -13,9 +13,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use atalaya_bus::Labels;
-use atalaya_bus::delivery::integration::{EmailConfig, Locale, MailTls, SecretSource};
+use atalaya_bus::delivery::integration::SecretSource;
 use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
+use atalaya_connectors::mail::{EmailConfig, MailTls};
 use atalaya_connectors::mail::{MailSender, thread_id};
+use atalaya_connectors::templates::Locale;
 use mail_support::{CapturedLogs, ServerTls, Smtpd, header, make_certs};
 
 const PASSWORD: &str = "s3cret-SMTP-pa55word";
@@ -38,7 +40,6 @@ fn config(port: u16, tls: MailTls) -> EmailConfig {
         subject: None,
         text: None,
         html: None,
-        send_resolved: true,
         locale: Locale::En,
         timeout: Duration::from_secs(10),
     }

@@ -11,8 +11,9 @@
 //! # Layout
 //! - [`files`]: discovering rule files under a directory (ConfigMap-aware), loading each one
 //!   and checking its YAML syntax with positions, and loading a whole directory at once.
-//! - [`yaml`]: a YAML tree that keeps the position of every node (`yaml/mod.rs`), and a serde
-//!   deserializer over it whose errors point at the key or value at fault (`yaml/de.rs`).
+//! - [`yaml`]: a YAML tree that keeps the position of every node, and a serde deserializer
+//!   over it whose errors point at the key or value at fault (from `atalaya-bus`, which the
+//!   receivers' settings share).
 //! - [`model`]: rule files as written, the serde shape from which the JSON Schema is generated.
 //! - [`compile`]: checking and compiling rules, every error as `file:line:col: message`
 //!   (`compile/mod.rs`); one rule's checks in `compile/check.rs`, error positions inside
@@ -51,6 +52,7 @@ pub mod notation;
 pub mod routing;
 pub mod template;
 pub mod testing;
-pub mod yaml;
+
+pub use atalaya_bus::yaml;
 
 pub use files::{RuleFile, RuleFileError, RuleFilesError, RuleSetFiles, discover, load, load_dir};

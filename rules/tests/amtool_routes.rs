@@ -6,6 +6,7 @@
 //! `amtool config routes test` prints for many label sets. Needs `amtool` (Debian package
 //! `prometheus-alertmanager`, which `scripts/test` installs); without it the test fails.
 
+use atalaya_connectors::notifiers::integration_kinds;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -235,7 +236,7 @@ fn amtool_lines(config: &Path, label_sets: &[Labels]) -> Vec<String> {
 }
 
 fn compile(yaml: &str) -> RoutingPolicy {
-    parse_policy(yaml, Path::new("generated.yaml")).unwrap_or_else(|errors| {
+    parse_policy(yaml, Path::new("generated.yaml"), &integration_kinds()).unwrap_or_else(|errors| {
         let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
         panic!("atalaya refused:\n{}\n{yaml}", errors.join("\n"))
     })

@@ -5,6 +5,7 @@
 //! The property tests run briefly in the suite; raise `PROPTEST_CASES` for a longer run
 //! (docs/operations.md, "Fuzzing").
 
+use atalaya_connectors::notifiers::integration_kinds;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -55,7 +56,10 @@ time_intervals:
 "#;
 
 fn policy() -> Arc<RoutingPolicy> {
-    Arc::new(parse_policy(POLICY, Path::new("routing.yaml")).expect("the test policy"))
+    Arc::new(
+        parse_policy(POLICY, Path::new("routing.yaml"), &integration_kinds())
+            .expect("the test policy"),
+    )
 }
 
 fn ts(text: &str) -> Timestamp {

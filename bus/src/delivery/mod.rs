@@ -6,18 +6,24 @@
 //! - [`notification`]: [`Notification`] and [`NotifiedAlert`], one per group, integration
 //!   and flush; the Alertmanager webhook form.
 //! - [`integration`]: [`Receiver`] and its [`Integration`]s as the routing policy
-//!   configures them (`webhook_configs`, `telegram_configs`, …), plain data.
+//!   configures them: what routing reads (kind, `send_resolved`, `quiet`) and the kind's
+//!   own settings, opaque to routing.
+//! - [`compile`]: [`IntegrationKind`], how a kind compiles its `<kind>_configs` entries,
+//!   and the [`IntegrationContext`] the policy compiler gives it. The kinds themselves live
+//!   with their senders in `atalaya-connectors`.
 //! - [`notifier`]: [`Notifier`], the one trait every integration implements (one attempt:
 //!   delivered, retry, or permanent failure), and [`Notifiers`], a policy's integrations
 //!   opened for delivery.
 //! - [`error`]: [`DeliveryError`], why an attempt failed.
 
+pub mod compile;
 pub mod error;
 pub mod integration;
 pub mod notification;
 pub mod notifier;
 
+pub use compile::{IntegrationContext, IntegrationKind};
 pub use error::DeliveryError;
 pub use integration::{Integration, Receiver};
-pub use notification::{MESSAGE_TEMPLATE_VARIABLES, Notification, NotifiedAlert, Status};
+pub use notification::{Notification, NotifiedAlert, Status};
 pub use notifier::{Notifier, Notifiers, NotifyFuture};

@@ -70,26 +70,6 @@ pub struct Notification {
     pub silent: bool,
 }
 
-/// The variables a Telegram or mail template (`message`, `subject`, `text`, `html`) can
-/// use: the notification as the built-in templates see it (`alerts` is a list of alerts,
-/// each with `status`, `marker`, `name`, `summary`, `description`, `where`, `since`,
-/// `starts_at`, `ends_at`, `value`, `link`, `labels`, `annotations`).
-pub const MESSAGE_TEMPLATE_VARIABLES: &[&str] = &[
-    "status",
-    "marker",
-    "title",
-    "receiver",
-    "alerts",
-    "firing",
-    "resolved",
-    "group_labels",
-    "common_labels",
-    "common_annotations",
-    "external_url",
-    "link",
-    "locale",
-];
-
 /// The zero time Alertmanager writes as `endsAt` of a firing alert.
 const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 

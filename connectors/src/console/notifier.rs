@@ -4,10 +4,33 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use atalaya_bus::delivery::{DeliveryError, Notification, Notifier, NotifyFuture};
+use atalaya_bus::delivery::{
+    DeliveryError, Integration, IntegrationContext, Notification, Notifier, NotifyFuture,
+};
+use atalaya_bus::yaml::Node;
+use serde::Deserialize;
 
 use super::render_notification;
 use crate::notifiers::NotifierContext;
+
+/// `console_configs` entry, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleSpec {
+    #[serde(default)]
+    send_resolved: Option<bool>,
+}
+
+/// Compiles one `console_configs` entry: only `send_resolved` (default true); the console
+/// integration has no settings of its own.
+pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<Integration> {
+    let spec = ctx.decoder.decode::<ConsoleSpec>(node)?;
+    Some(Integration::new(
+        "console",
+        spec.send_resolved.unwrap_or(true),
+        (),
+    ))
+}
 
 /// Where console notifications are written: standard output in the service, a buffer in
 /// tests. One line is written with one call, under the lock.

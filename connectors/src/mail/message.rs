@@ -1,7 +1,7 @@
 //! Building the mail of a notification: addresses, subject, threading headers, text and
 //! HTML parts.
 
-use atalaya_bus::delivery::integration::EmailConfig;
+use super::EmailConfig;
 use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::fingerprint::{fingerprint_text, fnv1a};
 use lettre::Message;

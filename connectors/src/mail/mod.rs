@@ -16,18 +16,32 @@
 //!   new pool) and never appears in an error, a log line or a metric.
 //!
 //! # Layout
+//! - `config`: [`EmailConfig`], and how an `email_configs` entry compiles into it.
 //! - `message`: building the mail.
 //! - `sender`: [`MailSender`], the transports and sending.
 //! - `notifier`: [`MailNotifier`], an `email_configs` entry as a delivery
 //!   [`Notifier`](atalaya_bus::delivery::Notifier).
 //! - `error`: [`MailError`].
 
+mod config;
 mod error;
 mod message;
 mod notifier;
 mod sender;
 
+pub use config::{EmailConfig, MailTls};
 pub use error::MailError;
 pub use message::{build_message, thread_id};
 pub use notifier::MailNotifier;
 pub use sender::MailSender;
+
+/// `email_configs`.
+pub const RECEIVER: crate::notifiers::ReceiverKind = crate::notifiers::ReceiverKind {
+    integration: atalaya_bus::delivery::IntegrationKind {
+        name: "email",
+        compile: config::compile,
+    },
+    open: |context, integration| {
+        crate::notifiers::open_with(integration, |config| MailNotifier::open(context, config))
+    },
+};

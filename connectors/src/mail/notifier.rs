@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use atalaya_bus::delivery::integration::EmailConfig;
+use super::EmailConfig;
 use atalaya_bus::delivery::{Notification, Notifier, NotifyFuture};
 
 use super::MailSender;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use atalaya_bus::delivery::integration::{EmailConfig, MailTls};
+use super::config::{EmailConfig, MailTls};
 use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::fingerprint::fnv1a;
 use lettre::transport::smtp::PoolConfig;

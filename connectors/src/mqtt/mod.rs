@@ -87,7 +87,18 @@ mod telemetry;
 use atalaya_bus::subject::SubjectError;
 
 pub use message::EVENT_TYPE;
-pub use notifier::{MqttNotifier, alert_state};
+pub use notifier::{MqttNotifier, MqttPublishConfig, alert_state};
+
+/// `mqtt_configs`: notifications published over this connection.
+pub const RECEIVER: crate::notifiers::ReceiverKind = crate::notifiers::ReceiverKind {
+    integration: atalaya_bus::delivery::IntegrationKind {
+        name: "mqtt",
+        compile: notifier::compile,
+    },
+    open: |context, integration| {
+        crate::notifiers::open_with(integration, |config| MqttNotifier::open(context, config))
+    },
+};
 pub use publisher::MqttPublisher;
 pub use source::MqttConnector;
 

@@ -5,11 +5,73 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use atalaya_bus::delivery::integration::MqttPublishConfig;
-use atalaya_bus::delivery::{DeliveryError, Notification, NotifiedAlert, Notifier, NotifyFuture};
+use atalaya_bus::delivery::{
+    DeliveryError, Integration, IntegrationContext, Notification, NotifiedAlert, Notifier,
+    NotifyFuture,
+};
+use atalaya_bus::yaml::Node;
+use serde::Deserialize;
 
 use super::{MqttError, MqttPublisher};
 use crate::notifiers::{NotifierContext, Unavailable, json_bytes};
+
+const DEFAULT_TOPIC: &str = "atalaya/notifications";
+const DEFAULT_STATE_TOPIC_PREFIX: &str = "atalaya/alerts";
+
+/// `mqtt_configs`: the notification as JSON to `topic`, and each alert's state retained
+/// under `<state_topic_prefix>/<fingerprint>` so Home Assistant can show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttPublishConfig {
+    /// Default `atalaya/notifications`.
+    pub topic: String,
+    /// Default `atalaya/alerts`; empty: no per-alert state topics.
+    pub state_topic_prefix: String,
+}
+
+/// `mqtt_configs` entry, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttSpec {
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    state_topic_prefix: Option<String>,
+    #[serde(default)]
+    send_resolved: Option<bool>,
+}
+
+/// Compiles one `mqtt_configs` entry; `send_resolved` defaults to true.
+pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<Integration> {
+    let label = ctx.label;
+    let spec = ctx.decoder.decode::<MqttSpec>(node)?;
+    let topic = spec.topic.as_deref().unwrap_or(DEFAULT_TOPIC);
+    let prefix = spec
+        .state_topic_prefix
+        .as_deref()
+        .unwrap_or(DEFAULT_STATE_TOPIC_PREFIX);
+    let mut ok = true;
+    for (key, value, may_be_empty) in [
+        ("topic", topic, false),
+        ("state_topic_prefix", prefix, true),
+    ] {
+        if (value.is_empty() && !may_be_empty) || value.contains(['+', '#', '\0']) {
+            let position = node.get(key).map_or(node.position, |n| n.position);
+            ctx.decoder.error(
+                position,
+                format!(
+                    "{label}: MQTT `{key}` `{value}` cannot be published to: it must be \
+                     non-empty, without the wildcards `+` and `#`"
+                ),
+            );
+            ok = false;
+        }
+    }
+    let config = MqttPublishConfig {
+        topic: topic.to_owned(),
+        state_topic_prefix: prefix.to_owned(),
+    };
+    ok.then(|| Integration::new("mqtt", spec.send_resolved.unwrap_or(true), config))
+}
 
 /// The longest a publish may wait for room in the connection's queue (the broker being
 /// away) before the attempt fails and is retried later.

@@ -46,7 +46,18 @@ mod subject;
 pub use config::{JetStreamConsumer, NatsAuth, NatsConfig, NatsSubscription};
 pub use error::{NatsConfigError, NatsError};
 pub use message::{EVENT_TYPE, HEADER_LABEL_PREFIX};
-pub use notifier::NatsNotifier;
+pub use notifier::{NatsNotifier, NatsPublishConfig};
+
+/// `nats_configs`: notifications published over this connection.
+pub const RECEIVER: crate::notifiers::ReceiverKind = crate::notifiers::ReceiverKind {
+    integration: atalaya_bus::delivery::IntegrationKind {
+        name: "nats",
+        compile: notifier::compile,
+    },
+    open: |context, integration| {
+        crate::notifiers::open_with(integration, |config| NatsNotifier::open(context, config))
+    },
+};
 pub use publisher::NatsPublisher;
 pub use source::NatsConnector;
 

@@ -3,11 +3,64 @@
 
 use std::sync::Arc;
 
-use atalaya_bus::delivery::integration::NatsPublishConfig;
-use atalaya_bus::delivery::{DeliveryError, Notification, Notifier, NotifyFuture};
+use atalaya_bus::delivery::{
+    DeliveryError, Integration, IntegrationContext, Notification, Notifier, NotifyFuture,
+};
+use atalaya_bus::yaml::Node;
+use serde::Deserialize;
 
 use super::{NatsError, NatsPublisher};
 use crate::notifiers::{NotifierContext, Unavailable, json_bytes};
+
+const DEFAULT_SUBJECT: &str = "atalaya.notifications";
+
+/// `nats_configs`: the notification as JSON to a NATS subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsPublishConfig {
+    /// Default `atalaya.notifications`.
+    pub subject: String,
+}
+
+/// `nats_configs` entry, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NatsSpec {
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    send_resolved: Option<bool>,
+}
+
+/// Compiles one `nats_configs` entry; `send_resolved` defaults to true.
+pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<Integration> {
+    let label = ctx.label;
+    let spec = ctx.decoder.decode::<NatsSpec>(node)?;
+    let subject = spec.subject.as_deref().unwrap_or(DEFAULT_SUBJECT);
+    let valid = !subject.is_empty()
+        && !subject.contains(char::is_whitespace)
+        && subject
+            .split('.')
+            .all(|token| !token.is_empty() && token != "*" && token != ">");
+    if !valid {
+        let position = node.get("subject").map_or(node.position, |n| n.position);
+        ctx.decoder.error(
+            position,
+            format!(
+                "{label}: NATS `subject` `{subject}` cannot be published to: it must be \
+                 dot-separated tokens, without spaces or the wildcards `*` and `>`"
+            ),
+        );
+        return None;
+    }
+    let config = NatsPublishConfig {
+        subject: subject.to_owned(),
+    };
+    Some(Integration::new(
+        "nats",
+        spec.send_resolved.unwrap_or(true),
+        config,
+    ))
+}
 
 /// Publishes notifications on the connector's connection (core or JetStream).
 pub struct NatsNotifier {

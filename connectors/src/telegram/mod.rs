@@ -16,6 +16,7 @@
 //!   error, a log line or a metric ([`error`]).
 //!
 //! # Layout
+//! - `config`: [`TelegramConfig`], and how a `telegram_configs` entry compiles into it.
 //! - `sender`: [`TelegramSender`], one notification to every chat.
 //! - `notifier`: [`TelegramNotifier`], a `telegram_configs` entry as a delivery
 //!   [`Notifier`](atalaya_bus::delivery::Notifier).
@@ -26,6 +27,7 @@
 //! - `stand_in` (tests, feature `test-support`): a Bot API stand-in on loopback.
 //! - `tests`: the sender against the stand-in.
 
+mod config;
 mod error;
 pub mod limiter;
 mod messages;
@@ -37,7 +39,21 @@ pub mod stand_in;
 #[cfg(test)]
 mod tests;
 
+pub use config::{DEFAULT_TELEGRAM_API_URL, OnResolve, TelegramChat, TelegramConfig};
 pub use error::TelegramError;
 pub use messages::TELEGRAM_TABLE;
 pub use notifier::TelegramNotifier;
 pub use sender::TelegramSender;
+
+/// `telegram_configs`.
+pub const RECEIVER: crate::notifiers::ReceiverKind = crate::notifiers::ReceiverKind {
+    integration: atalaya_bus::delivery::IntegrationKind {
+        name: "telegram",
+        compile: config::compile,
+    },
+    open: |context, integration| {
+        crate::notifiers::open_with(integration, |config| {
+            TelegramNotifier::open(context, config)
+        })
+    },
+};

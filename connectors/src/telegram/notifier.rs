@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use atalaya_bus::delivery::integration::TelegramConfig;
+use super::TelegramConfig;
 use atalaya_bus::delivery::{Notification, Notifier, NotifyFuture};
 
 use super::TelegramSender;

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atalaya_bus::delivery::integration::{OnResolve, TelegramChat, TelegramConfig};
+use super::config::{OnResolve, TelegramChat, TelegramConfig};
 use atalaya_bus::delivery::notification::{Notification, Status};
 use atalaya_bus::store::Store;
 use jiff::Timestamp;

@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atalaya_bus::Labels;
-use atalaya_bus::delivery::integration::{
-    Locale, OnResolve, QuietConfig, SecretSource, TelegramChat, TelegramConfig,
-};
+use atalaya_bus::delivery::integration::SecretSource;
 use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use atalaya_bus::store::Store;
 use jiff::Timestamp;
 
 use super::stand_in::BotApi;
 use super::*;
+use crate::templates::Locale;
 
 const TOKEN: &str = "123456:FAKE-token-for-atalaya-tests";
 
@@ -47,9 +46,6 @@ fn config(api: &BotApi, token_file: &Path, chats: Vec<TelegramChat>) -> Telegram
         chats,
         message_thread_id: None,
         api_url: api.url(),
-        disable_notifications: false,
-        quiet: QuietConfig::default(),
-        send_resolved: true,
         on_resolve: OnResolve::Edit,
         message: None,
         locale: Locale::En,

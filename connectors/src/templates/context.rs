@@ -1,7 +1,7 @@
 //! The context templates render against: a notification as a person reads it — a severity
 //! marker, what happened, where, for how long, the current value, a link.
 
-use atalaya_bus::delivery::integration::Locale;
+use super::Locale;
 use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};

@@ -14,18 +14,21 @@
 //! # Layout
 //! - this file: the environments, escaping, rendering with fallback.
 //! - `context`: the notification as templates see it (markers, durations, values).
+//! - `settings`: [`Locale`] and custom templates as the routing policy gives them, checked
+//!   when it compiles.
 //! - `defaults/`: the built-in templates, one file per part and locale.
 
 mod context;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use atalaya_bus::delivery::integration::Locale;
 use atalaya_bus::delivery::notification::Notification;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 pub use self::context::{context, duration_text, marker};
+pub use self::settings::{Locale, MESSAGE_TEMPLATE_VARIABLES, locale, message_template};
 
 /// The most steps one render may take: far more than a notification of a few hundred
 /// alerts needs, little enough to stop a runaway loop at once.

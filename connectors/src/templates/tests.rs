@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use atalaya_bus::Labels;
-use atalaya_bus::delivery::notification::{
-    MESSAGE_TEMPLATE_VARIABLES, Notification, NotifiedAlert, Status,
-};
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 
 use super::*;
 

@@ -12,18 +12,36 @@
 //! secret is picked up without a reload.
 //!
 //! # Layout
+//! - `config`: [`WebhookConfig`], and how a `webhook_configs` entry compiles into it.
 //! - `error`: [`WebhookError`]: why a send failed, whether it is worth retrying, and when.
 //! - `sender`: [`WebhookSender`]: builds and sends the request.
 //! - `notifier`: [`WebhookNotifier`]: a `webhook_configs` entry as a delivery
 //!   [`Notifier`](atalaya_bus::delivery::Notifier).
 //! - `tests`: against a real HTTP server on loopback.
 
+mod config;
 mod error;
 mod notifier;
 mod sender;
 #[cfg(test)]
 mod tests;
 
+pub use config::WebhookConfig;
 pub use error::{WebhookError, status_is_retryable};
 pub use notifier::WebhookNotifier;
+
+use atalaya_bus::delivery::IntegrationKind;
+
+use crate::notifiers::{ReceiverKind, open_with};
+
+/// `webhook_configs`.
+pub const RECEIVER: ReceiverKind = ReceiverKind {
+    integration: IntegrationKind {
+        name: "webhook",
+        compile: config::compile,
+    },
+    open: |context, integration| {
+        open_with(integration, |config| WebhookNotifier::open(context, config))
+    },
+};
 pub use sender::{WebhookSender, default_client};

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use atalaya_bus::delivery::integration::WebhookConfig;
+use super::WebhookConfig;
 use atalaya_bus::delivery::{Notification, Notifier, NotifyFuture};
 
 use super::WebhookSender;

@@ -1,6 +1,6 @@
 //! [`WebhookSender`]: one POST per notification.
 
-use atalaya_bus::delivery::integration::WebhookConfig;
+use super::WebhookConfig;
 use atalaya_bus::delivery::notification::Notification;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::WebhookConfig;
 use atalaya_bus::Labels;
-use atalaya_bus::delivery::integration::WebhookConfig;
 use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use axum::Router;
 use axum::extract::State;
@@ -58,7 +58,6 @@ fn config(url: String) -> WebhookConfig {
     WebhookConfig {
         url: Some(url),
         url_file: None,
-        send_resolved: true,
         max_alerts: 0,
         timeout: Duration::from_secs(5),
     }

@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - [`matcher`]: label matchers (`severity="critical"`, `room=~"kitchen|hall"`).
-//! - [`duration`]: Prometheus-style durations (`30s`, `1h30m`, `1d`, `1w`).
+//! - [`duration`]: Prometheus-style durations (`30s`, `1h30m`, `1d`, `1w`), from `atalaya-bus`.
 //! - [`time_interval`]: named time intervals (times, weekdays, days of month, months, years,
 //!   location) and whether an instant falls inside.
 //! - [`config`]: the policy file as written (serde), compiled into a [`config::RoutingPolicy`]
@@ -23,7 +23,7 @@
 //! - [`router`]: the sans-IO router: aggregation groups, inhibition, silences, time muting.
 
 pub mod config;
-pub mod duration;
+pub use atalaya_bus::duration;
 pub mod inhibit;
 pub mod matcher;
 pub mod quiet;

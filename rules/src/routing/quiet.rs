@@ -9,27 +9,22 @@ use jiff::Timestamp;
 
 use super::time_interval::NamedTimeInterval;
 
-/// Whether `notification`, created at `now` for `integration`, goes out silently: with
-/// Telegram's `disable_notifications`, or when one of its `quiet` rules applies (time
-/// intervals looked up in `intervals`, the policy's named intervals). Other kinds are never
-/// silent.
+/// Whether `notification`, created at `now` for `integration`, goes out silently: always
+/// (Telegram's `disable_notifications`), or when one of its `quiet` rules applies (time
+/// intervals looked up in `intervals`, the policy's named intervals). Kinds that cannot send
+/// silently have no quiet settings, so they are never silent.
 pub fn is_quiet(
     integration: &Integration,
     notification: &Notification,
     intervals: &HashMap<String, NamedTimeInterval>,
     now: Timestamp,
 ) -> bool {
-    match integration {
-        Integration::Telegram(config) => {
-            config.disable_notifications
-                || config
-                    .quiet
-                    .rules
-                    .iter()
-                    .any(|rule| applies(rule, notification, intervals, now))
-        }
-        _ => false,
-    }
+    let quiet = &integration.quiet;
+    quiet.always
+        || quiet
+            .rules
+            .iter()
+            .any(|rule| applies(rule, notification, intervals, now))
 }
 
 /// Whether `rule` holds: both of what it gives (at least one is given).

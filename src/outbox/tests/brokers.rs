@@ -81,7 +81,7 @@ async fn mosquitto(dir: &Path) -> Broker {
 #[tokio::test]
 async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
     use atalaya_bus::Pattern;
-    use atalaya_bus::delivery::integration::MqttPublishConfig;
+    use atalaya_connectors::mqtt::MqttPublishConfig;
     use atalaya_connectors::mqtt::config::{MqttConfig, MqttSubscription};
     use atalaya_connectors::mqtt::{ERROR_STAGES, MqttConnector};
 
@@ -126,11 +126,14 @@ async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
     integrations.mqtt = Some(mqtt);
     let running = Running::start(
         &outbox,
-        home_policy(Integration::Mqtt(MqttPublishConfig {
-            topic: "atalaya/notifications".into(),
-            state_topic_prefix: "atalaya/alerts".into(),
-            send_resolved: true,
-        })),
+        home_policy(Integration::new(
+            "mqtt",
+            true,
+            MqttPublishConfig {
+                topic: "atalaya/notifications".into(),
+                state_topic_prefix: "atalaya/alerts".into(),
+            },
+        )),
         integrations,
     );
     outbox
@@ -189,7 +192,7 @@ async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_gets_the_notification_json() {
-    use atalaya_bus::delivery::integration::NatsPublishConfig;
+    use atalaya_connectors::nats::NatsPublishConfig;
     use atalaya_connectors::nats::{ERROR_STAGES, NatsConfig, NatsConnector};
     use futures_util::StreamExt;
 
@@ -219,10 +222,13 @@ async fn nats_gets_the_notification_json() {
     integrations.nats = Some(nats);
     let running = Running::start(
         &outbox,
-        home_policy(Integration::Nats(NatsPublishConfig {
-            subject: "atalaya.notifications".into(),
-            send_resolved: true,
-        })),
+        home_policy(Integration::new(
+            "nats",
+            true,
+            NatsPublishConfig {
+                subject: "atalaya.notifications".into(),
+            },
+        )),
         integrations,
     );
     outbox

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use atalaya_bus::delivery::integration::{ConsoleConfig, MqttPublishConfig, NatsPublishConfig};
+use atalaya_connectors::mqtt::MqttPublishConfig;
+use atalaya_connectors::nats::NatsPublishConfig;
 
 use super::*;
 
@@ -13,18 +14,22 @@ async fn gone_receivers_missing_brokers_and_old_news_are_dead_lettered() {
     let policy = policy(vec![receiver(
         "home",
         vec![
-            Integration::Console(ConsoleConfig {
-                send_resolved: true,
-            }),
-            Integration::Mqtt(MqttPublishConfig {
-                topic: "atalaya/notifications".into(),
-                state_topic_prefix: "atalaya/alerts".into(),
-                send_resolved: true,
-            }),
-            Integration::Nats(NatsPublishConfig {
-                subject: "atalaya.notifications".into(),
-                send_resolved: true,
-            }),
+            Integration::new("console", true, ()),
+            Integration::new(
+                "mqtt",
+                true,
+                MqttPublishConfig {
+                    topic: "atalaya/notifications".into(),
+                    state_topic_prefix: "atalaya/alerts".into(),
+                },
+            ),
+            Integration::new(
+                "nats",
+                true,
+                NatsPublishConfig {
+                    subject: "atalaya.notifications".into(),
+                },
+            ),
         ],
     )]);
     let console = Captured::default();

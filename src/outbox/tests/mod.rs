@@ -27,11 +27,12 @@ use std::time::Duration;
 
 use atalaya_bus::Labels;
 use atalaya_bus::delivery::Notifiers;
-use atalaya_bus::delivery::integration::{Integration, Receiver, WebhookConfig};
+use atalaya_bus::delivery::integration::{Integration, Receiver};
 use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use atalaya_bus::store::Store;
 use atalaya_connectors::console::ConsoleWriter;
 use atalaya_connectors::notifiers::NotifierContext;
+use atalaya_connectors::webhook::WebhookConfig;
 use atalaya_rules::routing::config::RoutingPolicy;
 use atalaya_rules::routing::matcher::Matchers;
 use atalaya_rules::routing::tree::{GroupBy, Route, RouteTree};
@@ -124,13 +125,16 @@ fn receiver(name: &str, integrations: Vec<Integration>) -> Receiver {
 }
 
 fn webhook(url: String) -> Integration {
-    Integration::Webhook(WebhookConfig {
-        url: Some(url),
-        url_file: None,
-        send_resolved: true,
-        max_alerts: 0,
-        timeout: Duration::from_secs(5),
-    })
+    Integration::new(
+        "webhook",
+        true,
+        WebhookConfig {
+            url: Some(url),
+            url_file: None,
+            max_alerts: 0,
+            timeout: Duration::from_secs(5),
+        },
+    )
 }
 
 /// Back-offs of a few milliseconds, so retries take no time.

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use atalaya_bus::delivery::integration::{
-    Locale, OnResolve, QuietConfig, SecretSource, TelegramChat, TelegramConfig,
-};
+use atalaya_bus::delivery::integration::SecretSource;
 use atalaya_connectors::telegram::stand_in::{BotApi, Recorded};
+use atalaya_connectors::telegram::{OnResolve, TelegramChat, TelegramConfig};
+use atalaya_connectors::templates::Locale;
 use atalaya_rules::routing::router::{RoutedAlert, Router};
 
 use super::*;
@@ -16,19 +16,20 @@ use super::*;
 const BOT_TOKEN: &str = "123456:FAKE-token-outbox-tests-0123456789";
 
 fn telegram(api: &BotApi, token_file: &std::path::Path, chats: &[i64]) -> Integration {
-    Integration::Telegram(TelegramConfig {
-        bot_token: SecretSource::File(token_file.to_owned()),
-        chats: chats.iter().copied().map(TelegramChat::Id).collect(),
-        message_thread_id: None,
-        api_url: api.url(),
-        disable_notifications: false,
-        quiet: QuietConfig::default(),
-        send_resolved: true,
-        on_resolve: OnResolve::Edit,
-        message: None,
-        locale: Locale::En,
-        timeout: Duration::from_secs(5),
-    })
+    Integration::new(
+        "telegram",
+        true,
+        TelegramConfig {
+            bot_token: SecretSource::File(token_file.to_owned()),
+            chats: chats.iter().copied().map(TelegramChat::Id).collect(),
+            message_thread_id: None,
+            api_url: api.url(),
+            on_resolve: OnResolve::Edit,
+            message: None,
+            locale: Locale::En,
+            timeout: Duration::from_secs(5),
+        },
+    )
 }
 
 fn token_file(dir: &std::path::Path) -> std::path::PathBuf {

@@ -4,8 +4,11 @@
 //!
 //! An Alertmanager configuration loads as it is, as long as its receivers use the kinds
 //! atalaya delivers (`webhook_configs`, `telegram_configs`, `email_configs`, plus atalaya's
-//! `console_configs`, `mqtt_configs` and `nats_configs`) and keeps its secrets in files;
-//! everything else is refused with a message saying why, never ignored.
+//! own such as `console_configs`, `mqtt_configs` and `nats_configs`) and keeps its secrets
+//! in files; everything else is refused with a message saying why, never ignored. Which
+//! kinds exist, and how each entry compiles, is given by the caller
+//! ([`IntegrationKind`]s, from the connectors that deliver them): this crate only walks
+//! the receivers and hands each `<kind>_configs` entry to its kind.
 //! Every error in the file is reported at once, each at the key or value at fault.
 //!
 //! # Layout
@@ -13,18 +16,14 @@
 //!   error collection every part shares.
 //! - `spec`: the file as written (serde types).
 //! - `routes`: the route tree (matchers, inheritance, Alertmanager's checks).
-//! - `receivers`: receivers and their integrations, and what Telegram and mail share
-//!   (secrets, message templates, locale).
-//! - `telegram`, `email`: those two integrations.
+//! - `receivers`: receivers, each integration entry handed to its kind.
 //! - `time_intervals`: named time intervals.
 //! - `inhibit`: inhibition rules.
 
-mod email;
 mod inhibit;
 mod receivers;
 mod routes;
 mod spec;
-mod telegram;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -34,19 +33,15 @@ mod time_intervals;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
+use atalaya_bus::delivery::{Integration, IntegrationKind, Receiver};
+use atalaya_bus::yaml::{DecodeError, Decoder};
 
-use self::email::SmtpDefaults;
-use self::receivers::ReceiverDefaults;
 use self::spec::{GlobalSpec, PolicySpec};
-pub use self::telegram::DEFAULT_TELEGRAM_API_URL;
-use super::duration::parse_duration;
 use super::inhibit::InhibitRule;
 use super::time_interval::NamedTimeInterval;
 use super::tree::{GroupBy, Route, RouteTree};
 use crate::compile::RuleError;
-use crate::yaml::{Node, NodeKind, Position, from_node, parse_documents};
-use atalaya_bus::delivery::integration::{ConsoleConfig, Integration, Receiver, SecretSource};
+use crate::yaml::{Node, NodeKind, Position, did_you_mean, parse_documents};
 
 /// A compiled, checked routing policy.
 #[derive(Debug, Clone)]
@@ -67,9 +62,8 @@ impl RoutingPolicy {
             tree: RouteTree::new(root),
             receivers: vec![Receiver {
                 name: "console".to_owned(),
-                integrations: vec![Integration::Console(ConsoleConfig {
-                    send_resolved: true,
-                })],
+                // The console integration has no settings of its own.
+                integrations: vec![Integration::new("console", true, ())],
             }],
             inhibit_rules: Vec::new(),
             time_intervals: HashMap::new(),
@@ -81,11 +75,15 @@ impl RoutingPolicy {
     }
 }
 
-/// Reads and compiles a policy file; every error with its position.
+/// Reads and compiles a policy file, with the integration `kinds` this build delivers
+/// (`atalaya_connectors::notifiers::integration_kinds()`); every error with its position.
 ///
 /// A relative webhook `url_file`, `bot_token_file` or `auth_password_file` is read relative
 /// to the policy file's directory, as Alertmanager does.
-pub fn load_policy(path: &Path) -> Result<RoutingPolicy, Vec<RuleError>> {
+pub fn load_policy(
+    path: &Path,
+    kinds: &[IntegrationKind],
+) -> Result<RoutingPolicy, Vec<RuleError>> {
     let unreadable = |message: String| {
         vec![RuleError {
             path: path.to_owned(),
@@ -96,47 +94,33 @@ pub fn load_policy(path: &Path) -> Result<RoutingPolicy, Vec<RuleError>> {
     let bytes = crate::files::read_regular_file(path, crate::files::MAX_FILE_BYTES)
         .map_err(|e| unreadable(e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8 text".to_owned()))?;
-    let mut policy = parse_policy(&text, path)?;
-    let dir = path.parent().unwrap_or(Path::new(""));
-    for receiver in &mut policy.receivers {
-        for integration in &mut receiver.integrations {
-            let file = match integration {
-                Integration::Webhook(webhook) => webhook.url_file.as_mut(),
-                Integration::Telegram(telegram) => match &mut telegram.bot_token {
-                    SecretSource::File(file) => Some(file),
-                    SecretSource::Env(_) => None,
-                },
-                Integration::Email(email) => match &mut email.auth_password {
-                    Some(SecretSource::File(file)) => Some(file),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(file) = file
-                && file.is_relative()
-            {
-                *file = dir.join(&*file);
-            }
-            if let Integration::Email(email) = integration
-                && let Some(file) = &mut email.ca_file
-                && file.is_relative()
-            {
-                *file = dir.join(&*file);
-            }
-        }
-    }
-    Ok(policy)
+    parse_policy(&text, path, kinds)
 }
 
-/// Compiles a policy from its text; `path` is only used in error messages.
-pub fn parse_policy(text: &str, path: &Path) -> Result<RoutingPolicy, Vec<RuleError>> {
+/// Compiles a policy from its text; `path` names it in error messages, and its directory is
+/// where relative file paths in receivers' settings start.
+pub fn parse_policy(
+    text: &str,
+    path: &Path,
+    kinds: &[IntegrationKind],
+) -> Result<RoutingPolicy, Vec<RuleError>> {
     let mut compiler = Compiler {
         path,
         text,
-        errors: Vec::new(),
+        kinds,
+        decoder: Decoder::default(),
     };
     let policy = compiler.policy();
-    let mut errors = compiler.errors;
+    let mut errors: Vec<RuleError> = compiler
+        .decoder
+        .errors
+        .into_iter()
+        .map(|e| RuleError {
+            path: path.to_owned(),
+            position: e.position,
+            message: e.message,
+        })
+        .collect();
     match policy {
         Some(policy) if errors.is_empty() => Ok(policy),
         _ => {
@@ -147,12 +131,28 @@ pub fn parse_policy(text: &str, path: &Path) -> Result<RoutingPolicy, Vec<RuleEr
     }
 }
 
-/// Checks and compiles a policy, collecting every error.
+/// Checks and compiles a policy, collecting every error (in its [`Decoder`], which it
+/// dereferences to: `self.decode(..)`, `self.error(..)`, `self.items(..)`).
 struct Compiler<'a> {
     path: &'a Path,
     /// The file's text, to place errors inside string values.
     text: &'a str,
-    errors: Vec<RuleError>,
+    /// The integration kinds receivers may use.
+    kinds: &'a [IntegrationKind],
+    decoder: Decoder,
+}
+
+impl std::ops::Deref for Compiler<'_> {
+    type Target = Decoder;
+    fn deref(&self) -> &Decoder {
+        &self.decoder
+    }
+}
+
+impl std::ops::DerefMut for Compiler<'_> {
+    fn deref_mut(&mut self) -> &mut Decoder {
+        &mut self.decoder
+    }
 }
 
 /// The names routes may refer to.
@@ -162,74 +162,6 @@ struct Names {
 }
 
 impl Compiler<'_> {
-    fn error(&mut self, position: Position, message: impl Into<String>) {
-        self.errors.push(RuleError {
-            path: self.path.to_owned(),
-            position: Some(position),
-            message: message.into(),
-        });
-    }
-
-    /// Decodes `node`. On failure, each key of a mapping is decoded again on its own, so
-    /// every key's error is reported, not only the first; what the keys without errors say
-    /// is then returned, so the checks after decoding still run on them.
-    fn decode<T: DeserializeOwned>(&mut self, node: &Node) -> Option<T> {
-        let first = match from_node::<T>(node) {
-            Ok(value) => return Some(value),
-            Err(error) => error,
-        };
-        let NodeKind::Map(entries) = &node.kind else {
-            self.error(first.position, first.message);
-            return None;
-        };
-        let mut good = Vec::new();
-        for entry in entries {
-            let alone = Node {
-                position: node.position,
-                kind: NodeKind::Map(vec![entry.clone()]),
-            };
-            match from_node::<T>(&alone) {
-                Ok(_) => good.push(entry.clone()),
-                Err(error) => self.error(error.position, error.message),
-            }
-        }
-        if good.len() == entries.len() {
-            // No key fails alone: the mistake is in how they combine.
-            self.error(first.position, first.message);
-            return None;
-        }
-        from_node::<T>(&Node {
-            position: node.position,
-            kind: NodeKind::Map(good),
-        })
-        .ok()
-    }
-
-    /// Whether `key` of `node` is absent, null or an empty string: a missing name, not one
-    /// already reported as of the wrong type.
-    fn missing(node: &Node, key: &str) -> bool {
-        match node.get(key).map(|n| &n.kind) {
-            None | Some(NodeKind::Null) => true,
-            Some(NodeKind::String(s)) => s.is_empty(),
-            Some(_) => false,
-        }
-    }
-
-    /// The items of a list; null is no items; anything else is an error.
-    fn items<'n>(&mut self, node: &'n Node, what: &str) -> &'n [Node] {
-        match &node.kind {
-            NodeKind::Seq(items) => items,
-            NodeKind::Null => &[],
-            _ => {
-                self.error(
-                    node.position,
-                    format!("`{what}` must be a list, found {}", node.describe()),
-                );
-                &[]
-            }
-        }
-    }
-
     /// Where char `offset` of the string value `node` is in the file: exact for plain and
     /// quoted one-line scalars without escapes, the value's start for block scalars.
     fn inside(&self, node: &Node, offset: usize) -> Position {
@@ -252,29 +184,6 @@ impl Compiler<'_> {
         }
     }
 
-    /// A duration value under `key` of `node`; `positive` refuses zero.
-    fn duration(
-        &mut self,
-        node: &Node,
-        key: &str,
-        text: Option<&spec::Text>,
-        positive: bool,
-    ) -> Option<std::time::Duration> {
-        let text = text?;
-        let position = node.get(key).map_or(node.position, |v| v.position);
-        match parse_duration(text.as_str()) {
-            Ok(d) if positive && d.is_zero() => {
-                self.error(position, format!("{key} cannot be zero"));
-                None
-            }
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.error(position, format!("{key}: {e}"));
-                None
-            }
-        }
-    }
-
     fn policy(&mut self) -> Option<RoutingPolicy> {
         let documents = match parse_documents(self.text) {
             Ok(documents) => documents,
@@ -286,8 +195,7 @@ impl Compiler<'_> {
         let root = match documents.as_slice() {
             [root] if !matches!(root.kind, NodeKind::Null) => root,
             [] | [_] => {
-                self.errors.push(RuleError {
-                    path: self.path.to_owned(),
+                self.errors.push(DecodeError {
                     position: None,
                     message: "the routing policy is empty; it needs `route:` and `receivers:`"
                         .to_owned(),
@@ -314,8 +222,8 @@ impl Compiler<'_> {
         }
         self.decode::<PolicySpec>(root);
 
-        let mut defaults = ReceiverDefaults::default();
-        if let Some(global) = root.get("global")
+        let global = root.get("global");
+        if let Some(global) = global
             && let Some(spec) = self.decode::<GlobalSpec>(global)
         {
             self.duration(
@@ -331,17 +239,6 @@ impl Compiler<'_> {
                      password in a file named by `smtp_auth_password_file`",
                 );
             }
-            defaults = ReceiverDefaults {
-                smtp: SmtpDefaults {
-                    from: spec.smtp_from,
-                    smarthost: spec.smtp_smarthost,
-                    hello: spec.smtp_hello,
-                    auth_username: spec.smtp_auth_username,
-                    auth_password_file: spec.smtp_auth_password_file,
-                    require_tls: spec.smtp_require_tls,
-                },
-                telegram_api_url: spec.telegram_api_url,
-            };
         }
         if let Some(position) = root.key_position("templates") {
             self.error(
@@ -359,7 +256,7 @@ impl Compiler<'_> {
         }
         let interval_names: HashSet<String> = time_intervals.keys().cloned().collect();
         let receivers = match root.get("receivers") {
-            Some(node) => self.receivers(node, &defaults, &interval_names),
+            Some(node) => self.receivers(node, global, &interval_names),
             None => Vec::new(),
         };
         let names = Names {
@@ -387,31 +284,4 @@ impl Compiler<'_> {
             time_intervals,
         })
     }
-}
-
-/// "; did you mean `x`?" when a known name is a likely typo of `name`, else "".
-fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> String {
-    known
-        .into_iter()
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, k)| *d <= 2 && *d < k.chars().count())
-        .min()
-        .map(|(_, k)| format!("; did you mean `{k}`?"))
-        .unwrap_or_default()
-}
-
-/// Levenshtein distance, in chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            current[j + 1] = (previous[j] + usize::from(ca != *cb))
-                .min(previous[j + 1] + 1)
-                .min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }

@@ -6,45 +6,10 @@
 //! booleans, as Alertmanager's YAML library does (`days_of_month: [1, 15]`, `group_wait: 0`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
+pub(super) use atalaya_bus::yaml::Text;
 use serde::Deserialize;
-use serde::de::{self, IgnoredAny, Visitor};
-
-/// A scalar read as text: a string, or a number or boolean written without quotes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Text(pub(super) String);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl Visitor<'_> for TextVisitor {
-            type Value = Text;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(v.to_owned()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-        }
-        deserializer.deserialize_any(TextVisitor)
-    }
-}
-
-impl Text {
-    pub(super) fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+use serde::de::IgnoredAny;
 
 /// The top-level keys, each decoded on its own later; this only refuses unknown ones.
 #[derive(Debug, Default, Deserialize)]
@@ -185,102 +150,24 @@ pub(super) struct RouteSpec {
     pub(super) routes: Option<IgnoredAny>,
 }
 
-/// Integration kinds atalaya delivers, as keys of a receiver.
-pub(super) const SUPPORTED_KINDS: &str = "webhook_configs, telegram_configs, email_configs, \
-     console_configs, mqtt_configs, nats_configs";
-
-/// Alertmanager's integration kinds atalaya does not deliver, and whether it plans to.
-pub(super) const UNSUPPORTED_KINDS: &[(&str, bool)] = &[
-    ("slack_configs", false),
-    ("pagerduty_configs", false),
-    ("opsgenie_configs", false),
-    ("pushover_configs", false),
-    ("victorops_configs", false),
-    ("wechat_configs", false),
-    ("sns_configs", false),
-    ("webex_configs", false),
-    ("msteams_configs", false),
-    ("msteamsv2_configs", false),
-    ("discord_configs", false),
-    ("jira_configs", false),
-    ("rocketchat_configs", false),
-    ("mattermost_configs", false),
-    ("incidentio_configs", false),
+/// Alertmanager's integration kinds atalaya does not deliver.
+pub(super) const UNSUPPORTED_KINDS: &[&str] = &[
+    "slack_configs",
+    "pagerduty_configs",
+    "opsgenie_configs",
+    "victorops_configs",
+    "wechat_configs",
+    "sns_configs",
+    "webex_configs",
+    "msteams_configs",
+    "msteamsv2_configs",
+    "jira_configs",
+    "rocketchat_configs",
+    "mattermost_configs",
+    "incidentio_configs",
+    "pushover_configs",
+    "discord_configs",
 ];
-
-/// One receiver, less any unsupported kinds (reported before decoding). Each integration
-/// is decoded on its own, so each one's mistakes are reported.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(
-    dead_code,
-    reason = "the integrations are decoded from the node, one by one"
-)]
-pub(super) struct ReceiverSpec {
-    #[serde(default)]
-    pub(super) name: Option<String>,
-    #[serde(default)]
-    pub(super) webhook_configs: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
-    pub(super) telegram_configs: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
-    pub(super) email_configs: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
-    pub(super) console_configs: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
-    pub(super) mqtt_configs: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
-    pub(super) nats_configs: Option<Vec<IgnoredAny>>,
-}
-
-/// `webhook_configs` entry: Alertmanager's webhook.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct WebhookSpec {
-    #[serde(default)]
-    pub(super) url: Option<String>,
-    #[serde(default)]
-    pub(super) url_file: Option<String>,
-    #[serde(default)]
-    pub(super) send_resolved: Option<bool>,
-    #[serde(default)]
-    pub(super) max_alerts: Option<i64>,
-    #[serde(default)]
-    pub(super) timeout: Option<Text>,
-    /// Refused with a clear message: atalaya's webhook has no HTTP client settings yet.
-    #[serde(default)]
-    pub(super) http_config: Option<IgnoredAny>,
-}
-
-/// `console_configs` entry.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ConsoleSpec {
-    #[serde(default)]
-    pub(super) send_resolved: Option<bool>,
-}
-
-/// `mqtt_configs` entry.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MqttSpec {
-    #[serde(default)]
-    pub(super) topic: Option<String>,
-    #[serde(default)]
-    pub(super) state_topic_prefix: Option<String>,
-    #[serde(default)]
-    pub(super) send_resolved: Option<bool>,
-}
-
-/// `nats_configs` entry.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NatsSpec {
-    #[serde(default)]
-    pub(super) subject: Option<String>,
-    #[serde(default)]
-    pub(super) send_resolved: Option<bool>,
-}
 
 /// One `inhibit_rules` entry.
 #[derive(Debug, Default, Deserialize)]

@@ -1,13 +1,17 @@
+use atalaya_connectors::notifiers::integration_kinds;
 use std::path::Path;
 use std::time::Duration;
 
 use atalaya_bus::Labels;
 
 use super::*;
-use atalaya_bus::delivery::integration::{MqttPublishConfig, NatsPublishConfig, WebhookConfig};
+use atalaya_bus::delivery::integration::IntegrationSettings;
+use atalaya_connectors::mqtt::MqttPublishConfig;
+use atalaya_connectors::nats::NatsPublishConfig;
+use atalaya_connectors::webhook::WebhookConfig;
 
 fn parse(text: &str) -> RoutingPolicy {
-    parse_policy(text, Path::new("policy.yaml")).unwrap_or_else(|errors| {
+    parse_policy(text, Path::new("policy.yaml"), &integration_kinds()).unwrap_or_else(|errors| {
         let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
         panic!("{}", errors.join("\n"))
     })
@@ -15,7 +19,7 @@ fn parse(text: &str) -> RoutingPolicy {
 
 /// Every error, as `line:col: message`.
 fn errors(text: &str) -> Vec<String> {
-    match parse_policy(text, Path::new("policy.yaml")) {
+    match parse_policy(text, Path::new("policy.yaml"), &integration_kinds()) {
         Ok(_) => panic!("the policy compiled"),
         Err(errors) => errors
             .iter()
@@ -152,54 +156,89 @@ fn compiles_an_alertmanager_style_policy() {
     assert_eq!(policy.tree.receivers_line(&alert), "ops");
 }
 
+/// Asserts that `integration` is of `kind`, with `send_resolved` and these settings.
+pub(super) fn check<T: IntegrationSettings + PartialEq>(
+    integration: &Integration,
+    kind: &str,
+    send_resolved: bool,
+    settings: T,
+) {
+    assert_eq!(
+        (integration.kind, integration.send_resolved),
+        (kind, send_resolved),
+        "{integration:?}"
+    );
+    assert_eq!(
+        integration.settings::<T>(),
+        Some(&settings),
+        "{integration:?}"
+    );
+}
+
 #[test]
 fn receivers_get_alertmanager_and_atalaya_defaults() {
     let policy = parse(HOUSE);
-    assert_eq!(policy.receiver("default").unwrap().integrations, []);
+    assert!(policy.receiver("default").unwrap().integrations.is_empty());
     let pager = &policy.receiver("pager").unwrap().integrations;
-    assert_eq!(
-        pager,
-        &[
-            Integration::Webhook(WebhookConfig {
-                url: Some("http://127.0.0.1:9/hook".to_owned()),
-                url_file: None,
-                send_resolved: true,
-                max_alerts: 0,
-                timeout: Duration::from_secs(10),
-            }),
-            Integration::Webhook(WebhookConfig {
-                url: None,
-                url_file: Some("secrets/hook-url".into()),
-                send_resolved: false,
-                max_alerts: 10,
-                timeout: Duration::from_secs(3),
-            }),
-            Integration::Console(ConsoleConfig {
-                send_resolved: true
-            }),
-            Integration::Mqtt(MqttPublishConfig {
-                topic: "atalaya/notifications".to_owned(),
-                state_topic_prefix: "atalaya/alerts".to_owned(),
-                send_resolved: true,
-            }),
-            Integration::Mqtt(MqttPublishConfig {
-                topic: "home/alerts".to_owned(),
-                state_topic_prefix: String::new(),
-                send_resolved: false,
-            }),
-            Integration::Nats(NatsPublishConfig {
-                subject: "alerts.house".to_owned(),
-                send_resolved: true,
-            }),
-        ]
+    assert_eq!(pager.len(), 6);
+    check(
+        &pager[0],
+        "webhook",
+        true,
+        WebhookConfig {
+            url: Some("http://127.0.0.1:9/hook".to_owned()),
+            url_file: None,
+            max_alerts: 0,
+            timeout: Duration::from_secs(10),
+        },
+    );
+    check(
+        &pager[1],
+        "webhook",
+        false,
+        WebhookConfig {
+            url: None,
+            url_file: Some("secrets/hook-url".into()),
+            max_alerts: 10,
+            timeout: Duration::from_secs(3),
+        },
+    );
+    check(&pager[2], "console", true, ());
+    check(
+        &pager[3],
+        "mqtt",
+        true,
+        MqttPublishConfig {
+            topic: "atalaya/notifications".to_owned(),
+            state_topic_prefix: "atalaya/alerts".to_owned(),
+        },
+    );
+    check(
+        &pager[4],
+        "mqtt",
+        false,
+        MqttPublishConfig {
+            topic: "home/alerts".to_owned(),
+            state_topic_prefix: String::new(),
+        },
+    );
+    check(
+        &pager[5],
+        "nats",
+        true,
+        NatsPublishConfig {
+            subject: "alerts.house".to_owned(),
+        },
     );
     let ops = &policy.receiver("ops").unwrap().integrations;
-    assert_eq!(
-        ops,
-        &[Integration::Nats(NatsPublishConfig {
+    assert_eq!(ops.len(), 1);
+    check(
+        &ops[0],
+        "nats",
+        true,
+        NatsPublishConfig {
             subject: "atalaya.notifications".to_owned(),
-            send_resolved: true,
-        })]
+        },
     );
 }
 
@@ -208,15 +247,15 @@ fn load_reads_url_files_next_to_the_policy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.yaml");
     std::fs::write(&path, HOUSE).unwrap();
-    let policy = load_policy(&path).unwrap();
-    let Integration::Webhook(webhook) = &policy.receiver("pager").unwrap().integrations[1] else {
-        panic!("not a webhook");
-    };
+    let policy = load_policy(&path, &integration_kinds()).unwrap();
+    let webhook = policy.receiver("pager").unwrap().integrations[1]
+        .settings::<WebhookConfig>()
+        .expect("a webhook");
     assert_eq!(
         webhook.url_file.as_deref(),
         Some(dir.path().join("secrets/hook-url").as_path())
     );
-    let missing = load_policy(&dir.path().join("nope.yaml")).unwrap_err();
+    let missing = load_policy(&dir.path().join("nope.yaml"), &integration_kinds()).unwrap_err();
     assert!(missing[0].message.contains("cannot read"), "{missing:?}");
 }
 
@@ -265,12 +304,9 @@ fn the_console_default_sends_everything_to_the_console() {
         policy.tree.receivers_line(&labels(&[("a", "b")])),
         "console"
     );
-    assert_eq!(
-        policy.receiver("console").unwrap().integrations,
-        [Integration::Console(ConsoleConfig {
-            send_resolved: true
-        })]
-    );
+    let console = &policy.receiver("console").unwrap().integrations;
+    assert_eq!(console.len(), 1);
+    check(&console[0], "console", true, ());
 }
 
 #[test]
@@ -568,7 +604,7 @@ mod never_panics {
                 .iter()
                 .map(|(line, indent)| format!("{}{}\n", "  ".repeat(*indent), LINES[*line]))
                 .collect();
-            if let Err(errors) = parse_policy(&text, Path::new("p.yaml")) {
+            if let Err(errors) = parse_policy(&text, Path::new("p.yaml"), &integration_kinds()) {
                 prop_assert!(!errors.is_empty());
             }
         }

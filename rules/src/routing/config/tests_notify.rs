@@ -1,25 +1,28 @@
 //! `telegram_configs` and `email_configs`: defaults, Alertmanager's keys, atalaya's own, and
 //! every mistake at its place — secrets written in the file above all.
 
+use atalaya_connectors::notifiers::integration_kinds;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use super::tests::check;
 use super::*;
 use crate::routing::quiet::is_quiet;
-use atalaya_bus::delivery::integration::{
-    EmailConfig, Locale, MailTls, OnResolve, QuietConfig, QuietRule, TelegramChat, TelegramConfig,
-};
+use atalaya_bus::delivery::integration::{QuietConfig, QuietRule, SecretSource};
+use atalaya_connectors::mail::{EmailConfig, MailTls};
+use atalaya_connectors::telegram::{OnResolve, TelegramChat, TelegramConfig};
+use atalaya_connectors::templates::Locale;
 
 fn parse(text: &str) -> RoutingPolicy {
-    parse_policy(text, Path::new("policy.yaml")).unwrap_or_else(|errors| {
+    parse_policy(text, Path::new("policy.yaml"), &integration_kinds()).unwrap_or_else(|errors| {
         let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
         panic!("{}", errors.join("\n"))
     })
 }
 
 fn errors(text: &str) -> Vec<String> {
-    match parse_policy(text, Path::new("policy.yaml")) {
+    match parse_policy(text, Path::new("policy.yaml"), &integration_kinds()) {
         Ok(_) => panic!("the policy compiled"),
         Err(errors) => errors
             .iter()
@@ -80,45 +83,49 @@ receivers:
 fn telegram_integrations_compile_with_defaults() {
     let policy = parse(HOME);
     let family = &policy.receiver("family").unwrap().integrations;
-    assert_eq!(
-        family[0],
-        Integration::Telegram(TelegramConfig {
+    check(
+        &family[0],
+        "telegram",
+        true,
+        TelegramConfig {
             bot_token: SecretSource::File("secrets/bot".into()),
             chats: vec![TelegramChat::Id(-1_001_234_567_890)],
             message_thread_id: None,
             api_url: "https://api.telegram.org".to_owned(),
-            disable_notifications: false,
-            quiet: QuietConfig::default(),
-            send_resolved: true,
             on_resolve: OnResolve::Edit,
             message: None,
             locale: Locale::En,
             timeout: Duration::from_secs(20),
-        })
+        },
     );
-    assert_eq!(
-        family[1],
-        Integration::Telegram(TelegramConfig {
+    assert_eq!(family[0].quiet, QuietConfig::default());
+    check(
+        &family[1],
+        "telegram",
+        false,
+        TelegramConfig {
             bot_token: SecretSource::Env("ATALAYA_BOT_TOKEN".to_owned()),
             chats: vec![
                 TelegramChat::Id(42),
-                TelegramChat::Username("@casa_alertas".to_owned())
+                TelegramChat::Username("@casa_alertas".to_owned()),
             ],
             message_thread_id: Some(7),
             api_url: "http://127.0.0.1:8081".to_owned(),
-            disable_notifications: true,
-            quiet: QuietConfig {
-                rules: vec![QuietRule {
-                    severities: vec!["info".to_owned(), "warning".to_owned()],
-                    time_intervals: vec!["night".to_owned()],
-                }],
-            },
-            send_resolved: false,
             on_resolve: OnResolve::Reply,
             message: Some("{{ marker }} <b>{{ title }}</b>".to_owned()),
             locale: Locale::Es,
             timeout: Duration::from_secs(5),
-        })
+        },
+    );
+    assert_eq!(
+        family[1].quiet,
+        QuietConfig {
+            always: true,
+            rules: vec![QuietRule {
+                severities: vec!["info".to_owned(), "warning".to_owned()],
+                time_intervals: vec!["night".to_owned()],
+            }],
+        }
     );
     assert!(TelegramChat::Id(-5).is_group());
     assert!(TelegramChat::Username("@x".into()).is_group());
@@ -129,12 +136,11 @@ fn telegram_integrations_compile_with_defaults() {
 fn email_integrations_take_the_global_smtp_defaults() {
     let policy = parse(HOME);
     let admin = &policy.receiver("admin").unwrap().integrations;
-    let Integration::Email(first) = &admin[0] else {
-        panic!("{admin:?}")
-    };
-    assert_eq!(
-        first,
-        &EmailConfig {
+    check(
+        &admin[0],
+        "email",
+        false,
+        EmailConfig {
             to: vec!["admin@home.lan".to_owned(), "Ana <ana@home.lan>".to_owned()],
             from: "atalaya@home.lan".to_owned(),
             host: "mail.home.lan".to_owned(),
@@ -151,14 +157,11 @@ fn email_integrations_take_the_global_smtp_defaults() {
             subject: None,
             text: None,
             html: None,
-            send_resolved: false,
             locale: Locale::En,
             timeout: Duration::from_secs(30),
-        }
+        },
     );
-    let Integration::Email(second) = &admin[1] else {
-        panic!("{admin:?}")
-    };
+    let second = admin[1].settings::<EmailConfig>().expect("email");
     assert_eq!(second.tls, MailTls::Implicit, "port 465 is implicit TLS");
     assert_eq!(
         second.auth_password,
@@ -168,11 +171,9 @@ fn email_integrations_take_the_global_smtp_defaults() {
     assert_eq!(second.server_name.as_deref(), Some("mail.example.org"));
     assert_eq!(second.headers["X-Priority"], "1");
     assert_eq!(second.subject.as_deref(), Some("{{ title }}"));
-    assert!(second.send_resolved);
+    assert!(admin[1].send_resolved);
     assert_eq!(second.locale, Locale::Es);
-    let Integration::Email(third) = &admin[2] else {
-        panic!("{admin:?}")
-    };
+    let third = admin[2].settings::<EmailConfig>().expect("email");
     assert_eq!(third.tls, MailTls::None);
     assert_eq!((third.host.as_str(), third.port), ("localhost", 25));
 }
@@ -182,18 +183,17 @@ fn secret_files_are_read_next_to_the_policy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.yaml");
     std::fs::write(&path, HOME).unwrap();
-    let policy = load_policy(&path).unwrap();
-    let Integration::Telegram(telegram) = &policy.receiver("family").unwrap().integrations[0]
-    else {
-        panic!("not telegram");
-    };
+    let policy = load_policy(&path, &integration_kinds()).unwrap();
+    let telegram = policy.receiver("family").unwrap().integrations[0]
+        .settings::<TelegramConfig>()
+        .expect("telegram");
     assert_eq!(
         telegram.bot_token,
         SecretSource::File(dir.path().join("secrets/bot"))
     );
-    let Integration::Email(email) = &policy.receiver("admin").unwrap().integrations[1] else {
-        panic!("not email");
-    };
+    let email = policy.receiver("admin").unwrap().integrations[1]
+        .settings::<EmailConfig>()
+        .expect("email");
     assert_eq!(email.ca_file, Some(dir.path().join("ca.pem")));
     // Where a secret comes from may be shown; never what it is.
     assert_eq!(
@@ -326,11 +326,8 @@ receivers:
 fn quiet_by_severity_or_time_interval() {
     use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
     let policy = parse(HOME);
-    let Integration::Telegram(quiet) = &policy.receiver("family").unwrap().integrations[1] else {
-        panic!("not telegram");
-    };
-    let mut quiet = quiet.clone();
-    quiet.disable_notifications = false;
+    let mut quiet = policy.receiver("family").unwrap().integrations[1].clone();
+    quiet.quiet.always = false;
     let notification = |severities: &[&str]| Notification {
         id: "n".into(),
         receiver: "family".into(),
@@ -361,25 +358,25 @@ fn quiet_by_severity_or_time_interval() {
     let intervals = &policy.time_intervals;
     // Both given: low severities at night.
     assert!(is_quiet(
-        &Integration::Telegram(quiet.clone()),
+        &quiet,
         &notification(&["info", "warning"]),
         intervals,
         night
     ));
     assert!(!is_quiet(
-        &Integration::Telegram(quiet.clone()),
+        &quiet,
         &notification(&["info", "warning"]),
         intervals,
         day
     ));
     assert!(!is_quiet(
-        &Integration::Telegram(quiet.clone()),
+        &quiet,
         &notification(&["info", "critical"]),
         intervals,
         night
     ));
     assert!(!is_quiet(
-        &Integration::Telegram(quiet.clone()),
+        &quiet,
         &notification(&["critical"]),
         intervals,
         night
@@ -388,13 +385,13 @@ fn quiet_by_severity_or_time_interval() {
     let mut by_severity = quiet.clone();
     by_severity.quiet.rules[0].time_intervals.clear();
     assert!(is_quiet(
-        &Integration::Telegram(by_severity.clone()),
+        &by_severity,
         &notification(&["info"]),
         intervals,
         day
     ));
     assert!(!is_quiet(
-        &Integration::Telegram(by_severity.clone()),
+        &by_severity,
         &notification(&["critical"]),
         intervals,
         night
@@ -402,13 +399,13 @@ fn quiet_by_severity_or_time_interval() {
     let mut by_time = quiet.clone();
     by_time.quiet.rules[0].severities.clear();
     assert!(is_quiet(
-        &Integration::Telegram(by_time.clone()),
+        &by_time,
         &notification(&["critical"]),
         intervals,
         night
     ));
     assert!(!is_quiet(
-        &Integration::Telegram(by_time.clone()),
+        &by_time,
         &notification(&["info"]),
         intervals,
         day
@@ -416,7 +413,7 @@ fn quiet_by_severity_or_time_interval() {
     let mut never = quiet.clone();
     never.quiet = QuietConfig::default();
     assert!(!is_quiet(
-        &Integration::Telegram(never.clone()),
+        &never,
         &notification(&["info"]),
         intervals,
         night
@@ -433,33 +430,28 @@ fn quiet_by_severity_or_time_interval() {
             time_intervals: vec!["night".to_owned()],
         },
     ];
-    assert!(is_quiet(
-        &Integration::Telegram(either.clone()),
-        &notification(&["info"]),
-        intervals,
-        day
-    ));
+    assert!(is_quiet(&either, &notification(&["info"]), intervals, day));
     assert!(!is_quiet(
-        &Integration::Telegram(either.clone()),
+        &either,
         &notification(&["warning"]),
         intervals,
         day
     ));
     assert!(is_quiet(
-        &Integration::Telegram(either.clone()),
+        &either,
         &notification(&["warning"]),
         intervals,
         night
     ));
     assert!(!is_quiet(
-        &Integration::Telegram(either.clone()),
+        &either,
         &notification(&["critical"]),
         intervals,
         night
     ));
-    quiet.disable_notifications = true;
+    quiet.quiet.always = true;
     assert!(is_quiet(
-        &Integration::Telegram(quiet.clone()),
+        &quiet,
         &notification(&["critical"]),
         intervals,
         day

@@ -1,6 +1,7 @@
 //! Compiling `time_intervals:` (and the older `mute_time_intervals:`, same shape) into
 //! [`NamedTimeInterval`]s; names are unique across both keys.
 
+use atalaya_bus::yaml::Decoder;
 use std::collections::HashMap;
 
 use super::Compiler;
@@ -31,7 +32,7 @@ impl Compiler<'_> {
             let name = match spec.name.filter(|n| !n.is_empty()) {
                 Some(name) => name,
                 None => {
-                    if Self::missing(item, "name") {
+                    if Decoder::missing(item, "name") {
                         self.error(
                             name_position,
                             format!("{key}: a time interval needs a `name`"),

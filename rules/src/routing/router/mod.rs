@@ -210,7 +210,7 @@ impl Router {
                 .map(|a| a.fingerprint.clone())
                 .collect();
             for (index, integration) in integrations.iter().enumerate() {
-                let send_resolved = integration.send_resolved();
+                let send_resolved = integration.send_resolved;
                 let log = &mut group.notified[index];
                 if !needs_update(
                     log.as_ref(),

@@ -1,5 +1,6 @@
 //! The router on virtual time.
 
+use atalaya_connectors::notifiers::integration_kinds;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::routing::config::parse_policy;
 use crate::routing::silence::SilenceMatcher;
 
 fn policy(yaml: &str) -> Arc<RoutingPolicy> {
-    match parse_policy(yaml, Path::new("routing.yaml")) {
+    match parse_policy(yaml, Path::new("routing.yaml"), &integration_kinds()) {
         Ok(p) => Arc::new(p),
         Err(errors) => panic!("{errors:?}"),
     }

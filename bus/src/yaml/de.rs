@@ -134,6 +134,17 @@ pub(super) fn unknown(what: &str, name: &str, expected: &[&str]) -> String {
     )
 }
 
+/// "; did you mean `x`?" when one of `known` is a likely typo of `name`, else "".
+pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> String {
+    known
+        .into_iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, k)| *d <= 2 && *d < k.chars().count())
+        .min()
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default()
+}
+
 /// Damerau-Levenshtein distance (optimal string alignment): the fewest insertions, deletions,
 /// substitutions and swaps of two neighbouring characters turning `a` into `b`.
 pub(super) fn edit_distance(a: &str, b: &str) -> usize {

@@ -15,10 +15,14 @@
 //!   yaml_rust2's events, with its limits and the core-schema scalar resolution.
 //! - `de`: the serde deserializer over a [`Node`] ([`from_node`]) and its errors, worded for
 //!   YAML authors and placed at the key or value at fault.
+//! - `text`: [`Text`], a scalar read as text whatever it looks like.
+//! - `decoder`: [`Decoder`], decoding a configuration while collecting every error.
 
 mod de;
+mod decoder;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -27,7 +31,9 @@ use std::fmt;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-pub use self::de::{DeError, NodeDeError, from_node};
+pub use self::de::{DeError, NodeDeError, did_you_mean, from_node};
+pub use self::decoder::{DecodeError, Decoder};
+pub use self::text::Text;
 
 /// Deepest nesting of mappings and sequences a document may use.
 ///
@@ -173,11 +179,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
 
 /// One document of a stream, as [`parse_stream`] returns it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Document {
-    pub(crate) root: Node,
+pub struct Document {
+    pub root: Node,
     /// Whether the document has no content at all (`---` alone), which a null root cannot
     /// tell apart from a written `null`.
-    pub(crate) empty: bool,
+    pub empty: bool,
 }
 
 /// Like [`parse_documents`], and tells which documents are empty.
@@ -185,7 +191,7 @@ pub(crate) struct Document {
 /// Uses yaml_rust2's event parser directly rather than `Parser::load`: `load` recurses once
 /// per nesting level, so a deeply nested text would overflow the stack before any receiver
 /// could stop it. Pulling events lets the depth limit end the parse first.
-pub(crate) fn parse_stream(text: &str) -> Result<Vec<Document>, YamlError> {
+pub fn parse_stream(text: &str) -> Result<Vec<Document>, YamlError> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = TreeBuilder::default();
     loop {
