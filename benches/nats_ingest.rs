@@ -7,15 +7,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use atalaya_test_kit::free_port;
+use atalaya_test_kit::nats::NatsServer;
 use futures_util::StreamExt;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -29,14 +23,8 @@ async fn main() {
     let n = env_or("BENCH_N", 20_000);
     let rules = env_or("BENCH_RULES", 100);
     let work = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = Command::new("/usr/sbin/nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server");
-    let url = format!("nats://127.0.0.1:{port}");
+    let mut server = NatsServer::started().await;
+    let url = server.url();
     let publisher = loop {
         if let Ok(c) = async_nats::connect(&url).await {
             break c;
@@ -145,8 +133,7 @@ async fn main() {
     let ours = got as f64 / elapsed.as_secs_f64();
     let _ = atalaya.kill();
     let _ = atalaya.wait();
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     println!("NATS ingest, {n} core messages through nats-server");
     println!("  async-nats subscriber alone  {baseline:>12.0} msg/s  ({baseline_got} received)");
     println!(

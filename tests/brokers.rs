@@ -8,8 +8,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::Read;
 
+use atalaya_test_kit::mosquitto::Mosquitto;
+use atalaya_test_kit::nats::NatsServer;
 use nix::sys::signal::Signal;
-use support::brokers::{Mosquitto, NatsServer};
 use support::{Atalaya, CONSOLE_AT_ONCE, Options};
 
 const LEAK_RULE: &str = r#"rules:
@@ -73,8 +74,7 @@ fn numbers(lines: &[String]) -> BTreeSet<u32> {
 
 #[tokio::test]
 async fn mqtt_messages_fire_rules_and_actions_publish_back() {
-    let broker_dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(broker_dir.path());
+    let broker = Mosquitto::started().await;
     let mut atalaya = Atalaya::start_with(Options {
         config: mqtt_config(&broker, "zigbee2mqtt/+device"),
         rules: vec![("leak.yaml", LEAK_RULE.to_owned())],
@@ -127,8 +127,7 @@ async fn mqtt_messages_fire_rules_and_actions_publish_back() {
 
 #[tokio::test]
 async fn no_qos1_message_is_lost_when_atalaya_is_killed_and_restarted() {
-    let broker_dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(broker_dir.path());
+    let broker = Mosquitto::started().await;
     let options = || Options {
         config: mqtt_config(&broker, "count"),
         ..Options::default()
@@ -155,8 +154,7 @@ async fn no_qos1_message_is_lost_when_atalaya_is_killed_and_restarted() {
 
 #[tokio::test]
 async fn no_jetstream_message_is_lost_when_atalaya_is_killed_and_restarted() {
-    let server_dir = tempfile::tempdir().unwrap();
-    let server = NatsServer::start(server_dir.path());
+    let server = NatsServer::started().await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
@@ -203,8 +201,7 @@ async fn no_jetstream_message_is_lost_when_atalaya_is_killed_and_restarted() {
 
 #[tokio::test]
 async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
-    let broker_dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(broker_dir.path());
+    let broker = Mosquitto::started().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("routing.yaml"),

@@ -1,5 +1,5 @@
-//! End-to-end: the binary with `kubernetes:` in its config, against the fake API server of
-//! the connector tests (`connectors/tests/k8s_support/`). A node lost becomes an alert on the
+//! End-to-end: the binary with `kubernetes:` in its config, against the test kit's fake API
+//! server. A node lost becomes an alert on the
 //! console; a permission the service account lacks keeps the service up, named in the log,
 //! counted, and `/readyz` false until it is granted.
 
@@ -7,29 +7,12 @@
 
 mod support;
 
-#[allow(
-    dead_code,
-    reason = "the connector tests use all of it; this test a part"
-)]
-#[path = "../connectors/tests/k8s_support/api.rs"]
-mod api;
-#[allow(
-    dead_code,
-    reason = "the connector tests use all of it; this test a part"
-)]
-#[path = "../connectors/tests/k8s_support/objects.rs"]
-mod objects;
-
-use std::time::Duration;
-
-use api::{FakeApi, Resource};
+use atalaya_test_kit::kubernetes::objects;
+use atalaya_test_kit::kubernetes::{FakeApi, Resource};
 use jiff::{SignedDuration, Timestamp};
 use nix::sys::signal::Signal;
 use objects::node;
 use support::{Atalaya, CONSOLE_AT_ONCE, Options, sample};
-
-/// How long the fake server's helpers wait.
-const WAIT: Duration = Duration::from_secs(30);
 
 const NODE_RULE: &str = "rules:\n  - name: node_lost\n    subject: k8s/node/+node/ready\n    condition: \"!data.ready\"\n    severity: critical\n    annotations:\n      summary: \"Node {{ labels.node }} is not ready\"\n";
 
@@ -114,11 +97,7 @@ async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_no
 #[tokio::test]
 async fn a_kubeconfig_that_cannot_be_read_stops_the_start_with_64_before_binding() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = atalaya_test_kit::free_port();
     let missing = dir.path().join("no-such-kubeconfig");
     let config = dir.path().join("atalaya.yaml");
     std::fs::write(

@@ -50,11 +50,7 @@ async fn sigint_shuts_down_gracefully_too() {
 async fn a_config_with_three_mistakes_exits_64_listing_all_before_binding() {
     let dir = tempfile::tempdir().unwrap();
     // A port that is free now: if atalaya bound it before failing, we could not bind it after.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = atalaya_test_kit::free_port();
     let config = dir.path().join("atalaya.yaml");
     std::fs::write(
         &config,

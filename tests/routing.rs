@@ -8,10 +8,10 @@ mod support;
 use std::path::Path;
 
 use atalaya_bus::store::Store;
+use atalaya_test_kit::webhook::{Webhook, alert_names};
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::webhook::{Webhook, alert_names};
 use support::{Atalaya, Options, command, sample};
 
 const TEMP_RULE: &str = r#"rules:

@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use atalaya_connectors::telegram::stand_in::BotApi;
+use atalaya_test_kit::telegram::BotApi;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{Atalaya, Options, PATIENCE};

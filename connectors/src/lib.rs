@@ -28,11 +28,25 @@
 //! - `telegram` (feature `telegram`): notifications as Telegram messages (Bot API), within
 //!   Telegram's limits, edited when their alerts resolve.
 //! - `mail` (feature `mail`): notifications as mails over SMTP, threaded per group.
-//! - `secret` (features `telegram` or `mail`): secrets read from files or the environment.
-//! - `templates` (features `telegram` or `mail`): the text of those messages, from
-//!   minijinja templates, built in for English and Spanish.
+//! - `ntfy`, `gotify`, `matrix`, `discord`, `pushover` (features of the same names):
+//!   notifications as push messages to those services.
+//! - `http` (features of HTTP receivers): the client and [`http::HttpError`] they share.
+//! - `push` (features of push receivers): the settings they share (`title`, `message`,
+//!   `locale`, `timeout`) and a notification as a push message.
+//! - [`secret`]: secrets read from files or the environment.
+//! - `templates` (features of receivers that write messages): the text of those messages,
+//!   from minijinja templates, built in for English and Spanish.
 
 pub mod console;
+#[cfg(any(
+    feature = "webhook",
+    feature = "ntfy",
+    feature = "gotify",
+    feature = "matrix",
+    feature = "discord",
+    feature = "pushover"
+))]
+pub mod http;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 #[cfg(feature = "mail")]
@@ -43,11 +57,26 @@ pub mod mqtt;
 pub mod nats;
 pub mod notifiers;
 pub mod payload;
-#[cfg(any(feature = "telegram", feature = "mail"))]
+#[cfg(any(
+    feature = "ntfy",
+    feature = "gotify",
+    feature = "matrix",
+    feature = "discord",
+    feature = "pushover"
+))]
+pub mod push;
 pub mod secret;
 #[cfg(feature = "telegram")]
 pub mod telegram;
-#[cfg(any(feature = "telegram", feature = "mail"))]
+#[cfg(any(
+    feature = "telegram",
+    feature = "mail",
+    feature = "ntfy",
+    feature = "gotify",
+    feature = "matrix",
+    feature = "discord",
+    feature = "pushover"
+))]
 pub mod templates;
 pub mod tls;
 #[cfg(feature = "webhook")]

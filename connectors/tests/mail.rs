@@ -5,9 +5,6 @@
 
 #![cfg(feature = "mail")]
 
-#[path = "mail_support/mod.rs"]
-mod mail_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +15,8 @@ use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use atalaya_connectors::mail::{EmailConfig, MailTls};
 use atalaya_connectors::mail::{MailSender, thread_id};
 use atalaya_connectors::templates::Locale;
-use mail_support::{CapturedLogs, ServerTls, Smtpd, header, make_certs};
+use atalaya_test_kit::smtp::{ServerTls, Smtpd, header};
+use atalaya_test_kit::{CapturedLogs, make_certs};
 
 const PASSWORD: &str = "s3cret-SMTP-pa55word";
 
@@ -84,7 +82,7 @@ fn notification(id: &str, status: Status) -> Notification {
 
 /// Waits (the server writes files as it receives) until `n` mails arrived.
 async fn wait_for_mails(server: &Smtpd, n: usize) -> Vec<serde_json::Value> {
-    let deadline = tokio::time::Instant::now() + mail_support::WAIT;
+    let deadline = tokio::time::Instant::now() + atalaya_test_kit::PATIENCE;
     loop {
         let mails = server.decoded();
         if mails.len() >= n {

@@ -3,8 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses its own part of the helper")]
 
-pub mod brokers;
-pub mod webhook;
+pub use atalaya_test_kit::PATIENCE;
+pub use atalaya_test_kit::metrics::sample_text as sample;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,9 +17,6 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, mpsc};
-
-/// The bound on anything a test waits for; generous for a loaded CI machine.
-pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_atalaya")
@@ -337,15 +334,6 @@ pub fn rules_dir(dir: &Path) -> PathBuf {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
     rules
-}
-
-/// The value of the sample `name` with exactly these `labels` (`{a="b"}`, or "" for none).
-pub fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
-    let key = format!("{name}{labels} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&key))
-        .map(|v| v.trim().parse().expect("a number"))
 }
 
 /// `atalaya_connector_errors_total{connector="http",stage=…}`.

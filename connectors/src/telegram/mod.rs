@@ -24,7 +24,6 @@
 //! - `limiter`: the flood limits.
 //! - `messages`: the store table of sent messages.
 //! - `error`: [`TelegramError`].
-//! - `stand_in` (tests, feature `test-support`): a Bot API stand-in on loopback.
 //! - `tests`: the sender against the stand-in.
 
 mod config;
@@ -34,8 +33,6 @@ mod messages;
 mod notifier;
 mod sender;
 pub mod split;
-#[cfg(any(test, feature = "test-support"))]
-pub mod stand_in;
 #[cfg(test)]
 mod tests;
 

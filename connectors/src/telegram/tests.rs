@@ -13,9 +13,9 @@ use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 use atalaya_bus::store::Store;
 use jiff::Timestamp;
 
-use super::stand_in::BotApi;
 use super::*;
 use crate::templates::Locale;
+use atalaya_test_kit::telegram::BotApi;
 
 const TOKEN: &str = "123456:FAKE-token-for-atalaya-tests";
 

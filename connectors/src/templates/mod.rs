@@ -43,12 +43,15 @@ const MAX_CACHED: usize = 64;
 pub enum MessagePart {
     /// A Telegram message, in Telegram's HTML.
     TelegramHtml,
-    /// A mail's subject line.
+    /// A one-line title: a mail's subject, a push message's title.
     MailSubject,
     /// A mail's plain text part.
     MailText,
     /// A mail's HTML part.
     MailHtml,
+    /// A push message's text (ntfy, Gotify, Discord, Pushover, Matrix's plain body): short,
+    /// plain text, the title said apart.
+    PushText,
 }
 
 impl MessagePart {
@@ -66,6 +69,8 @@ impl MessagePart {
             (Self::MailText, Locale::Es) => "mail.es.txt",
             (Self::MailHtml, Locale::En) => "mail.en.html",
             (Self::MailHtml, Locale::Es) => "mail.es.html",
+            (Self::PushText, Locale::En) => "push.en.txt",
+            (Self::PushText, Locale::Es) => "push.es.txt",
         }
     }
 }
@@ -122,6 +127,8 @@ static BUILTIN: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("mail.es.txt", include_str!("defaults/mail.es.txt.j2")),
         ("mail.en.html", include_str!("defaults/mail.en.html.j2")),
         ("mail.es.html", include_str!("defaults/mail.es.html.j2")),
+        ("push.en.txt", include_str!("defaults/push.en.txt.j2")),
+        ("push.es.txt", include_str!("defaults/push.es.txt.j2")),
     ];
     for (name, source) in templates {
         // The built-in templates are checked by this module's tests: they compile.

@@ -92,20 +92,6 @@ pub fn status_is_retryable(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
 
-/// `Retry-After` as a delay: seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00
-/// GMT`, counted from `now`; a date already past is no delay).
-pub(crate) fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = jiff::fmt::rfc2822::DateTimeParser::new()
-        .parse_timestamp(value)
-        .ok()?;
-    let wait = when.duration_since(now);
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
-}
-
 /// ` Too Many Requests`, with its leading space, or nothing for an unknown status.
 fn reason_phrase(status: u16) -> String {
     reqwest::StatusCode::from_u16(status)
@@ -185,24 +171,5 @@ mod tests {
         };
         assert!(missing.retryable());
         assert_eq!(missing.kind(), "url_file");
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        let now: jiff::Timestamp = "2015-10-21T07:27:00Z".parse().unwrap();
-        assert_eq!(
-            parse_retry_after(" 120 ", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

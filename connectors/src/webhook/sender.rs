@@ -4,7 +4,8 @@ use super::WebhookConfig;
 use atalaya_bus::delivery::notification::Notification;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 
-use super::error::{WebhookError, parse_retry_after};
+use super::error::WebhookError;
+use crate::http::parse_retry_after;
 
 /// The HTTP client webhooks are sent with: rustls, atalaya's user agent. Redirects are
 /// followed as Alertmanager does (up to 10); timeouts are set per request from the webhook's

@@ -1,57 +1,25 @@
 //! The sender against a real HTTP server on loopback.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::WebhookConfig;
 use atalaya_bus::Labels;
 use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
+use atalaya_test_kit::http::{Answer, Recorder};
 
 use super::*;
 
 const TOKEN: &str = "s3cr3t-t0ken";
 
-/// What the server saw: each request's headers and JSON body.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(HeaderMap, serde_json::Value)>>>);
-
-async fn record(State(seen): State<Seen>, headers: HeaderMap, body: String) -> StatusCode {
-    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
-    seen.0.lock().unwrap().push((headers, json));
-    StatusCode::OK
-}
-
-async fn busy() -> impl IntoResponse {
-    (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "7")])
-}
-
-async fn refuse() -> StatusCode {
-    StatusCode::BAD_REQUEST
-}
-
-async fn slow() -> StatusCode {
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    StatusCode::OK
-}
-
-/// A server on a free loopback port; its base URL.
-async fn server(seen: Seen) -> String {
-    let app = Router::new()
-        .route("/hook/{token}", post(record))
-        .route("/busy", post(busy))
-        .route("/refuse", post(refuse))
-        .route("/slow", post(slow))
-        .with_state(seen);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
+/// A server on a free loopback port: `/hook/<token>` accepts, `/busy` answers 503 with
+/// `Retry-After: 7`, `/refuse` 400, `/slow` takes 5 s.
+async fn server() -> Recorder {
+    let server = Recorder::start().await;
+    server.answer("/busy", Answer::status(503).with_header("retry-after", "7"));
+    server.answer("/refuse", Answer::status(400));
+    server.answer("/slow", Answer::status(200).after(Duration::from_secs(5)));
+    server
 }
 
 fn config(url: String) -> WebhookConfig {
@@ -95,18 +63,20 @@ fn sender() -> WebhookSender {
 
 #[tokio::test]
 async fn posts_alertmanager_json_with_the_notification_id() {
-    let seen = Seen::default();
-    let base = server(seen.clone()).await;
-    let config = config(format!("{base}/hook/{TOKEN}"));
+    let server = server().await;
+    let config = config(format!("{}/hook/{TOKEN}", server.url()));
     sender()
         .send(&config, &notification(), "http://atalaya.lan")
         .await
         .unwrap();
-    let seen = seen.0.lock().unwrap();
-    let (headers, body) = &seen[0];
-    assert_eq!(headers["content-type"], "application/json");
-    assert_eq!(headers["idempotency-key"], "01JNOTIFICATION");
-    assert_eq!(headers["x-atalaya-notification-id"], "01JNOTIFICATION");
+    let [request] = server.requests().try_into().unwrap();
+    let body = request.json();
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(request.header("idempotency-key"), Some("01JNOTIFICATION"));
+    assert_eq!(
+        request.header("x-atalaya-notification-id"),
+        Some("01JNOTIFICATION")
+    );
     assert_eq!(body["version"], "4");
     assert_eq!(body["receiver"], "home");
     assert_eq!(body["externalURL"], "http://atalaya.lan");
@@ -115,8 +85,8 @@ async fn posts_alertmanager_json_with_the_notification_id() {
 
 #[tokio::test]
 async fn the_url_file_is_read_and_trimmed_at_send_time() {
-    let seen = Seen::default();
-    let base = server(seen.clone()).await;
+    let server = server().await;
+    let base = server.url();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("url");
     let mut config = config(String::new());
@@ -132,12 +102,12 @@ async fn the_url_file_is_read_and_trimmed_at_send_time() {
 
     std::fs::write(&path, format!("  {base}/hook/{TOKEN}\n")).unwrap();
     sender().send(&config, &notification(), "").await.unwrap();
-    assert_eq!(seen.0.lock().unwrap().len(), 1);
+    assert_eq!(server.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn unavailable_is_retried_after_the_servers_wish_and_bad_request_is_not() {
-    let base = server(Seen::default()).await;
+    let base = server().await.url();
     let busy = sender()
         .send(&config(format!("{base}/busy")), &notification(), "")
         .await
@@ -160,7 +130,7 @@ async fn unavailable_is_retried_after_the_servers_wish_and_bad_request_is_not() 
 
 #[tokio::test]
 async fn a_slow_webhook_times_out_and_is_retryable() {
-    let base = server(Seen::default()).await;
+    let base = server().await.url();
     let mut config = config(format!("{base}/slow"));
     config.timeout = Duration::from_millis(100);
     let error = sender()
@@ -173,10 +143,8 @@ async fn a_slow_webhook_times_out_and_is_retryable() {
 
 #[tokio::test]
 async fn errors_never_show_the_url() {
-    // A port nobody listens on: bind one, then free it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
+    // A port nobody listens on.
+    let address = format!("127.0.0.1:{}", atalaya_test_kit::free_port());
     let refused = sender()
         .send(
             &config(format!("http://{address}/hook/{TOKEN}")),

@@ -1,25 +1,19 @@
 //! Test support for the Kubernetes bridge, shared by the tests in `kubernetes.rs`.
 //!
 //! # Layout
-//! - `api.rs`: [`FakeApi`], a Kubernetes API server on loopback speaking list-and-watch.
-//! - `objects.rs`: nodes, leases, pods and Events as JSON.
+//! - from the test kit: [`FakeApi`] (`api`), a Kubernetes API server on loopback speaking
+//!   list-and-watch, and [`CapturedLogs`].
 //! - this file: [`Bridge`], the connector running against the fake server on a bus with one
 //!   consumer, with its metrics and readiness; [`config`], a kubeconfig pointing at the
 //!   fake server.
-//! - `../support/logs.rs`: [`CapturedLogs`], what the connector logged.
 
 #![allow(
     dead_code,
     reason = "each test binary uses a different part of the support"
 )]
 
-pub mod api;
-#[allow(dead_code, reason = "shared with the MQTT tests, which use all of it")]
-#[path = "../support/logs.rs"]
-mod logs;
-#[path = "../support/metrics.rs"]
-mod metrics;
-pub mod objects;
+pub use atalaya_test_kit::kubernetes as api;
+pub use atalaya_test_kit::kubernetes::objects;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::{FakeApi, Resource};
 #[allow(unused_imports, reason = "only the protocol tests read the logs")]
-pub use logs::CapturedLogs;
+pub use atalaya_test_kit::CapturedLogs;
 use objects::node;
 
 /// How long a test waits for anything before it fails; generous for a loaded machine.
@@ -151,7 +145,7 @@ impl Bridge {
 
     /// The value of metric `family` whose labels include every one of `labels` (0 if none).
     pub fn metric(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
-        metrics::sample(&self.registry, family, labels)
+        atalaya_test_kit::metrics::sample(&self.registry, family, labels)
     }
 
     pub fn errors(&self, stage: &str) -> f64 {

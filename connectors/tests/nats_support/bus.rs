@@ -39,7 +39,7 @@ impl TestBus {
 
     /// The value of metric `family` whose labels include every one of `labels` (0 if none).
     pub fn metric(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
-        super::metrics::sample(&self.registry, family, labels)
+        atalaya_test_kit::metrics::sample(&self.registry, family, labels)
     }
 
     pub fn errors(&self, connector: &str, stage: &str) -> f64 {

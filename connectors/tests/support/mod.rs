@@ -1,15 +1,10 @@
-//! Test support for the MQTT connector: a real mosquitto on free loopback ports (persistence
-//! in its own directory, optional TLS listener and password file, killed with SIGKILL on drop
-//! or on demand, restarted on the same ports and directory), certificates made with the
-//! `openssl` CLI, a plain rumqttc client to publish and watch with, a bus with one consumer,
-//! the connector's metrics read back from the registry, and captured log lines.
+//! Test support for the MQTT connector: a plain rumqttc client to publish and watch with, a
+//! bus with one consumer, the connector's metrics read back from the registry; and, from the
+//! test kit, a real mosquitto ([`Mosquitto`]), certificates and captured log lines.
 
 #![allow(dead_code, reason = "each test uses a different part of the support")]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,14 +14,11 @@ use atalaya_bus::connector_metrics::{ConnectorCounters, ConnectorMetrics};
 use atalaya_connectors::mqtt::ERROR_STAGES;
 use prometheus::Registry;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
-use tempfile::TempDir;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-mod certs;
-mod logs;
-pub use certs::make_certs;
-pub use logs::CapturedLogs;
+pub use atalaya_test_kit::mosquitto::{Mosquitto, ServerTls, mosquitto_pub};
+pub use atalaya_test_kit::{CapturedLogs, make_certs};
 
 /// How long a test waits for anything before it fails; generous for a loaded machine.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -34,202 +26,6 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// Installs the process's rustls crypto provider, as the binary does at start.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn free_port() -> u16 {
-    // Port 0 picks a free port; it is released for mosquitto to take.
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// TLS listener settings: the CA that signs client certificates, the server's certificate.
-#[derive(Clone)]
-pub struct ServerTls {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub require_client_cert: bool,
-}
-
-/// A mosquitto process for one test: a plain listener on `port`, and a TLS listener on
-/// `tls_port` when configured.
-pub struct Mosquitto {
-    dir: TempDir,
-    pub port: u16,
-    pub tls_port: u16,
-    pub tls: Option<ServerTls>,
-    /// `password_file` of the broker; anonymous clients are refused when set.
-    pub password_file: Option<PathBuf>,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    /// A broker (not started yet) on free ports, persisting into its own directory.
-    pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("a temporary directory"),
-            port: free_port(),
-            tls_port: free_port(),
-            tls: None,
-            password_file: None,
-            child: None,
-        }
-    }
-
-    /// A started broker, anonymous clients allowed.
-    pub async fn started() -> Self {
-        let mut broker = Self::new();
-        broker.start().await;
-        broker
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn config(&self) -> String {
-        let dir = self.dir.path().display();
-        // `user root`: mosquitto started as root would otherwise switch to user `mosquitto`,
-        // which cannot read this test's private directory (only as root does it switch).
-        let mut config = format!(
-            "user root\n\
-             persistence true\n\
-             persistence_location {dir}/\n\
-             autosave_on_changes true\n\
-             autosave_interval 1\n\
-             log_dest file {dir}/mosquitto.log\n\
-             log_type all\n\
-             listener {} 127.0.0.1\n",
-            self.port
-        );
-        match &self.password_file {
-            Some(path) => config.push_str(&format!(
-                "allow_anonymous false\npassword_file {}\n",
-                path.display()
-            )),
-            None => config.push_str("allow_anonymous true\n"),
-        }
-        if let Some(tls) = &self.tls {
-            config.push_str(&format!(
-                "listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
-                self.tls_port,
-                tls.ca.display(),
-                tls.cert.display(),
-                tls.key.display(),
-                tls.require_client_cert,
-            ));
-        }
-        config
-    }
-
-    /// Starts (or restarts) the broker with the current settings, and waits until it accepts
-    /// connections.
-    pub async fn start(&mut self) {
-        assert!(self.child.is_none(), "the broker is already running");
-        let config_path = self.dir.path().join("mosquitto.conf");
-        std::fs::write(&config_path, self.config()).expect("write mosquitto.conf");
-        // Startup errors (a bad config line) go to stderr, before the log file is open.
-        let stderr = std::fs::File::create(self.dir.path().join("mosquitto.stderr"))
-            .expect("create mosquitto.stderr");
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        self.wait_until_accepting(self.port).await;
-        if self.tls.is_some() {
-            self.wait_until_accepting(self.tls_port).await;
-        }
-    }
-
-    /// Waiting on an external process: bounded retries with short sleeps.
-    async fn wait_until_accepting(&mut self, port: u16) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            if let Some(child) = &mut self.child
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("mosquitto exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "mosquitto does not accept connections on {port}:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL: no goodbye to clients, nothing saved beyond what autosave already wrote.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Kills and starts the broker again, same ports, settings and persistence directory.
-    pub async fn restart(&mut self) {
-        self.kill();
-        self.start().await;
-    }
-
-    /// The broker's log file, then what it wrote on stderr.
-    pub fn log(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name));
-        format!(
-            "{}{}",
-            read("mosquitto.log").unwrap_or_default(),
-            read("mosquitto.stderr").unwrap_or_default()
-        )
-    }
-
-    /// Writes a password file with one user (through `mosquitto_passwd`), for the next start.
-    pub fn set_password(&mut self, user: &str, password: &str) {
-        let path = self.dir.path().join("passwords");
-        let status = Command::new("mosquitto_passwd")
-            .arg("-b")
-            .arg("-c")
-            .arg(&path)
-            .arg(user)
-            .arg(password)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run mosquitto_passwd");
-        assert!(status.success(), "mosquitto_passwd failed");
-        self.password_file = Some(path);
-    }
-}
-
-/// Publishes through `mosquitto_pub` on a fresh connection to the broker on `port` (blocking;
-/// for a publisher thread). True once the broker accepted it (QoS 1: acknowledged it).
-pub fn mosquitto_pub(port: u16, topic: &str, payload: &str, qos: u8) -> bool {
-    Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", topic, "-m", payload, "-q", &qos.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A plain rumqttc client on the broker's plain listener: publishes (waiting for the

@@ -1,47 +1,10 @@
-//! The MQTT and NATS integrations against real brokers (mosquitto, nats-server) started on
-//! free loopback ports, through the same connectors the service uses.
-
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+//! The MQTT and NATS integrations against real brokers (the test kit's mosquitto and
+//! nats-server on free loopback ports), through the same connectors the service uses.
 
 use atalaya_bus::bus::{BusBuilder, Consumer, Publisher};
 use atalaya_bus::connector_metrics::{ConnectorCounters, ConnectorMetrics};
 
 use super::*;
-
-/// A broker process, killed when dropped.
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Broker {
-    async fn spawn(command: &mut Command, port: u16) -> Self {
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the broker is installed (scripts/test installs it)");
-        let broker = Self { child, port };
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while tokio::net::TcpStream::connect(address).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the broker did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        broker
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A bus with one consumer, and the connector counters, for a connector under test.
 fn bus(
@@ -62,22 +25,6 @@ fn home_policy(integration: Integration) -> Arc<RoutingPolicy> {
 }
 
 #[cfg(feature = "mqtt")]
-async fn mosquitto(dir: &Path) -> Broker {
-    let port = free_port().port();
-    let config = dir.join("mosquitto.conf");
-    std::fs::write(
-        &config,
-        format!("user root\nlistener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .unwrap();
-    Broker::spawn(
-        Command::new("/usr/sbin/mosquitto").arg("-c").arg(&config),
-        port,
-    )
-    .await
-}
-
-#[cfg(feature = "mqtt")]
 #[tokio::test]
 async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
     use atalaya_bus::Pattern;
@@ -87,7 +34,7 @@ async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let broker = mosquitto(dir.path()).await;
+    let broker = atalaya_test_kit::mosquitto::Mosquitto::started().await;
     let registry = Registry::new();
     let (publisher, mut events, counters) = bus(&registry, "mqtt", ERROR_STAGES);
     // The connector also subscribes to what the outbox publishes, to show it arrived.
@@ -197,13 +144,8 @@ async fn nats_gets_the_notification_json() {
     use futures_util::StreamExt;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = free_port().port();
-    let _broker = Broker::spawn(
-        Command::new("/usr/sbin/nats-server").args(["-a", "127.0.0.1", "-p", &port.to_string()]),
-        port,
-    )
-    .await;
-    let url = format!("nats://127.0.0.1:{port}");
+    let server = atalaya_test_kit::nats::NatsServer::started().await;
+    let url = server.url();
     let client = async_nats::connect(&url).await.unwrap();
     let mut subscription = client.subscribe("atalaya.notifications").await.unwrap();
     client.flush().await.unwrap();

@@ -20,7 +20,6 @@ mod telegram;
 mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -149,45 +148,11 @@ fn fast() -> OutboxSettings {
 
 /// A loopback port nobody listens on (bound, then freed).
 fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], atalaya_test_kit::free_port()))
 }
 
-/// Console output, captured.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-    }
-
-    /// Captures log lines (INFO and above) on this thread until the guard is dropped; tests
-    /// run on a current-thread runtime, so the outbox's tasks log here too.
-    fn install_logs(&self) -> tracing::subscriber::DefaultGuard {
-        let logs = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || logs.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// Console output and log lines, captured.
+type Captured = atalaya_test_kit::CapturedLogs;
 
 /// What notifiers share, with the console captured in `console`.
 fn integrations(console: &Captured, store: &Arc<Store>) -> NotifierContext {

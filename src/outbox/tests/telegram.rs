@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use atalaya_bus::delivery::integration::SecretSource;
-use atalaya_connectors::telegram::stand_in::{BotApi, Recorded};
 use atalaya_connectors::telegram::{OnResolve, TelegramChat, TelegramConfig};
 use atalaya_connectors::templates::Locale;
 use atalaya_rules::routing::router::{RoutedAlert, Router};
+use atalaya_test_kit::telegram::{BotApi, Recorded};
 
 use super::*;
 
@@ -185,7 +185,7 @@ async fn a_burst_of_200_alerts_becomes_a_few_messages_within_the_limits() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_bot_token_never_reaches_logs_errors_dead_letters_or_metrics() {
     let logs = Captured::default();
-    let _guard = logs.install_logs();
+    let _guard = logs.install();
     let api = BotApi::start(BOT_TOKEN).await;
     let wrong = BotApi::start("999:another-token").await;
     api.stop().await;

@@ -2,88 +2,54 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use atalaya_test_kit::http::{Answer, Recorder};
 
 use super::*;
 
-/// A webhook receiver on loopback: answers 503 to the first `failures` requests (all paths),
-/// then accepts; `/refuse/...` always answers 400. Records accepted notification ids per
-/// path, from `Idempotency-Key`.
-#[derive(Clone, Default)]
-struct Hook {
-    failures: Arc<AtomicUsize>,
-    requests: Arc<AtomicUsize>,
-    accepted: Arc<Mutex<Vec<(String, String)>>>,
-}
+/// A webhook receiver on loopback (the test kit's recorder): paths `/hook/<lane>/<token>`
+/// accept, `/refuse/…` always answers 400; [`Hook::failing`] makes the first requests 503.
+#[derive(Clone)]
+struct Hook(Recorder);
 
 impl Hook {
-    fn failing(failures: usize) -> Self {
-        let hook = Self::default();
-        hook.failures.store(failures, Ordering::SeqCst);
+    async fn start() -> Self {
+        Self::on(Recorder::start().await)
+    }
+
+    fn on(recorder: Recorder) -> Self {
+        recorder.answer("/refuse", Answer::status(400));
+        Self(recorder)
+    }
+
+    /// The first `failures` requests answer 503.
+    async fn failing(failures: usize) -> Self {
+        let hook = Self::start().await;
+        hook.0.fail_next(failures, Answer::status(503));
         hook
     }
 
-    async fn serve(&self, listener: tokio::net::TcpListener) {
-        async fn accept(
-            State(hook): State<Hook>,
-            Path((lane, _token)): Path<(String, String)>,
-            headers: HeaderMap,
-        ) -> StatusCode {
-            hook.requests.fetch_add(1, Ordering::SeqCst);
-            let fail = hook
-                .failures
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-            if fail {
-                return StatusCode::SERVICE_UNAVAILABLE;
-            }
-            let id = headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            hook.accepted.lock().unwrap().push((lane, id));
-            StatusCode::OK
-        }
-        async fn refuse(State(hook): State<Hook>) -> StatusCode {
-            hook.requests.fetch_add(1, Ordering::SeqCst);
-            StatusCode::BAD_REQUEST
-        }
-        let app = Router::new()
-            .route("/hook/{lane}/{token}", post(accept))
-            .route("/refuse/{token}", post(refuse))
-            .with_state(self.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-    }
-
-    async fn start(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        self.serve(listener).await;
-        address
+    fn address(&self) -> SocketAddr {
+        self.0.addr
     }
 
     /// The ids accepted on `lane`, in arrival order.
     fn accepted_on(&self, lane: &str) -> Vec<String> {
-        self.accepted
-            .lock()
-            .unwrap()
+        let prefix = format!("/hook/{lane}/");
+        self.0
+            .accepted()
             .iter()
-            .filter(|(l, _)| l == lane)
-            .map(|(_, id)| id.clone())
+            .filter(|r| r.path.starts_with(&prefix))
+            .map(|r| r.header("idempotency-key").unwrap_or_default().to_owned())
             .collect()
     }
 
     /// How many times each id was accepted.
     fn acceptances(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
-        for (_, id) in self.accepted.lock().unwrap().iter() {
-            *counts.entry(id.clone()).or_insert(0) += 1;
+        for request in self.0.accepted() {
+            let id = request.header("idempotency-key").unwrap_or_default();
+            *counts.entry(id.to_owned()).or_insert(0) += 1;
         }
         counts
     }
@@ -95,8 +61,8 @@ fn hook_url(address: SocketAddr, lane: &str) -> String {
 
 #[tokio::test]
 async fn every_notification_arrives_once_in_order_per_lane_despite_failures() {
-    let hook = Hook::failing(7);
-    let address = hook.start().await;
+    let hook = Hook::failing(7).await;
+    let address = hook.address();
     let dir = tempfile::tempdir().unwrap();
     let (outbox, registry, store) = open(dir.path(), fast());
     let policy = policy(vec![
@@ -211,9 +177,7 @@ async fn a_restart_keeps_the_queue_and_its_attempt_counts() {
     assert!(!last_error.contains(TOKEN), "{last_error}");
 
     // The receiver comes up where it was expected.
-    let hook = Hook::default();
-    hook.serve(tokio::net::TcpListener::bind(address).await.unwrap())
-        .await;
+    let hook = Hook::on(Recorder::start_on(&address.to_string()).await);
     let running = Running::start(&outbox, policy, integrations(&console, &store));
     eventually("delivered after the restart", || outbox.depth() == 0).await;
     assert_eq!(hook.accepted_on("home0"), ids);
@@ -228,9 +192,9 @@ async fn a_restart_keeps_the_queue_and_its_attempt_counts() {
 #[tokio::test]
 async fn refusals_are_dead_lettered_at_once_and_urls_never_logged() {
     let logs = Captured::default();
-    let _guard = logs.install_logs();
-    let hook = Hook::default();
-    let address = hook.start().await;
+    let _guard = logs.install();
+    let hook = Hook::start().await;
+    let address = hook.address();
     let unreachable = free_port();
     let dir = tempfile::tempdir().unwrap();
     let settings = OutboxSettings {
@@ -259,11 +223,7 @@ async fn refusals_are_dead_lettered_at_once_and_urls_never_logged() {
     eventually("both dead-lettered", || outbox.depth() == 0).await;
     running.stop().await;
 
-    assert_eq!(
-        hook.requests.load(Ordering::SeqCst),
-        1,
-        "a 400 is not retried"
-    );
+    assert_eq!(hook.0.requests().len(), 1, "a 400 is not retried");
     let letters: HashMap<String, DeadLetter> = outbox
         .dead_letters()
         .unwrap()
@@ -338,8 +298,8 @@ async fn refusals_are_dead_lettered_at_once_and_urls_never_logged() {
 
 #[tokio::test]
 async fn a_reload_ends_a_back_off_and_reaches_the_fixed_webhook() {
-    let hook = Hook::default();
-    let address = hook.start().await;
+    let hook = Hook::start().await;
+    let address = hook.address();
     let dir = tempfile::tempdir().unwrap();
     // A back-off far longer than the test may take.
     let settings = OutboxSettings {
@@ -373,8 +333,8 @@ async fn a_reload_ends_a_back_off_and_reaches_the_fixed_webhook() {
 
 #[tokio::test]
 async fn one_run_at_a_time_and_an_aborted_run_leaves_nothing_stuck() {
-    let hook = Hook::default();
-    let address = hook.start().await;
+    let hook = Hook::start().await;
+    let address = hook.address();
     let dir = tempfile::tempdir().unwrap();
     let (outbox, _registry, store) = open(dir.path(), fast());
     let policy = policy(vec![receiver(

@@ -23,7 +23,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::split::MAX_MESSAGE_LEN;
+/// The longest message text Telegram accepts, in UTF-16 code units.
+const MAX_MESSAGE_LEN: usize = 4096;
 
 /// One request the stand-in answered with success.
 #[derive(Debug, Clone, PartialEq)]

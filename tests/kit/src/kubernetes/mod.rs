@@ -8,10 +8,14 @@
 //!   replaying every change after `N` first. A watch from a version older than the compaction
 //!   point gets an `ERROR` with a 410 `Expired` Status, as the real server sends it.
 //! - One resource version counter for everything, as etcd has.
+//!
+//! [`objects`] builds nodes, leases, pods and Events as the API server sends them.
 //! - Test controls: change and delete objects, send bookmarks, expire (410) or end open
 //!   watches, cut their connections mid-stream, expire a list's continue token (410), and
 //!   refuse requests with 403.
 //! - Every request is recorded, and tests can wait for one.
+
+pub mod objects;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::WAIT;
+use crate::PATIENCE as WAIT;
 
 /// A watched resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,32 +1,20 @@
-//! Test support for the mail sender: a real SMTP server process (Debian's python3-aiosmtpd,
-//! run by `smtpd.py` beside this file) on a free loopback port, storing what it receives
-//! in a Maildir that the tests read back.
+//! A real SMTP server process for one test (Debian's python3-aiosmtpd, run by `smtpd.py`
+//! beside this file) on a free loopback port, storing what it receives in a Maildir that the
+//! tests read back.
 //!
 //! # Layout
 //! - this file: [`Smtpd`], and reading the Maildir.
 //! - `smtpd.py`: the server (STARTTLS or implicit TLS, optional AUTH, headers saying
 //!   whether the session was encrypted and who logged in).
-//! - `../support/certs.rs`: [`make_certs`], certificates made with the `openssl` CLI.
-//! - `../support/logs.rs`: [`CapturedLogs`], what the sender logged.
-
-#[allow(dead_code, reason = "shared with the MQTT tests, which use all of it")]
-#[path = "../support/certs.rs"]
-mod certs;
-#[allow(dead_code, reason = "shared with the MQTT tests, which use all of it")]
-#[path = "../support/logs.rs"]
-mod logs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub use certs::make_certs;
-pub use logs::CapturedLogs;
 use tempfile::TempDir;
 
-/// How long a test waits for the server or a mail.
-pub const WAIT: Duration = Duration::from_secs(20);
+use crate::PATIENCE as WAIT;
 
 /// How the server is secured.
 pub enum ServerTls<'a> {
@@ -58,7 +46,7 @@ impl Smtpd {
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mail_support/smtpd.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/smtpd.py");
         let mut command = Command::new("/usr/bin/python3");
         command
             .arg(script)
