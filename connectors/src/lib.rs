@@ -38,6 +38,10 @@
 //!   from minijinja templates, built in for English and Spanish.
 
 pub mod console;
+#[cfg(feature = "discord")]
+pub mod discord;
+#[cfg(feature = "gotify")]
+pub mod gotify;
 #[cfg(any(
     feature = "webhook",
     feature = "ntfy",
@@ -51,11 +55,15 @@ pub mod http;
 pub mod kubernetes;
 #[cfg(feature = "mail")]
 pub mod mail;
+#[cfg(feature = "matrix")]
+pub mod matrix;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod notifiers;
+#[cfg(feature = "ntfy")]
+pub mod ntfy;
 pub mod payload;
 #[cfg(any(
     feature = "ntfy",
@@ -65,6 +73,8 @@ pub mod payload;
     feature = "pushover"
 ))]
 pub mod push;
+#[cfg(feature = "pushover")]
+pub mod pushover;
 pub mod secret;
 #[cfg(feature = "telegram")]
 pub mod telegram;

@@ -40,6 +40,16 @@ pub fn receivers() -> Vec<ReceiverKind> {
     kinds.push(crate::mqtt::RECEIVER);
     #[cfg(feature = "nats")]
     kinds.push(crate::nats::RECEIVER);
+    #[cfg(feature = "ntfy")]
+    kinds.push(crate::ntfy::RECEIVER);
+    #[cfg(feature = "gotify")]
+    kinds.push(crate::gotify::RECEIVER);
+    #[cfg(feature = "matrix")]
+    kinds.push(crate::matrix::RECEIVER);
+    #[cfg(feature = "discord")]
+    kinds.push(crate::discord::RECEIVER);
+    #[cfg(feature = "pushover")]
+    kinds.push(crate::pushover::RECEIVER);
     kinds
 }
 
@@ -94,6 +104,24 @@ pub struct NotifierContext {
     /// A pool of SMTP connections per server.
     #[cfg(feature = "mail")]
     pub mail: crate::mail::MailSender,
+    /// The push receivers' HTTP client (and its connection pool).
+    #[cfg(any(
+        feature = "ntfy",
+        feature = "gotify",
+        feature = "matrix",
+        feature = "discord",
+        feature = "pushover"
+    ))]
+    pub http: reqwest::Client,
+    /// The push receivers' message templates (custom ones compiled once).
+    #[cfg(any(
+        feature = "ntfy",
+        feature = "gotify",
+        feature = "matrix",
+        feature = "discord",
+        feature = "pushover"
+    ))]
+    pub templates: crate::templates::MessageTemplates,
 }
 
 /// Why the shared clients could not be set up.
@@ -105,6 +133,15 @@ pub enum NotifierSetupError {
     #[cfg(feature = "telegram")]
     #[error(transparent)]
     Telegram(#[from] crate::telegram::TelegramError),
+    #[cfg(any(
+        feature = "ntfy",
+        feature = "gotify",
+        feature = "matrix",
+        feature = "discord",
+        feature = "pushover"
+    ))]
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 impl NotifierContext {
@@ -126,6 +163,22 @@ impl NotifierContext {
             telegram: crate::telegram::TelegramSender::new(store)?,
             #[cfg(feature = "mail")]
             mail: crate::mail::MailSender::default(),
+            #[cfg(any(
+                feature = "ntfy",
+                feature = "gotify",
+                feature = "matrix",
+                feature = "discord",
+                feature = "pushover"
+            ))]
+            http: crate::http::client()?,
+            #[cfg(any(
+                feature = "ntfy",
+                feature = "gotify",
+                feature = "matrix",
+                feature = "discord",
+                feature = "pushover"
+            ))]
+            templates: crate::templates::MessageTemplates::default(),
         })
     }
 

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::Integration;
+use super::integration::SecretSource;
 use crate::yaml::{Decoder, Node};
 
 /// An integration kind the routing policy can use: its name (the policy key is
@@ -43,6 +44,14 @@ impl IntegrationContext<'_> {
     /// `path` as written, relative to the policy file's directory when relative.
     pub fn path(&self, path: &str) -> PathBuf {
         self.base_dir.join(path.trim())
+    }
+
+    /// `source`, a file relative to the policy file's directory when relative.
+    pub fn secret_path(&self, source: SecretSource) -> SecretSource {
+        match source {
+            SecretSource::File(file) => SecretSource::File(self.base_dir.join(file)),
+            env => env,
+        }
     }
 
     /// `value` is one of `http://host…` or `https://host…`, as Alertmanager requires of a

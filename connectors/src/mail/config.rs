@@ -300,10 +300,7 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
             .as_ref()
             .map(|f| SecretSource::File(PathBuf::from(f)))
     };
-    let password = password.map(|source| match source {
-        SecretSource::File(file) => SecretSource::File(ctx.base_dir.join(file)),
-        env => env,
-    });
+    let password = password.map(|source| ctx.secret_path(source));
     let username = spec
         .auth_username
         .clone()

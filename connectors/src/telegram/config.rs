@@ -276,10 +276,7 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
     if ctx.decoder.errors.len() > before {
         return None;
     }
-    let bot_token = match bot_token? {
-        SecretSource::File(file) => SecretSource::File(ctx.base_dir.join(file)),
-        env => env,
-    };
+    let bot_token = ctx.secret_path(bot_token?);
     let config = TelegramConfig {
         bot_token,
         chats,

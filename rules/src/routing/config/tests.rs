@@ -329,7 +329,7 @@ route:
 receivers:
   - name: default
     slack_configs: [{}]
-    pushover_configs: [{}]
+    opsgenie_configs: [{}]
   - name: default
   - webhook_configs: [{url: "ftp://x"}]
 templates: ['*.tmpl']
@@ -360,10 +360,12 @@ time_intervals:
             "15:24: group_by: `room` is listed twice",
             "18:5: receiver `default`: `slack_configs` is not supported by atalaya; supported: \
              webhook_configs, telegram_configs, email_configs, console_configs, mqtt_configs, \
-             nats_configs",
-            "19:5: receiver `default`: `pushover_configs` is not supported by atalaya; \
-             supported: webhook_configs, telegram_configs, email_configs, console_configs, \
-             mqtt_configs, nats_configs",
+             nats_configs, ntfy_configs, gotify_configs, matrix_configs, discord_configs, \
+             pushover_configs",
+            "19:5: receiver `default`: `opsgenie_configs` is not supported by atalaya; \
+             supported: webhook_configs, telegram_configs, email_configs, console_configs, mqtt_configs, \
+             nats_configs, ntfy_configs, gotify_configs, matrix_configs, discord_configs, \
+             pushover_configs",
             "20:11: duplicate receiver name `default`; first defined at 17:11",
             "21:5: a receiver needs a `name`",
             "21:29: receiver: the webhook `url` must be an http:// or https:// URL with a host",
@@ -556,8 +558,9 @@ receivers:
         [
             "5:1: templates: Go templates are not used by atalaya; remove this key",
             "23:5: receiver `team-X-pager`: `pagerduty_configs` is not supported by atalaya; \
-             supported: webhook_configs, telegram_configs, email_configs, console_configs, \
-             mqtt_configs, nats_configs",
+             supported: webhook_configs, telegram_configs, email_configs, console_configs, mqtt_configs, \
+             nats_configs, ntfy_configs, gotify_configs, matrix_configs, discord_configs, \
+             pushover_configs",
         ]
     );
 }

@@ -1,0 +1,115 @@
+//! [`PushoverNotifier`]: one `POST /1/messages.json` per notification.
+
+use std::sync::Arc;
+
+use atalaya_bus::delivery::{Notification, Notifier, NotifyFuture};
+
+use super::PushoverConfig;
+use crate::http::{HttpError, send};
+use crate::notifiers::NotifierContext;
+use crate::push::{Urgency, render};
+use crate::secret::read_secret;
+use crate::templates::MessageTemplates;
+
+/// Pushover's limits on a message's title and text, in characters.
+const MAX_TITLE_CHARS: usize = 250;
+const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// Sends notifications to one Pushover user or group.
+pub struct PushoverNotifier {
+    client: reqwest::Client,
+    templates: MessageTemplates,
+    config: PushoverConfig,
+    external_url: Arc<str>,
+}
+
+impl PushoverNotifier {
+    pub fn open(context: &NotifierContext, config: &PushoverConfig) -> Arc<dyn Notifier> {
+        Arc::new(Self {
+            client: context.http.clone(),
+            templates: context.templates.clone(),
+            config: config.clone(),
+            external_url: Arc::clone(&context.external_url),
+        })
+    }
+
+    async fn send_message(&self, notification: &Notification) -> Result<(), HttpError> {
+        let token = read_secret(&self.config.token).await?;
+        let user = read_secret(&self.config.user_key).await?;
+        let message = render(
+            &self.templates,
+            &self.config.push,
+            notification,
+            &self.external_url,
+        );
+        let priority = self
+            .config
+            .priority
+            .unwrap_or(match Urgency::of(notification) {
+                Urgency::Critical => 2,
+                Urgency::Warning => 1,
+                Urgency::Info | Urgency::Resolved => 0,
+            });
+        let title: String = message.title.chars().take(MAX_TITLE_CHARS).collect();
+        let mut text: String = message.text.chars().take(MAX_MESSAGE_CHARS).collect();
+        if text.trim().is_empty() {
+            text = title.clone();
+        }
+        let mut form: Vec<(&str, String)> = vec![
+            ("token", token.clone()),
+            ("user", user.clone()),
+            ("title", title),
+            ("message", text),
+            ("priority", priority.to_string()),
+            ("timestamp", notification.created_at.as_second().to_string()),
+        ];
+        if priority == 2 {
+            form.push(("retry", self.config.retry.as_secs().to_string()));
+            form.push(("expire", self.config.expire.as_secs().to_string()));
+        }
+        if let Some(link) = &message.link {
+            form.push(("url", link.clone()));
+            form.push(("url_title", "Open".to_owned()));
+        }
+        if let Some(device) = &self.config.device {
+            form.push(("device", device.clone()));
+        }
+        if let Some(sound) = &self.config.sound {
+            form.push(("sound", sound.clone()));
+        }
+        let request = self
+            .client
+            .post(format!("{}/1/messages.json", self.config.api_url))
+            .header("X-Atalaya-Notification-Id", notification.id.as_str())
+            .form(&form);
+        let response = send(
+            "Pushover API",
+            request,
+            self.config.push.timeout,
+            &[&token, &user],
+        )
+        .await?;
+        if priority == 2 {
+            let answer: serde_json::Value = response.json().await.unwrap_or_default();
+            if let Some(receipt) = answer["receipt"].as_str() {
+                tracing::info!(
+                    receiver = %notification.receiver,
+                    notification = %notification.id,
+                    receipt,
+                    "Pushover emergency message sent; it repeats until acknowledged."
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Notifier for PushoverNotifier {
+    fn kind(&self) -> &'static str {
+        "pushover"
+    }
+
+    fn notify<'a>(&'a self, notification: &'a Notification) -> NotifyFuture<'a> {
+        Box::pin(async move { Ok(self.send_message(notification).await?) })
+    }
+}

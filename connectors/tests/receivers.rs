@@ -1,0 +1,426 @@
+//! The receiver compliance suite: every receiver that talks to an HTTP service is held to
+//! the same contract, against a stand-in on loopback (the test kit's recorder), through the
+//! same path the service uses — its `<kind>_configs` entry compiled by its kind, opened by
+//! the registry, one `notify` per attempt:
+//!
+//! - it renders firing and resolved notifications, and a person can tell them apart;
+//! - 5xx, timeouts and refused connections are retried; 429 is retried after the service's
+//!   `Retry-After`; any other 4xx is not retried;
+//! - no error, whatever the service answers, shows the integration's secret;
+//! - sending the same notification again sends the same request, with the notification id
+//!   where the service takes one (so a repeat is recognisable or, for Matrix, dropped).
+//!
+//! Telegram and mail speak other protocols; their own suites (`connectors/src/telegram/`,
+//! `tests/mail.rs`) hold them to the same points.
+
+#![cfg(all(
+    feature = "webhook",
+    feature = "ntfy",
+    feature = "gotify",
+    feature = "matrix",
+    feature = "discord",
+    feature = "pushover"
+))]
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atalaya_bus::Labels;
+use atalaya_bus::delivery::{
+    DeliveryError, Integration, IntegrationContext, Notification, NotifiedAlert, Notifier, Status,
+};
+use atalaya_bus::store::Store;
+use atalaya_bus::yaml::{Decoder, parse_documents};
+use atalaya_connectors::notifiers::{NotifierContext, receivers};
+use atalaya_test_kit::http::{Answer, Recorder, Request};
+use serde_json::json;
+
+/// The secret every case hides somewhere: in a URL, a header or a form field.
+const SECRET: &str = "S3CRET-0123456789abcdef";
+
+/// One receiver under test.
+struct Case {
+    kind: &'static str,
+    /// Its `<kind>_configs` entry, given the stand-in's URL; the secret is in the file
+    /// `secret` next to the policy.
+    entry: fn(url: &str) -> String,
+    /// What goes in the secret file, given the stand-in's URL.
+    secret_file: fn(url: &str) -> String,
+    /// What the service answers on success.
+    ok: fn() -> Answer,
+    /// The text a person reads, out of one request.
+    text: fn(&Request) -> String,
+    /// The notification id the request carries, if the service takes one.
+    id: fn(&Request) -> Option<String>,
+}
+
+fn header_id(request: &Request) -> Option<String> {
+    request
+        .header("x-atalaya-notification-id")
+        .map(str::to_owned)
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            kind: "webhook",
+            entry: |_| "url_file: secret\ntimeout: 300ms\n".to_owned(),
+            secret_file: |url| format!("{url}/hook/{SECRET}"),
+            ok: || Answer::status(200),
+            text: |r| r.body.clone(),
+            id: |r| r.header("idempotency-key").map(str::to_owned),
+        },
+        Case {
+            kind: "ntfy",
+            entry: |url| format!("url: {url}\ntopic: alerts\ntoken_file: secret\ntimeout: 300ms\n"),
+            secret_file: |_| SECRET.to_owned(),
+            ok: || Answer::json(200, &json!({"id": "x1", "event": "message"})),
+            text: |r| format!("{} {}", r.json()["title"], r.json()["message"]),
+            id: header_id,
+        },
+        Case {
+            kind: "gotify",
+            entry: |url| format!("url: {url}\ntoken_file: secret\ntimeout: 300ms\n"),
+            secret_file: |_| SECRET.to_owned(),
+            ok: || Answer::json(200, &json!({"id": 7})),
+            text: |r| format!("{} {}", r.json()["title"], r.json()["message"]),
+            id: header_id,
+        },
+        Case {
+            kind: "matrix",
+            entry: |url| {
+                format!(
+                    "homeserver: {url}\nroom_id: \"!room:home.lan\"\naccess_token_file: secret\ntimeout: 300ms\n"
+                )
+            },
+            secret_file: |_| SECRET.to_owned(),
+            ok: || Answer::json(200, &json!({"event_id": "$e1"})),
+            text: |r| format!("{} {}", r.json()["body"], r.json()["formatted_body"]),
+            id: |r| r.path.rsplit('/').next().map(str::to_owned),
+        },
+        Case {
+            kind: "discord",
+            entry: |_| "webhook_url_file: secret\ntimeout: 300ms\n".to_owned(),
+            secret_file: |url| format!("{url}/api/webhooks/42/{SECRET}"),
+            ok: || Answer::status(204),
+            text: |r| {
+                let embed = &r.json()["embeds"][0];
+                format!("{} {}", embed["title"], embed["description"])
+            },
+            id: header_id,
+        },
+        Case {
+            kind: "pushover",
+            entry: |url| {
+                format!(
+                    "api_url: {url}\ntoken_file: secret\nuser_key_file: secret\ntimeout: 300ms\n"
+                )
+            },
+            secret_file: |_| SECRET.to_owned(),
+            ok: || Answer::json(200, &json!({"status": 1, "request": "r1"})),
+            text: |r| {
+                format!(
+                    "{} {}",
+                    r.form("title").unwrap_or_default(),
+                    r.form("message").unwrap_or_default()
+                )
+            },
+            id: header_id,
+        },
+    ]
+}
+
+fn alert(status: Status) -> NotifiedAlert {
+    NotifiedAlert {
+        status,
+        fingerprint: "00000000000000aa".to_owned(),
+        labels: Labels::from([
+            ("alertname".to_owned(), "freezer_warm".to_owned()),
+            ("severity".to_owned(), "critical".to_owned()),
+        ]),
+        annotations: BTreeMap::from([("summary".to_owned(), "Freezer at -2 °C".to_owned())]),
+        starts_at: "2026-01-10T10:00:00Z".parse().unwrap(),
+        ends_at: (status == Status::Resolved).then(|| "2026-01-10T10:20:00Z".parse().unwrap()),
+        value: json!(-2),
+        generator_url: None,
+    }
+}
+
+fn notification(id: &str, status: Status) -> Notification {
+    Notification {
+        id: id.to_owned(),
+        receiver: "family".to_owned(),
+        integration: 0,
+        group_key: "{}:{alertname=\"freezer_warm\"}".to_owned(),
+        status,
+        group_labels: Labels::from([("alertname".to_owned(), "freezer_warm".to_owned())]),
+        common_labels: Labels::new(),
+        common_annotations: BTreeMap::new(),
+        alerts: vec![alert(status)],
+        created_at: "2026-01-10T10:20:30Z".parse().unwrap(),
+        silent: false,
+    }
+}
+
+/// The case's entry compiled by its kind, as the routing policy would.
+fn compile(case: &Case, url: &str, dir: &Path) -> Integration {
+    std::fs::write(dir.join("secret"), (case.secret_file)(url)).unwrap();
+    let yaml = (case.entry)(url);
+    let node = parse_documents(&yaml).unwrap().remove(0);
+    compile_node(case, &node, dir)
+}
+
+fn compile_node(case: &Case, node: &atalaya_bus::yaml::Node, dir: &Path) -> Integration {
+    let kind = receivers()
+        .into_iter()
+        .find(|k| k.integration.name == case.kind)
+        .expect("the kind is built");
+    let mut decoder = Decoder::default();
+    let mut context = IntegrationContext {
+        decoder: &mut decoder,
+        label: "receiver `family`",
+        global: None,
+        time_intervals: &HashSet::new(),
+        base_dir: dir,
+    };
+    let integration = (kind.integration.compile)(&mut context, node);
+    assert!(
+        decoder.errors.is_empty(),
+        "{}: {:?}",
+        case.kind,
+        decoder.errors
+    );
+    integration.expect("it compiles")
+}
+
+/// Every line of an error a person or a log could see.
+fn shown(error: &DeliveryError) -> String {
+    format!("{error} {error:?}")
+}
+
+async fn compliance(case: Case) {
+    let service = Recorder::start().await;
+    let url = service.url();
+    service.answer("/", (case.ok)());
+    let dir = tempfile::tempdir().unwrap();
+    let integration = compile(&case, &url, dir.path());
+    let store = Arc::new(Store::open(&dir.path().join("data")).unwrap());
+    let context = NotifierContext::new("http://atalaya.test", store).unwrap();
+    let notifier: Arc<dyn Notifier> = context.open(&integration);
+    assert_eq!(notifier.kind(), case.kind);
+    let kind = case.kind;
+    let mut errors = Vec::new();
+
+    // Firing, then resolved: both rendered, told apart.
+    let firing = notification("n-firing", Status::Firing);
+    notifier.notify(&firing).await.expect("delivered");
+    let resolved = notification("n-resolved", Status::Resolved);
+    notifier.notify(&resolved).await.expect("delivered");
+    let requests = service.requests();
+    assert_eq!(requests.len(), 2, "{kind}: {requests:#?}");
+    let (firing_text, resolved_text) = ((case.text)(&requests[0]), (case.text)(&requests[1]));
+    assert!(
+        firing_text.contains("Freezer at -2"),
+        "{kind}: {firing_text}"
+    );
+    assert!(
+        resolved_text.to_lowercase().contains("resolved"),
+        "{kind}: {resolved_text}"
+    );
+    assert_ne!(firing_text, resolved_text, "{kind}");
+
+    // Sent again: the same request, the same id.
+    notifier.notify(&firing).await.expect("delivered again");
+    let again = service.requests().pop().unwrap();
+    assert_eq!(
+        again.body, requests[0].body,
+        "{kind}: a repeat renders the same"
+    );
+    assert_eq!((case.id)(&again), (case.id)(&requests[0]), "{kind}");
+    if let Some(id) = (case.id)(&again) {
+        assert_eq!(id, "n-firing", "{kind}: the notification id travels");
+    }
+
+    // The service's trouble is retried; 429 after its Retry-After.
+    service.fail_next(1, Answer::status(503));
+    let error = notifier.notify(&firing).await.unwrap_err();
+    assert!(error.retryable, "{kind}: 503 is retried: {error:?}");
+    assert_eq!(error.reason, "http_5xx", "{kind}");
+    errors.push(error);
+    service.fail_next(1, Answer::status(429).with_header("retry-after", "7"));
+    let error = notifier.notify(&firing).await.unwrap_err();
+    assert!(error.retryable, "{kind}: 429 is retried: {error:?}");
+    assert_eq!(error.retry_after, Some(Duration::from_secs(7)), "{kind}");
+    errors.push(error);
+
+    // A refusal is not retried; what the service says back shows, its secret does not.
+    service.fail_next(
+        1,
+        Answer::json(400, &json!({"error": format!("bad token {SECRET}")})),
+    );
+    let error = notifier.notify(&firing).await.unwrap_err();
+    assert!(!error.retryable, "{kind}: 400 is not retried: {error:?}");
+    assert!(error.message.contains("400"), "{kind}: {error}");
+    errors.push(error);
+
+    // Too slow: a timeout, retried.
+    service.fail_next(1, Answer::status(200).after(Duration::from_secs(3)));
+    let error = notifier.notify(&firing).await.unwrap_err();
+    assert!(error.retryable, "{kind}: a timeout is retried: {error:?}");
+    assert_eq!(error.reason, "timeout", "{kind}");
+    errors.push(error);
+
+    // Down: retried, and the URL (which may hold the secret) is not shown.
+    service.stop();
+    let error = notifier.notify(&firing).await.unwrap_err();
+    assert!(
+        error.retryable,
+        "{kind}: a refused connection is retried: {error:?}"
+    );
+    assert_eq!(error.reason, "connect", "{kind}");
+    errors.push(error);
+    service.resume().await;
+    notifier.notify(&firing).await.expect("delivered once back");
+
+    for error in &errors {
+        assert!(
+            !shown(error).contains(SECRET),
+            "{kind}: the secret shows: {error:?}"
+        );
+    }
+    // The secret was used, where the kind puts it.
+    let last = service.requests().pop().unwrap();
+    let carried = format!("{} {:?} {}", last.path, last.headers, last.body);
+    assert!(
+        carried.contains(SECRET),
+        "{kind}: the secret is used: {carried}"
+    );
+
+    // In Spanish, with `locale: es`.
+    if kind != "webhook" {
+        let yaml = format!("{}locale: es\n", (case.entry)(&url));
+        let node = parse_documents(&yaml).unwrap().remove(0);
+        let integration = compile_node(&case, &node, dir.path());
+        let notifier = context.open(&integration);
+        notifier.notify(&resolved).await.expect("delivered");
+        let text = (case.text)(&service.requests().pop().unwrap());
+        assert!(text.contains("resuelta"), "{kind}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn webhook_complies() {
+    compliance(cases().remove(0)).await;
+}
+
+#[tokio::test]
+async fn ntfy_complies() {
+    compliance(cases().remove(1)).await;
+}
+
+#[tokio::test]
+async fn gotify_complies() {
+    compliance(cases().remove(2)).await;
+}
+
+#[tokio::test]
+async fn matrix_complies() {
+    compliance(cases().remove(3)).await;
+}
+
+#[tokio::test]
+async fn discord_complies() {
+    compliance(cases().remove(4)).await;
+}
+
+#[tokio::test]
+async fn pushover_complies() {
+    compliance(cases().remove(5)).await;
+}
+
+/// The errors of one `<kind>_configs` entry, as `line:col: message`.
+fn mistakes(kind: &str, yaml: &str) -> Vec<String> {
+    let node = parse_documents(yaml).unwrap().remove(0);
+    let kind = receivers()
+        .into_iter()
+        .find(|k| k.integration.name == kind)
+        .expect("the kind is built");
+    let mut decoder = Decoder::default();
+    let mut context = IntegrationContext {
+        decoder: &mut decoder,
+        label: "receiver `r`",
+        global: None,
+        time_intervals: &HashSet::new(),
+        base_dir: Path::new(""),
+    };
+    assert!((kind.integration.compile)(&mut context, &node).is_none());
+    // In file order, as the policy compiler reports them.
+    decoder.errors.sort_by_key(|e| e.position);
+    decoder
+        .errors
+        .iter()
+        .map(|e| match e.position {
+            Some(p) => format!("{}:{}: {}", p.line, p.column, e.message),
+            None => e.message.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn secrets_in_the_policy_and_impossible_settings_are_refused_at_their_place() {
+    assert_eq!(
+        mistakes(
+            "ntfy",
+            "url: ntfy.lan\ntopic: \"a b\"\ntoken: tk_x\npriority: 9\nclick: nowhere\nlocale: fr\n"
+        ),
+        [
+            "1:6: receiver `r`: ntfy `url` must be the server's http:// or https:// URL",
+            "2:8: receiver `r`: ntfy needs a `topic`: 1 to 64 letters, digits, `-` or `_` (as ntfy allows)",
+            "3:1: receiver `r`: `token` would put a secret in the policy file; write it in a file named by `token_file` (or name an environment variable with `token_env`)",
+            "4:11: receiver `r`: ntfy `priority` must be 1 (min) to 5 (max), not 9",
+            "5:8: receiver `r`: ntfy `click` must be an http:// or https:// URL",
+            "6:9: receiver `r`: `locale` must be `en` or `es`, not `fr`",
+        ]
+    );
+    assert_eq!(
+        mistakes("gotify", "url: http://gotify.lan\npriority: 11\n"),
+        [
+            "1:1: receiver `r`: a secret is needed: `token_file` (a file holding it) or `token_env` (an environment variable holding it)",
+            "2:11: receiver `r`: gotify `priority` must be 0 to 10, not 11",
+        ]
+    );
+    assert_eq!(
+        mistakes(
+            "matrix",
+            "homeserver: https://matrix.lan\nroom_id: \"#home:matrix.lan\"\naccess_token: syt_x\n"
+        ),
+        [
+            "2:10: receiver `r`: matrix needs `room_id` as `!id:server` (an alias such as `#home:example.org` is not an id: the room's settings show its internal id)",
+            "3:1: receiver `r`: `access_token` would put a secret in the policy file; write it in a file named by `access_token_file` (or name an environment variable with `access_token_env`)",
+        ]
+    );
+    assert_eq!(
+        mistakes(
+            "discord",
+            "webhook_url: https://discord.com/api/webhooks/1/x\nmessage: \"{{ .Alerts }}\"\n"
+        ),
+        [
+            "1:1: receiver `r`: `webhook_url` would put the webhook's token in the policy file; write the URL in a file named by `webhook_url_file` (or name an environment variable with `webhook_url_env`)",
+            "2:10: receiver `r`: `message` looks like an Alertmanager Go template; atalaya's templates are minijinja (Jinja2), e.g. `{{ title }}` — or leave `message` out for the built-in one",
+        ]
+    );
+    assert_eq!(
+        mistakes(
+            "pushover",
+            "user_key_file: u\ntoken_env: \"1bad\"\npriority: 3\nretry: 10s\nexpire: 4h\n"
+        ),
+        [
+            "2:12: receiver `r`: `token_env` must name an environment variable (letters, digits and `_`), not hold the secret itself",
+            "3:11: receiver `r`: pushover `priority` must be -2 to 2, not 3",
+            "4:8: receiver `r`: pushover `retry` must be at least 30s (Pushover's minimum)",
+            "5:9: receiver `r`: pushover `expire` must be at most 3h (Pushover's maximum)",
+        ]
+    );
+}
