@@ -292,6 +292,16 @@ fn position_after(text: &[u8]) -> (usize, usize) {
     (line, column)
 }
 
+/// Whether `path` names a rule test file rather than a rule file.
+pub fn is_test_file(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.ends_with(".test.yaml")
+            || n.ends_with(".test.yml")
+            || n.ends_with("_test.yaml")
+            || n.ends_with("_test.yml")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;

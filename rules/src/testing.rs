@@ -30,6 +30,8 @@ use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::files::is_test_file;
+
 use crate::alert::{Alert, AlertState, Output};
 use crate::compile::{RuleError, compile_files};
 use crate::engine::Engine;
@@ -398,16 +400,6 @@ pub fn discover_tests(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .filter(|p| is_test_file(p))
         .collect()
-}
-
-/// Whether `path` names a rule test file rather than a rule file.
-pub fn is_test_file(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-        n.ends_with(".test.yaml")
-            || n.ends_with(".test.yml")
-            || n.ends_with("_test.yaml")
-            || n.ends_with("_test.yml")
-    })
 }
 
 #[cfg(test)]

@@ -10,16 +10,13 @@ use atalaya_rules::files::{MAX_FILE_BYTES, read_regular_file};
 use config::{Environment, File, FileFormat, Value};
 
 use super::Config;
-use super::locate::{Locator, Position};
+use super::error::{ConfigError, ENV_PREFIX, Place};
+use super::locate::Locator;
 use super::reader::{
     Anchor, Ctx, Table, boolean, duration, integer, log_filter, log_format, path, secret,
     socket_addr, string,
 };
 
-/// The `origin` the `config` crate gives values from the environment.
-pub(super) const ENV_ORIGIN: &str = "the environment";
-/// Prefix of environment overrides: `ATALAYA__HTTP__LISTEN` sets `http.listen`.
-pub const ENV_PREFIX: &str = "ATALAYA";
 /// The config file used when none is named and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "atalaya.yaml";
 
@@ -50,48 +47,6 @@ impl fmt::Display for ConfigSource {
             Self::Defaults => f.write_str("embedded defaults"),
             Self::File(path) => write!(f, "{}", path.display()),
         }
-    }
-}
-
-/// One configuration mistake, with where it was made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub(super) place: Place,
-    /// The dotted key (`http.listen`), when the mistake is about one key.
-    pub(super) key: Option<String>,
-    pub(super) message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Place {
-    File {
-        path: PathBuf,
-        position: Option<Position>,
-    },
-    Env {
-        var: String,
-    },
-    Unknown,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.place {
-            Place::File {
-                path,
-                position: Some(p),
-            } => write!(f, "{}:{}:{}: ", path.display(), p.line, p.column)?,
-            Place::File {
-                path,
-                position: None,
-            } => write!(f, "{}: ", path.display())?,
-            Place::Env { var } => write!(f, "environment variable {var}: ")?,
-            Place::Unknown => {}
-        }
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        f.write_str(&self.message)
     }
 }
 

@@ -10,8 +10,10 @@
 //! - `connectors`: the `mqtt:`, `nats:` and `kubernetes:` sections.
 //! - `reader`: taking the merged tree apart key by key, collecting every mistake.
 //! - `locate`: line and column of a key in the YAML text.
+//! - `error`: `ConfigError`, a mistake and where it was made.
 
 mod connectors;
+mod error;
 mod load;
 mod locate;
 mod reader;
@@ -40,7 +42,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub routing: RoutingConfig,
     /// `outbox:` — delivery of notifications: retries and when to give up.
-    pub outbox: crate::outbox::OutboxSettings,
+    pub outbox: crate::alerting::outbox::OutboxSettings,
     /// `mqtt:`, when configured.
     #[cfg(feature = "mqtt")]
     pub mqtt: Option<atalaya_connectors::mqtt::config::MqttConfig>,

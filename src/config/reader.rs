@@ -10,7 +10,7 @@ use config::{Map, Value, ValueKind};
 
 use super::LogFormat;
 use super::Secret;
-use super::load::{ConfigError, ENV_ORIGIN, ENV_PREFIX, Place};
+use super::error::{ConfigError, ENV_ORIGIN, ENV_PREFIX, Place};
 use super::locate::Locator;
 
 /// A secret under `key` (environment only: the file lives in Git) or read from the file

@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::ApiState;
+use crate::alerting::routing::{PostRefused, RouterCommand};
 use crate::internal_events::RejectStage;
-use crate::routing::{PostRefused, RouterCommand};
 
 /// How long an alert posted without `endsAt` stays firing unless posted again
 /// (Alertmanager's default `resolve_timeout`).

@@ -31,10 +31,10 @@ use prometheus::Registry;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::alerting::routing::RouterCommand;
+use crate::alerting::runner::ReloadRequest;
 use crate::config::{HttpConfig, Secret};
 use crate::internal_events::{HttpRequestRejected, LogThrottle, RejectStage};
-use crate::routing::RouterCommand;
-use crate::rules_runner::ReloadRequest;
 
 /// The longest `POST /-/reload` waits for the outcome.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);

@@ -36,7 +36,7 @@ use super::config::{JetStreamConsumer, NatsConfig};
 use super::error::{NatsConfigError, NatsError};
 use super::internal_events::{AckFailed, BusPublishFailed, ConsumerSetupFailed, FetchFailed};
 use super::message::EventRecipe;
-use super::source::Shared;
+use super::message::Shared;
 use super::subject::{check_name, pattern_to_nats};
 
 /// Most messages asked for in one pull request.

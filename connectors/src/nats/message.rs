@@ -6,6 +6,10 @@ use async_nats::HeaderMap;
 use atalaya_bus::event::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, is_valid_label_name};
 use atalaya_bus::{Event, Labels, Pattern, Subject};
 
+use atalaya_bus::bus::Publisher;
+use atalaya_bus::connector_metrics::ConnectorCounters;
+
+use super::internal_events::{LogThrottle, MessageNotMatching, MessageSkipped};
 use crate::payload::decode_payload;
 
 /// The `type` of every event from NATS.
@@ -103,6 +107,48 @@ pub(crate) fn header_label_name(header: &str) -> String {
         }
     }));
     name
+}
+
+/// What every task of one connector shares.
+pub(crate) struct Shared {
+    pub bus: Publisher,
+    pub counters: ConnectorCounters,
+    /// One throttle for the connector's warnings about skipped messages and failed acks.
+    pub throttle: LogThrottle,
+}
+
+impl Shared {
+    /// The event of a message, or `None` after reporting why there is none: a subject the
+    /// pattern does not match is logged; an unusable message is counted and logged without
+    /// flooding. Either way the caller skips (and, for JetStream, acks) the message.
+    pub(crate) fn event_or_report(
+        &self,
+        recipe: &EventRecipe,
+        subject: &str,
+        payload: &[u8],
+        headers: Option<&async_nats::HeaderMap>,
+    ) -> Option<atalaya_bus::Event> {
+        match recipe.event(subject, payload, headers) {
+            Ok(Some(event)) => Some(event),
+            Ok(None) => {
+                MessageNotMatching {
+                    subject,
+                    pattern: recipe.pattern.as_ref().map_or("", |p| p.as_str()),
+                }
+                .emit();
+                None
+            }
+            Err(rejected) => {
+                MessageSkipped {
+                    subject,
+                    stage: rejected.stage,
+                    reason: &rejected.reason,
+                }
+                .emit(&self.counters, &self.throttle);
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]

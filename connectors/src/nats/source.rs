@@ -16,9 +16,9 @@ use tracing::error;
 use super::config::NatsConfig;
 use super::connection::{ConnectionStatus, connect_options};
 use super::error::{NatsConfigError, NatsError, redact_server};
-use super::internal_events::{BusPublishFailed, LogThrottle, MessageNotMatching, MessageSkipped};
+use super::internal_events::{BusPublishFailed, LogThrottle};
 use super::jetstream::{self, ConsumerSpec};
-use super::message::EventRecipe;
+use super::message::{EventRecipe, Shared};
 use super::publisher::NatsPublisher;
 use super::subject::{check_queue_group, pattern_to_nats};
 
@@ -35,48 +35,6 @@ pub struct NatsConnector {
     status: Arc<ConnectionStatus>,
     subscriptions: Vec<CoreSubscription>,
     consumers: Vec<ConsumerSpec>,
-}
-
-/// What every task of one connector shares.
-pub(crate) struct Shared {
-    pub bus: Publisher,
-    pub counters: ConnectorCounters,
-    /// One throttle for the connector's warnings about skipped messages and failed acks.
-    pub throttle: LogThrottle,
-}
-
-impl Shared {
-    /// The event of a message, or `None` after reporting why there is none: a subject the
-    /// pattern does not match is logged; an unusable message is counted and logged without
-    /// flooding. Either way the caller skips (and, for JetStream, acks) the message.
-    pub(crate) fn event_or_report(
-        &self,
-        recipe: &EventRecipe,
-        subject: &str,
-        payload: &[u8],
-        headers: Option<&async_nats::HeaderMap>,
-    ) -> Option<atalaya_bus::Event> {
-        match recipe.event(subject, payload, headers) {
-            Ok(Some(event)) => Some(event),
-            Ok(None) => {
-                MessageNotMatching {
-                    subject,
-                    pattern: recipe.pattern.as_ref().map_or("", |p| p.as_str()),
-                }
-                .emit();
-                None
-            }
-            Err(rejected) => {
-                MessageSkipped {
-                    subject,
-                    stage: rejected.stage,
-                    reason: &rejected.reason,
-                }
-                .emit(&self.counters, &self.throttle);
-                None
-            }
-        }
-    }
 }
 
 /// One configured core subscription, checked.

@@ -160,7 +160,7 @@ pub fn compile_files(files: &[RuleFile]) -> Result<RuleSet, Vec<RuleError>> {
     let mut names: HashMap<String, String> = HashMap::new();
     for file in files
         .iter()
-        .filter(|f| !crate::testing::is_test_file(&f.path))
+        .filter(|f| !crate::files::is_test_file(&f.path))
     {
         for (name, position, rule) in compile_file(file, &mut errors) {
             let origin = format!(

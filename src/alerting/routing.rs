@@ -24,7 +24,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
-use crate::outbox::Outbox;
+use crate::alerting::outbox::Outbox;
 
 /// The store table of the router's state.
 pub const ROUTER_TABLE: &str = "router";

@@ -5,8 +5,8 @@ use std::io::Read;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
-use crate::api_client::ApiClient;
 use crate::cli::SendArgs;
+use crate::commands::api_client::ApiClient;
 
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let data = match args.data.as_deref() {

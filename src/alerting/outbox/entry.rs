@@ -48,7 +48,7 @@ pub fn key(notification: &Notification) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::tests::notification;
+    use crate::alerting::outbox::tests::notification;
 
     #[test]
     fn keys_sort_by_creation_time_then_id() {

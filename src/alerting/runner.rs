@@ -25,7 +25,7 @@ use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
+use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 
 /// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
 pub const SERIES_TABLE: &str = "rule_series";
@@ -450,8 +450,8 @@ mod tests {
     use atalaya_rules::routing::router::Router;
 
     use super::*;
-    use crate::outbox::Outbox;
-    use crate::routing::{AlertLimits, RoutingMetrics};
+    use crate::alerting::outbox::Outbox;
+    use crate::alerting::routing::{AlertLimits, RoutingMetrics};
 
     /// An idle runner writes only its heartbeat: an hour of nothing is a dozen commits, not
     /// one every ten seconds (which wrote 230 MB a day to an SD card).

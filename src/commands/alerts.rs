@@ -11,8 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::api_client::ApiClient;
 use crate::cli::{ApiArgs, SilenceAddArgs, SilenceCommand, SilenceExpireArgs, SilenceListArgs};
+use crate::commands::api_client::ApiClient;
 
 /// `atalaya alerts`: one line per alert, firing first.
 pub async fn alerts(args: ApiArgs) -> anyhow::Result<()> {

@@ -108,8 +108,8 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::entry::key;
-    use crate::outbox::tests::notification;
+    use crate::alerting::outbox::entry::key;
+    use crate::alerting::outbox::tests::notification;
 
     fn entry(receiver: &str, integration: usize, id: &str, at: &str) -> (Vec<u8>, QueuedEntry) {
         let mut n = notification(receiver, integration, id);

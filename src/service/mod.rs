@@ -21,26 +21,28 @@ use atalaya_connectors::console::ConsoleReceiver;
 use atalaya_connectors::notifiers::NotifierContext;
 use atalaya_rules::compile::{RuleSet, load_rules};
 use atalaya_rules::engine::Engine;
+use atalaya_rules::files::is_test_file;
 use atalaya_rules::metrics::EngineMetrics;
 use atalaya_rules::routing::config::RoutingPolicy;
-use atalaya_rules::testing::is_test_file;
 use jiff::Timestamp;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::actions::{self, ActionPublishers};
+use self::sources::SourceContext;
+use self::supervisor::{Stage, Supervisor};
+use crate::alerting::actions::{self, ActionPublishers};
+use crate::alerting::outbox::Outbox;
+use crate::alerting::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
+use crate::alerting::runner::{self, ReloadMetrics, RulesRunner, RunnerProgress};
 use crate::config::{Config, ConfigSource};
-use crate::http::{self, ApiState};
-use crate::internal_events::{LogThrottle, RejectStage};
-use crate::outbox::Outbox;
-use crate::reload;
-use crate::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
-use crate::rules_runner::{self, ReloadMetrics, RulesRunner, RunnerProgress};
-use crate::supervisor::{Stage, Supervisor};
 
+pub mod reload;
 /// Exit codes, after BSD sysexits where one fits.
+mod sources;
+pub mod supervisor;
+
 pub mod exit {
     /// Something outside the config stopped the service (port in use, store locked), or a
     /// graceful shutdown ran out of time.
@@ -119,7 +121,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     store
         .register_metrics(
             &registry,
-            &[rules_runner::SERIES_TABLE, crate::routing::ROUTER_TABLE],
+            &[runner::SERIES_TABLE, crate::alerting::routing::ROUTER_TABLE],
         )
         .map_err(registry_error)?;
 
@@ -150,8 +152,8 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let reload_metrics = ReloadMetrics::register(&registry).map_err(registry_error)?;
     let mut engine = Engine::new(rule_set, engine_metrics);
     let store = Arc::new(store);
-    let restored = rules_runner::restore(&mut engine, &store, Timestamp::now())
-        .map_err(fail(exit::FAILURE))?;
+    let restored =
+        runner::restore(&mut engine, &store, Timestamp::now()).map_err(fail(exit::FAILURE))?;
     rules_ready.set(true);
 
     // Routing: the policy (checked before any port is bound), the router beside the
@@ -208,7 +210,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let progress = RunnerProgress::default();
     let bus_ready = readiness.register("bus");
     bus_ready.set(true);
-    rules_runner::watch_progress(
+    runner::watch_progress(
         progress.clone(),
         publisher.queue_watch(),
         rules_ready,
@@ -216,83 +218,27 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         config.rules.stall_timeout,
     );
 
-    // Broker connectors: sources onto the bus, and publishers for rule actions.
+    // Sources onto the bus; the brokers' publishers serve rule actions and notifications.
+    let sources = SourceContext {
+        publisher: &publisher,
+        connectors: &connectors,
+        readiness: &readiness,
+        supervisor: &supervisor,
+        store: &store,
+    };
     let mut action_publishers = ActionPublishers::default();
     #[cfg(feature = "mqtt")]
-    let mut mqtt_for_notifications = None;
-    #[cfg(feature = "nats")]
-    let mut nats_for_notifications = None;
-    #[cfg(feature = "mqtt")]
     if let Some(mqtt) = config.mqtt.clone() {
-        let counters = connectors.connector("mqtt", atalaya_connectors::mqtt::ERROR_STAGES);
-        let ready = mqtt.required_for_ready.then(|| readiness.register("mqtt"));
-        let (connector, mqtt_publisher) =
-            atalaya_connectors::mqtt::MqttConnector::new(mqtt, publisher.clone(), counters, ready)
-                .map_err(anyhow::Error::from)
-                .map_err(fail(exit::CONFIG))?;
-        mqtt_for_notifications = Some(mqtt_publisher.clone());
-        action_publishers.mqtt = Some(mqtt_publisher);
-        let token = supervisor.token().clone();
-        supervisor.spawn(Stage::Source, "mqtt", async move {
-            connector.run(token).await?;
-            Ok(())
-        });
+        action_publishers.mqtt = Some(sources::mqtt(&sources, mqtt)?);
     }
     #[cfg(feature = "nats")]
     if let Some(nats) = config.nats.clone() {
-        let counters = connectors.connector("nats", atalaya_connectors::nats::ERROR_STAGES);
-        let ready = nats.required_for_ready.then(|| readiness.register("nats"));
-        let (connector, nats_publisher) = atalaya_connectors::nats::NatsConnector::connect(
-            nats,
-            publisher.clone(),
-            counters,
-            ready,
-        )
-        .await
-        .map_err(anyhow::Error::from)
-        .map_err(fail(exit::CONFIG))?;
-        nats_for_notifications = Some(nats_publisher.clone());
-        action_publishers.nats = Some(nats_publisher);
-        let token = supervisor.token().clone();
-        supervisor.spawn(Stage::Source, "nats", async move {
-            connector.run(token).await?;
-            Ok(())
-        });
+        action_publishers.nats = Some(sources::nats(&sources, nats).await?);
     }
-    // The cluster: node, lease, pod and Event watches. A refused permission (403) or an
-    // unreachable API server is retried inside the connector; only the bus or the store
-    // failing ends its task.
     #[cfg(feature = "kubernetes")]
     if let Some(kubernetes) = config.kubernetes.clone() {
-        let counters =
-            connectors.connector("kubernetes", atalaya_connectors::kubernetes::ERROR_STAGES);
-        let ready = kubernetes
-            .required_for_ready
-            .then(|| readiness.register("kubernetes"));
-        let connector = atalaya_connectors::kubernetes::KubernetesConnector::connect(
-            kubernetes,
-            publisher.clone(),
-            Arc::clone(&store),
-            counters,
-            ready,
-        )
-        .await
-        .map_err(anyhow::Error::from)
-        .map_err(fail(exit::CONFIG))?;
-        let token = supervisor.token().clone();
-        supervisor.spawn(Stage::Source, "kubernetes", async move {
-            connector.run(token).await?;
-            Ok(())
-        });
+        sources::kubernetes(&sources, kubernetes).await?;
     }
-    let actions_tx = if action_publishers.is_empty() {
-        None
-    } else {
-        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
-        supervisor.spawn(Stage::Sink, "actions", actions::run(rx, action_publishers));
-        Some(tx)
-    };
-
     // Delivery: each receiver integration retried on its own until delivered or given up,
     // through the current policy's receivers opened as notifiers.
     let mut notifier_context =
@@ -300,15 +246,23 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             .map_err(|e| fail(exit::FAILURE)(e.into()))?;
     #[cfg(feature = "mqtt")]
     {
-        notifier_context.mqtt = mqtt_for_notifications;
+        notifier_context.mqtt = action_publishers.mqtt.clone();
     }
     #[cfg(feature = "nats")]
     {
-        notifier_context.nats = nats_for_notifications;
+        notifier_context.nats = action_publishers.nats.clone();
     }
     let notifiers = open_notifiers(policy_rx, notifier_context, supervisor.token().clone());
     let token = supervisor.token().clone();
     supervisor.spawn(Stage::Sink, "outbox", outbox.run(notifiers, token));
+
+    let actions_tx = if action_publishers.is_empty() {
+        None
+    } else {
+        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        supervisor.spawn(Stage::Sink, "actions", actions::run(rx, action_publishers));
+        Some(tx)
+    };
 
     let (router_tx, router_rx) = mpsc::channel(64);
 
@@ -350,41 +304,9 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         reload::reload_on_sighup(reload_tx.clone(), supervisor.token().clone()),
     );
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http.listen))
-        .map_err(fail(exit::FAILURE))?;
-    let address = listener
-        .local_addr()
-        .context("listening socket")
-        .map_err(fail(exit::FAILURE))?;
-    let http_ready = readiness.register("http");
-    let state = Arc::new(ApiState {
-        publisher,
-        token: config.http.token.clone(),
-        readiness: readiness.clone(),
-        registry: registry.clone(),
-        counters: connectors.connector("http", &RejectStage::ALL),
-        reject_log: LogThrottle::default(),
-        publish_timeout: config.http.publish_timeout,
-        reload: reload_tx,
-        router: router_tx,
-        requests: tokio::sync::Semaphore::new(config.http.max_concurrent_requests),
-        request_timeout: config.http.request_timeout,
-    });
-    let router = http::router(Arc::clone(&state), &config.http);
-    let token = supervisor.token().clone();
-    let limits = http::ConnectionLimits {
-        max_connections: config.http.max_connections,
-        header_timeout: config.http.header_timeout,
-    };
-    supervisor.spawn(
-        Stage::Source,
-        "http",
-        http::serve(listener, router, state, limits, token),
-    );
-    http_ready.set(true);
-
+    let address = sources::http(&sources, &config.http, &registry, reload_tx, router_tx).await?;
+    // Every source has its own publisher now: the bus closes when they stop (shutdown).
+    drop(publisher);
     info!(address = %address, auth = config.http.token.is_some(), "HTTP API listening.");
     if config.http.token.is_none() && !address.ip().is_loopback() {
         warn!(address = %address, "The HTTP API is open to every machine that can reach it, without a token (http.insecure: true): anyone there can silence every alert, reload the rules and post alerts.");

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::rules_runner::ReloadRequest;
+use crate::alerting::runner::ReloadRequest;
 
 /// How long file events are gathered before one reload: a `git pull` or a ConfigMap update
 /// touches several files at once.

@@ -1,0 +1,16 @@
+//! The alerting runner: the rule engine on the bus, the router beside it, the durable
+//! outbox, and rule actions — everything between an event and a notification delivered.
+//!
+//! # Layout
+//! - `runner`: [`runner::RulesRunner`], the engine fed from the bus, with persistence, reloads
+//!   and the stall watchdog; each step ends in one store commit.
+//! - `routing`: the router in the runner's task: alerts in, notifications to the outbox,
+//!   its state persisted, the HTTP API's commands answered.
+//! - `outbox`: notifications stored, then delivered through the receivers' notifiers with
+//!   retries and dead letters.
+//! - `actions`: rule actions published through the brokers.
+
+pub mod actions;
+pub mod outbox;
+pub mod routing;
+pub mod runner;
