@@ -84,17 +84,11 @@ impl HttpError {
 impl From<HttpError> for DeliveryError {
     /// The one place these integrations' failures become the outbox's terms.
     fn from(error: HttpError) -> Self {
-        let kind = error.kind();
         let retry_after = match &error {
             HttpError::Status { retry_after, .. } => *retry_after,
             _ => None,
         };
-        let mapped = if error.retryable() {
-            Self::transient(kind, error.to_string())
-        } else {
-            Self::permanent(kind, error.to_string())
-        };
-        mapped.with_retry_after(retry_after)
+        Self::new(error.retryable(), error.kind(), error.to_string()).with_retry_after(retry_after)
     }
 }
 
@@ -165,7 +159,7 @@ pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> 
 }
 
 /// An error and its sources, joined by `: ` (reqwest's own message is only the first link).
-fn chain(error: &reqwest::Error) -> String {
+pub(crate) fn chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(e) = source {

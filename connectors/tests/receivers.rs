@@ -378,7 +378,7 @@ fn secrets_in_the_policy_and_impossible_settings_are_refused_at_their_place() {
         [
             "1:6: receiver `r`: ntfy `url` must be the server's http:// or https:// URL",
             "2:8: receiver `r`: ntfy needs a `topic`: 1 to 64 letters, digits, `-` or `_` (as ntfy allows)",
-            "3:1: receiver `r`: `token` would put a secret in the policy file; write it in a file named by `token_file` (or name an environment variable with `token_env`)",
+            "3:1: receiver `r`: `token` would put a secret in the policy file; write it in a file named by `token_file` (or name an environment variable holding it with `token_env`)",
             "4:11: receiver `r`: ntfy `priority` must be 1 (min) to 5 (max), not 9",
             "5:8: receiver `r`: ntfy `click` must be an http:// or https:// URL",
             "6:9: receiver `r`: `locale` must be `en` or `es`, not `fr`",
@@ -398,7 +398,7 @@ fn secrets_in_the_policy_and_impossible_settings_are_refused_at_their_place() {
         ),
         [
             "2:10: receiver `r`: matrix needs `room_id` as `!id:server` (an alias such as `#home:example.org` is not an id: the room's settings show its internal id)",
-            "3:1: receiver `r`: `access_token` would put a secret in the policy file; write it in a file named by `access_token_file` (or name an environment variable with `access_token_env`)",
+            "3:1: receiver `r`: `access_token` would put a secret in the policy file; write it in a file named by `access_token_file` (or name an environment variable holding it with `access_token_env`)",
         ]
     );
     assert_eq!(
@@ -407,7 +407,7 @@ fn secrets_in_the_policy_and_impossible_settings_are_refused_at_their_place() {
             "webhook_url: https://discord.com/api/webhooks/1/x\nmessage: \"{{ .Alerts }}\"\n"
         ),
         [
-            "1:1: receiver `r`: `webhook_url` would put the webhook's token in the policy file; write the URL in a file named by `webhook_url_file` (or name an environment variable with `webhook_url_env`)",
+            "1:1: receiver `r`: `webhook_url` would put a secret in the policy file; write it in a file named by `webhook_url_file` (or name an environment variable holding it with `webhook_url_env`)",
             "2:10: receiver `r`: `message` looks like an Alertmanager Go template; atalaya's templates are minijinja (Jinja2), e.g. `{{ title }}` — or leave `message` out for the built-in one",
         ]
     );

@@ -19,22 +19,24 @@ pub struct DeliveryError {
 }
 
 impl DeliveryError {
-    /// A failure that another attempt would only repeat.
-    pub fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
+    /// A failure another attempt may (`retryable`) or will not get past.
+    pub fn new(retryable: bool, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
-            retryable: false,
+            retryable,
             retry_after: None,
             reason,
             message: message.into(),
         }
     }
 
+    /// A failure that another attempt would only repeat.
+    pub fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(false, reason, message)
+    }
+
     /// A failure another attempt may not meet.
     pub fn transient(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            retryable: true,
-            ..Self::permanent(reason, message)
-        }
+        Self::new(true, reason, message)
     }
 
     /// This failure, asking to wait at least `retry_after` before the next attempt.

@@ -115,6 +115,30 @@ impl Decoder {
         }
     }
 
+    /// Refuses a secret written in the policy under `key` (when present), pointing at the
+    /// keys that name a file (`file_key`) or an environment variable (`env_key`) instead.
+    /// True when it was there.
+    pub fn refuse_inline_secret(
+        &mut self,
+        label: &str,
+        node: &Node,
+        key: &str,
+        file_key: &str,
+        env_key: &str,
+    ) -> bool {
+        let Some(position) = node.key_position(key) else {
+            return false;
+        };
+        self.error(
+            position,
+            format!(
+                "{label}: `{key}` would put a secret in the policy file; write it in a file named \
+                 by `{file_key}` (or name an environment variable holding it with `{env_key}`)"
+            ),
+        );
+        true
+    }
+
     /// A secret's source: exactly one of a file (`file.0`, named by `file.1`) or an
     /// environment variable. `required`: complain when neither is given. `label` starts
     /// each message (`receiver `home``).

@@ -55,16 +55,14 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
     let label = ctx.label;
     let spec = ctx.decoder.decode::<DiscordSpec>(node)?;
     let before = ctx.decoder.errors.len();
-    if let Some(position) = node.key_position("webhook_url") {
-        ctx.decoder.error(
-            position,
-            format!(
-                "{label}: `webhook_url` would put the webhook's token in the policy file; \
-                 write the URL in a file named by `webhook_url_file` (or name an environment \
-                 variable with `webhook_url_env`)"
-            ),
-        );
-    }
+    // The URL holds the webhook's token.
+    let inline = ctx.decoder.refuse_inline_secret(
+        label,
+        node,
+        "webhook_url",
+        "webhook_url_file",
+        "webhook_url_env",
+    );
     if let Some(avatar) = &spec.avatar_url
         && !IntegrationContext::is_http_url(avatar)
     {
@@ -78,7 +76,7 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
         node,
         ("webhook_url_file", spec.webhook_url_file.as_deref()),
         ("webhook_url_env", spec.webhook_url_env.as_deref()),
-        node.key_position("webhook_url").is_none(),
+        !inline,
     );
     let push = PushSettings::compile(
         ctx,

@@ -56,15 +56,9 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
     let spec = ctx.decoder.decode::<GotifySpec>(node)?;
     let before = ctx.decoder.errors.len();
     let at = |key: &str| node.get(key).map_or(node.position, |n| n.position);
-    if let Some(position) = node.key_position("token") {
-        ctx.decoder.error(
-            position,
-            format!(
-                "{label}: `token` would put a secret in the policy file; write it in a file \
-                 named by `token_file` (or name an environment variable with `token_env`)"
-            ),
-        );
-    }
+    let inline = ctx
+        .decoder
+        .refuse_inline_secret(label, node, "token", "token_file", "token_env");
     let url = spec
         .url
         .as_deref()
@@ -92,7 +86,7 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
         node,
         ("token_file", spec.token_file.as_deref()),
         ("token_env", spec.token_env.as_deref()),
-        node.key_position("token").is_none(),
+        !inline,
     );
     let push = PushSettings::compile(
         ctx,

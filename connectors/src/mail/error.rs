@@ -79,13 +79,7 @@ impl MailError {
 impl From<MailError> for atalaya_bus::delivery::DeliveryError {
     /// The one place this integration's failures become the outbox's terms.
     fn from(error: MailError) -> Self {
-        let kind = error.kind();
         let retry_after = None;
-        let mapped = if error.retryable() {
-            Self::transient(kind, error.to_string())
-        } else {
-            Self::permanent(kind, error.to_string())
-        };
-        mapped.with_retry_after(retry_after)
+        Self::new(error.retryable(), error.kind(), error.to_string()).with_retry_after(retry_after)
     }
 }

@@ -56,16 +56,13 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
     let spec = ctx.decoder.decode::<MatrixSpec>(node)?;
     let before = ctx.decoder.errors.len();
     let at = |key: &str| node.get(key).map_or(node.position, |n| n.position);
-    if let Some(position) = node.key_position("access_token") {
-        ctx.decoder.error(
-            position,
-            format!(
-                "{label}: `access_token` would put a secret in the policy file; write it in a \
-                 file named by `access_token_file` (or name an environment variable with \
-                 `access_token_env`)"
-            ),
-        );
-    }
+    let inline = ctx.decoder.refuse_inline_secret(
+        label,
+        node,
+        "access_token",
+        "access_token_file",
+        "access_token_env",
+    );
     let homeserver = spec
         .homeserver
         .as_deref()
@@ -102,7 +99,7 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
         node,
         ("access_token_file", spec.access_token_file.as_deref()),
         ("access_token_env", spec.access_token_env.as_deref()),
-        node.key_position("access_token").is_none(),
+        !inline,
     );
     let push = PushSettings::compile(
         ctx,

@@ -69,15 +69,8 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
     let spec = ctx.decoder.decode::<NtfySpec>(node)?;
     let before = ctx.decoder.errors.len();
     let at = |key: &str| node.get(key).map_or(node.position, |n| n.position);
-    if let Some(position) = node.key_position("token") {
-        ctx.decoder.error(
-            position,
-            format!(
-                "{label}: `token` would put a secret in the policy file; write it in a file \
-                 named by `token_file` (or name an environment variable with `token_env`)"
-            ),
-        );
-    }
+    ctx.decoder
+        .refuse_inline_secret(label, node, "token", "token_file", "token_env");
     let url = spec
         .url
         .as_deref()

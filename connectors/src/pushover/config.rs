@@ -86,17 +86,12 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
     let spec = ctx.decoder.decode::<PushoverSpec>(node)?;
     let before = ctx.decoder.errors.len();
     let at = |key: &str| node.get(key).map_or(node.position, |n| n.position);
-    for (key, file) in [("user_key", "user_key_file"), ("token", "token_file")] {
-        if let Some(position) = node.key_position(key) {
-            ctx.decoder.error(
-                position,
-                format!(
-                    "{label}: `{key}` would put a secret in the policy file; write it in a file \
-                     named by `{file}` (or name an environment variable with `{key}_env`)"
-                ),
-            );
-        }
-    }
+    let inline_user =
+        ctx.decoder
+            .refuse_inline_secret(label, node, "user_key", "user_key_file", "user_key_env");
+    let inline_token =
+        ctx.decoder
+            .refuse_inline_secret(label, node, "token", "token_file", "token_env");
     let api_url = spec
         .api_url
         .as_deref()
@@ -144,14 +139,14 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
         node,
         ("user_key_file", spec.user_key_file.as_deref()),
         ("user_key_env", spec.user_key_env.as_deref()),
-        node.key_position("user_key").is_none(),
+        !inline_user,
     );
     let token = ctx.decoder.secret(
         label,
         node,
         ("token_file", spec.token_file.as_deref()),
         ("token_env", spec.token_env.as_deref()),
-        node.key_position("token").is_none(),
+        !inline_token,
     );
     let push = PushSettings::compile(
         ctx,

@@ -156,14 +156,8 @@ fn chain(error: &dyn std::error::Error) -> String {
 impl From<TelegramError> for atalaya_bus::delivery::DeliveryError {
     /// The one place this integration's failures become the outbox's terms.
     fn from(error: TelegramError) -> Self {
-        let kind = error.kind();
         let retry_after = error.retry_after();
-        let mapped = if error.retryable() {
-            Self::transient(kind, error.to_string())
-        } else {
-            Self::permanent(kind, error.to_string())
-        };
-        mapped.with_retry_after(retry_after)
+        Self::new(error.retryable(), error.kind(), error.to_string()).with_retry_after(retry_after)
     }
 }
 

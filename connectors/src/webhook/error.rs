@@ -1,6 +1,8 @@
 //! [`WebhookError`]: why a webhook send failed, and what to do about it.
 
 use std::path::PathBuf;
+
+use crate::http::chain;
 use std::time::Duration;
 
 /// Why a webhook notification was not delivered. No variant holds the URL.
@@ -100,30 +102,11 @@ fn reason_phrase(status: u16) -> String {
         .map_or_else(String::new, |r| format!(" {r}"))
 }
 
-/// An error and its sources, joined by `: ` (reqwest's own message is only the first link:
-/// "error sending request").
-fn chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 impl From<WebhookError> for atalaya_bus::delivery::DeliveryError {
     /// The one place this integration's failures become the outbox's terms.
     fn from(error: WebhookError) -> Self {
-        let kind = error.kind();
         let retry_after = error.retry_after();
-        let mapped = if error.retryable() {
-            Self::transient(kind, error.to_string())
-        } else {
-            Self::permanent(kind, error.to_string())
-        };
-        mapped.with_retry_after(retry_after)
+        Self::new(error.retryable(), error.kind(), error.to_string()).with_retry_after(retry_after)
     }
 }
 
