@@ -195,6 +195,15 @@ fn compile_node(case: &Case, node: &atalaya_bus::yaml::Node, dir: &Path) -> Inte
     integration.expect("it compiles")
 }
 
+/// The requests that carry a message, without bookkeeping (Pushover's cancellations).
+fn messages(service: &Recorder) -> Vec<Request> {
+    service
+        .requests()
+        .into_iter()
+        .filter(|r| !r.path.contains("/receipts/"))
+        .collect()
+}
+
 /// Every line of an error a person or a log could see.
 fn shown(error: &DeliveryError) -> String {
     format!("{error} {error:?}")
@@ -218,7 +227,7 @@ async fn compliance(case: Case) {
     notifier.notify(&firing).await.expect("delivered");
     let resolved = notification("n-resolved", Status::Resolved);
     notifier.notify(&resolved).await.expect("delivered");
-    let requests = service.requests();
+    let requests = messages(&service);
     assert_eq!(requests.len(), 2, "{kind}: {requests:#?}");
     let (firing_text, resolved_text) = ((case.text)(&requests[0]), (case.text)(&requests[1]));
     assert!(
@@ -305,7 +314,7 @@ async fn compliance(case: Case) {
         let integration = compile_node(&case, &node, dir.path());
         let notifier = context.open(&integration);
         notifier.notify(&resolved).await.expect("delivered");
-        let text = (case.text)(&service.requests().pop().unwrap());
+        let text = (case.text)(&messages(&service).pop().unwrap());
         assert!(text.contains("resuelta"), "{kind}: {text}");
     }
 }
@@ -338,6 +347,43 @@ async fn discord_complies() {
 #[tokio::test]
 async fn pushover_complies() {
     compliance(cases().remove(5)).await;
+}
+
+/// A critical alert goes out as an emergency the phone repeats; its resolution cancels the
+/// repeats, by the tag the emergency carried.
+#[tokio::test]
+async fn a_resolved_emergency_stops_ringing() {
+    let case = cases().remove(5);
+    let service = Recorder::start().await;
+    service.answer(
+        "/",
+        Answer::json(200, &json!({"status": 1, "receipt": "rcpt1"})),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let integration = compile(&case, &service.url(), dir.path());
+    let store = Arc::new(Store::open(&dir.path().join("data")).unwrap());
+    let context = NotifierContext::new("http://atalaya.test", store).unwrap();
+    let notifier = context.open(&integration);
+    notifier
+        .notify(&notification("n1", Status::Firing))
+        .await
+        .unwrap();
+    notifier
+        .notify(&notification("n2", Status::Resolved))
+        .await
+        .unwrap();
+    let [emergency, resolved, cancel] = service.requests().try_into().unwrap();
+    assert_eq!(emergency.form("priority").as_deref(), Some("2"));
+    assert_eq!(emergency.form("retry").as_deref(), Some("60"));
+    assert_eq!(emergency.form("expire").as_deref(), Some("3600"));
+    let tag = emergency.form("tags").expect("the emergency is tagged");
+    assert_eq!(resolved.form("priority").as_deref(), Some("0"));
+    assert_eq!(
+        cancel.path,
+        format!("/1/receipts/cancel_by_tag/{tag}.json"),
+        "{cancel:?}"
+    );
+    assert_eq!(cancel.form("token").as_deref(), Some(SECRET));
 }
 
 /// The errors of one `<kind>_configs` entry, as `line:col: message`.

@@ -1,7 +1,8 @@
 //! Pushover: each notification sent through Pushover's message API, with a priority from
 //! the alerts' severity (or fixed): critical alerts go out as emergency messages (priority
-//! 2), which the phone repeats every `retry` until someone acknowledges them or `expire`
-//! passes; the receipt Pushover returns for those is logged.
+//! 2), which the phone repeats every `retry` until someone acknowledges them, `expire`
+//! passes, or the alerts resolve: the group's emergencies carry a tag, and the resolved
+//! notification cancels them by it. The receipt Pushover returns is logged.
 //!
 //! The application token and the user (or group) key are secrets: `token_file`/`token_env`
 //! and `user_key_file`/`user_key_env`, read at every send and never shown in an error.

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use atalaya_bus::delivery::{Notification, Notifier, NotifyFuture};
+use atalaya_bus::delivery::{Notification, Notifier, NotifyFuture, Status};
+use atalaya_bus::fingerprint::{fingerprint_text, fnv1a};
 
 use super::PushoverConfig;
 use crate::http::{HttpError, send};
@@ -63,9 +64,11 @@ impl PushoverNotifier {
             ("priority", priority.to_string()),
             ("timestamp", notification.created_at.as_second().to_string()),
         ];
+        let tag = group_tag(notification);
         if priority == 2 {
             form.push(("retry", self.config.retry.as_secs().to_string()));
             form.push(("expire", self.config.expire.as_secs().to_string()));
+            form.push(("tags", tag.clone()));
         }
         if let Some(link) = &message.link {
             form.push(("url", link.clone()));
@@ -96,12 +99,40 @@ impl PushoverNotifier {
                     receiver = %notification.receiver,
                     notification = %notification.id,
                     receipt,
-                    "Pushover emergency message sent; it repeats until acknowledged."
+                    "Pushover emergency message sent; it repeats until acknowledged or resolved."
                 );
             }
         }
+        if notification.status == Status::Resolved {
+            // The phone stops repeating the group's emergency: it is over.
+            let request = self
+                .client
+                .post(format!(
+                    "{}/1/receipts/cancel_by_tag/{tag}.json",
+                    self.config.api_url
+                ))
+                .form(&[("token", token.as_str())]);
+            send(
+                "Pushover API",
+                request,
+                self.config.push.timeout,
+                &[&token, &user],
+            )
+            .await?;
+        }
         Ok(())
     }
+}
+
+/// The tag of a group's emergency messages, to cancel them when the group resolves:
+/// stable per receiver, integration and group.
+fn group_tag(notification: &Notification) -> String {
+    let hash = fnv1a(&[
+        &notification.receiver,
+        &notification.integration.to_string(),
+        &notification.group_key,
+    ]);
+    format!("atalaya-{}", fingerprint_text(hash))
 }
 
 impl Notifier for PushoverNotifier {
