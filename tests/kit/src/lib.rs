@@ -9,7 +9,8 @@
 //! # Layout
 //! - this file: [`PATIENCE`], [`free_port`], [`wait_for_port`].
 //! - [`mosquitto`]: a mosquitto process (TLS, passwords, kill and restart) and its CLI clients.
-//! - [`nats`]: a nats-server process with JetStream (extra config: auth, TLS).
+//! - [`nats`]: a nats-server process with JetStream (extra config: auth, TLS), and a
+//!   JetStream cluster of them ([`nats::NatsCluster`]) for replicated streams.
 //! - [`smtp`]: an SMTP server process (Debian's python3-aiosmtpd, `smtpd.py`) writing a
 //!   Maildir, with STARTTLS, implicit TLS and AUTH.
 //! - [`telegram`]: a Telegram Bot API stand-in, with Telegram's limits and errors.

@@ -1,5 +1,6 @@
 //! A real nats-server for one test: a free loopback port, JetStream with a store directory of
-//! its own, SIGKILL on drop or on demand, restart on the same port and store.
+//! its own, SIGKILL on drop or on demand, restart on the same port and store; and
+//! [`NatsCluster`], several routed into one JetStream cluster.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -133,4 +134,39 @@ pub async fn client(url: &str) -> async_nats::Client {
     async_nats::connect(url)
         .await
         .expect("test client connects")
+}
+
+/// A JetStream cluster of nats-server processes on loopback (for replicated streams, R3),
+/// each with its own port, cluster port and store; killed when dropped.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// `size` servers routed to each other, started, and ready once every one accepts
+    /// clients (the cluster then elects its JetStream leader by itself; a client asking for
+    /// a stream before that gets a retryable error).
+    pub async fn started(size: usize) -> Self {
+        let cluster_ports: Vec<u16> = (0..size).map(|_| crate::free_port()).collect();
+        let routes: Vec<String> = cluster_ports
+            .iter()
+            .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+            .collect();
+        let mut nodes = Vec::with_capacity(size);
+        for (i, port) in cluster_ports.iter().enumerate() {
+            let config = format!(
+                "server_name: n{i}\ncluster {{\n  name: atalaya-test\n  listen: \"127.0.0.1:{port}\"\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            );
+            let mut node = NatsServer::new(&config);
+            node.start().await;
+            nodes.push(node);
+        }
+        Self { nodes }
+    }
+
+    /// Every node's client URL, comma-separated, as a client's server list.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(NatsServer::url).collect()
+    }
 }
