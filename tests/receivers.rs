@@ -190,3 +190,92 @@ async fn one_alert_reaches_every_push_receiver_and_a_failing_one_is_retried() {
         "{metrics}"
     );
 }
+
+/// An emergency acknowledged in the Pushover app silences its alert in atalaya for the
+/// integration's `silence_on_ack`, created by the device that acknowledged it.
+#[tokio::test]
+async fn an_emergency_acknowledged_in_pushover_silences_its_alert() {
+    let service = Recorder::start().await;
+    let url = service.url();
+    service.answer(
+        "/1/messages.json",
+        Answer::json(200, &serde_json::json!({"status": 1, "receipt": "rcpt1"})),
+    );
+    service.answer(
+        "/1/receipts/rcpt1.json",
+        Answer::json(
+            200,
+            &serde_json::json!({
+                "status": 1, "acknowledged": 1, "acknowledged_by_device": "ana-phone",
+                "expired": 0
+            }),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pushover-user"),
+        "uQiRzpo4DXghDmr9QzzfQu27cmVRsG",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pushover-token"),
+        "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("routing.yaml"),
+        format!(
+            "route: {{receiver: admin, group_by: [alertname], group_wait: 0s}}\n\
+             receivers:\n  - name: admin\n    pushover_configs:\n      - api_url: {url}\n        \
+             user_key_file: pushover-user\n        token_file: pushover-token\n        \
+             silence_on_ack: 2h\n        receipt_poll_interval: 1s\n"
+        ),
+    )
+    .unwrap();
+    let options = Options {
+        config: format!(
+            "routing:\n  file: {}\n",
+            dir.path().join("routing.yaml").display()
+        ),
+        rules: vec![("freezer.yaml", RULE.to_owned())],
+        ..Options::default()
+    };
+    let atalaya = Atalaya::start_in(dir, options).await;
+    let client = reqwest::Client::new();
+    client
+        .post(atalaya.url("/api/v1/events/home/garage/freezer"))
+        .body("-2")
+        .send()
+        .await
+        .unwrap();
+    atalaya
+        .wait_for_logs(&["Alert acknowledged; silenced.", "pushover:ana-phone"], 1)
+        .await;
+    let silences: serde_json::Value = client
+        .get(atalaya.url("/api/v1/silences"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let [silence] = silences.as_array().unwrap().as_slice() else {
+        panic!("one silence: {silences}");
+    };
+    assert_eq!(silence["createdBy"], "pushover:ana-phone", "{silence}");
+    assert_eq!(silence["comment"], "acknowledged in Pushover");
+    let matchers = silence["matchers"].to_string();
+    assert!(
+        matchers.contains("freezer_warm") && matchers.contains("garage"),
+        "{matchers}"
+    );
+    let alerts = client
+        .get(atalaya.url("/api/v1/alerts"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(alerts.contains("suppressed"), "{alerts}");
+}

@@ -89,6 +89,9 @@ pub struct NotifierContext {
     pub external_url: Arc<str>,
     /// Where console notifications go: standard output, or a buffer in tests.
     pub console: ConsoleWriter,
+    /// Where acknowledgements made in a receiver's app go (to the router), when the service
+    /// takes them.
+    pub acknowledgements: Option<atalaya_bus::delivery::Acknowledgements>,
     /// The webhooks' HTTP client (and its connection pool).
     #[cfg(feature = "webhook")]
     pub webhook: crate::webhook::WebhookSender,
@@ -153,6 +156,7 @@ impl NotifierContext {
         Ok(Self {
             external_url: Arc::from(external_url),
             console: Arc::new(Mutex::new(std::io::stdout())),
+            acknowledgements: None,
             #[cfg(feature = "webhook")]
             webhook: crate::webhook::WebhookSender::new(crate::webhook::default_client()?),
             #[cfg(feature = "mqtt")]

@@ -9,7 +9,9 @@
 //! - `outbox`: notifications stored, then delivered through the receivers' notifiers with
 //!   retries and dead letters.
 //! - `actions`: rule actions published through the brokers.
+//! - `acknowledgements`: alerts acknowledged in a receiver's app, silenced.
 
+pub mod acknowledgements;
 pub mod actions;
 pub mod outbox;
 pub mod routing;

@@ -32,6 +32,7 @@ use tracing::{error, info, warn};
 
 use self::sources::SourceContext;
 use self::supervisor::{Stage, Supervisor};
+use crate::alerting::acknowledgements;
 use crate::alerting::actions::{self, ActionPublishers};
 use crate::alerting::outbox::Outbox;
 use crate::alerting::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
@@ -252,6 +253,19 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     {
         notifier_context.nats = action_publishers.nats.clone();
     }
+    // Acknowledgements made in a receiver's app (Pushover) become silences.
+    let (router_tx, router_rx) = mpsc::channel(64);
+    let (acknowledgements_tx, acknowledgements_rx) = mpsc::channel(64);
+    notifier_context.acknowledgements = Some(acknowledgements_tx);
+    supervisor.spawn(
+        Stage::Sink,
+        "acknowledgements",
+        acknowledgements::run(
+            acknowledgements_rx,
+            router_tx.clone(),
+            supervisor.token().clone(),
+        ),
+    );
     let notifiers = open_notifiers(policy_rx, notifier_context, supervisor.token().clone());
     let token = supervisor.token().clone();
     supervisor.spawn(Stage::Sink, "outbox", outbox.run(notifiers, token));
@@ -263,8 +277,6 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         supervisor.spawn(Stage::Sink, "actions", actions::run(rx, action_publishers));
         Some(tx)
     };
-
-    let (router_tx, router_rx) = mpsc::channel(64);
 
     let runner = RulesRunner {
         engine,

@@ -15,13 +15,17 @@
 //!   delivered, retry, or permanent failure), and [`Notifiers`], a policy's integrations
 //!   opened for delivery.
 //! - [`error`]: [`DeliveryError`], why an attempt failed.
+//! - [`acknowledgement`]: [`Acknowledgement`], alerts a person acknowledged in a receiver's
+//!   app, on their way back to the router.
 
+pub mod acknowledgement;
 pub mod compile;
 pub mod error;
 pub mod integration;
 pub mod notification;
 pub mod notifier;
 
+pub use acknowledgement::{Acknowledgement, Acknowledgements};
 pub use compile::{IntegrationContext, IntegrationKind};
 pub use error::DeliveryError;
 pub use integration::{Integration, Receiver};

@@ -1,6 +1,7 @@
 //! `pushover_configs`: Alertmanager's keys (`user_key_file`, `token_file`, `title`,
 //! `message`, `priority`, `retry`, `expire`, `device`, `sound`, `send_resolved`) and
-//! atalaya's (`user_key_env`, `token_env`, `api_url`, `locale`, `timeout`). Keys written in
+//! atalaya's (`user_key_env`, `token_env`, `api_url`, `silence_on_ack`,
+//! `receipt_poll_interval`, `locale`, `timeout`). Keys written in
 //! the policy (`user_key`, `token`) are refused: they are secrets.
 
 use std::time::Duration;
@@ -17,6 +18,8 @@ const DEFAULT_API_URL: &str = "https://api.pushover.net";
 /// Alertmanager's defaults: an emergency message repeats every minute for an hour.
 const DEFAULT_RETRY: Duration = Duration::from_secs(60);
 const DEFAULT_EXPIRE: Duration = Duration::from_secs(3600);
+/// Pushover asks for no more than one receipt poll every 5 seconds; 30 s is plenty.
+const DEFAULT_RECEIPT_POLL: Duration = Duration::from_secs(30);
 
 /// One Pushover user or group.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +36,11 @@ pub struct PushoverConfig {
     pub expire: Duration,
     pub device: Option<String>,
     pub sound: Option<String>,
+    /// When an emergency is acknowledged in the app, its alerts are silenced this long
+    /// (`silence_on_ack`); `None`: an acknowledgement only stops the phone.
+    pub silence_on_ack: Option<Duration>,
+    /// How often an emergency's receipt is asked about while waiting for that.
+    pub receipt_poll_interval: Duration,
     pub push: PushSettings,
 }
 
@@ -67,6 +75,10 @@ struct PushoverSpec {
     device: Option<String>,
     #[serde(default)]
     sound: Option<String>,
+    #[serde(default)]
+    silence_on_ack: Option<Text>,
+    #[serde(default)]
+    receipt_poll_interval: Option<Text>,
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
@@ -134,6 +146,18 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
             format!("{label}: pushover `expire` must be at most 3h (Pushover's maximum)"),
         );
     }
+    let silence_on_ack =
+        ctx.decoder
+            .duration(node, "silence_on_ack", spec.silence_on_ack.as_ref(), true);
+    let receipt_poll_interval = ctx
+        .decoder
+        .duration(
+            node,
+            "receipt_poll_interval",
+            spec.receipt_poll_interval.as_ref(),
+            true,
+        )
+        .unwrap_or(DEFAULT_RECEIPT_POLL);
     let user_key = ctx.decoder.secret(
         label,
         node,
@@ -168,6 +192,8 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
         expire,
         device: spec.device,
         sound: spec.sound,
+        silence_on_ack,
+        receipt_poll_interval,
         push,
     };
     Some(Integration::new(

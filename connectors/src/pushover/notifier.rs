@@ -1,8 +1,11 @@
 //! [`PushoverNotifier`]: one `POST /1/messages.json` per notification.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use atalaya_bus::delivery::{Notification, Notifier, NotifyFuture, Status};
+use atalaya_bus::delivery::{
+    Acknowledgement, Acknowledgements, Notification, Notifier, NotifyFuture, Status,
+};
 use atalaya_bus::fingerprint::{fingerprint_text, fnv1a};
 
 use super::PushoverConfig;
@@ -22,6 +25,8 @@ pub struct PushoverNotifier {
     templates: MessageTemplates,
     config: PushoverConfig,
     external_url: Arc<str>,
+    /// Where acknowledgements go, when `silence_on_ack` is set and the service takes them.
+    acknowledgements: Option<Acknowledgements>,
 }
 
 impl PushoverNotifier {
@@ -31,6 +36,7 @@ impl PushoverNotifier {
             templates: context.templates.clone(),
             config: config.clone(),
             external_url: Arc::clone(&context.external_url),
+            acknowledgements: context.acknowledgements.clone(),
         })
     }
 
@@ -101,6 +107,28 @@ impl PushoverNotifier {
                     receipt,
                     "Pushover emergency message sent; it repeats until acknowledged or resolved."
                 );
+                if let (Some(duration), Some(acknowledgements)) =
+                    (self.config.silence_on_ack, &self.acknowledgements)
+                {
+                    let watch = ReceiptWatch {
+                        client: self.client.clone(),
+                        url: format!("{}/1/receipts/{receipt}.json", self.config.api_url),
+                        token: token.clone(),
+                        interval: self.config.receipt_poll_interval,
+                        until: tokio::time::Instant::now()
+                            + self.config.expire
+                            + self.config.receipt_poll_interval,
+                        alerts: notification
+                            .alerts
+                            .iter()
+                            .filter(|a| a.status == Status::Firing)
+                            .map(|a| a.labels.clone())
+                            .collect(),
+                        duration,
+                        acknowledgements: acknowledgements.clone(),
+                    };
+                    tokio::spawn(watch.run());
+                }
             }
         }
         if notification.status == Status::Resolved {
@@ -121,6 +149,64 @@ impl PushoverNotifier {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Waits for an emergency to be acknowledged in the app, asking Pushover about its receipt,
+/// and then has its alerts silenced. Ends when acknowledged, expired, past `until`, or when
+/// the service stops taking acknowledgements (shutdown).
+struct ReceiptWatch {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    interval: Duration,
+    until: tokio::time::Instant,
+    alerts: Vec<atalaya_bus::Labels>,
+    duration: Duration,
+    acknowledgements: Acknowledgements,
+}
+
+impl ReceiptWatch {
+    async fn run(self) {
+        while tokio::time::Instant::now() < self.until {
+            tokio::select! {
+                () = self.acknowledgements.closed() => return,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+            let request = self
+                .client
+                .get(&self.url)
+                .query(&[("token", self.token.as_str())]);
+            let answer = match send("Pushover API", request, self.interval, &[&self.token]).await {
+                Ok(response) => response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "Cannot ask Pushover about a receipt; asking again.");
+                    continue;
+                }
+            };
+            if answer["acknowledged"] == 1 {
+                let device = answer["acknowledged_by_device"].as_str().unwrap_or("");
+                let by = if device.is_empty() {
+                    "pushover".to_owned()
+                } else {
+                    format!("pushover:{device}")
+                };
+                let acknowledgement = Acknowledgement {
+                    alerts: self.alerts,
+                    by,
+                    duration: self.duration,
+                    comment: "acknowledged in Pushover".to_owned(),
+                };
+                let _ = self.acknowledgements.send(acknowledgement).await;
+                return;
+            }
+            if answer["expired"] == 1 {
+                return;
+            }
+        }
     }
 }
 

@@ -102,6 +102,41 @@ fn one_alert_reads_at_a_glance_in_english_and_spanish() {
 }
 
 #[test]
+fn push_messages_are_short_plain_text_in_english_and_spanish() {
+    let n = notification(vec![freezer()]);
+    assert_eq!(
+        render(MessagePart::PushText, Locale::En, &n),
+        "📍 kitchen · freezer\n\
+         🕐 for 5m · value -2.04\n\
+         The freezer is at -2 °C; it should be below -15 °C."
+    );
+    assert_eq!(
+        render(MessagePart::PushText, Locale::Es, &n),
+        "📍 kitchen · freezer\n\
+         🕐 desde hace 5 min · valor -2.04\n\
+         The freezer is at -2 °C; it should be below -15 °C."
+    );
+    let disk = |node: &str, status, minutes| {
+        let mut a = alert("disk_filling", "warning", status, minutes);
+        a.labels.insert("node".into(), node.into());
+        a
+    };
+    let group = notification(vec![
+        disk("pi1", Status::Firing, 0),
+        disk("pi3", Status::Resolved, 62),
+    ]);
+    assert_eq!(
+        render(MessagePart::PushText, Locale::En, &group),
+        "🟠 disk_filling\n📍 pi1\n🕐 for 5m\n\n✅ disk_filling\n📍 pi3\n✅ resolved after 1h 2m"
+    );
+    let resolved = notification(vec![disk("pi3", Status::Resolved, 62)]);
+    assert_eq!(
+        render(MessagePart::PushText, Locale::Es, &resolved),
+        "📍 pi3\n✅ resuelta tras 1 h 2 min"
+    );
+}
+
+#[test]
 fn a_group_lists_its_alerts_separated_by_blank_lines() {
     let disk = |node: &str, severity, status, minutes| {
         let mut a = alert("disk_filling", severity, status, minutes);
