@@ -17,9 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn options(extra: &str) -> Options {
+    options_with_request_timeout("1s", extra)
+}
+
+fn options_with_request_timeout(request_timeout: &str, extra: &str) -> Options {
     Options {
         config: format!(
-            "http:\n  header_timeout: 1s\n  request_timeout: 1s\n  max_concurrent_requests: 2\n  max_connections: 8\n{extra}"
+            "http:\n  header_timeout: 1s\n  request_timeout: {request_timeout}\n  max_concurrent_requests: 2\n  max_connections: 8\n{extra}"
         ),
         ..Options::default()
     }
@@ -59,7 +63,9 @@ async fn idle_and_dribbling_connections_are_closed() {
 
 #[tokio::test]
 async fn slow_bodies_are_cut_off_and_do_not_queue_other_requests() {
-    let atalaya = Atalaya::start_with(options("")).await;
+    // The slow requests hold both slots until the request timeout: long enough that a busy
+    // machine still sees the third request refused inside that window.
+    let atalaya = Atalaya::start_with(options_with_request_timeout("5s", "")).await;
     // Two requests whose bodies never come take both request slots.
     let mut slow = Vec::new();
     for _ in 0..2 {
