@@ -135,9 +135,13 @@ fn is_permanent(error: &ApiError) -> bool {
 /// `text` with every occurrence of `token` replaced.
 pub fn redact(text: &str, token: &str) -> String {
     if token.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(token, REDACTED)
+        return text.to_owned();
+    }
+    let text = text.replace(token, REDACTED);
+    // The part after the bot's id is the secret itself: never shown alone either.
+    match token.split_once(':') {
+        Some((_, secret)) if secret.len() >= 8 => text.replace(secret, REDACTED),
+        _ => text,
     }
 }
 
