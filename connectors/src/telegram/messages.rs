@@ -4,8 +4,9 @@
 //!   that last announced firing alerts, and which — the message a resolve edits or replies
 //!   to. Forgotten when the group's alerts have all resolved.
 //! - **progress**: per notification, chat and part, the message already sent, so a retry
-//!   (after a failure half-way through the chats, or a restart) sends only what is missing.
-//!   Forgotten when the notification is delivered.
+//!   (after a failure half-way through the chats, or a restart) sends only what is missing,
+//!   and a notification sent again after it was delivered (the outbox's at-least-once: a
+//!   crash before it recorded the delivery) sends nothing. Kept two days, then pruned.
 //! - **recent sends**: per chat, when the last twenty messages went out, to seed the rate
 //!   limiter after a restart.
 //!
@@ -98,58 +99,74 @@ pub struct SendRecord<'a> {
     pub head: Option<(GroupRef<'a>, GroupHead)>,
 }
 
+/// How many deliveries between two prunes of the table while running (it is pruned at
+/// start too): a scan of a table this small every so often costs nothing.
+const PRUNE_EVERY: u64 = 256;
+
 /// The Telegram table of the state store. Cheap to clone.
 #[derive(Clone)]
 pub struct MessageLog {
     store: Arc<Store>,
+    /// Deliveries since the start, to prune every [`PRUNE_EVERY`].
+    deliveries: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MessageLog {
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            deliveries: Arc::default(),
+        }
     }
 
     /// Prunes old entries, and returns the recent sends per chat with their ages, to seed
     /// the rate limiter.
     pub fn open(&self, now: Timestamp) -> Result<Vec<(String, Vec<Duration>)>, StoreError> {
-        let now_ms = now.as_millisecond();
-        let age = |at: i64| Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0));
-        let mut stale = Vec::new();
-        let mut recent = Vec::new();
-        for (key, value) in self.store.scan(TELEGRAM_TABLE)? {
-            let text = String::from_utf8_lossy(&key).into_owned();
-            let mut parts = text.split('\0');
-            let kind = parts.next().unwrap_or_default();
-            let keep = match kind {
-                GROUP => serde_json::from_slice::<GroupHead>(&value)
-                    .is_ok_and(|h| age(h.at) < GROUP_RETENTION),
-                SENT => {
-                    serde_json::from_slice::<Sent>(&value).is_ok_and(|s| age(s.at) < SENT_RETENTION)
-                }
-                RECENT => match serde_json::from_slice::<Vec<i64>>(&value) {
-                    Ok(times) => {
-                        let chat = parts.next().unwrap_or_default().to_owned();
-                        recent.push((chat, times.into_iter().map(age).collect()));
-                        true
-                    }
-                    Err(_) => false,
-                },
-                _ => false,
-            };
-            if !keep {
-                stale.push(key);
-            }
-        }
-        if !stale.is_empty() {
-            self.store.write_tables(&[TableBatch {
-                table: TELEGRAM_TABLE,
-                puts: &[],
-                deletes: &stale,
-            }])?;
-        }
-        Ok(recent)
+        prune(&self.store, now)
     }
+}
 
+/// Deletes what is past its retention; the recent sends per chat with their ages.
+fn prune(store: &Store, now: Timestamp) -> Result<Vec<(String, Vec<Duration>)>, StoreError> {
+    let now_ms = now.as_millisecond();
+    let age = |at: i64| Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0));
+    let mut stale = Vec::new();
+    let mut recent = Vec::new();
+    for (key, value) in store.scan(TELEGRAM_TABLE)? {
+        let text = String::from_utf8_lossy(&key).into_owned();
+        let mut parts = text.split('\0');
+        let kind = parts.next().unwrap_or_default();
+        let keep = match kind {
+            GROUP => serde_json::from_slice::<GroupHead>(&value)
+                .is_ok_and(|h| age(h.at) < GROUP_RETENTION),
+            SENT => {
+                serde_json::from_slice::<Sent>(&value).is_ok_and(|s| age(s.at) < SENT_RETENTION)
+            }
+            RECENT => match serde_json::from_slice::<Vec<i64>>(&value) {
+                Ok(times) => {
+                    let chat = parts.next().unwrap_or_default().to_owned();
+                    recent.push((chat, times.into_iter().map(age).collect()));
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => false,
+        };
+        if !keep {
+            stale.push(key);
+        }
+    }
+    if !stale.is_empty() {
+        store.write_tables(&[TableBatch {
+            table: TELEGRAM_TABLE,
+            puts: &[],
+            deletes: &stale,
+        }])?;
+    }
+    Ok(recent)
+}
+
+impl MessageLog {
     pub async fn head(&self, group: &GroupRef<'_>) -> Result<Option<GroupHead>, MessageLogError> {
         let key = group_key(group);
         let value = self
@@ -226,25 +243,18 @@ impl MessageLog {
         .await
     }
 
-    /// Forgets the progress of a delivered notification.
-    pub async fn delivered(
-        &self,
-        notification: &str,
-        chats: &[String],
-        parts: usize,
-    ) -> Result<(), MessageLogError> {
-        let keys: Vec<Vec<u8>> = chats
-            .iter()
-            .flat_map(|chat| (0..parts).map(move |part| sent_key(notification, chat, part)))
-            .collect();
-        self.blocking(move |store| {
-            store.write_tables(&[TableBatch {
-                table: TELEGRAM_TABLE,
-                puts: &[],
-                deletes: &keys,
-            }])
-        })
-        .await
+    /// A notification was delivered: its progress stays (a resend sends nothing), and every
+    /// [`PRUNE_EVERY`] deliveries what is past its retention is pruned.
+    pub async fn delivered(&self, now: Timestamp) -> Result<(), MessageLogError> {
+        let count = self
+            .deliveries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if !count.is_multiple_of(PRUNE_EVERY) {
+            return Ok(());
+        }
+        self.blocking(move |store| prune(store, now).map(drop))
+            .await
     }
 
     /// Runs `work` on the store off the async threads (a commit waits for the disk).
@@ -306,8 +316,9 @@ mod tests {
         assert_eq!(log.head(&group("42")).await.unwrap(), Some(head));
         assert_eq!(log.head(&group("43")).await.unwrap(), None);
 
-        log.delivered("n1", &["42".to_owned()], 1).await.unwrap();
-        assert_eq!(log.sent("n1", "42", 0).await.unwrap(), None);
+        // Delivered: the progress stays, so sending it again sends nothing.
+        log.delivered(now).await.unwrap();
+        assert_eq!(log.sent("n1", "42", 0).await.unwrap(), Some(7));
 
         // Three days later: the head stays, the send is too old to count for the limits.
         let later = now + jiff::SignedDuration::from_hours(72);

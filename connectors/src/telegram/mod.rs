@@ -11,7 +11,8 @@
 //! - **Limits.** At most one message a second per chat and twenty a minute per group,
 //!   waited for before sending; a 429 holds the chat for its `retry_after` ([`limiter`]).
 //! - **At least once, not twice.** What was sent is recorded per part and chat in the state
-//!   store, so a retry sends only what is missing ([`messages`]).
+//!   store (two days), so a retry sends only what is missing and a resend of a delivered
+//!   notification nothing ([`messages`]).
 //! - **The token** is read from its file or variable at every send and never appears in an
 //!   error, a log line or a metric ([`error`]).
 //!

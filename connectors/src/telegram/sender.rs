@@ -141,9 +141,8 @@ impl TelegramSender {
         for chat in &config.chats {
             attempt.to_chat(chat, &parts).await?;
         }
-        let chats: Vec<String> = config.chats.iter().map(ToString::to_string).collect();
         self.log
-            .delivered(&notification.id, &chats, parts.len())
+            .delivered(Timestamp::now())
             .await
             .map_err(|e| store_error("-", &e))
     }
