@@ -513,3 +513,34 @@ async fn an_open_api_beyond_loopback_needs_a_token_or_an_explicit_insecure() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With every log line silenced (`log.level: off`), a mistake that stops the start still
+/// reaches stderr: a crash loop never has empty logs.
+#[tokio::test]
+async fn fatal_start_errors_reach_stderr_whatever_the_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let routing = dir.path().join("routing.yaml");
+    std::fs::write(&routing, "route:\n  receiver: nobody\nreceivers: []\n").unwrap();
+    let config = dir.path().join("atalaya.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "log:\n  level: \"off\"\nstate:\n  dir: {}\nrouting:\n  file: {}\n",
+            dir.path().join("data").display(),
+            routing.display()
+        ),
+    )
+    .unwrap();
+    let output = support::command(dir.path())
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("ATALAYA__HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Invalid routing file."), "{stderr}");
+    assert!(stderr.contains("routing.yaml:2:13"), "{stderr}");
+    assert!(stderr.contains("atalaya cannot start."), "{stderr}");
+}

@@ -379,7 +379,31 @@ pub(super) fn log_format(value: &Value) -> Result<LogFormat, String> {
 }
 
 pub(super) fn log_filter(value: &Value) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let s = string(value)?;
+    // A bare word is a level — or, to `tracing`, a target to log at every level and nothing
+    // else: `verbose` or `warnings` would silence everything, errors included.
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains(['=', '[', '{', ':']);
+        if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            let known: Vec<String> = LEVELS.iter().map(|l| (*l).to_owned()).collect();
+            let lower = directive.to_ascii_lowercase();
+            let hint = match atalaya_bus::yaml::did_you_mean(&lower, &known) {
+                hint if !hint.is_empty() => hint,
+                // `warnings`, `information`, `errors`: a level with more after it.
+                _ => LEVELS
+                    .iter()
+                    .find(|level| lower.starts_with(*level))
+                    .map(|level| format!("; did you mean `{level}`?"))
+                    .unwrap_or_default(),
+            };
+            return Err(format!(
+                "`{directive}` is not a log level{hint}; a level is one of {} (or a filter such \
+                 as `info,atalaya=debug`)",
+                LEVELS.join(", ")
+            ));
+        }
+    }
     tracing_subscriber::EnvFilter::builder()
         .parse(&s)
         .map_err(|e| {

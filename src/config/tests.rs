@@ -234,3 +234,34 @@ fn kubernetes_section_mistakes_are_positioned() {
         ]
     );
 }
+
+/// A bare word that is no level would be a `tracing` target — and silence every other log
+/// line, errors included: refused, with the level it probably meant.
+#[test]
+fn log_levels_that_would_silence_everything_are_refused() {
+    for (level, expected) in [
+        (
+            "verbose",
+            "`verbose` is not a log level; a level is one of trace, debug, info, warn, error, off (or a filter such as `info,atalaya=debug`)",
+        ),
+        (
+            "warnings",
+            "`warnings` is not a log level; did you mean `warn`?; a level is one of trace, debug, info, warn, error, off (or a filter such as `info,atalaya=debug`)",
+        ),
+        (
+            "info,debg",
+            "`debg` is not a log level; did you mean `debug`?; a level is one of trace, debug, info, warn, error, off (or a filter such as `info,atalaya=debug`)",
+        ),
+    ] {
+        let (_dir, source) = file(&format!("log:\n  level: {level}\n"));
+        assert_eq!(
+            errors(&source, &[]),
+            [format!("atalaya.yaml:2:10: log.level: {expected}")],
+            "{level}"
+        );
+    }
+    for level in ["WARN", "off", "info,atalaya=debug", "atalaya::outbox=trace"] {
+        let (_dir, source) = file(&format!("log:\n  level: \"{level}\"\n"));
+        assert_eq!(load(&source, env(&[])).unwrap().log.level, level);
+    }
+}

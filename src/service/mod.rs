@@ -78,9 +78,18 @@ pub async fn run(config: Config, source: ConfigSource) -> u8 {
     match start_and_wait(config, source).await {
         Ok(code) => code,
         Err(StartError { code, error }) => {
-            error!(error = %format!("{error:#}"), "atalaya cannot start.");
+            fatal("atalaya cannot start.", &format!("{error:#}"));
             code
         }
+    }
+}
+
+/// A mistake that stops the start, logged as an error — and on stderr besides when the
+/// configured log level hides errors (`log.level: off`), so a crash loop is never silent.
+fn fatal(message: &str, error: &dyn std::fmt::Display) {
+    error!(error = %error, "{message}");
+    if !tracing::enabled!(tracing::Level::ERROR) {
+        eprintln!("atalaya: {message} {error}");
     }
 }
 
@@ -136,7 +145,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             }
             Err(errors) => {
                 for e in &errors {
-                    error!(error = %e, "Invalid rule file.");
+                    fatal("Invalid rule file.", e);
                 }
                 return Err(StartError {
                     code: exit::CONFIG,
@@ -163,7 +172,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         Ok(policy) => Arc::new(policy),
         Err(errors) => {
             for e in &errors {
-                error!(error = %e, "Invalid routing file.");
+                fatal("Invalid routing file.", e);
             }
             return Err(StartError {
                 code: exit::CONFIG,
