@@ -332,9 +332,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     if config.http.token.is_none() && !address.ip().is_loopback() {
         warn!(address = %address, "The HTTP API is open to every machine that can reach it, without a token (http.insecure: true): anyone there can silence every alert, reload the rules and post alerts.");
     }
-    info!(
-        "Send a first event: `atalaya send home/hello '{{\"msg\":\"hi\"}}'` or `curl -X POST http://{address}/api/v1/events/home/hello -d '{{\"msg\":\"hi\"}}'`; metrics at http://{address}/metrics"
-    );
+    info!("{}", first_event_hint(address));
 
     tokio::select! {
         _ = terminate.recv() => info!(signal = "SIGTERM", "Shutting down."),
@@ -420,4 +418,38 @@ fn open_notifiers(
         }
     });
     rx
+}
+
+/// How to send a first event to this instance: `atalaya send` (with `--url` when it does
+/// not listen where `send` looks by default) or curl, and where the metrics are.
+fn first_event_hint(mut address: std::net::SocketAddr) -> String {
+    // Listening on every address: this machine reaches it on loopback.
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = if address == std::net::SocketAddr::from(([127, 0, 0, 1], 9470)) {
+        String::new()
+    } else {
+        format!("--url http://{address} ")
+    };
+    format!(
+        "Send a first event: `atalaya send {url}home/hello '{{\"msg\":\"hi\"}}'` or `curl -X POST http://{address}/api/v1/events/home/hello -d '{{\"msg\":\"hi\"}}'`; metrics at http://{address}/metrics"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_event_hint_names_the_url_when_it_is_not_the_default() {
+        let default = first_event_hint("127.0.0.1:9470".parse().unwrap());
+        assert!(default.contains("`atalaya send home/hello '"), "{default}");
+        let other = first_event_hint("0.0.0.0:8080".parse().unwrap());
+        assert!(
+            other.contains("`atalaya send --url http://127.0.0.1:8080 home/hello '"),
+            "{other}"
+        );
+        assert!(other.contains("curl -X POST http://127.0.0.1:8080/api/v1/events"));
+    }
 }
