@@ -42,14 +42,7 @@ pub mod console;
 pub mod discord;
 #[cfg(feature = "gotify")]
 pub mod gotify;
-#[cfg(any(
-    feature = "webhook",
-    feature = "ntfy",
-    feature = "gotify",
-    feature = "matrix",
-    feature = "discord",
-    feature = "pushover"
-))]
+#[cfg(any(feature = "webhook", feature = "push"))]
 pub mod http;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
@@ -65,28 +58,14 @@ pub mod notifiers;
 #[cfg(feature = "ntfy")]
 pub mod ntfy;
 pub mod payload;
-#[cfg(any(
-    feature = "ntfy",
-    feature = "gotify",
-    feature = "matrix",
-    feature = "discord",
-    feature = "pushover"
-))]
+#[cfg(feature = "push")]
 pub mod push;
 #[cfg(feature = "pushover")]
 pub mod pushover;
 pub mod secret;
 #[cfg(feature = "telegram")]
 pub mod telegram;
-#[cfg(any(
-    feature = "telegram",
-    feature = "mail",
-    feature = "ntfy",
-    feature = "gotify",
-    feature = "matrix",
-    feature = "discord",
-    feature = "pushover"
-))]
+#[cfg(any(feature = "telegram", feature = "mail", feature = "push"))]
 pub mod templates;
 pub mod tls;
 #[cfg(feature = "webhook")]

@@ -108,22 +108,10 @@ pub struct NotifierContext {
     #[cfg(feature = "mail")]
     pub mail: crate::mail::MailSender,
     /// The push receivers' HTTP client (and its connection pool).
-    #[cfg(any(
-        feature = "ntfy",
-        feature = "gotify",
-        feature = "matrix",
-        feature = "discord",
-        feature = "pushover"
-    ))]
+    #[cfg(feature = "push")]
     pub http: reqwest::Client,
     /// The push receivers' message templates (custom ones compiled once).
-    #[cfg(any(
-        feature = "ntfy",
-        feature = "gotify",
-        feature = "matrix",
-        feature = "discord",
-        feature = "pushover"
-    ))]
+    #[cfg(feature = "push")]
     pub templates: crate::templates::MessageTemplates,
 }
 
@@ -136,13 +124,7 @@ pub enum NotifierSetupError {
     #[cfg(feature = "telegram")]
     #[error(transparent)]
     Telegram(#[from] crate::telegram::TelegramError),
-    #[cfg(any(
-        feature = "ntfy",
-        feature = "gotify",
-        feature = "matrix",
-        feature = "discord",
-        feature = "pushover"
-    ))]
+    #[cfg(feature = "push")]
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
 }
@@ -167,21 +149,9 @@ impl NotifierContext {
             telegram: crate::telegram::TelegramSender::new(store)?,
             #[cfg(feature = "mail")]
             mail: crate::mail::MailSender::default(),
-            #[cfg(any(
-                feature = "ntfy",
-                feature = "gotify",
-                feature = "matrix",
-                feature = "discord",
-                feature = "pushover"
-            ))]
+            #[cfg(feature = "push")]
             http: crate::http::client()?,
-            #[cfg(any(
-                feature = "ntfy",
-                feature = "gotify",
-                feature = "matrix",
-                feature = "discord",
-                feature = "pushover"
-            ))]
+            #[cfg(feature = "push")]
             templates: crate::templates::MessageTemplates::default(),
         })
     }

@@ -34,7 +34,7 @@ use atalaya_bus::delivery::{
     DeliveryError, Integration, IntegrationContext, Notification, NotifiedAlert, Notifier, Status,
 };
 use atalaya_bus::store::Store;
-use atalaya_bus::yaml::{Decoder, parse_documents};
+use atalaya_bus::yaml::{DecodeError, Decoder, parse_documents};
 use atalaya_connectors::notifiers::{NotifierContext, receivers};
 use atalaya_test_kit::http::{Answer, Recorder, Request};
 use serde_json::json;
@@ -264,26 +264,45 @@ fn compile(case: &Case, url: &str, dir: &Path) -> Integration {
 }
 
 fn compile_node(case: &Case, node: &atalaya_bus::yaml::Node, dir: &Path) -> Integration {
+    let (integration, errors) = compile_entry(case.kind, node, dir);
+    assert!(errors.is_empty(), "{}: {errors:?}", case.kind);
+    integration.expect("it compiles")
+}
+
+/// One `<kind>_configs` entry compiled by its kind, with the mistakes it reported.
+fn compile_entry(
+    kind: &str,
+    node: &atalaya_bus::yaml::Node,
+    dir: &Path,
+) -> (Option<Integration>, Vec<DecodeError>) {
     let kind = receivers()
         .into_iter()
-        .find(|k| k.integration.name == case.kind)
+        .find(|k| k.integration.name == kind)
         .expect("the kind is built");
     let mut decoder = Decoder::default();
     let mut context = IntegrationContext {
         decoder: &mut decoder,
-        label: "receiver `family`",
+        label: "receiver `r`",
         global: None,
         time_intervals: &HashSet::new(),
         base_dir: dir,
     };
     let integration = (kind.integration.compile)(&mut context, node);
-    assert!(
-        decoder.errors.is_empty(),
-        "{}: {:?}",
-        case.kind,
-        decoder.errors
-    );
-    integration.expect("it compiles")
+    (integration, decoder.errors)
+}
+
+/// The notifiers' shared context, with its store in `dir`.
+fn context(dir: &Path) -> NotifierContext {
+    let store = Arc::new(Store::open(&dir.join("data")).unwrap());
+    NotifierContext::new("http://atalaya.test", store).unwrap()
+}
+
+/// The case of `kind`.
+fn case(kind: &str) -> Case {
+    cases()
+        .into_iter()
+        .find(|c| c.kind == kind)
+        .expect("a case for every kind")
 }
 
 /// The requests that carry a message, without bookkeeping (Pushover's cancellations).
@@ -306,8 +325,7 @@ async fn compliance(case: Case) {
     service.answer("/", (case.ok)());
     let dir = tempfile::tempdir().unwrap();
     let integration = compile(&case, &url, dir.path());
-    let store = Arc::new(Store::open(&dir.path().join("data")).unwrap());
-    let context = NotifierContext::new("http://atalaya.test", store).unwrap();
+    let context = context(dir.path());
     let notifier: Arc<dyn Notifier> = context.open(&integration);
     assert_eq!(notifier.kind(), case.kind);
     let kind = case.kind;
@@ -428,44 +446,44 @@ async fn compliance(case: Case) {
 
 #[tokio::test]
 async fn webhook_complies() {
-    compliance(cases().remove(0)).await;
+    compliance(case("webhook")).await;
 }
 
 #[tokio::test]
 async fn ntfy_complies() {
-    compliance(cases().remove(1)).await;
+    compliance(case("ntfy")).await;
 }
 
 #[tokio::test]
 async fn gotify_complies() {
-    compliance(cases().remove(2)).await;
+    compliance(case("gotify")).await;
 }
 
 #[tokio::test]
 async fn matrix_complies() {
-    compliance(cases().remove(3)).await;
+    compliance(case("matrix")).await;
 }
 
 #[tokio::test]
 async fn discord_complies() {
-    compliance(cases().remove(4)).await;
+    compliance(case("discord")).await;
 }
 
 #[tokio::test]
 async fn pushover_complies() {
-    compliance(cases().remove(5)).await;
+    compliance(case("pushover")).await;
 }
 
 #[tokio::test]
 async fn telegram_complies() {
-    compliance(cases().remove(6)).await;
+    compliance(case("telegram")).await;
 }
 
 /// A critical alert goes out as an emergency the phone repeats; its resolution cancels the
 /// repeats, by the tag the emergency carried.
 #[tokio::test]
 async fn a_resolved_emergency_stops_ringing() {
-    let case = cases().remove(5);
+    let case = case("pushover");
     let service = Recorder::start().await;
     service.answer(
         "/",
@@ -473,9 +491,7 @@ async fn a_resolved_emergency_stops_ringing() {
     );
     let dir = tempfile::tempdir().unwrap();
     let integration = compile(&case, &service.url(), dir.path());
-    let store = Arc::new(Store::open(&dir.path().join("data")).unwrap());
-    let context = NotifierContext::new("http://atalaya.test", store).unwrap();
-    let notifier = context.open(&integration);
+    let notifier = context(dir.path()).open(&integration);
     notifier
         .notify(&notification("n1", Status::Firing))
         .await
@@ -501,23 +517,11 @@ async fn a_resolved_emergency_stops_ringing() {
 /// The errors of one `<kind>_configs` entry, as `line:col: message`.
 fn mistakes(kind: &str, yaml: &str) -> Vec<String> {
     let node = parse_documents(yaml).unwrap().remove(0);
-    let kind = receivers()
-        .into_iter()
-        .find(|k| k.integration.name == kind)
-        .expect("the kind is built");
-    let mut decoder = Decoder::default();
-    let mut context = IntegrationContext {
-        decoder: &mut decoder,
-        label: "receiver `r`",
-        global: None,
-        time_intervals: &HashSet::new(),
-        base_dir: Path::new(""),
-    };
-    assert!((kind.integration.compile)(&mut context, &node).is_none());
+    let (integration, mut errors) = compile_entry(kind, &node, Path::new(""));
+    assert!(integration.is_none());
     // In file order, as the policy compiler reports them.
-    decoder.errors.sort_by_key(|e| e.position);
-    decoder
-        .errors
+    errors.sort_by_key(|e| e.position);
+    errors
         .iter()
         .map(|e| match e.position {
             Some(p) => format!("{}:{}: {}", p.line, p.column, e.message),

@@ -27,7 +27,6 @@ use atalaya_rules::routing::config::RoutingPolicy;
 use jiff::Timestamp;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use self::sources::SourceContext;
@@ -275,7 +274,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             supervisor.token().clone(),
         ),
     );
-    let notifiers = open_notifiers(policy_rx, notifier_context, supervisor.token().clone());
+    let notifiers = open_notifiers(policy_rx, notifier_context, &supervisor);
     let token = supervisor.token().clone();
     supervisor.spawn(Stage::Sink, "outbox", outbox.run(notifiers, token));
 
@@ -399,17 +398,18 @@ const WATCHDOG_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 fn open_notifiers(
     mut policies: watch::Receiver<Arc<RoutingPolicy>>,
     context: NotifierContext,
-    cancel: CancellationToken,
+    supervisor: &Supervisor,
 ) -> watch::Receiver<Arc<Notifiers>> {
     let first = context.open_all(&policies.borrow_and_update().receivers);
     let (tx, rx) = watch::channel(Arc::new(first));
-    tokio::spawn(async move {
+    let cancel = supervisor.token().clone();
+    supervisor.spawn(Stage::Sink, "notifiers", async move {
         loop {
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => return Ok(()),
                 changed = policies.changed() => {
                     if changed.is_err() {
-                        return;
+                        return Ok(());
                     }
                     let notifiers = context.open_all(&policies.borrow_and_update().receivers);
                     tx.send_replace(Arc::new(notifiers));
