@@ -172,9 +172,14 @@ async fn a_firing_alert_the_router_lost_is_notified_after_the_restart() {
     let dir = std::mem::replace(&mut atalaya.dir, tempfile::tempdir().unwrap());
     {
         let store = Store::open(&dir.path().join("data")).unwrap();
-        store
-            .write_batch("router", &[], &[b"state".to_vec()])
-            .unwrap();
+        let keys: Vec<Vec<u8>> = store
+            .scan("router")
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert!(!keys.is_empty());
+        store.write_batch("router", &[], &keys).unwrap();
     }
 
     let opts = options(dir.path(), &hook);
@@ -237,6 +242,15 @@ async fn stored_records_that_cannot_be_restored_are_set_aside_not_fatal() {
     let store = Store::open(&atalaya.dir.path().join("data")).unwrap();
     let kept = store.scan("set_aside").unwrap();
     assert_eq!(kept.len(), 2);
+    // The whole-state record of earlier versions was rewritten as one record per item.
+    let router: Vec<Vec<u8>> = store
+        .scan("router")
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert!(!router.contains(&b"state".to_vec()), "{router:?}");
+    assert!(router.contains(&b"silence\0good".to_vec()), "{router:?}");
     let texts: Vec<String> = kept
         .iter()
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())

@@ -1,8 +1,11 @@
 //! The metrics every connector shares, so dashboards see all sources and receivers alike:
 //! `atalaya_connector_received_total{connector}`, `atalaya_connector_sent_total{connector}`
-//! and `atalaya_connector_errors_total{connector, stage}`.
+//! `atalaya_connector_errors_total{connector, stage}` and, for sources that push back,
+//! `atalaya_connector_paused_seconds_total{connector}`.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, CounterVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// The shared connector metric families, registered once.
 #[derive(Clone)]
@@ -12,6 +15,7 @@ pub struct ConnectorMetrics {
     errors: IntCounterVec,
     connected: IntGaugeVec,
     reconnects: IntCounterVec,
+    paused: CounterVec,
 }
 
 impl ConnectorMetrics {
@@ -51,7 +55,16 @@ impl ConnectorMetrics {
             ),
             &["connector"],
         )?;
+        let paused = CounterVec::new(
+            Opts::new(
+                "atalaya_connector_paused_seconds_total",
+                "Time each source stopped reading because atalaya was behind (backpressure: \
+                 the broker holds the messages meanwhile).",
+            ),
+            &["connector"],
+        )?;
         registry.register(Box::new(received.clone()))?;
+        registry.register(Box::new(paused.clone()))?;
         registry.register(Box::new(sent.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(connected.clone()))?;
@@ -62,6 +75,7 @@ impl ConnectorMetrics {
             errors,
             connected,
             reconnects,
+            paused,
         })
     }
 
@@ -78,6 +92,7 @@ impl ConnectorMetrics {
             errors: self.errors.clone(),
             connected: self.connected.with_label_values(&[name]),
             reconnects: self.reconnects.with_label_values(&[name]),
+            paused: self.paused.with_label_values(&[name]),
         }
     }
 }
@@ -92,6 +107,8 @@ pub struct ConnectorCounters {
     /// 1 while connected (connectors with a connection only).
     pub connected: IntGauge,
     pub reconnects: IntCounter,
+    /// Seconds spent not reading because atalaya was behind.
+    pub paused: Counter,
 }
 
 impl ConnectorCounters {

@@ -476,6 +476,71 @@ async fn qos0_losses_across_a_broker_crash_are_counted() {
     running.stop().await.expect("a clean stop");
 }
 
+/// Backpressure: a QoS 0 burst far larger than every queue on atalaya's side, sent while
+/// nothing consumes the bus, arrives whole once the consumer moves again: the connector stops
+/// reading from the socket instead of dropping (it used to drop all but ~1 100 of them).
+#[tokio::test]
+async fn a_qos0_burst_while_the_bus_is_stalled_arrives_whole() {
+    const N: u64 = 20_000;
+    let broker = Mosquitto::started().await;
+    let mut bus = TestBus::new();
+    let running = start(
+        config(broker.port, "burst-qos0", &[("burst", 0)]),
+        &bus,
+        None,
+    );
+    connected(&bus).await;
+    let mut consumer = bus.take_consumer();
+
+    // The whole burst, as fast as mosquitto_pub writes it, while nothing consumes.
+    let port = broker.port;
+    let publisher = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-q",
+                "0",
+                "-t",
+                "burst",
+                "-l",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub runs");
+        let lines: String = (0..N).map(|n| format!("{n}\n")).collect();
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), lines.as_bytes())
+            .expect("write the burst");
+        assert!(child.wait().expect("mosquitto_pub ends").success());
+    });
+    publisher.await.expect("the burst is sent");
+    let depth = || support::sample(&bus.registry, "atalaya_bus_queue_depth", &[]);
+    eventually("the bus queue fills", || depth() >= 1024.0).await;
+
+    let mut seen = BTreeSet::new();
+    while (seen.len() as u64) < N {
+        let event = tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {N} arrived, then nothing", seen.len()))
+            .expect("the bus is open");
+        seen.insert(event.data.as_u64().expect("a number"));
+    }
+    assert_eq!(seen.len() as u64, N);
+    let counters = bus.counters();
+    assert_eq!(
+        support::sample(
+            &bus.registry,
+            "atalaya_connector_errors_total",
+            &[("connector", "mqtt"), ("stage", "overflow")]
+        ),
+        0.0
+    );
+    assert!(counters.paused.get() > 0.0, "the connector paused reading");
+    running.stop().await.expect("a clean stop");
+}
+
 #[tokio::test]
 async fn unreleased_events_are_redelivered_to_the_next_instance_and_released_ones_are_not() {
     let broker = Mosquitto::started().await;

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - `runner`: [`runner::RulesRunner`], the engine fed from the bus, with persistence, reloads
-//!   and the stall watchdog; each step ends in one store commit.
+//!   and the stall watchdog; one store commit per step, at most one per `state.commit_interval`
+//!   while events pour in (group commit).
+//! - `flapping`: rules whose alerts change state too often, reported once.
 //! - `routing`: the router in the runner's task: alerts in, notifications to the outbox,
 //!   its state persisted, the HTTP API's commands answered.
 //! - `outbox`: notifications stored, then delivered through the receivers' notifiers with
@@ -13,6 +15,7 @@
 
 pub mod acknowledgements;
 pub mod actions;
+pub mod flapping;
 pub mod outbox;
 pub mod routing;
 pub mod runner;

@@ -3,8 +3,9 @@
 //! before the events behind it are acknowledged.
 //!
 //! [`Routing`] holds the router, persists its state (alerts, groups and what each
-//! integration was told, silences) in the store's `router` table whenever it changes — in the
-//! rules runner's commit, one transaction with the engine's series and the outbox — hands
+//! integration was told, silences; one record per item, only the items that changed) in the
+//! store's `router` table — in the rules runner's commit, one transaction with the engine's
+//! series and the outbox — hands
 //! notifications to the outbox, reloads the policy file, and answers the HTTP API through
 //! [`RouterCommand`]s.
 
@@ -14,10 +15,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use atalaya_bus::delivery::notification::Notification;
-use atalaya_bus::store::{Entry, Store};
+use atalaya_bus::store::{Store, TableBatch};
 use atalaya_rules::alert::{Alert, Output};
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
-use atalaya_rules::routing::router::{AlertView, RoutedAlert, Router, RouterState};
+use atalaya_rules::routing::router::{
+    AlertView, LEGACY_KEY, RoutedAlert, Router, RouterChanges, RouterState,
+};
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use jiff::Timestamp;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -28,7 +31,6 @@ use crate::alerting::outbox::Outbox;
 
 /// The store table of the router's state.
 pub const ROUTER_TABLE: &str = "router";
-const STATE_KEY: &[u8] = b"state";
 
 /// What the HTTP API asks of the router.
 pub enum RouterCommand {
@@ -144,15 +146,18 @@ pub fn initial_policy(file: Option<&Path>) -> Result<RoutingPolicy, Vec<String>>
 }
 
 impl Routing {
-    /// Brings back the router's persisted state.
+    /// Brings back the router's persisted state. A state stored whole by an earlier version
+    /// is rewritten as item records at once, in one transaction.
     pub fn restore(&mut self, store: &Store, now: Timestamp) -> anyhow::Result<()> {
-        let Some(bytes) = store
-            .get(ROUTER_TABLE, STATE_KEY)
-            .context("reading router state")?
-        else {
+        let records = store.scan(ROUTER_TABLE).context("reading router state")?;
+        if records.is_empty() {
             return Ok(());
-        };
-        match RouterState::decode(&bytes) {
+        }
+        let legacy = records
+            .iter()
+            .find(|(key, _)| key == LEGACY_KEY)
+            .map(|(_, value)| value.clone());
+        match RouterState::from_records(records) {
             Ok((state, unreadable)) => {
                 let unrestorable = self.router.restore(state, now);
                 for item in unreadable.iter().chain(&unrestorable) {
@@ -165,9 +170,26 @@ impl Routing {
                             &item.reason,
                         )
                         .context("setting a router item aside")?;
+                    if let Some(key) = &item.key {
+                        store
+                            .remove(ROUTER_TABLE, key)
+                            .context("removing a router item set aside")?;
+                    }
+                }
+                if legacy.is_some() {
+                    self.router.mark_all_changed();
+                    let mut changes = self.take_changes()?;
+                    changes.deletes.push(LEGACY_KEY.to_vec());
+                    store
+                        .write_tables(&[TableBatch {
+                            table: ROUTER_TABLE,
+                            puts: &changes.puts,
+                            deletes: &changes.deletes,
+                        }])
+                        .context("rewriting the router state as item records")?;
                 }
                 info!(
-                    alerts = self.router.alerts(now).len(),
+                    alerts = self.router.alert_count(),
                     silences = self.router.silences().len(),
                     "Router state restored."
                 );
@@ -176,8 +198,9 @@ impl Routing {
             // routed again as the engine reports them.
             Err(e) => {
                 warn!(error = %e, "Router state unreadable; set aside, starting without it.");
+                let bytes = legacy.unwrap_or_default();
                 store
-                    .set_aside(ROUTER_TABLE, STATE_KEY, &bytes, &e.to_string())
+                    .set_aside(ROUTER_TABLE, LEGACY_KEY, &bytes, &e.to_string())
                     .context("setting the router state aside")?;
             }
         }
@@ -197,7 +220,7 @@ impl Routing {
     }
 
     /// Flushes the groups that are due: the notifications to write to the outbox, in the
-    /// transaction that also holds [`Routing::dirty_state`].
+    /// transaction that also holds [`Routing::take_changes`].
     pub fn flush_due(&mut self, now: Timestamp) -> Vec<Notification> {
         if self.router.next_deadline().is_some_and(|d| d <= now) {
             self.router.on_tick(now)
@@ -206,13 +229,9 @@ impl Routing {
         }
     }
 
-    /// The router's state as a store write, if it changed since the last one.
-    pub fn dirty_state(&mut self) -> anyhow::Result<Option<Entry>> {
-        if !self.router.is_dirty() {
-            return Ok(None);
-        }
-        let state = serde_json::to_vec(&self.router.snapshot()).context("encoding router state")?;
-        Ok(Some((STATE_KEY.to_vec(), state)))
+    /// The router's items changed since the last call, as store writes.
+    pub fn take_changes(&mut self) -> anyhow::Result<RouterChanges> {
+        self.router.take_changes().context("encoding router state")
     }
 
     /// Routes the firing alerts of the rule engine that the router does not hold: a store
@@ -257,6 +276,7 @@ impl Routing {
                 let result = self.router.add_silence(now, silence, mute_all);
                 if result.is_ok() {
                     info!(silence = %id, "Silence set.");
+                    self.update_metrics(now);
                 }
                 let _ = reply.send(result);
             }
@@ -264,6 +284,7 @@ impl Routing {
                 let result = self.router.expire_silence(now, &id);
                 if result.is_ok() {
                     info!(silence = %id, "Silence expired.");
+                    self.update_metrics(now);
                 }
                 let _ = reply.send(result);
             }

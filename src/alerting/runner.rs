@@ -3,10 +3,15 @@
 //!
 //! After every batch of events (everything waiting in the queue, up to a bound) and every
 //! tick, what changed — series whose alert phase changed, minor changes once due, the
-//! router's state, the notifications due — is written to the state store in one transaction,
-//! with a `saved_at` heartbeat, so a restart knows how long atalaya was down and pauses timers
-//! for that long. When nothing changed nothing is written, except the heartbeat every
-//! `state.heartbeat` (an SD card wears by commits). At shutdown everything is written.
+//! router's items that changed, the notifications due — is written to the state store in one
+//! transaction, with a `saved_at` heartbeat, so a restart knows how long atalaya was down and
+//! pauses timers for that long. When nothing changed nothing is written, except the heartbeat
+//! every `state.heartbeat` (an SD card wears by commits). At shutdown everything is written.
+//!
+//! Group commit: at most one transaction per `state.commit_interval` (5 ms). Events that
+//! arrive sooner are evaluated and routed at once, and *held* — their sources do not
+//! acknowledge them — until the transaction that holds their effects commits, so a burst with
+//! thousands of alert changes a second costs a couple of hundred fsyncs, not thousands.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +19,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use atalaya_bus::bus::{Consumer, QueueWatch};
+use atalaya_bus::bus::{Consumer, QueueWatch, Received};
 use atalaya_bus::readiness::ReadyHandle;
 use atalaya_bus::store::{Entry, Store, TableBatch};
 use atalaya_rules::alert::{ActionRequest, Output};
@@ -25,6 +30,7 @@ use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use crate::alerting::flapping::FlapDetector;
 use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 
 /// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
@@ -36,8 +42,12 @@ const SAVED_AT_KEY: &[u8] = b"\0saved_at";
 const HEARTBEAT_CHECK: Duration = Duration::from_secs(10);
 /// The longest a reload may take to read and compile the files.
 const RELOAD_BUDGET: Duration = Duration::from_secs(10);
-/// Most events processed before state is persisted.
-const MAX_BATCH: usize = 512;
+/// Most events evaluated and held before state is persisted (the runner stops taking
+/// events from the bus meanwhile, which pushes back on the sources).
+const MAX_HELD: usize = 4096;
+/// How often the router's alert and silence gauges are recomputed at most (it walks every
+/// alert held).
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether the runner is making progress: when it began the step it is working on, `0`
 /// while it waits for work. Read by [`watch_progress`], which turns the `rules` readiness off
@@ -171,9 +181,30 @@ pub struct RulesRunner {
     /// The longest the store goes without a commit (`state.heartbeat`): the `saved_at` a
     /// restart after a crash measures the downtime from.
     pub heartbeat: Duration,
-    /// When the last commit was written.
-    pub last_commit: Option<tokio::time::Instant>,
+    /// The shortest time between two commits while events arrive (`state.commit_interval`).
+    pub commit_interval: Duration,
+    pub clock: CommitClock,
+    pub flapping: FlapDetector,
     pub progress: RunnerProgress,
+}
+
+/// When the runner last committed, and did other periodic work.
+#[derive(Default)]
+pub struct CommitClock {
+    /// When a transaction was last written.
+    written: Option<tokio::time::Instant>,
+    /// When a commit was last attempted (it writes nothing when nothing changed).
+    attempted: Option<tokio::time::Instant>,
+    /// When the router's gauges were last recomputed.
+    metrics: Option<tokio::time::Instant>,
+}
+
+/// Events evaluated but not yet committed, and what they caused.
+#[derive(Default)]
+struct Held {
+    /// Dropped once committed: then their sources may acknowledge them.
+    events: Vec<Received>,
+    outputs: Vec<Output>,
 }
 
 /// The store key of a series: `rule \0 fingerprint`.
@@ -234,6 +265,7 @@ impl RulesRunner {
         // reconciliation, a new policy's groups) is written before anything else happens.
         self.commit(false)?;
         let mut heartbeat = tokio::time::interval(HEARTBEAT_CHECK);
+        let mut held = Held::default();
         loop {
             let deadline = match (
                 self.engine.next_deadline(),
@@ -249,52 +281,80 @@ impl RulesRunner {
                 }
                 None => Duration::from_secs(3600),
             };
-            self.progress.idle();
+            // While events are held, the commit is due an interval after the last one.
+            let commit_due = (!held.events.is_empty()).then(|| self.next_commit());
+            if commit_due.is_none() {
+                self.progress.idle();
+            }
             tokio::select! {
-                event = consumer.recv() => {
+                event = consumer.recv(), if held.events.len() < MAX_HELD => {
                     self.progress.busy();
                     let Some(event) = event else { break };
-                    let mut outputs = self.engine.on_event(Timestamp::now(), &event);
-                    // Held until their effects are persisted: then the sources that track
-                    // delivery may acknowledge them.
-                    let mut batch = vec![event];
-                    while batch.len() < MAX_BATCH {
+                    let first = held.outputs.len();
+                    held.outputs.extend(self.engine.on_event(Timestamp::now(), &event));
+                    held.events.push(event);
+                    while held.events.len() < MAX_HELD {
                         let Some(event) = consumer.try_recv() else { break };
-                        outputs.extend(self.engine.on_event(Timestamp::now(), &event));
-                        batch.push(event);
+                        held.outputs.extend(self.engine.on_event(Timestamp::now(), &event));
+                        held.events.push(event);
                     }
-                    self.route(&outputs);
-                    // A publisher waiting for durability gets every change written now,
-                    // minor ones included.
-                    self.commit(batch.iter().any(|e| e.wants_durable()))?;
-                    drop(batch);
-                    self.deliver(outputs).await;
+                    self.route(&held.outputs[first..]);
+                    if self.next_commit() <= tokio::time::Instant::now() {
+                        self.release(&mut held).await?;
+                    }
+                }
+                () = tokio::time::sleep_until(commit_due.unwrap_or_else(tokio::time::Instant::now)), if commit_due.is_some() => {
+                    self.release(&mut held).await?;
                 }
                 _ = tokio::time::sleep(sleep) => {
                     self.progress.busy();
                     let outputs = self.engine.on_tick(Timestamp::now());
                     self.route(&outputs);
-                    self.commit(false)?;
-                    self.deliver(outputs).await;
+                    held.outputs.extend(outputs);
+                    self.release(&mut held).await?;
                 }
                 Some(request) = reloads.recv() => {
                     self.progress.busy();
+                    self.release(&mut held).await?;
                     self.reload(request).await?;
                 }
                 Some(command) = commands.recv() => {
                     self.progress.busy();
                     self.routing.handle(Timestamp::now(), command);
-                    self.commit(false)?;
+                    self.release(&mut held).await?;
                 }
                 _ = heartbeat.tick() => {
                     self.progress.busy();
-                    self.commit(false)?;
+                    self.release(&mut held).await?;
                     self.routing.update_metrics(Timestamp::now());
+                    self.flapping.check(Timestamp::now());
                 }
             }
         }
         // The bus is drained: save everything, minor changes included.
+        self.release(&mut held).await?;
         self.commit(true)?;
+        Ok(())
+    }
+
+    /// When the next commit may happen.
+    fn next_commit(&self) -> tokio::time::Instant {
+        match self.clock.attempted {
+            Some(at) => at + self.commit_interval,
+            None => tokio::time::Instant::now(),
+        }
+    }
+
+    /// Commits what the held events (and anything since the last commit) changed, lets the
+    /// events go — their sources may acknowledge them now — and hands their outputs on.
+    async fn release(&mut self, held: &mut Held) -> anyhow::Result<()> {
+        // A publisher waiting for durability gets every change written now, minor ones
+        // included.
+        let durable = held.events.iter().any(Received::wants_durable);
+        self.commit(durable)?;
+        held.events.clear();
+        let outputs = std::mem::take(&mut held.outputs);
+        self.deliver(outputs).await;
         Ok(())
     }
 
@@ -303,15 +363,22 @@ impl RulesRunner {
         self.routing.on_outputs(Timestamp::now(), outputs);
     }
 
-    async fn deliver(&self, outputs: Vec<Output>) {
+    async fn deliver(&mut self, outputs: Vec<Output>) {
+        let now = Timestamp::now();
         for output in outputs {
-            if let (Output::Action(action), Some(actions)) = (&output, &self.actions) {
-                let _ = actions.send(action.clone()).await;
-            }
-            // Debug only: what a person asked to see of an alert is routed (the console
-            // integration, Telegram, …), and a flapping rule would flood the log.
-            if let Output::Alert(alert) = &output {
-                debug!(rule = %alert.rule, state = alert.state.as_str(), fingerprint = %alert.fingerprint, "Alert {}.", alert.state.as_str());
+            match output {
+                Output::Action(action) => {
+                    if let Some(actions) = &self.actions {
+                        let _ = actions.send(action).await;
+                    }
+                }
+                // Debug only: what a person asked to see of an alert is routed (the console
+                // integration, Telegram, …), and a flapping rule would flood the log; it is
+                // reported once by the flap detector instead.
+                Output::Alert(alert) => {
+                    debug!(rule = %alert.rule, state = alert.state.as_str(), fingerprint = %alert.fingerprint, "Alert {}.", alert.state.as_str());
+                    self.flapping.observe(&alert.rule, now);
+                }
             }
         }
     }
@@ -323,6 +390,7 @@ impl RulesRunner {
     /// lose state silently.
     fn commit(&mut self, all: bool) -> anyhow::Result<()> {
         let now = Timestamp::now();
+        self.clock.attempted = Some(tokio::time::Instant::now());
         let notifications = self.routing.flush_due(now);
         let Changes { upserts, deletes } = if all {
             self.engine.take_all_changes()
@@ -334,34 +402,42 @@ impl RulesRunner {
             .map(|(rule, fp, bytes)| (series_key(&rule, &fp), bytes))
             .collect();
         let series_deletes: Vec<Vec<u8>> = deletes.iter().map(|(r, f)| series_key(r, f)).collect();
-        let router_puts: Vec<Entry> = self.routing.dirty_state()?.into_iter().collect();
+        let router = self.routing.take_changes()?;
         let heartbeat_due = self
-            .last_commit
+            .clock
+            .written
             .is_none_or(|last| last.elapsed() >= self.heartbeat);
         if !all
             && !heartbeat_due
             && notifications.is_empty()
             && series_puts.is_empty()
             && series_deletes.is_empty()
-            && router_puts.is_empty()
+            && router.is_empty()
         {
             // Nothing changed: no write. `saved_at` is refreshed by the heartbeat alone.
             return Ok(());
         }
-        self.last_commit = Some(tokio::time::Instant::now());
+        self.clock.written = Some(tokio::time::Instant::now());
         series_puts.push((SAVED_AT_KEY.to_vec(), now.to_string().into_bytes()));
         let mut batches = vec![TableBatch {
             table: SERIES_TABLE,
             puts: &series_puts,
             deletes: &series_deletes,
         }];
-        if !router_puts.is_empty() {
+        if !router.is_empty() {
             batches.push(TableBatch {
                 table: ROUTER_TABLE,
-                puts: &router_puts,
-                deletes: &[],
+                puts: &router.puts,
+                deletes: &router.deletes,
             });
-            self.routing.update_metrics(now);
+            if self
+                .clock
+                .metrics
+                .is_none_or(|last| last.elapsed() >= METRICS_EVERY)
+            {
+                self.clock.metrics = Some(tokio::time::Instant::now());
+                self.routing.update_metrics(now);
+            }
         }
         self.routing
             .outbox
@@ -485,7 +561,9 @@ mod tests {
             reload_metrics: ReloadMetrics::register(&registry).unwrap(),
             routing,
             heartbeat: Duration::from_secs(300),
-            last_commit: None,
+            commit_interval: Duration::from_millis(5),
+            clock: CommitClock::default(),
+            flapping: FlapDetector::register(&registry, 20, Duration::from_secs(600)).unwrap(),
             progress: RunnerProgress::default(),
         };
         let task = tokio::spawn(runner.run(consumer, reloads, commands));

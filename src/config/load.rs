@@ -188,12 +188,21 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     if let Some(v) = state.get(ctx, "heartbeat", duration) {
         config.state.heartbeat = v;
     }
+    if let Some(v) = state.get(ctx, "commit_interval", duration) {
+        config.state.commit_interval = v;
+    }
     state.finish(ctx);
 
     let mut rules = root.section(ctx, "rules");
     config.rules.dir = rules.get(ctx, "dir", path);
     if let Some(v) = rules.get(ctx, "stall_timeout", duration) {
         config.rules.stall_timeout = v;
+    }
+    if let Some(v) = rules.get(ctx, "flap_threshold", |v| integer(v, 0, 1_000_000)) {
+        config.rules.flap_threshold = v;
+    }
+    if let Some(v) = rules.get(ctx, "flap_window", duration) {
+        config.rules.flap_window = v;
     }
     rules.finish(ctx);
 

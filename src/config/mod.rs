@@ -95,6 +95,10 @@ pub struct StateConfig {
     /// timers pause for the time since the last write, so they may run this much late; each
     /// write costs an SD card about 30 KB.
     pub heartbeat: Duration,
+    /// Group commit: the shortest time between two store transactions of the rules runner.
+    /// Events that arrive meanwhile are evaluated and held (unacknowledged) until the next
+    /// one, so a burst costs one transaction per interval, not one per batch.
+    pub commit_interval: Duration,
 }
 
 /// `rules:` — where rule files are read from.
@@ -104,6 +108,10 @@ pub struct RulesConfig {
     pub dir: Option<PathBuf>,
     /// How long one step of the rules runner may take before `/readyz` reports it stalled.
     pub stall_timeout: Duration,
+    /// Flap detection: a rule whose alerts change state more than this many times within
+    /// `flap_window` is reported as flapping (0: never).
+    pub flap_threshold: usize,
+    pub flap_window: Duration,
 }
 
 /// `log:` — logging.
@@ -173,10 +181,13 @@ impl Default for Config {
             state: StateConfig {
                 dir: PathBuf::from("./data"),
                 heartbeat: Duration::from_secs(300),
+                commit_interval: Duration::from_millis(5),
             },
             rules: RulesConfig {
                 dir: None,
                 stall_timeout: Duration::from_secs(30),
+                flap_threshold: 20,
+                flap_window: Duration::from_secs(600),
             },
             log: LogConfig {
                 level: "info".to_owned(),

@@ -33,9 +33,10 @@ use self::sources::SourceContext;
 use self::supervisor::{Stage, Supervisor};
 use crate::alerting::acknowledgements;
 use crate::alerting::actions::{self, ActionPublishers};
+use crate::alerting::flapping::FlapDetector;
 use crate::alerting::outbox::Outbox;
 use crate::alerting::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
-use crate::alerting::runner::{self, ReloadMetrics, RulesRunner, RunnerProgress};
+use crate::alerting::runner::{self, CommitClock, ReloadMetrics, RulesRunner, RunnerProgress};
 use crate::config::{Config, ConfigSource};
 
 pub mod reload;
@@ -293,7 +294,14 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         reload_metrics,
         routing,
         heartbeat: config.state.heartbeat,
-        last_commit: None,
+        commit_interval: config.state.commit_interval,
+        clock: CommitClock::default(),
+        flapping: FlapDetector::register(
+            &registry,
+            config.rules.flap_threshold,
+            config.rules.flap_window,
+        )
+        .map_err(registry_error)?,
         progress: progress.clone(),
     };
     supervisor.spawn(

@@ -7,7 +7,6 @@
 //! queues PUBACKs through rumqttc's request channel, which only the connection loop drains.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use atalaya_bus::bus::{Delivery, Publisher};
 use jiff::Timestamp;
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::MqttError;
 use super::message::Subscriptions;
+use super::source::Queued;
 use super::telemetry::MessageTelemetry;
 
 /// A received message on its way to the bus stage.
@@ -50,8 +50,8 @@ pub(crate) struct BusStage {
     pub(crate) bus: Publisher,
     pub(crate) telemetry: MessageTelemetry,
     /// Messages handed over by the connection loop and not yet taken here; the connection
-    /// loop drops QoS 0 messages beyond a bound.
-    pub(crate) queued: Arc<AtomicUsize>,
+    /// loop stops reading beyond a bound.
+    pub(crate) queued: Arc<Queued>,
 }
 
 impl BusStage {
@@ -75,7 +75,7 @@ impl BusStage {
                     None => return Ok(()),
                 },
             };
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.queued.taken();
             let delivery = match self.subscriptions.to_event(&publish, Timestamp::now()) {
                 Ok(event) => {
                     // Both publishes are cancel-safe: nothing is published if stopped here.

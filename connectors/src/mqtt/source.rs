@@ -12,7 +12,7 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, Request, Subscribe,
     SubscribeFilter, SubscribeReasonCode,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,10 @@ use atalaya_bus::backoff::Backoff;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// At shutdown, how long the goodbye (`offline`, DISCONNECT) may take to go out.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
+/// While the bus stage is behind, the longest the connection loop stops reading before it
+/// polls once anyway, so keep-alive pings, acknowledgements and action publishes still move
+/// when the whole pipeline is stalled (each such poll reads at most a few packets).
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// The MQTT source: one broker connection whose subscriptions become events on the bus. Its
 /// [`MqttPublisher`] publishes over the same connection.
@@ -117,7 +121,7 @@ impl MqttConnector {
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (ack_tx, ack_rx) = mpsc::channel::<PendingAck>(max_inflight);
         let (link_tx, link_rx) = watch::channel::<Link>(None);
-        let queued = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(Queued::default());
 
         let telemetry =
             ConnectionTelemetry::new(broker.clone(), counters.clone(), ready, required_for_ready);
@@ -180,7 +184,8 @@ struct Connection {
     status_topic: Option<String>,
     inbound: mpsc::UnboundedSender<Inbound>,
     link: watch::Sender<Link>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
+    /// While this many messages wait for the bus stage, the loop stops reading.
     max_queued: usize,
     backoff: Backoff,
     packet_limit: usize,
@@ -213,7 +218,10 @@ impl Connection {
                 }
                 // Connected, the loop is not cancelled mid-poll (it could drop a request);
                 // it wakes for the goodbye the ack stage queues.
-                None if connected => self.eventloop.poll().await,
+                None if connected => {
+                    self.wait_for_room(stop).await;
+                    self.eventloop.poll().await
+                }
                 None => tokio::select! {
                     biased;
                     () = stop.cancelled() => break,
@@ -288,14 +296,34 @@ impl Connection {
         }
     }
 
-    /// Passes a message to the bus stage, without waiting.
+    /// Backpressure: while `max_queued` messages wait for the bus stage, reads nothing more
+    /// from the socket (the kernel's buffers fill, then the broker holds the messages) until
+    /// the bus stage takes one, or [`MAX_PAUSE`] has passed.
+    async fn wait_for_room(&mut self, stop: &CancellationToken) {
+        if stop.is_cancelled() || self.queued.len() < self.max_queued {
+            return;
+        }
+        let paused = Instant::now();
+        let deadline = paused + MAX_PAUSE;
+        while self.queued.len() >= self.max_queued {
+            tokio::select! {
+                () = self.queued.room.notified() => {}
+                () = tokio::time::sleep_until(deadline) => break,
+                () = stop.cancelled() => break,
+            }
+        }
+        self.telemetry.paused(paused.elapsed());
+    }
+
+    /// Passes a message to the bus stage, without waiting. Only a QoS 0 message past twice
+    /// `max_queued` is dropped: the loop stopped reading at `max_queued`, so that many more
+    /// come in only while the bus has been stalled for seconds.
     fn hand_over(&mut self, publish: Publish, connection: u64) {
-        if publish.qos == QoS::AtMostOnce && self.queued.load(Ordering::Relaxed) >= self.max_queued
-        {
+        if publish.qos == QoS::AtMostOnce && self.queued.len() >= 2 * self.max_queued {
             self.telemetry.overflow(&publish.topic);
             return;
         }
-        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.queued.count.fetch_add(1, Ordering::Relaxed);
         if self
             .inbound
             .send(Inbound {
@@ -306,7 +334,27 @@ impl Connection {
         {
             // The bus stage has stopped: shutting down. Unacknowledged, the message comes
             // back from the broker next time.
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.queued.count.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Messages handed from the connection loop to the bus stage and not yet taken, and the
+/// signal that the bus stage took one.
+#[derive(Default)]
+pub(crate) struct Queued {
+    count: AtomicUsize,
+    room: Notify,
+}
+
+impl Queued {
+    fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The bus stage took a message.
+    pub(crate) fn taken(&self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.room.notify_one();
     }
 }

@@ -239,12 +239,18 @@ impl ConnectionTelemetry {
         }
     }
 
-    /// A QoS 0 message was dropped because the bus stage is behind by `max_inflight`.
+    /// A QoS 0 message was dropped: the bus stage has been stalled long enough for twice
+    /// `max_inflight` messages to wait for it.
     pub(crate) fn overflow(&mut self, topic: &str) {
         self.counters.error("overflow");
         if let Some(suppressed) = self.overflow.check(Instant::now()) {
-            warn!(broker = %self.broker, topic = %shorten(topic), suppressed, "Dropped a QoS 0 MQTT message: the bus is not keeping up (raise mqtt.max_inflight, or subscribe with qos 1 to wait instead).");
+            warn!(broker = %self.broker, topic = %shorten(topic), suppressed, "Dropped a QoS 0 MQTT message: the rules runner has been stalled for seconds (subscribe with qos 1 to have the broker keep messages instead).");
         }
+    }
+
+    /// The connection stopped reading for `paused` because the bus stage was behind.
+    pub(crate) fn paused(&self, paused: std::time::Duration) {
+        self.counters.paused.inc_by(paused.as_secs_f64());
     }
 
     /// The connector stopped.

@@ -17,6 +17,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use atalaya_test_kit::metrics::sample;
 pub use atalaya_test_kit::mosquitto::{Mosquitto, ServerTls, mosquitto_pub};
 pub use atalaya_test_kit::{CapturedLogs, make_certs};
 

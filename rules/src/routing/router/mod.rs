@@ -13,8 +13,9 @@
 //! The caller drives it with [`Router::on_alert`], [`Router::on_tick`] when
 //! [`Router::next_deadline`] comes, silences ([`Router::add_silence`],
 //! [`Router::expire_silence`]) and policy reloads ([`Router::set_policy`]), writes the
-//! notifications it returns to the outbox, and persists [`Router::snapshot`] whenever
-//! [`Router::is_dirty`].
+//! notifications it returns to the outbox, and persists [`Router::take_changes`]: one store
+//! record per alert, group and silence, written only when that item changed, so a change
+//! costs O(that item) however many alerts are held.
 //!
 //! # Layout
 //! - this file: the router's state, grouping and flushing.
@@ -26,7 +27,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use atalaya_bus::Labels;
@@ -34,7 +35,10 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use self::alert::{RoutedAlert, labels_fingerprint};
-pub use self::state::{AlertView, RouterState, UnrestorableItem};
+pub use self::state::{
+    ALERT_PREFIX, AlertView, GROUP_PREFIX, LEGACY_KEY, RouterChanges, RouterState, SILENCE_PREFIX,
+    UnrestorableItem,
+};
 use super::config::RoutingPolicy;
 use super::matcher::Matchers;
 use super::quiet::is_quiet;
@@ -59,8 +63,27 @@ pub struct Router {
     groups: BTreeMap<String, Group>,
     /// Silences by id, with their compiled matchers.
     silences: BTreeMap<String, (Silence, Matchers)>,
-    /// Something the store should know changed since the last snapshot.
-    dirty: bool,
+    /// Per alert, how many groups hold it: it is forgotten when none does.
+    holders: HashMap<String, u32>,
+    /// Every group's next flush, soonest first.
+    deadlines: BTreeSet<(Timestamp, String)>,
+    /// What changed since the last [`Router::take_changes`].
+    changed: Changed,
+}
+
+/// The items changed since the state was last taken for the store, by key. An item changed
+/// and no longer held is deleted from the store.
+#[derive(Default)]
+struct Changed {
+    alerts: HashSet<String>,
+    groups: HashSet<String>,
+    silences: HashSet<String>,
+}
+
+impl Changed {
+    fn is_empty(&self) -> bool {
+        self.alerts.is_empty() && self.groups.is_empty() && self.silences.is_empty()
+    }
 }
 
 /// An aggregation group: the alerts one route groups together under one set of label
@@ -70,7 +93,9 @@ struct Group {
     route_id: String,
     receiver: String,
     labels: Labels,
-    /// Fingerprints of the alerts in the group.
+    /// Fingerprints of the alerts in the group. Not stored: a restore routes the alerts
+    /// again, which fills it (and keeps a group record small whatever its size).
+    #[serde(skip)]
     alerts: BTreeSet<String>,
     next_flush: Timestamp,
     has_flushed: bool,
@@ -95,7 +120,9 @@ impl Router {
             alerts: HashMap::new(),
             groups: BTreeMap::new(),
             silences: BTreeMap::new(),
-            dirty: false,
+            holders: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            changed: Changed::default(),
         }
     }
 
@@ -105,7 +132,7 @@ impl Router {
 
     /// When [`Router::on_tick`] should next be called.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.groups.values().map(|g| g.next_flush).min()
+        self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// Takes in a new or updated alert. A resolved alert the router never saw firing is
@@ -116,7 +143,7 @@ impl Router {
             None if alert.is_resolved(now) => return,
             None => alert,
         };
-        self.dirty = true;
+        self.changed.alerts.insert(alert.fingerprint.clone());
         self.route(&alert, now);
         self.alerts.insert(alert.fingerprint.clone(), alert);
     }
@@ -130,20 +157,33 @@ impl Router {
                 .policy
                 .receiver(&route.receiver)
                 .map_or(0, |r| r.integrations.len());
-            let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
-                route_id: route.id.clone(),
-                receiver: route.receiver.clone(),
-                labels,
-                alerts: BTreeSet::new(),
-                next_flush: later(now, route.group_wait),
-                has_flushed: false,
-                notified: vec![None; integrations],
+            let mut created = false;
+            let group = self.groups.entry(key.clone()).or_insert_with(|| {
+                created = true;
+                Group {
+                    route_id: route.id.clone(),
+                    receiver: route.receiver.clone(),
+                    labels,
+                    alerts: BTreeSet::new(),
+                    next_flush: later(now, route.group_wait),
+                    has_flushed: false,
+                    notified: vec![None; integrations],
+                }
             });
-            group.alerts.insert(alert.fingerprint.clone());
+            if group.alerts.insert(alert.fingerprint.clone()) {
+                *self.holders.entry(alert.fingerprint.clone()).or_default() += 1;
+            }
+            let before = group.next_flush;
             // An alert that has been firing longer than the wait needs no waiting for
             // company (Alertmanager does the same).
             if !group.has_flushed && later(alert.starts_at, route.group_wait) <= now {
                 group.next_flush = group.next_flush.min(now);
+            }
+            let after = group.next_flush;
+            if created || before != after {
+                self.deadlines.remove(&(before, key.clone()));
+                self.deadlines.insert((after, key.clone()));
+                self.changed.groups.insert(key);
             }
         }
     }
@@ -151,19 +191,23 @@ impl Router {
     /// Flushes every group that is due; returns the notifications to write to the outbox.
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<Notification> {
         let due: Vec<String> = self
-            .groups
+            .deadlines
             .iter()
-            .filter(|(_, g)| g.next_flush <= now)
-            .map(|(k, _)| k.clone())
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, key)| key.clone())
             .collect();
         let mut out = Vec::new();
         for key in due {
             self.flush(&key, now, &mut out);
         }
-        let before = self.silences.len();
-        self.silences
-            .retain(|_, (s, _)| later(s.ends_at, SILENCE_RETENTION) > now);
-        self.dirty |= before != self.silences.len();
+        let changed = &mut self.changed;
+        self.silences.retain(|id, (s, _)| {
+            let kept = later(s.ends_at, SILENCE_RETENTION) > now;
+            if !kept {
+                changed.silences.insert(id.clone());
+            }
+            kept
+        });
         out
     }
 
@@ -171,7 +215,8 @@ impl Router {
         let Some(mut group) = self.groups.remove(key) else {
             return;
         };
-        self.dirty = true;
+        self.deadlines.remove(&(group.next_flush, key.to_owned()));
+        self.changed.groups.insert(key.to_owned());
         let Some(route) = self.routes.get(&group.route_id) else {
             // Routes change only through set_policy, which regroups: cannot happen.
             return;
@@ -243,21 +288,36 @@ impl Router {
         }
         // Resolved alerts have been told (or were muted, as in Alertmanager): they leave the
         // group. One-shot alerts stay through time muting, to be told once it ends.
+        let mut left = Vec::new();
         group.alerts.retain(|fp| {
-            self.alerts
+            let stays = self
+                .alerts
                 .get(fp)
-                .is_some_and(|a| !a.is_resolved(now) || (a.is_instant() && muted))
+                .is_some_and(|a| !a.is_resolved(now) || (a.is_instant() && muted));
+            if !stays {
+                left.push(fp.clone());
+            }
+            stays
         });
         if !group.alerts.is_empty() {
+            self.deadlines.insert((group.next_flush, key.to_owned()));
             self.groups.insert(key.to_owned(), group);
         }
-        self.forget_unheld_alerts();
+        for fingerprint in left {
+            self.release(fingerprint);
+        }
     }
 
-    /// Drops the alerts no group holds any more (resolved ones, once told).
-    fn forget_unheld_alerts(&mut self) {
-        let held: BTreeSet<&String> = self.groups.values().flat_map(|g| &g.alerts).collect();
-        self.alerts.retain(|fp, _| held.contains(fp));
+    /// A group let go of an alert: once no group holds it (resolved, and told), it is
+    /// forgotten.
+    fn release(&mut self, fingerprint: String) {
+        let holders = self.holders.entry(fingerprint.clone()).or_default();
+        *holders = holders.saturating_sub(1);
+        if *holders == 0 {
+            self.holders.remove(&fingerprint);
+            self.alerts.remove(&fingerprint);
+            self.changed.alerts.insert(fingerprint);
+        }
     }
 
     /// Whether notifications of `route` are muted at `now` by its time intervals.
@@ -319,7 +379,7 @@ impl Router {
         {
             return Err(SilenceError::AlreadyExpired(silence.id));
         }
-        self.dirty = true;
+        self.changed.silences.insert(silence.id.clone());
         self.silences
             .insert(silence.id.clone(), (silence, matchers));
         Ok(())
@@ -338,7 +398,7 @@ impl Router {
         }
         silence.ends_at = now;
         silence.updated_at = now;
-        self.dirty = true;
+        self.changed.silences.insert(id.to_owned());
         Ok(())
     }
 
@@ -355,6 +415,8 @@ impl Router {
         self.routes = routes_by_id(&policy);
         self.policy = policy;
         let old = std::mem::take(&mut self.groups);
+        self.holders.clear();
+        self.deadlines.clear();
         let alerts: Vec<RoutedAlert> = self.alerts.values().cloned().collect();
         for alert in &alerts {
             self.route(alert, now);
@@ -368,7 +430,14 @@ impl Router {
                 group.notified = previous.notified.clone();
             }
         }
-        self.dirty = true;
+        self.deadlines = self
+            .groups
+            .iter()
+            .map(|(key, g)| (g.next_flush, key.clone()))
+            .collect();
+        // Groups gone are deleted from the store, groups made or kept written.
+        self.changed.groups.extend(old.into_keys());
+        self.changed.groups.extend(self.groups.keys().cloned());
     }
 
     /// How many alerts the router holds.
@@ -381,8 +450,9 @@ impl Router {
         self.alerts.contains_key(fingerprint)
     }
 
+    /// Whether something changed since the state was last taken for the store.
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        !self.changed.is_empty()
     }
 }
 

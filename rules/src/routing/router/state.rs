@@ -1,4 +1,10 @@
 //! The router's state for the store, and the views of alerts listed by the API.
+//!
+//! In the store every alert, group and silence is its own record, under a key that says what
+//! it is ([`ALERT_PREFIX`] + fingerprint, [`GROUP_PREFIX`] + group key, [`SILENCE_PREFIX`] +
+//! id), so a change writes only the items it touched. Versions before 0.2 kept the whole
+//! state in one record under [`LEGACY_KEY`]; it is still read, and replaced by item records
+//! at the first write.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -6,6 +12,35 @@ use serde::{Deserialize, Serialize};
 use super::{Group, RoutedAlert, Router};
 use crate::routing::silence::Silence;
 use atalaya_bus::delivery::notification::Status;
+
+/// Store key prefix of an alert's record (then its fingerprint).
+pub const ALERT_PREFIX: &[u8] = b"alert\0";
+/// Store key prefix of a group's record (then its group key).
+pub const GROUP_PREFIX: &[u8] = b"group\0";
+/// Store key prefix of a silence's record (then its id).
+pub const SILENCE_PREFIX: &[u8] = b"silence\0";
+/// The one record that held the whole state before item records.
+pub const LEGACY_KEY: &[u8] = b"state";
+
+/// What changed since the state was last taken: records to write and keys to delete.
+#[derive(Debug, Default, PartialEq)]
+pub struct RouterChanges {
+    pub puts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub deletes: Vec<Vec<u8>>,
+}
+
+impl RouterChanges {
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+fn key(prefix: &[u8], id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + id.len());
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
 
 /// Everything the router must remember across a restart: alerts, groups with their timers
 /// and notification logs, and silences.
@@ -25,10 +60,13 @@ pub struct UnrestorableItem {
     pub kind: &'static str,
     pub record: serde_json::Value,
     pub reason: String,
+    /// Its own store record's key, to remove once set aside; `None` for an item of the
+    /// legacy whole-state record.
+    pub key: Option<Vec<u8>>,
 }
 
 /// The stored state read item by item, so that one bad item costs only itself.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct StoredItems {
     #[serde(default)]
     alerts: Vec<serde_json::Value>,
@@ -55,6 +93,55 @@ impl RouterState {
         );
         Ok((state, unreadable))
     }
+
+    /// Reads the router's records from the store (item records, or the legacy whole-state
+    /// record). Items that do not read are left out and returned; a legacy record that is not
+    /// a state at all is an error.
+    pub fn from_records(
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> serde_json::Result<(Self, Vec<UnrestorableItem>)> {
+        let mut state = Self::default();
+        let mut unreadable = Vec::new();
+        for (key, value) in records {
+            if key == LEGACY_KEY {
+                let (legacy, bad) = Self::decode(&value)?;
+                state.alerts.extend(legacy.alerts);
+                state.groups.extend(legacy.groups);
+                state.silences.extend(legacy.silences);
+                unreadable.extend(bad);
+                continue;
+            }
+            let read = if key.starts_with(ALERT_PREFIX) {
+                read_record(&value, "alert", &mut state.alerts)
+            } else if key.starts_with(GROUP_PREFIX) {
+                read_record(&value, "group", &mut state.groups)
+            } else if key.starts_with(SILENCE_PREFIX) {
+                read_record(&value, "silence", &mut state.silences)
+            } else {
+                continue;
+            };
+            if let Err((kind, reason)) = read {
+                unreadable.push(UnrestorableItem {
+                    kind,
+                    record: serde_json::Value::String(String::from_utf8_lossy(&value).into_owned()),
+                    reason,
+                    key: Some(key),
+                });
+            }
+        }
+        Ok((state, unreadable))
+    }
+}
+
+/// Reads one item record into `into`, or says what it was and why it does not read.
+fn read_record<T: serde::de::DeserializeOwned>(
+    value: &[u8],
+    kind: &'static str,
+    into: &mut Vec<T>,
+) -> Result<(), (&'static str, String)> {
+    let item = serde_json::from_slice(value).map_err(|e| (kind, e.to_string()))?;
+    into.push(item);
+    Ok(())
 }
 
 fn read_items<T: serde::de::DeserializeOwned>(
@@ -70,6 +157,7 @@ fn read_items<T: serde::de::DeserializeOwned>(
                 kind,
                 record,
                 reason: e.to_string(),
+                key: None,
             }),
         }
     }
@@ -108,9 +196,9 @@ impl AlertView {
 }
 
 impl Router {
-    /// The state to persist; clears [`Router::is_dirty`].
+    /// The whole state; clears [`Router::is_dirty`].
     pub fn snapshot(&mut self) -> RouterState {
-        self.dirty = false;
+        self.changed = Default::default();
         let mut alerts: Vec<RoutedAlert> = self.alerts.values().cloned().collect();
         alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         RouterState {
@@ -122,6 +210,45 @@ impl Router {
                 .collect(),
             silences: self.silences.values().map(|(s, _)| s.clone()).collect(),
         }
+    }
+
+    /// The records of the items changed since the last call (or [`Router::snapshot`]): a
+    /// put per item still held, a delete per item gone. Clears [`Router::is_dirty`].
+    pub fn take_changes(&mut self) -> serde_json::Result<RouterChanges> {
+        let changed = std::mem::take(&mut self.changed);
+        let mut changes = RouterChanges::default();
+        for fingerprint in changed.alerts {
+            let key = key(ALERT_PREFIX, &fingerprint);
+            match self.alerts.get(&fingerprint) {
+                Some(alert) => changes.puts.push((key, serde_json::to_vec(alert)?)),
+                None => changes.deletes.push(key),
+            }
+        }
+        for group_key in changed.groups {
+            let key = key(GROUP_PREFIX, &group_key);
+            match self.groups.get(&group_key) {
+                Some(group) => changes
+                    .puts
+                    .push((key, serde_json::to_vec(&(&group_key, group))?)),
+                None => changes.deletes.push(key),
+            }
+        }
+        for id in changed.silences {
+            let key = key(SILENCE_PREFIX, &id);
+            match self.silences.get(&id) {
+                Some((silence, _)) => changes.puts.push((key, serde_json::to_vec(silence)?)),
+                None => changes.deletes.push(key),
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Marks every item changed, so the next [`Router::take_changes`] writes the whole state
+    /// (after a restore from the legacy record).
+    pub fn mark_all_changed(&mut self) {
+        self.changed.alerts.extend(self.alerts.keys().cloned());
+        self.changed.groups.extend(self.groups.keys().cloned());
+        self.changed.silences.extend(self.silences.keys().cloned());
     }
 
     /// Brings back a persisted state, then routes the alerts through the current policy
@@ -149,6 +276,7 @@ impl Router {
                     kind: "silence",
                     record: serde_json::to_value(&silence).unwrap_or_default(),
                     reason: e.to_string(),
+                    key: Some(key(SILENCE_PREFIX, &silence.id)),
                 }),
             }
         }

@@ -760,3 +760,107 @@ fn a_silenced_one_shot_alert_is_dropped() {
     router.on_alert(t("0s"), resolved(&leak, t("0s"), t("0s")));
     assert!(run(&mut router, t("1h")).is_empty());
 }
+
+/// Applies `changes` to a store stand-in, as the runner's transaction does.
+fn apply(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, changes: RouterChanges) {
+    for key in changes.deletes {
+        store.remove(&key);
+    }
+    store.extend(changes.puts);
+}
+
+#[test]
+fn a_change_writes_only_the_items_it_touched_however_many_are_held() {
+    let mut router = Router::new(policy(GROUPING));
+    let mut store = BTreeMap::new();
+    for n in 0..1000 {
+        let name = format!("a{n}");
+        router.on_alert(
+            t("0s"),
+            firing(&[("alertname", &name), ("room", "hall")], t("0s")),
+        );
+    }
+    apply(&mut store, router.take_changes().unwrap());
+    assert_eq!(store.len(), 1001, "1000 alerts and their one group");
+    assert!(!router.is_dirty());
+
+    // One more alert into the same group: its record alone (the group's timers are as
+    // they were, and its membership is not stored).
+    router.on_alert(
+        t("1s"),
+        firing(&[("alertname", "new"), ("room", "hall")], t("1s")),
+    );
+    let changes = router.take_changes().unwrap();
+    assert_eq!(changes.puts.len(), 1, "{:?}", changes.puts.len());
+    assert!(changes.puts[0].0.starts_with(ALERT_PREFIX));
+    assert!(changes.puts[0].1.len() < 400, "an alert's record is small");
+    apply(&mut store, changes);
+
+    // The flush writes the group (its timer and notification log), nothing else.
+    assert_eq!(run(&mut router, t("30s")).len(), 1);
+    let changes = router.take_changes().unwrap();
+    assert_eq!(changes.puts.len(), 1);
+    assert!(changes.puts[0].0.starts_with(GROUP_PREFIX));
+    apply(&mut store, changes);
+
+    // A resolved alert, once told, is deleted from the store; a silence is one record.
+    router.on_alert(
+        t("1m"),
+        resolved(&[("alertname", "a7"), ("room", "hall")], t("0s"), t("1m")),
+    );
+    router
+        .add_silence(
+            t("1m"),
+            silence("s1", &[("alertname", "a8")], t("1m"), t("1h")),
+            MuteAll::Refuse,
+        )
+        .unwrap();
+    run(&mut router, t("6m"));
+    let changes = router.take_changes().unwrap();
+    assert_eq!(changes.deletes.len(), 1, "the resolved alert");
+    assert!(changes.deletes[0].starts_with(ALERT_PREFIX));
+    let silences: Vec<_> = changes
+        .puts
+        .iter()
+        .filter(|(k, _)| k.starts_with(SILENCE_PREFIX))
+        .collect();
+    assert_eq!(silences.len(), 1);
+    apply(&mut store, changes);
+
+    // The records are the whole state: a router restored from them tells nothing twice,
+    // and tells the end of the silence.
+    let (state, unreadable) = RouterState::from_records(store.into_iter().collect()).unwrap();
+    assert!(unreadable.is_empty());
+    let mut restored = Router::new(policy(GROUPING));
+    assert!(restored.restore(state, t("7m")).is_empty());
+    assert_eq!(restored.alert_count(), 1000);
+    assert!(run(&mut restored, t("1h")).is_empty(), "nothing told twice");
+    let sent = run(&mut restored, t("1h6m"));
+    assert_eq!(sent.len(), 1, "the silence ended: a8 is told");
+}
+
+#[test]
+fn a_legacy_whole_state_record_and_unreadable_items_are_read() {
+    let mut router = Router::new(policy(GROUPING));
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "door"), ("room", "hall")], t("0s")),
+    );
+    let legacy = serde_json::to_vec(&router.snapshot()).unwrap();
+    let records = vec![
+        (LEGACY_KEY.to_vec(), legacy),
+        (b"alert\0broken".to_vec(), b"{not json".to_vec()),
+    ];
+    let (state, unreadable) = RouterState::from_records(records).unwrap();
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].key.as_deref(), Some(&b"alert\0broken"[..]));
+    let mut restored = Router::new(policy(GROUPING));
+    restored.restore(state, t("1s"));
+    assert_eq!(restored.alert_count(), 1);
+    restored.mark_all_changed();
+    assert_eq!(
+        restored.take_changes().unwrap().puts.len(),
+        2,
+        "the alert and its group"
+    );
+}
