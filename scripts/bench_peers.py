@@ -288,7 +288,7 @@ def mqtt_rules_hundred():
     return "\n".join(lines) + "\n"
 
 
-def run_atalaya_mqtt(work, port, path, n, qos, rules):
+def run_atalaya_mqtt(work, port, path, n, qos, rules, matching):
     atalaya = Atalaya(
         work,
         "mqtt:\n"
@@ -305,20 +305,22 @@ def run_atalaya_mqtt(work, port, path, n, qos, rules):
         began = time.monotonic()
         publisher = threading.Thread(target=publish_burst, args=(port, path, qos))
         publisher.start()
-        seconds, count, peak, text = wait_counted(
+        # Done when every message was evaluated by every rule it matches.
+        seconds, evaluated, peak, text = wait_counted(
             atalaya,
-            n,
-            lambda t: metric(t, "atalaya_connector_received_total", {"connector": "mqtt"}),
+            n * matching,
+            lambda t: metric(t, "atalaya_rule_evaluations_total"),
             began,
         )
+        count = metric(text, "atalaya_connector_received_total", {"connector": "mqtt"})
         publisher.join()
         return {
-            "rate": count / seconds if seconds > 0 else 0.0,
+            "rate": evaluated / matching / seconds if seconds > 0 else 0.0,
             "received": count,
             "dropped": metric(
                 text, "atalaya_connector_errors_total", {"connector": "mqtt", "stage": "overflow"}
             ),
-            "evaluated": metric(text, "atalaya_rule_evaluations_total"),
+            "evaluated": evaluated,
             "peak_rss": peak,
         }
     finally:
@@ -332,12 +334,12 @@ def bench_mqtt(args, work):
     path = burst_file(work, n)
     for qos in (0, 1):
         baseline = mosquitto_sub_rate(port, path, n, qos)
-        cases = [("1 flapping threshold rule", mqtt_rules_flapping(), 0.9 if qos == 0 else 0.8)]
+        cases = [("1 flapping threshold rule", mqtt_rules_flapping(), 1, 0.9 if qos == 0 else 0.8)]
         if qos == 0:
-            cases.append(("100 rules, 10 matching", mqtt_rules_hundred(), 0.7))
-        for name, rules, goal in cases:
+            cases.append(("100 rules, 10 matching", mqtt_rules_hundred(), 10, 0.7))
+        for name, rules, matching, goal in cases:
             sub = pathlib.Path(work) / f"qos{qos}-{len(rows)}"
-            result = run_atalaya_mqtt(sub, port, path, n, qos, rules)
+            result = run_atalaya_mqtt(sub, port, path, n, qos, rules, matching)
             ratio(
                 f"MQTT QoS {qos}, {name}",
                 result["rate"],
@@ -347,6 +349,180 @@ def bench_mqtt(args, work):
                 f"received {result['received']:,.0f}/{n:,}, dropped {result['dropped']:,.0f}, "
                 f"evaluations {result['evaluated']:,.0f}, peak RSS {result['peak_rss']:.0f} MiB",
             )
+
+
+# --- alert storm: POST /api/v2/alerts, Alertmanager beside atalaya ------------------------
+
+
+def storm_alerts(start, count):
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return [
+        {
+            "labels": {"alertname": "StormTest", "instance": f"host-{i}", "job": "bench"},
+            "annotations": {"summary": f"host-{i} is down"},
+            "startsAt": now,
+        }
+        for i in range(start, start + count)
+    ]
+
+
+class Poster:
+    """One HTTP/1.1 connection that posts alert batches, as one client would."""
+
+    def __init__(self, port, token=None):
+        import http.client
+
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.headers = {"Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def post(self, alerts):
+        self.connection.request("POST", "/api/v2/alerts", json.dumps(alerts), self.headers)
+        response = self.connection.getresponse()
+        body = response.read()
+        if response.status >= 300:
+            sys.exit(f"bench-peers: POST /api/v2/alerts answered {response.status}: {body[:200]!r}")
+
+
+def storm(port, pid, total, per_request=100, marks=()):
+    """Posts `total` alerts; returns (seconds, {held: ms per request around that mark}, RSS)."""
+    poster = Poster(port)
+    per_mark = {}
+    began = time.monotonic()
+    window = []
+    for start in range(0, total, per_request):
+        t0 = time.perf_counter()
+        poster.post(storm_alerts(start, per_request))
+        window.append(time.perf_counter() - t0)
+        held = start + per_request
+        if held in marks:
+            recent = window[-10:]
+            per_mark[held] = 1000 * sum(recent) / len(recent)
+    return time.monotonic() - began, per_mark, rss_mib(pid)
+
+
+def start_alertmanager(work):
+    work = pathlib.Path(work) / "alertmanager"
+    work.mkdir()
+    port = free_port()
+    (work / "alertmanager.yml").write_text(
+        "route: {receiver: blackhole, group_by: [alertname]}\nreceivers: [{name: blackhole}]\n"
+    )
+    process = start(
+        [
+            ALERTMANAGER,
+            f"--config.file={work}/alertmanager.yml",
+            f"--storage.path={work}/data",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ]
+    )
+    wait_port(port)
+    return port, process
+
+
+def start_atalaya_router(work, max_alerts):
+    work = pathlib.Path(work) / "atalaya-storm"
+    work.mkdir()
+    (work / "routing.yaml").write_text(
+        "route: {receiver: blackhole, group_by: [alertname]}\nreceivers: [{name: blackhole}]\n"
+    )
+    return Atalaya(
+        work,
+        f"routing: {{file: '{work}/routing.yaml', max_alerts: {max_alerts}}}\n",
+        "rules:\n  - {name: idle, subject: never/seen, condition: value > 1}\n",
+    )
+
+
+def bench_storm(args, work):
+    total = args.storm
+    marks = (1000, 10_000, 50_000, 100_000)
+    print(f"\nAlert storm: POST /api/v2/alerts, 100 alerts per request, one client", flush=True)
+    am_port, am = start_alertmanager(work)
+    am_idle = rss_mib(am.pid)
+    am_10k, _, am_rss_10k = storm(am_port, am.pid, 10_000)
+    stop(am)
+    atalaya = start_atalaya_router(work, max(total, 10_000) + 1000)
+    ours_idle = atalaya.rss()
+    ours_10k, _, ours_rss_10k = storm(atalaya.port, atalaya.process.pid, 10_000)
+    atalaya.stop()
+    ratio("10 000 alerts (alerts/s)", 10_000 / ours_10k, 10_000 / am_10k, "Alertmanager", 2.0,
+          f"atalaya {ours_10k:.2f} s, Alertmanager {am_10k:.2f} s")
+    row("RSS after 10 000 alerts", f"{ours_rss_10k:.0f} MiB",
+        f"Alertmanager {am_rss_10k:.0f} MiB", f"idle: {ours_idle:.0f} / {am_idle:.0f} MiB")
+
+    am_port, am = start_alertmanager_again(work)
+    _, am_marks, am_rss = storm(am_port, am.pid, total, marks=marks)
+    stop(am)
+    atalaya = start_atalaya_router(pathlib.Path(work) / "big", total + 1000)
+    _, our_marks, our_rss = storm(atalaya.port, atalaya.process.pid, total, marks=marks)
+    atalaya.stop()
+    for held in marks:
+        if held in our_marks:
+            row(f"ms per request with {held:,} held", f"{our_marks[held]:.2f} ms",
+                f"Alertmanager {am_marks.get(held, float('nan')):.2f} ms")
+    r = our_rss / am_rss
+    row(f"RSS holding {total:,} alerts", f"{our_rss:.0f} MiB = {r:.2f}x" + (" ok" if r <= 0.5 else " (goal 0.5x)"),
+        f"Alertmanager {am_rss:.0f} MiB")
+
+
+def start_alertmanager_again(work):
+    big = pathlib.Path(work) / "big"
+    big.mkdir(exist_ok=True)
+    return start_alertmanager(big)
+
+
+# --- NATS core: the Rust benchmark (a bare async-nats subscriber beside atalaya) -----------
+
+
+def bench_nats(args, work):
+    n = min(args.n, 200_000)
+    print(f"\nNATS core: {n} messages through nats-server", flush=True)
+    for rules in (1, 100):
+        out = subprocess.run(
+            ["cargo", "bench", "--quiet", "--bench", "nats_ingest"],
+            cwd=ROOT,
+            env={**os.environ, "BENCH_N": str(n), "BENCH_RULES": str(rules)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        base = ours = None
+        received = {}
+        for line in out.splitlines():
+            words = line.split()
+            if "subscriber alone" in line:
+                base = float(words[3])
+                received["subscriber"] = words[5].lstrip("(")
+            if "atalaya with" in line:
+                ours = float(words[4])
+                received["atalaya"] = words[6].lstrip("(")
+        ratio(
+            f"NATS core, {rules} rule(s) on the subject",
+            ours or 0.0,
+            base,
+            "async-nats subscriber",
+            0.8,
+            f"received: subscriber {received.get('subscriber')}, atalaya {received.get('atalaya')}",
+        )
+
+
+# --- footprint ----------------------------------------------------------------------------
+
+
+def bench_footprint(args, work):
+    print("\nFootprint (default config, no brokers)", flush=True)
+    atalaya = Atalaya(pathlib.Path(work) / "idle", "", "rules:\n  - {name: idle, subject: a/b, condition: value > 1}\n")
+    time.sleep(2)
+    threads = len(os.listdir(f"/proc/{atalaya.process.pid}/task"))
+    row("idle RSS", f"{atalaya.rss():.1f} MiB", "", f"{threads} threads; goal 12 MiB")
+    atalaya.stop()
+    size = ATALAYA.stat().st_size / (1 << 20)
+    dist = ROOT / "target" / "dist" / "atalaya"
+    row("release binary", f"{size:.1f} MiB", "", "debug info stripped, symbols kept")
+    if dist.exists():
+        row("dist binary (stripped)", f"{dist.stat().st_size / (1 << 20):.1f} MiB", "", "goal 20 MiB; cargo build --profile dist")
 
 
 def ratio(case, ours, base, base_name, goal, note=""):
@@ -367,8 +543,8 @@ def row(case, figure, baseline="", note=""):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=["mqtt", "nats", "storm", "footprint"])
-    parser.add_argument("--node-red", action="store_true")
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "200000")))
+    parser.add_argument("--storm", type=int, default=int(os.environ.get("BENCH_STORM", "100000")))
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-peers-")
     try:
@@ -380,7 +556,12 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
-PARTS = [("mqtt", bench_mqtt)]
+PARTS = [
+    ("mqtt", bench_mqtt),
+    ("nats", bench_nats),
+    ("storm", bench_storm),
+    ("footprint", bench_footprint),
+]
 
 if __name__ == "__main__":
     main()

@@ -61,6 +61,11 @@ pub struct Store {
     set_aside: OnceLock<IntCounterVec>,
 }
 
+/// redb's page cache. Its default (1 GiB) lets the cache grow with every page ever written,
+/// which after an alert storm was most of the resident memory; reads are rare here (a
+/// restart scans each table once), so a small cache costs nothing measurable.
+const CACHE_BYTES: usize = 8 << 20;
+
 /// The table of records that could not be restored, kept for a person to look at.
 pub const SET_ASIDE_TABLE: &str = "set_aside";
 
@@ -72,13 +77,18 @@ impl Store {
             source,
         })?;
         let path = dir.join(STORE_FILE);
-        let db = Database::create(&path).map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
-            source => StoreError::Open {
-                path: path.clone(),
-                source,
-            },
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|source| match source {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::InUse { path: path.clone() }
+                }
+                source => StoreError::Open {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
         Ok(Self {
             path,
             db,

@@ -205,6 +205,14 @@ struct Held {
     /// Dropped once committed: then their sources may acknowledge them.
     events: Vec<Received>,
     outputs: Vec<Output>,
+    /// A command changed the router since the last commit.
+    commands: bool,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && !self.commands
+    }
 }
 
 /// The store key of a series: `rule \0 fingerprint`.
@@ -282,7 +290,7 @@ impl RulesRunner {
                 None => Duration::from_secs(3600),
             };
             // While events are held, the commit is due an interval after the last one.
-            let commit_due = (!held.events.is_empty()).then(|| self.next_commit());
+            let commit_due = (!held.is_empty()).then(|| self.next_commit());
             if commit_due.is_none() {
                 self.progress.idle();
             }
@@ -318,10 +326,15 @@ impl RulesRunner {
                     self.release(&mut held).await?;
                     self.reload(request).await?;
                 }
+                // Alerts posted by Prometheus are committed with the next group commit, like
+                // events (Prometheus sends them again at every evaluation anyway).
                 Some(command) = commands.recv() => {
                     self.progress.busy();
                     self.routing.handle(Timestamp::now(), command);
-                    self.release(&mut held).await?;
+                    held.commands = true;
+                    if self.next_commit() <= tokio::time::Instant::now() {
+                        self.release(&mut held).await?;
+                    }
                 }
                 _ = heartbeat.tick() => {
                     self.progress.busy();
@@ -353,6 +366,7 @@ impl RulesRunner {
         let durable = held.events.iter().any(Received::wants_durable);
         self.commit(durable)?;
         held.events.clear();
+        held.commands = false;
         let outputs = std::mem::take(&mut held.outputs);
         self.deliver(outputs).await;
         Ok(())
@@ -529,6 +543,102 @@ mod tests {
     use crate::alerting::outbox::Outbox;
     use crate::alerting::routing::{AlertLimits, RoutingMetrics};
 
+    /// A runner over `store` with `rules` (YAML), on the console policy.
+    fn runner(
+        store: &Arc<Store>,
+        registry: &Registry,
+        rules: Option<&str>,
+    ) -> (RulesRunner, Consumer, atalaya_bus::bus::Publisher) {
+        let policy = Arc::new(RoutingPolicy::console_default());
+        let (policy_tx, _policy_rx) = tokio::sync::watch::channel(Arc::clone(&policy));
+        let routing = Routing {
+            router: Router::new(policy),
+            outbox: Outbox::open(Arc::clone(store), registry, Default::default()).unwrap(),
+            policy_file: None,
+            policy_tx,
+            metrics: RoutingMetrics::register(registry).unwrap(),
+            limits: AlertLimits {
+                per_request: 10,
+                total: 10,
+            },
+        };
+        let rules = match rules {
+            Some(yaml) => {
+                let dir = tempfile::tempdir().unwrap();
+                std::fs::write(dir.path().join("rules.yaml"), yaml).unwrap();
+                load_rules(dir.path()).unwrap()
+            }
+            None => RuleSet::default(),
+        };
+        let mut bus = BusBuilder::new(8, registry).unwrap();
+        let consumer = bus.consumer("rules");
+        let publisher = bus.build();
+        let runner = RulesRunner {
+            engine: Engine::new(rules, EngineMetrics::unregistered().unwrap()),
+            dir: None,
+            actions: None,
+            reload_metrics: ReloadMetrics::register(registry).unwrap(),
+            routing,
+            heartbeat: Duration::from_secs(300),
+            commit_interval: Duration::from_millis(5),
+            clock: CommitClock::default(),
+            flapping: FlapDetector::register(registry, 20, Duration::from_secs(600)).unwrap(),
+            progress: RunnerProgress::default(),
+        };
+        (runner, consumer, publisher)
+    }
+
+    /// Group commit: a flapping rule fed one event at a time (each taken alone, each
+    /// changing the alert's phase) costs one transaction per `commit_interval`, not one per
+    /// event (with no interval: 200); and every event is released after its commit.
+    #[tokio::test(start_paused = true)]
+    async fn a_flapping_burst_costs_one_commit_per_interval_not_one_per_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let registry = Registry::new();
+        let rules =
+            "rules:\n  - name: hot\n    subject: kitchen/temperature\n    condition: value > 70\n";
+        let (runner, consumer, publisher) = runner(&store, &registry, Some(rules));
+        let (_reload_tx, reloads) = mpsc::channel(1);
+        let (_commands_tx, commands) = mpsc::channel(1);
+        let task = tokio::spawn(runner.run(consumer, reloads, commands));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let before = store.commits();
+        let mut deliveries = Vec::new();
+        for n in 0..200 {
+            let value = if n % 2 == 0 { 71 } else { 65 };
+            let event = atalaya_bus::Event::new(
+                "/test",
+                atalaya_bus::Subject::parse("kitchen/temperature").unwrap(),
+                serde_json::json!(value),
+                Timestamp::now(),
+            );
+            deliveries.push(publisher.publish_tracked(vec![event]).await.unwrap());
+            // The runner takes this event alone before the next is published.
+            tokio::task::yield_now().await;
+        }
+        for delivery in deliveries {
+            tokio::time::timeout(Duration::from_secs(1), delivery.done())
+                .await
+                .expect("every event is released");
+        }
+        let commits = store.commits() - before;
+        assert!(
+            commits <= 2,
+            "{commits} commits for 200 phase changes in one instant"
+        );
+        assert_eq!(
+            atalaya_test_kit::metrics::sample(
+                &registry,
+                "atalaya_rule_flapping",
+                &[("rule", "hot")]
+            ),
+            1.0
+        );
+        drop(publisher);
+        task.await.unwrap().unwrap();
+    }
+
     /// An idle runner writes only its heartbeat: an hour of nothing is a dozen commits, not
     /// one every ten seconds (which wrote 230 MB a day to an SD card).
     #[tokio::test(start_paused = true)]
@@ -536,36 +646,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let registry = Registry::new();
-        let policy = Arc::new(RoutingPolicy::console_default());
-        let (policy_tx, _policy_rx) = tokio::sync::watch::channel(Arc::clone(&policy));
-        let routing = Routing {
-            router: Router::new(policy),
-            outbox: Outbox::open(Arc::clone(&store), &registry, Default::default()).unwrap(),
-            policy_file: None,
-            policy_tx,
-            metrics: RoutingMetrics::register(&registry).unwrap(),
-            limits: AlertLimits {
-                per_request: 10,
-                total: 10,
-            },
-        };
-        let mut bus = BusBuilder::new(8, &registry).unwrap();
-        let consumer = bus.consumer("rules");
-        let publisher = bus.build();
+        let (runner, consumer, publisher) = runner(&store, &registry, None);
         let (_reload_tx, reloads) = mpsc::channel(1);
         let (_commands_tx, commands) = mpsc::channel(1);
-        let runner = RulesRunner {
-            engine: Engine::new(RuleSet::default(), EngineMetrics::unregistered().unwrap()),
-            dir: None,
-            actions: None,
-            reload_metrics: ReloadMetrics::register(&registry).unwrap(),
-            routing,
-            heartbeat: Duration::from_secs(300),
-            commit_interval: Duration::from_millis(5),
-            clock: CommitClock::default(),
-            flapping: FlapDetector::register(&registry, 20, Duration::from_secs(600)).unwrap(),
-            progress: RunnerProgress::default(),
-        };
         let task = tokio::spawn(runner.run(consumer, reloads, commands));
         let before = store.commits();
         tokio::time::sleep(Duration::from_secs(3600)).await;

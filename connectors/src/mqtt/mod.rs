@@ -42,14 +42,21 @@
 //! `client_id` or `clean_session: true` once drops it at the broker.
 //!
 //! # Tasks and bounds
-//! [`MqttConnector::run`] drives three parts concurrently, none of which can stall another:
-//! the connection (rumqttc's `EventLoop::poll`, which must keep running for anything to move:
-//! it never waits on anything else), the bus stage (decodes and publishes on the bus, waiting
-//! when the bus is full), and the ack stage (waits for each delivery, in order, and queues
-//! its PUBACK). Memory stays bounded: unacknowledged QoS 1 messages are bounded by the
-//! broker's in-flight window (mosquitto's `max_inflight_messages`; at most 65 535 by the
-//! protocol), deliveries awaiting their PUBACK by `max_inflight`, and QoS 0 messages waiting
-//! for the bus by `max_inflight` too — beyond that they are dropped and counted
+//! [`MqttConnector::run`] drives three parts concurrently: the connection (rumqttc's
+//! `EventLoop::poll`, which must keep running for requests to move), the bus stage (decodes
+//! and publishes on the bus, waiting when the bus is full), and the ack stage (waits for each
+//! delivery, in order, and queues its PUBACK).
+//!
+//! Backpressure, never loss when busy: once `max_inflight` received messages wait for the bus
+//! stage, the connection loop stops polling — nothing more is read from the socket, so the
+//! kernel's buffers fill and the broker holds the messages — until the bus stage takes one
+//! (`paused_seconds_total` counts the time). So that keep-alive pings, PUBACKs and action
+//! publishes still move when the whole pipeline is stalled, it polls once a second anyway
+//! (reading at most a few packets). Memory stays bounded: unacknowledged QoS 1 messages by
+//! the broker's in-flight window (mosquitto's `max_inflight_messages`; at most 65 535 by the
+//! protocol), deliveries awaiting their PUBACK by `max_inflight`, messages waiting for the bus
+//! by `max_inflight` (more only while stalled for seconds); a QoS 0 message arriving when twice
+//! `max_inflight` wait — the bus stalled for a long time — is dropped and counted
 //! (`errors{stage="overflow"}`).
 //!
 //! # Connection
