@@ -109,6 +109,55 @@ async fn core_messages_become_events_and_bad_ones_are_counted_and_skipped() {
     running.stop().await;
 }
 
+/// A core burst sent while nothing consumes the bus: up to `max_pending` messages wait in the
+/// client and all arrive once the bus moves; past it the client drops them, counted under
+/// `overflow` (core NATS has no flow control; this is the documented bound).
+#[tokio::test]
+async fn a_core_burst_while_the_bus_is_stalled_arrives_whole_up_to_max_pending() {
+    let server = NatsServer::started().await;
+    let nc = client(&server.url()).await;
+    for (max_pending, burst, whole) in [(30_000, 20_000, true), (500, 5_000, false)] {
+        let mut bus = TestBus::new(64);
+        let mut config = NatsConfig::new(server.url());
+        config.max_pending = max_pending;
+        config.subscriptions = vec![subscription("burst/+n", None)];
+        let running = Running::start(config, &bus, "nats").await;
+        bus.until_subscribed(&nc, "burst.warmup").await;
+        for n in 0..burst {
+            nc.publish(format!("burst.{n}"), n.to_string().into())
+                .await
+                .unwrap();
+        }
+        nc.flush().await.unwrap();
+        // Everything is at the client or on its way: only now does the bus move.
+        bus.wait_for("the bus queue to fill", |bus| {
+            bus.metric("atalaya_bus_queue_depth", &[]) >= 64.0
+        })
+        .await;
+        let mut seen = BTreeSet::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), bus.consumer.recv()).await {
+                Ok(Some(event)) => {
+                    seen.insert(event.data.as_u64().expect("a number"));
+                }
+                _ => break,
+            }
+            if seen.len() == burst {
+                break;
+            }
+        }
+        let dropped = bus.errors("nats", "overflow");
+        if whole {
+            assert_eq!(seen.len(), burst, "below max_pending nothing is lost");
+            assert_eq!(dropped, 0.0);
+        } else {
+            assert!(seen.len() < burst);
+            assert!(dropped > 0.0, "drops past max_pending are counted");
+        }
+        running.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_queue_group_shares_the_messages() {
     let server = NatsServer::started().await;

@@ -193,6 +193,9 @@ pub(super) fn read_nats(root: &mut Table, ctx: &mut Ctx) -> Option<NatsConfig> {
     if let Some(v) = n.get(ctx, "max_payload_bytes", |v| integer(v, 1, 64 << 20)) {
         c.max_payload_bytes = v;
     }
+    if let Some(v) = n.get(ctx, "max_pending", |v| integer(v, 1, 1 << 24)) {
+        c.max_pending = v;
+    }
     if let Some(v) = n.get(ctx, "required_for_ready", boolean) {
         c.required_for_ready = v;
     }

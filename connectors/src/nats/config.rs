@@ -24,6 +24,10 @@ pub struct NatsConfig {
     pub jetstream: Vec<JetStreamConsumer>,
     /// Larger payloads are counted, logged and skipped. Default 256 KiB.
     pub max_payload_bytes: usize,
+    /// Messages the client holds per core subscription while the bus is full; past that it
+    /// drops them, counted under `errors{stage="overflow"}` (core NATS has no flow control).
+    /// Default 65 536.
+    pub max_pending: usize,
     /// Whether `/readyz` waits for (and follows) the connection. Default true.
     pub required_for_ready: bool,
     /// Publish rule actions through JetStream (waiting for the stream's ack) rather than
@@ -87,6 +91,7 @@ impl NatsConfig {
             subscriptions: Vec::new(),
             jetstream: Vec::new(),
             max_payload_bytes: 256 * 1024,
+            max_pending: 65_536,
             required_for_ready: true,
             publish_jetstream: false,
             publish_timeout: Duration::from_secs(10),

@@ -32,7 +32,8 @@ pub(crate) async fn connect_options(
     let mut options = ConnectOptions::new()
         .name(&config.name)
         .retry_on_initial_connect()
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .subscription_capacity(config.max_pending.max(1));
     // TLS first: a credentials file that cannot be read ends the checks.
     if let Some(tls) = &config.tls {
         options = tls_options(options, tls, errors).await;
@@ -277,11 +278,13 @@ impl ConnectionStatus {
                 self.connect_failed("authorization violation");
             }
             Event::SlowConsumer(sid) | Event::ServerError(ServerError::SlowConsumer(sid)) => {
-                self.counters.error("subscribe");
+                self.counters.error("overflow");
                 if let Some(suppressed) = self.throttle.admit() {
                     warn!(
                         server,
-                        sid, suppressed, "NATS subscription too slow; the client dropped messages."
+                        sid,
+                        suppressed,
+                        "NATS messages dropped: more than nats.max_pending waited while atalaya was behind (raise it, or use JetStream to have the server keep them)."
                     );
                 }
             }

@@ -63,4 +63,12 @@ pub use source::NatsConnector;
 
 /// The `stage` labels of the connector's error counter, to create them at zero
 /// (`ConnectorMetrics::connector("nats", ERROR_STAGES)`).
-pub const ERROR_STAGES: &[&str] = &["connect", "decode", "size", "publish", "ack", "subscribe"];
+pub const ERROR_STAGES: &[&str] = &[
+    "connect",
+    "decode",
+    "size",
+    "publish",
+    "ack",
+    "subscribe",
+    "overflow",
+];

@@ -8,7 +8,7 @@ use async_nats::{Client, ServerAddr, Subscriber};
 use atalaya_bus::bus::Publisher;
 use atalaya_bus::connector_metrics::ConnectorCounters;
 use atalaya_bus::readiness::ReadyHandle;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
@@ -220,41 +220,56 @@ fn core_subscriptions(
     subscriptions
 }
 
+/// Most messages of one core subscription published on the bus as one batch.
+const MAX_CORE_BATCH: usize = 256;
+
 /// One core subscription: each message becomes an event published on the bus (at most
 /// once: nothing is acknowledged, and what arrives while the bus is full waits in the
-/// client's subscription buffer).
+/// client's subscription buffer, up to `max_pending`). The messages already buffered go to
+/// the bus together, one publish per batch.
 async fn core_loop(
     mut subscriber: Subscriber,
     recipe: EventRecipe,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) -> Result<(), NatsError> {
+    let max_batch = shared.bus.max_batch().clamp(1, MAX_CORE_BATCH);
+    let mut events = Vec::with_capacity(max_batch);
     loop {
         let message = tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(()),
             message = subscriber.next() => message,
         };
-        // The client ends a subscription only when the connection is closed for good.
-        let Some(message) = message else {
-            return Err(NatsError::ConnectionClosed);
-        };
-        let subject = message.subject.as_str();
-        let Some(event) =
-            shared.event_or_report(&recipe, subject, &message.payload, message.headers.as_ref())
-        else {
+        let mut message = Some(message);
+        while let Some(next) = message.take() {
+            // The client ends a subscription only when the connection is closed for good.
+            let Some(next) = next else {
+                return Err(NatsError::ConnectionClosed);
+            };
+            if let Some(event) =
+                shared.event_or_report(&recipe, &next.subject, &next.payload, next.headers.as_ref())
+            {
+                events.push(event);
+            }
+            if events.len() < max_batch {
+                message = subscriber.next().now_or_never();
+            }
+        }
+        if events.is_empty() {
             continue;
-        };
+        }
+        let count = events.len() as u64;
         let published = tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(()),
-            published = shared.bus.publish(event) => published,
+            published = shared.bus.publish_batch(std::mem::replace(&mut events, Vec::with_capacity(max_batch))) => published,
         };
         match published {
-            Ok(()) => shared.counters.received.inc(),
+            Ok(()) => shared.counters.received.inc_by(count),
             Err(error) => {
                 BusPublishFailed {
-                    subject,
+                    subject: recipe.pattern.as_ref().map_or("", |p| p.as_str()),
                     error: &error,
                 }
                 .emit(&shared.counters);
