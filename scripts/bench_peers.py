@@ -477,7 +477,8 @@ def start_alertmanager_again(work):
 
 
 def bench_nats(args, work):
-    n = min(args.n, 200_000)
+    # A bare subscriber drops too once a burst outgrows its 65 536-message buffer.
+    n = min(args.n, 50_000)
     print(f"\nNATS core: {n} messages through nats-server", flush=True)
     for rules in (1, 100):
         out = subprocess.run(

@@ -327,18 +327,9 @@ impl Routing {
     }
 
     pub fn update_metrics(&self, now: Timestamp) {
-        let (mut active, mut suppressed, mut resolved) = (0, 0, 0);
-        for view in self.router.alerts(now) {
-            match view.state() {
-                "active" => active += 1,
-                "resolved" => resolved += 1,
-                _ => suppressed += 1,
-            }
+        for (state, count) in self.router.alert_states(now) {
+            self.metrics.alerts.with_label_values(&[state]).set(count);
         }
-        let alerts = &self.metrics.alerts;
-        alerts.with_label_values(&["active"]).set(active);
-        alerts.with_label_values(&["suppressed"]).set(suppressed);
-        alerts.with_label_values(&["resolved"]).set(resolved);
         let (mut s_active, mut s_pending, mut s_expired) = (0, 0, 0);
         for silence in self.router.silences() {
             match silence.state(now) {

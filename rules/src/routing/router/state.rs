@@ -285,6 +285,29 @@ impl Router {
         unrestorable
     }
 
+    /// How many alerts held are active, suppressed (silenced or inhibited) and resolved, as
+    /// [`AlertView::state`] says, without building the views (for gauges: no copy of every
+    /// alert's labels each time).
+    pub fn alert_states(&self, now: Timestamp) -> [(&'static str, i64); 3] {
+        let (mut active, mut suppressed, mut resolved) = (0, 0, 0);
+        for alert in self.alerts.values() {
+            if alert.is_resolved(now) {
+                resolved += 1;
+            } else if self.silenced_by(alert, now).is_empty()
+                && self.inhibited_by(alert, now).is_none()
+            {
+                active += 1;
+            } else {
+                suppressed += 1;
+            }
+        }
+        [
+            ("active", active),
+            ("suppressed", suppressed),
+            ("resolved", resolved),
+        ]
+    }
+
     /// Every alert held, firing first then by start, with why it is or is not notified.
     pub fn alerts(&self, now: Timestamp) -> Vec<AlertView> {
         let mut views: Vec<AlertView> = self

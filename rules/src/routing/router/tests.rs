@@ -864,3 +864,44 @@ fn a_legacy_whole_state_record_and_unreadable_items_are_read() {
         "the alert and its group"
     );
 }
+
+#[test]
+fn alert_state_counts_agree_with_the_views() {
+    let mut router = Router::new(policy(INHIBIT));
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "disk"), ("node", "pi1")], t("0s")),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "cpu"), ("node", "pi1")], t("0s")),
+    );
+    router.on_alert(
+        t("0s"),
+        firing(&[("alertname", "door"), ("node", "pi2")], t("0s")),
+    );
+    router.on_alert(
+        t("1s"),
+        resolved(&[("alertname", "door"), ("node", "pi2")], t("0s"), t("1s")),
+    );
+    router
+        .add_silence(
+            t("0s"),
+            silence("s1", &[("alertname", "cpu")], t("0s"), t("1h")),
+            MuteAll::Refuse,
+        )
+        .unwrap();
+    let now = t("2s");
+    let mut from_views = BTreeMap::new();
+    for view in router.alerts(now) {
+        *from_views.entry(view.state()).or_insert(0) += 1;
+    }
+    for (state, count) in router.alert_states(now) {
+        assert_eq!(
+            from_views.get(state).copied().unwrap_or(0),
+            count,
+            "{state}"
+        );
+    }
+    assert_eq!(router.alert_states(now)[2], ("resolved", 1));
+}
