@@ -1,5 +1,8 @@
 //! NATS ingest: N messages through a local nats-server, received by a plain async-nats
-//! subscriber (the broker-bound baseline) and then by atalaya with R rules, in the same run.
+//! subscriber (the broker-bound baseline) and then by atalaya with R rules, in the same run;
+//! then (with `BENCH_JETSTREAM=1`) N messages stored in a JetStream stream, consumed by a bare
+//! durable pull consumer acking each message explicitly (the baseline) and by atalaya's
+//! durable consumer.
 //!
 //! Run: `cargo bench --bench nats_ingest` (N and R from the environment: `BENCH_N`,
 //! `BENCH_RULES`). Needs /usr/sbin/nats-server (scripts/test installs it).
@@ -133,11 +136,112 @@ async fn main() {
     let ours = got as f64 / elapsed.as_secs_f64();
     let _ = atalaya.kill();
     let _ = atalaya.wait();
-    server.kill();
     println!("NATS ingest, {n} core messages through nats-server");
     println!("  async-nats subscriber alone  {baseline:>12.0} msg/s  ({baseline_got} received)");
     println!(
         "  atalaya with {rules:>4} rules      {ours:>12.0} msg/s  ({got} received; {:.2}x the baseline)",
+        ours / baseline
+    );
+    if std::env::var("BENCH_JETSTREAM").is_ok_and(|v| v == "1") {
+        jetstream(&url, n, &rules_dir, work.path()).await;
+    }
+    server.kill();
+}
+
+/// N messages stored in a stream, then consumed: by a bare durable pull consumer with an
+/// explicit ack per message, and by atalaya's durable consumer (acks after persisting).
+async fn jetstream(url: &str, n: usize, rules_dir: &std::path::Path, work: &std::path::Path) {
+    use async_nats::jetstream::{self, consumer::pull};
+    let nc = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "BENCH".to_owned(),
+            subjects: vec!["js.>".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut acks = Vec::with_capacity(1000);
+    for i in 0..n {
+        acks.push(js.publish("js.bench", i.to_string().into()).await.unwrap());
+        if acks.len() == 1000 {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in acks.drain(..) {
+        ack.await.unwrap();
+    }
+
+    let start = Instant::now();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("baseline".to_owned()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_ack_pending: 256,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut got = 0;
+    while got < n {
+        let message = messages.next().await.unwrap().unwrap();
+        message.ack().await.unwrap();
+        got += 1;
+    }
+    let baseline = n as f64 / start.elapsed().as_secs_f64();
+
+    let http = free_port();
+    let config = work.join("atalaya-js.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "http: {{listen: \"127.0.0.1:{http}\"}}\nstate: {{dir: {}}}\nrules: {{dir: {}}}\nreceivers: {{console: {{events: false}}}}\nnats:\n  servers: [\"{url}\"]\n  jetstream: [{{stream: BENCH, durable: atalaya}}]\n",
+            work.join("data-js").display(),
+            rules_dir.display()
+        ),
+    )
+    .unwrap();
+    let mut atalaya = Command::new(env!("CARGO_BIN_EXE_atalaya"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let metrics = format!("http://127.0.0.1:{http}/metrics");
+    let mut got = 0;
+    let mut last_change = Instant::now();
+    // Timed from the first answer of its HTTP endpoint (the store open, rules compiled).
+    let mut start = None;
+    while got < n && last_change.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let Ok(response) = client.get(&metrics).send().await else {
+            continue;
+        };
+        start.get_or_insert_with(Instant::now);
+        let text = response.text().await.unwrap_or_default();
+        let now = text
+            .lines()
+            .find_map(|l| l.strip_prefix("atalaya_connector_received_total{connector=\"nats\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as usize;
+        if now != got {
+            last_change = Instant::now();
+            got = now;
+        }
+    }
+    let ours = got as f64 / start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    let _ = atalaya.kill();
+    let _ = atalaya.wait();
+    println!("JetStream, {n} stored messages, durable pull consumers with explicit acks");
+    println!("  bare async-nats consumer     {baseline:>12.0} msg/s  ({n} received)");
+    println!(
+        "  atalaya                      {ours:>12.0} msg/s  ({got} received; {:.2}x the baseline)",
         ours / baseline
     );
 }

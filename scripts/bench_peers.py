@@ -484,12 +484,17 @@ def bench_nats(args, work):
         out = subprocess.run(
             ["cargo", "bench", "--quiet", "--bench", "nats_ingest"],
             cwd=ROOT,
-            env={**os.environ, "BENCH_N": str(n), "BENCH_RULES": str(rules)},
+            env={
+                **os.environ,
+                "BENCH_N": str(n),
+                "BENCH_RULES": str(rules),
+                "BENCH_JETSTREAM": "1" if rules == 1 else "0",
+            },
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        base = ours = None
+        base = ours = js_base = js_ours = None
         received = {}
         for line in out.splitlines():
             words = line.split()
@@ -499,6 +504,11 @@ def bench_nats(args, work):
             if "atalaya with" in line:
                 ours = float(words[4])
                 received["atalaya"] = words[6].lstrip("(")
+            if "bare async-nats consumer" in line:
+                js_base = float(words[3])
+            if line.strip().startswith("atalaya ") and "msg/s" in line:
+                js_ours = float(words[1])
+                received["jetstream"] = words[3].lstrip("(")
         ratio(
             f"NATS core, {rules} rule(s) on the subject",
             ours or 0.0,
@@ -507,6 +517,15 @@ def bench_nats(args, work):
             0.8,
             f"received: subscriber {received.get('subscriber')}, atalaya {received.get('atalaya')}",
         )
+        if js_base:
+            ratio(
+                "JetStream durable consumer, 1 rule",
+                js_ours or 0.0,
+                js_base,
+                "bare pull consumer, explicit acks",
+                0.7,
+                f"atalaya received {received.get('jetstream')}",
+            )
 
 
 # --- footprint ----------------------------------------------------------------------------

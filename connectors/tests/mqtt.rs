@@ -541,6 +541,55 @@ async fn a_qos0_burst_while_the_bus_is_stalled_arrives_whole() {
     running.stop().await.expect("a clean stop");
 }
 
+/// Backpressure with QoS 1: while the consumer holds its events (as the rules runner does
+/// until its group commit), the connector pauses reading; acknowledgements queued meanwhile
+/// must not need the paused connection to make room (they once did: the stream then crawled
+/// at one message a second).
+#[tokio::test]
+async fn a_qos1_stream_with_a_slow_consumer_never_stalls_on_its_own_acknowledgements() {
+    const N: u64 = 3_000;
+    let mut broker = Mosquitto::new();
+    // The broker keeps the whole backlog for the session and sends up to 1 000 at once.
+    broker.settings = vec![
+        "max_queued_messages 0".to_owned(),
+        "max_inflight_messages 1000".to_owned(),
+    ];
+    broker.start().await;
+    let mut bus = TestBus::new();
+    let mut config = config(broker.port, "slow-qos1", &[("slow/+n", 1)]);
+    config.max_inflight = 16;
+    let running = start(config, &bus, None);
+    connected(&bus).await;
+    let mut consumer = bus.take_consumer();
+    // The backlog is published while nothing consumes: the bus fills, the connector pauses.
+    let mut client = TestClient::connect(broker.port, "slow-publisher").await;
+    for n in 0..N {
+        client
+            .publish(&format!("slow/{n}"), n.to_string(), false)
+            .await;
+    }
+    let mut seen = BTreeSet::new();
+    let taken = async {
+        while (seen.len() as u64) < N {
+            // A slow consumer: it holds what it took for a moment, then lets it all go.
+            let first = consumer.recv().await.expect("the bus is open");
+            let mut batch = vec![first];
+            while let Some(event) = consumer.try_recv() {
+                batch.push(event);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            for event in batch {
+                seen.insert(event.data.as_u64().expect("a number"));
+            }
+        }
+    };
+    if tokio::time::timeout(WAIT, taken).await.is_err() {
+        panic!("the stream stalled after {} of {N}", seen.len());
+    }
+    assert_eq!(seen.len() as u64, N);
+    running.stop().await.expect("a clean stop");
+}
+
 #[tokio::test]
 async fn unreleased_events_are_redelivered_to_the_next_instance_and_released_ones_are_not() {
     let broker = Mosquitto::started().await;

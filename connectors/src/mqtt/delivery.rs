@@ -126,6 +126,7 @@ pub(crate) async fn ack_stage(
     mut acks: mpsc::Receiver<PendingAck>,
     client: AsyncClient,
     mut link: watch::Receiver<Link>,
+    queued: &Queued,
 ) {
     while let Some(pending) = acks.recv().await {
         if let Some(delivery) = pending.delivery {
@@ -141,8 +142,11 @@ pub(crate) async fn ack_stage(
         };
         // If the connection breaks before this PUBACK is written, rumqttc drops it; the
         // broker redelivers the message and its new copy is acknowledged in turn.
-        if same_connection && client.ack(&pending.publish).await.is_err() {
-            return;
+        if same_connection {
+            if client.ack(&pending.publish).await.is_err() {
+                return;
+            }
+            queued.requested();
         }
     }
 }

@@ -56,7 +56,9 @@ pub(crate) fn mqtt_options(config: &MqttConfig) -> Result<MqttOptions, MqttError
         .set_clean_session(config.clean_session)
         .set_manual_acks(true)
         .set_inflight(config.max_inflight)
-        .set_request_channel_capacity(usize::from(config.max_inflight).max(16))
+        // Room for the PUBACKs of a full pipeline (queued, awaiting the bus, awaiting their
+        // turn) besides action publishes, so the ack stage rarely waits for the connection.
+        .set_request_channel_capacity((2 * usize::from(config.max_inflight)).max(64))
         .set_max_packet_size(
             incoming_packet_limit(config.max_payload_bytes),
             MQTT_MAX_PACKET,

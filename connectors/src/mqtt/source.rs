@@ -122,6 +122,7 @@ impl MqttConnector {
         let (ack_tx, ack_rx) = mpsc::channel::<PendingAck>(max_inflight);
         let (link_tx, link_rx) = watch::channel::<Link>(None);
         let queued = Arc::new(Queued::default());
+        let queued_for_acks = Arc::clone(&queued);
 
         let telemetry =
             ConnectionTelemetry::new(broker.clone(), counters.clone(), ready, required_for_ready);
@@ -152,7 +153,7 @@ impl MqttConnector {
         };
         let mut connection_gone = link_rx.clone();
         let acks = async {
-            let drain = ack_stage(ack_rx, client.clone(), link_rx);
+            let drain = ack_stage(ack_rx, client.clone(), link_rx, &queued_for_acks);
             tokio::select! {
                 () = drain => {}
                 () = async {
@@ -231,6 +232,7 @@ impl Connection {
             match polled {
                 Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                     connected = true;
+                    self.queued.sent_ack(true);
                     self.backoff.reset();
                     connection += 1;
                     self.link.send_replace(Some(connection));
@@ -255,6 +257,7 @@ impl Connection {
                 // everything before it: wait for that (the error below) rather than closing
                 // first, which could reset the connection with PUBACKs still unread.
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {}
+                Ok(Event::Outgoing(Outgoing::PubAck(_))) => self.queued.sent_ack(false),
                 Ok(_) => {}
                 Err(error) => {
                     if stop.is_cancelled() {
@@ -298,14 +301,16 @@ impl Connection {
 
     /// Backpressure: while `max_queued` messages wait for the bus stage, reads nothing more
     /// from the socket (the kernel's buffers fill, then the broker holds the messages) until
-    /// the bus stage takes one, or [`MAX_PAUSE`] has passed.
+    /// the bus stage takes one, or [`MAX_PAUSE`] has passed. Never while PUBACKs wait to be
+    /// sent: the bus stage may be waiting for the ack stage, which waits for them to go out
+    /// (and for QoS 1 the broker's in-flight window bounds what is read meanwhile).
     async fn wait_for_room(&mut self, stop: &CancellationToken) {
-        if stop.is_cancelled() || self.queued.len() < self.max_queued {
+        if stop.is_cancelled() || !self.queued.full(self.max_queued) {
             return;
         }
         let paused = Instant::now();
         let deadline = paused + MAX_PAUSE;
-        while self.queued.len() >= self.max_queued {
+        while self.queued.full(self.max_queued) {
             tokio::select! {
                 () = self.queued.room.notified() => {}
                 () = tokio::time::sleep_until(deadline) => break,
@@ -339,12 +344,14 @@ impl Connection {
     }
 }
 
-/// Messages handed from the connection loop to the bus stage and not yet taken, and the
-/// signal that the bus stage took one.
+/// Messages handed from the connection loop to the bus stage and not yet taken, with the
+/// signal that the bus stage took one (or that a PUBACK waits to be sent), and the PUBACKs
+/// queued and not yet sent.
 #[derive(Default)]
 pub(crate) struct Queued {
     count: AtomicUsize,
     room: Notify,
+    unsent_acks: AtomicUsize,
 }
 
 impl Queued {
@@ -352,9 +359,32 @@ impl Queued {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Whether the connection loop should stop reading: `max` messages wait for the bus
+    /// stage and no PUBACK waits to be sent.
+    fn full(&self, max: usize) -> bool {
+        self.len() >= max && self.unsent_acks.load(Ordering::Relaxed) == 0
+    }
+
+    /// The connection loop sent a PUBACK (or lost the connection: `all`).
+    fn sent_ack(&self, all: bool) {
+        if all {
+            self.unsent_acks.store(0, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .unsent_acks
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
     /// The bus stage took a message.
     pub(crate) fn taken(&self) {
         self.count.fetch_sub(1, Ordering::Relaxed);
+        self.room.notify_one();
+    }
+
+    /// The ack stage queued a PUBACK for the connection loop to send.
+    pub(crate) fn requested(&self) {
+        self.unsent_acks.fetch_add(1, Ordering::Relaxed);
         self.room.notify_one();
     }
 }

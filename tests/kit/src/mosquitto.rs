@@ -29,6 +29,8 @@ pub struct Mosquitto {
     pub tls: Option<ServerTls>,
     /// `password_file` of the broker; anonymous clients are refused when set.
     pub password_file: Option<PathBuf>,
+    /// More `mosquitto.conf` lines (`max_queued_messages 0`).
+    pub settings: Vec<String>,
     child: Option<Child>,
 }
 
@@ -41,6 +43,7 @@ impl Mosquitto {
             tls_port: free_port(),
             tls: None,
             password_file: None,
+            settings: Vec::new(),
             child: None,
         }
     }
@@ -77,6 +80,10 @@ impl Mosquitto {
                 path.display()
             )),
             None => config.push_str("allow_anonymous true\n"),
+        }
+        for line in &self.settings {
+            config.push_str(line);
+            config.push('\n');
         }
         if let Some(tls) = &self.tls {
             config.push_str(&format!(
