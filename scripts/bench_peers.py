@@ -506,7 +506,7 @@ def bench_nats(args, work):
                 received["atalaya"] = words[6].lstrip("(")
             if "bare async-nats consumer" in line:
                 js_base = float(words[3])
-            if line.strip().startswith("atalaya ") and "msg/s" in line:
+            if words[:1] == ["atalaya"] and words[1] != "with":
                 js_ours = float(words[1])
                 received["jetstream"] = words[3].lstrip("(")
         ratio(

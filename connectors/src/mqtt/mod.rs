@@ -50,9 +50,11 @@
 //! Backpressure, never loss when busy: once `max_inflight` received messages wait for the bus
 //! stage, the connection loop stops polling — nothing more is read from the socket, so the
 //! kernel's buffers fill and the broker holds the messages — until the bus stage takes one
-//! (`paused_seconds_total` counts the time). So that keep-alive pings, PUBACKs and action
-//! publishes still move when the whole pipeline is stalled, it polls once a second anyway
-//! (reading at most a few packets). Memory stays bounded: unacknowledged QoS 1 messages by
+//! (`paused_seconds_total` counts the time). It never pauses while PUBACKs wait to be sent:
+//! the bus stage may be waiting for the ack stage, which waits for them to go out (reading
+//! meanwhile is bounded by the broker's in-flight window). So that keep-alive pings and
+//! action publishes still move when the whole pipeline is stalled, it polls once a second
+//! anyway (reading at most a few packets). Memory stays bounded: unacknowledged QoS 1 messages by
 //! the broker's in-flight window (mosquitto's `max_inflight_messages`; at most 65 535 by the
 //! protocol), deliveries awaiting their PUBACK by `max_inflight`, messages waiting for the bus
 //! by `max_inflight` (more only while stalled for seconds); a QoS 0 message arriving when twice
