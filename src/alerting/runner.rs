@@ -307,7 +307,8 @@ impl RulesRunner {
                         held.events.push(event);
                     }
                     self.route(&held.outputs[first..]);
-                    if self.next_commit() <= tokio::time::Instant::now() {
+                    // Events that changed nothing to store are let go at once.
+                    if self.next_commit() <= tokio::time::Instant::now() || !self.would_write(&held) {
                         self.release(&mut held).await?;
                     }
                 }
@@ -348,6 +349,25 @@ impl RulesRunner {
         self.release(&mut held).await?;
         self.commit(true)?;
         Ok(())
+    }
+
+    /// Whether committing now would write anything (so holding the events until the next
+    /// group commit is worth it).
+    fn would_write(&self, held: &Held) -> bool {
+        let now = Timestamp::now();
+        let durable = held.events.iter().any(Received::wants_durable);
+        held.commands
+            || self.engine.has_changes(now, durable)
+            || self.routing.router.is_dirty()
+            || self
+                .routing
+                .router
+                .next_deadline()
+                .is_some_and(|d| d <= now)
+            || self
+                .clock
+                .written
+                .is_none_or(|last| last.elapsed() >= self.heartbeat)
     }
 
     /// When the next commit may happen.
@@ -635,6 +655,40 @@ mod tests {
             ),
             1.0
         );
+        drop(publisher);
+        task.await.unwrap().unwrap();
+    }
+
+    /// Group commit holds only events with something to write: an event that changed
+    /// nothing is released at once, not at the next interval (a JetStream consumer's
+    /// throughput would otherwise be `max_ack_pending` per interval).
+    #[tokio::test(start_paused = true)]
+    async fn events_that_change_nothing_are_released_without_waiting_for_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let registry = Registry::new();
+        let rules = "rules:\n  - name: hot\n    subject: kitchen/temperature\n    condition: value > 1000\n";
+        let (runner, consumer, publisher) = runner(&store, &registry, Some(rules));
+        let (_reload_tx, reloads) = mpsc::channel(1);
+        let (_commands_tx, commands) = mpsc::channel(1);
+        let task = tokio::spawn(runner.run(consumer, reloads, commands));
+        let event = || {
+            atalaya_bus::Event::new(
+                "/test",
+                atalaya_bus::Subject::parse("kitchen/temperature").unwrap(),
+                serde_json::json!(20),
+                Timestamp::now(),
+            )
+        };
+        // The first event creates the series, which is written.
+        let delivery = publisher.publish_tracked(vec![event()]).await.unwrap();
+        delivery.done().await;
+        // Just after that commit, the next may come only 5 ms later.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let before = tokio::time::Instant::now();
+        let delivery = publisher.publish_tracked(vec![event()]).await.unwrap();
+        delivery.done().await;
+        assert_eq!(tokio::time::Instant::now() - before, Duration::ZERO);
         drop(publisher);
         task.await.unwrap().unwrap();
     }

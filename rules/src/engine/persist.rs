@@ -106,6 +106,20 @@ impl Engine {
         std::mem::take(&mut self.unreadable)
     }
 
+    /// Whether [`Engine::take_changes`] at `now` (`all`: [`Engine::take_all_changes`]) would
+    /// return anything, without taking it.
+    pub fn has_changes(&self, now: Timestamp, all: bool) -> bool {
+        !self.queues.urgent.is_empty()
+            || !self.carried.upserts.is_empty()
+            || !self.carried.deletes.is_empty()
+            || !self.removed.is_empty()
+            || self
+                .queues
+                .soft
+                .front()
+                .is_some_and(|(due, _, _)| all || *due <= now)
+    }
+
     /// What to persist as of `now`: series whose phase, arm or latch changed, series with
     /// other changes (all of them, once the oldest is [`SOFT_PERSIST_INTERVAL`] old), and
     /// removed series.
