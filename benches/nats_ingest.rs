@@ -71,26 +71,12 @@ async fn main() {
         ));
     }
     std::fs::write(rules_dir.join("bench.yaml"), yaml).unwrap();
-    let http = free_port();
-    let config = work.path().join("atalaya.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "http: {{listen: \"127.0.0.1:{http}\"}}\nstate: {{dir: {}}}\nrules: {{dir: {}}}\nreceivers: {{console: {{events: false}}}}\nnats:\n  servers: [\"{url}\"]\n  subscriptions: [{{subject: bench}}]\n",
-            work.path().join("data").display(),
-            rules_dir.display()
-        ),
-    )
-    .unwrap();
-    let mut atalaya = Command::new(env!("CARGO_BIN_EXE_atalaya"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut atalaya, http) = spawn_atalaya(
+        &work.path().join("data"),
+        &rules_dir,
+        &format!("  servers: [\"{url}\"]\n  subscriptions: [{{subject: bench}}]\n"),
+    );
     let client = reqwest::Client::new();
-    let metrics = format!("http://127.0.0.1:{http}/metrics");
     loop {
         if client
             .get(format!("http://127.0.0.1:{http}/readyz"))
@@ -102,20 +88,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let received = || async {
-        let text = client
-            .get(&metrics)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("atalaya_connector_received_total{connector=\"nats\"} "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as usize
-    };
+    let received = || async { received(&client, http).await.unwrap_or(0) };
     let start = Instant::now();
     publish_all(publisher).await;
     let mut got = received().await;
@@ -194,42 +167,22 @@ async fn jetstream(url: &str, n: usize, rules_dir: &std::path::Path, work: &std:
     }
     let baseline = n as f64 / start.elapsed().as_secs_f64();
 
-    let http = free_port();
-    let config = work.join("atalaya-js.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "http: {{listen: \"127.0.0.1:{http}\"}}\nstate: {{dir: {}}}\nrules: {{dir: {}}}\nreceivers: {{console: {{events: false}}}}\nnats:\n  servers: [\"{url}\"]\n  jetstream: [{{stream: BENCH, durable: atalaya}}]\n",
-            work.join("data-js").display(),
-            rules_dir.display()
-        ),
-    )
-    .unwrap();
-    let mut atalaya = Command::new(env!("CARGO_BIN_EXE_atalaya"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut atalaya, http) = spawn_atalaya(
+        &work.join("data-js"),
+        rules_dir,
+        &format!("  servers: [\"{url}\"]\n  jetstream: [{{stream: BENCH, durable: atalaya}}]\n"),
+    );
     let client = reqwest::Client::new();
-    let metrics = format!("http://127.0.0.1:{http}/metrics");
     let mut got = 0;
     let mut last_change = Instant::now();
     // Timed from the first answer of its HTTP endpoint (the store open, rules compiled).
     let mut start = None;
     while got < n && last_change.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let Ok(response) = client.get(&metrics).send().await else {
+        let Some(now) = received(&client, http).await else {
             continue;
         };
         start.get_or_insert_with(Instant::now);
-        let text = response.text().await.unwrap_or_default();
-        let now = text
-            .lines()
-            .find_map(|l| l.strip_prefix("atalaya_connector_received_total{connector=\"nats\"} "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as usize;
         if now != got {
             last_change = Instant::now();
             got = now;
@@ -244,4 +197,50 @@ async fn jetstream(url: &str, n: usize, rules_dir: &std::path::Path, work: &std:
         "  atalaya                      {ours:>12.0} msg/s  ({got} received; {:.2}x the baseline)",
         ours / baseline
     );
+}
+
+/// Starts the release binary on a free port with state in `data`, rules from `rules`, and
+/// `nats` as the body of its `nats:` section; returns it and its HTTP port.
+fn spawn_atalaya(
+    data: &std::path::Path,
+    rules: &std::path::Path,
+    nats: &str,
+) -> (std::process::Child, u16) {
+    let http = free_port();
+    let config = data.with_extension("yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "http: {{listen: \"127.0.0.1:{http}\"}}\nstate: {{dir: {}}}\nrules: {{dir: {}}}\nreceivers: {{console: {{events: false}}}}\nnats:\n{nats}",
+            data.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_atalaya"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, http)
+}
+
+/// `atalaya_connector_received_total{connector="nats"}`, or `None` while nothing answers.
+async fn received(client: &reqwest::Client, http: u16) -> Option<usize> {
+    let text = client
+        .get(format!("http://127.0.0.1:{http}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix("atalaya_connector_received_total{connector=\"nats\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Some(count as usize)
 }
