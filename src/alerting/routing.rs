@@ -202,6 +202,9 @@ impl Routing {
                 store
                     .set_aside(ROUTER_TABLE, LEGACY_KEY, &bytes, &e.to_string())
                     .context("setting the router state aside")?;
+                store
+                    .remove(ROUTER_TABLE, LEGACY_KEY)
+                    .context("removing the router state set aside")?;
             }
         }
         self.update_metrics(now);

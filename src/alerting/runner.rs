@@ -693,6 +693,28 @@ mod tests {
         task.await.unwrap().unwrap();
     }
 
+    /// A whole-state router record (earlier versions) that is not a state at all is set
+    /// aside once and removed, not set aside again at every start.
+    #[tokio::test]
+    async fn an_unreadable_legacy_router_record_is_set_aside_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store.put(ROUTER_TABLE, b"state", b"[1,2]").unwrap();
+        for _ in 0..2 {
+            let registry = Registry::new();
+            let (mut runner, _consumer, _publisher) = runner(&store, &registry, None);
+            runner.routing.restore(&store, Timestamp::now()).unwrap();
+        }
+        assert!(store.get(ROUTER_TABLE, b"state").unwrap().is_none());
+        assert_eq!(
+            store
+                .scan(atalaya_bus::store::SET_ASIDE_TABLE)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
     /// An idle runner writes only its heartbeat: an hour of nothing is a dozen commits, not
     /// one every ten seconds (which wrote 230 MB a day to an SD card).
     #[tokio::test(start_paused = true)]

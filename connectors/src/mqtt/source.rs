@@ -31,8 +31,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// At shutdown, how long the goodbye (`offline`, DISCONNECT) may take to go out.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 /// While the bus stage is behind, the longest the connection loop stops reading before it
-/// polls once anyway, so keep-alive pings, acknowledgements and action publishes still move
-/// when the whole pipeline is stalled (each such poll reads at most a few packets).
+/// polls once anyway, so keep-alive pings and action publishes still move when the whole
+/// pipeline is stalled (each such poll reads at most a few packets).
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// The MQTT source: one broker connection whose subscriptions become events on the bus. Its
@@ -232,7 +232,8 @@ impl Connection {
             match polled {
                 Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                     connected = true;
-                    self.queued.sent_ack(true);
+                    // PUBACKs of the last connection were dropped with it.
+                    self.queued.forget_unsent_acks();
                     self.backoff.reset();
                     connection += 1;
                     self.link.send_replace(Some(connection));
@@ -257,7 +258,7 @@ impl Connection {
                 // everything before it: wait for that (the error below) rather than closing
                 // first, which could reset the connection with PUBACKs still unread.
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {}
-                Ok(Event::Outgoing(Outgoing::PubAck(_))) => self.queued.sent_ack(false),
+                Ok(Event::Outgoing(Outgoing::PubAck(_))) => self.queued.ack_sent(),
                 Ok(_) => {}
                 Err(error) => {
                     if stop.is_cancelled() {
@@ -365,15 +366,15 @@ impl Queued {
         self.len() >= max && self.unsent_acks.load(Ordering::Relaxed) == 0
     }
 
-    /// The connection loop sent a PUBACK (or lost the connection: `all`).
-    fn sent_ack(&self, all: bool) {
-        if all {
-            self.unsent_acks.store(0, Ordering::Relaxed);
-        } else {
-            let _ = self
-                .unsent_acks
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        }
+    /// The connection loop sent a PUBACK.
+    fn ack_sent(&self) {
+        let _ = self
+            .unsent_acks
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    fn forget_unsent_acks(&self) {
+        self.unsent_acks.store(0, Ordering::Relaxed);
     }
 
     /// The bus stage took a message.
