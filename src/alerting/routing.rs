@@ -5,9 +5,8 @@
 //! [`Routing`] holds the router, persists its state (alerts, groups and what each
 //! integration was told, silences; one record per item, only the items that changed) in the
 //! store's `router` table — in the rules runner's commit, one transaction with the engine's
-//! series and the outbox — hands
-//! notifications to the outbox, reloads the policy file, and answers the HTTP API through
-//! [`RouterCommand`]s.
+//! series and the outbox — hands notifications to the outbox, reloads the policy file, and
+//! answers the HTTP API through [`RouterCommand`]s.
 
 use atalaya_connectors::notifiers::integration_kinds;
 use std::path::{Path, PathBuf};
