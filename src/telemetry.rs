@@ -42,7 +42,8 @@ pub fn init_logging(format: LogFormat, filter: &str) {
     }
 }
 
-/// A registry with `atalaya_build_info` already in it.
+/// A registry with `atalaya_build_info` and the process metrics (`process_*`: resident
+/// memory, open and maximum file descriptors, CPU seconds, threads, start time) in it.
 pub fn new_registry() -> prometheus::Result<Registry> {
     let registry = Registry::new();
     let info = IntGaugeVec::new(
@@ -54,6 +55,10 @@ pub fn new_registry() -> prometheus::Result<Registry> {
     )?;
     info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     registry.register(Box::new(info))?;
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     Ok(registry)
 }
 

@@ -261,3 +261,55 @@ async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
     let state = read_all(broker.subscribe(topic, 1)).await;
     assert!(state.contains(r#""status":"resolved""#), "{state}");
 }
+
+/// An MQTT outage is reported (`/readyz` connections, `atalaya_connector_connected`) but
+/// leaves the pod in its Service, since HTTP ingest and Prometheus's pushes still work; with
+/// `required_for_ready: true`, readiness follows the broker.
+#[tokio::test]
+async fn a_broker_outage_is_reported_and_keeps_the_api_ready_unless_required() {
+    let mut broker = Mosquitto::started().await;
+    let atalaya = Atalaya::start_with(Options {
+        config: mqtt_config(&broker, "home/#"),
+        ..Options::default()
+    })
+    .await;
+    atalaya.wait_ready().await;
+    broker.kill();
+    atalaya
+        .wait_for_metric(
+            "atalaya_connector_connected",
+            r#"{connector="mqtt"}"#,
+            |v| v == 0.0,
+        )
+        .await;
+    let readyz = reqwest::get(atalaya.url("/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(body["connections"]["mqtt"], false, "{body}");
+    assert!(body["components"].get("mqtt").is_none(), "{body}");
+    // The API still takes events.
+    let sent = reqwest::Client::new()
+        .post(atalaya.url("/api/v1/events/home/hello"))
+        .body(r#"{"msg": "hi"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.status().is_success(), "{}", sent.status());
+
+    let required = Atalaya::start_with(Options {
+        config: format!(
+            "{}  required_for_ready: true\n",
+            mqtt_config(&broker, "home/#")
+        ),
+        ..Options::default()
+    })
+    .await;
+    let readyz = reqwest::get(required.url("/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(body["components"]["mqtt"], false, "{body}");
+
+    broker.restart().await;
+    required.wait_ready().await;
+    atalaya.wait_ready().await;
+}

@@ -566,3 +566,199 @@ fn every_overlay_guards_its_api_with_a_token_and_a_narrow_network_policy() {
         }
     }
 }
+
+/// The PrometheusRule's groups as a Prometheus rule file (JSON is YAML) at `path`.
+fn write_prometheus_rules(path: &Path) -> Vec<String> {
+    let file = repo().join("deploy/kustomize/components/prometheus-rule/prometheusrule.yaml");
+    let rule = documents(&std::fs::read_to_string(&file).unwrap()).remove(0);
+    let groups = &rule["spec"]["groups"];
+    std::fs::write(
+        path,
+        serde_json::to_string(&serde_json::json!({ "groups": groups })).unwrap(),
+    )
+    .unwrap();
+    groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["alert"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn every_shipped_alert_passes_its_promtool_unit_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = write_prometheus_rules(&dir.path().join("rules.yaml"));
+    let tests_file = "deploy/kustomize/components/prometheus-rule/prometheusrule.test.yaml";
+    let text = std::fs::read_to_string(repo().join(tests_file)).unwrap();
+    std::fs::write(dir.path().join("tests.yaml"), &text).unwrap();
+    let out = tool("promtool", "apt-get install -y prometheus")
+        .args(["test", "rules", "tests.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+    );
+    // Every alert is tested firing (a case expecting it) and quiet (a case expecting none).
+    let tests = documents(&text).remove(0);
+    let cases: Vec<&Value> = tests["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().unwrap())
+        .collect();
+    for alert in &alerts {
+        let of_alert = || cases.iter().filter(|c| c["alertname"] == alert.as_str());
+        assert!(
+            of_alert().any(|c| !c["exp_alerts"].as_array().unwrap().is_empty()),
+            "{alert}: no promtool test expects it to fire ({tests_file})"
+        );
+        assert!(
+            of_alert().any(|c| c["exp_alerts"].as_array().unwrap().is_empty()),
+            "{alert}: no promtool test expects it quiet ({tests_file})"
+        );
+    }
+}
+
+/// A GET on Prometheus's HTTP API, answered `data`.
+async fn prometheus_api(base: &str, path: &str) -> Value {
+    let body: Value = reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "success", "{path}: {body}");
+    body["data"].clone()
+}
+
+/// A real Prometheus scrapes a healthy atalaya (an MQTT broker connected, a routing policy
+/// with a receiver) every second and evaluates the shipped alerts every second: none may even
+/// be pending, and every metric an alert reads must be there from the start.
+#[tokio::test]
+async fn a_real_prometheus_sees_a_healthy_install_and_no_shipped_alert_fires() {
+    use atalaya_test_kit::mosquitto::Mosquitto;
+
+    let broker = Mosquitto::started().await;
+    let atalaya = Atalaya::start_with(Options {
+        config: format!(
+            "mqtt:\n  host: 127.0.0.1\n  port: {}\n  subscriptions:\n    - topic: home/#\n",
+            broker.port
+        ),
+        routing: Some(
+            "route:\n  receiver: family\nreceivers:\n  - name: family\n    webhook_configs:\n      - url: http://127.0.0.1:9/hook\n"
+                .to_owned(),
+        ),
+        ..Options::default()
+    })
+    .await;
+    atalaya.wait_ready().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = write_prometheus_rules(&dir.path().join("rules.yaml"));
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: [rules.yaml]\n\
+             scrape_configs:\n  - job_name: atalaya\n    static_configs: [{{targets: ['{}']}}]\n",
+            atalaya.addr
+        ),
+    )
+    .unwrap();
+    let port = atalaya_test_kit::free_port();
+    let mut prometheus =
+        tokio::process::Command::from(tool("prometheus", "apt-get install -y prometheus"));
+    let mut prometheus = prometheus
+        .arg("--config.file=prometheus.yml")
+        .arg("--storage.tsdb.path=data")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus");
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Scraped with the broker connected, then the alerts evaluated on that scrape.
+    let scraped = tokio::time::timeout(atalaya_test_kit::PATIENCE, async {
+        loop {
+            if let Ok(response) = reqwest::get(format!(
+                "{base}/api/v1/query?query=atalaya_connector_connected"
+            ))
+            .await
+                && let Ok(body) = response.json::<Value>().await
+                && body["data"]["result"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .any(|s| s["metric"]["connector"] == "mqtt" && s["value"][1] == "1")
+                })
+            {
+                return std::time::SystemTime::now();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("Prometheus scrapes atalaya with MQTT connected");
+    let evaluated_after = |groups: &Value| {
+        groups["groups"].as_array().unwrap().iter().all(|g| {
+            g["lastEvaluation"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|t| {
+                    std::time::SystemTime::from(t) > scraped + std::time::Duration::from_secs(1)
+                })
+        })
+    };
+    tokio::time::timeout(atalaya_test_kit::PATIENCE, async {
+        while !evaluated_after(&prometheus_api(&base, "/api/v1/rules").await) {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("Prometheus evaluates the rules after that scrape");
+
+    let firing = prometheus_api(&base, "/api/v1/alerts").await;
+    assert_eq!(
+        firing["alerts"].as_array().map(Vec::len),
+        Some(0),
+        "a healthy install has alerts pending or firing: {firing}"
+    );
+
+    // Every metric the alerts read is there at the start, but the failures counted by reason
+    // (born with the failure; the alert compares them with `sent`, which is there).
+    let metrics = atalaya.metrics().await;
+    let rules: Value = prometheus_api(&base, "/api/v1/rules").await;
+    let mut read = BTreeSet::new();
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let query = rule["query"].as_str().unwrap();
+            read.extend(
+                query
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("atalaya_") || w.starts_with("process_"))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    read.remove("atalaya_notifications_failed_total");
+    assert!(read.len() >= 7, "{read:?}");
+    for name in &read {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+            "{name} has no series at start; alerts: {alerts:?}"
+        );
+    }
+    assert!(
+        !metrics.contains("atalaya_connector_connected{connector=\"http\"}"),
+        "the HTTP API has no connection to report"
+    );
+    prometheus.kill().await.ok();
+}

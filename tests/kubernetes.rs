@@ -1,7 +1,8 @@
 //! End-to-end: the binary with `kubernetes:` in its config, against the test kit's fake API
 //! server. A node lost becomes an alert on the
-//! console; a permission the service account lacks keeps the service up, named in the log,
-//! counted, and `/readyz` false until it is granted.
+//! console; a permission the service account lacks keeps the service up (and in its Service:
+//! `/readyz` 200, reporting the Kubernetes connection down), named in the log and counted
+//! until it is granted.
 
 #![cfg(feature = "kubernetes")]
 
@@ -12,12 +13,12 @@ use atalaya_test_kit::kubernetes::{FakeApi, Resource};
 use jiff::{SignedDuration, Timestamp};
 use nix::sys::signal::Signal;
 use objects::node;
-use support::{Atalaya, CONSOLE_AT_ONCE, Options, sample};
+use support::{Atalaya, CONSOLE_AT_ONCE, Options};
 
 const NODE_RULE: &str = "rules:\n  - name: node_lost\n    subject: k8s/node/+node/ready\n    condition: \"!data.ready\"\n    severity: critical\n    annotations:\n      summary: \"Node {{ labels.node }} is not ready\"\n";
 
 #[tokio::test]
-async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_not_ready() {
+async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_reported() {
     let api = FakeApi::start().await;
     api.apply(
         Resource::Nodes,
@@ -53,7 +54,8 @@ async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_no
     )
     .await;
 
-    // Pods are refused: logged with the permission, counted, not ready — and running.
+    // Pods are refused: logged with the permission, counted, reported — and running, ready
+    // for what the Service serves.
     atalaya
         .wait_for_logs(&["Cannot list pods at cluster scope", "rbac.yaml"], 1)
         .await;
@@ -65,7 +67,9 @@ async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_no
         )
         .await;
     let readyz = reqwest::get(atalaya.url("/readyz")).await.unwrap();
-    assert_eq!(readyz.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(readyz.status(), reqwest::StatusCode::OK);
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(body["connections"]["kubernetes"], false, "{body}");
 
     // The node watch goes on: a lost node fires.
     api.apply(
@@ -78,18 +82,22 @@ async fn a_lost_node_fires_and_a_refused_permission_leaves_the_service_up_and_no
         "{line}"
     );
 
-    // Granted: ready.
+    // Granted: connected.
     api.allow(Resource::Pods);
-    atalaya.wait_ready().await;
-    let metrics = atalaya.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "atalaya_component_ready",
-            r#"{component="kubernetes"}"#
-        ),
-        Some(1.0)
-    );
+    atalaya
+        .wait_for_metric(
+            "atalaya_connector_connected",
+            r#"{connector="kubernetes"}"#,
+            |v| v == 1.0,
+        )
+        .await;
+    let body: serde_json::Value = reqwest::get(atalaya.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["connections"]["kubernetes"], true, "{body}");
     atalaya.signal(Signal::SIGTERM);
     assert!(atalaya.wait().await.success(), "{}", atalaya.logs());
 }

@@ -1,8 +1,10 @@
 //! The metrics every connector shares, so dashboards see all sources and receivers alike:
 //! `atalaya_connector_received_total{connector}`, `atalaya_connector_sent_total{connector}`
-//! `atalaya_connector_errors_total{connector, stage}` and, for sources that push back,
-//! `atalaya_connector_paused_seconds_total{connector}`.
+//! `atalaya_connector_errors_total{connector, stage}`, for connectors with a connection
+//! (MQTT, NATS, Kubernetes) `atalaya_connector_connected{connector}` and, for sources that
+//! push back, `atalaya_connector_paused_seconds_total{connector}`.
 
+use prometheus::core::Collector;
 use prometheus::{
     Counter, CounterVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -79,8 +81,9 @@ impl ConnectorMetrics {
         })
     }
 
-    /// The counters of one connector; `stages` are created at zero so they show in
-    /// `/metrics` before the first error.
+    /// The counters of one connector without a connection of its own (the HTTP API, the
+    /// console); `stages` are created at zero so they show in `/metrics` before the first
+    /// error (an alert on `increase()` sees the first one).
     pub fn connector(&self, name: &str, stages: &[&str]) -> ConnectorCounters {
         for stage in stages {
             self.errors.with_label_values(&[name, stage]);
@@ -90,10 +93,42 @@ impl ConnectorMetrics {
             received: self.received.with_label_values(&[name]),
             sent: self.sent.with_label_values(&[name]),
             errors: self.errors.clone(),
-            connected: self.connected.with_label_values(&[name]),
+            connected: None,
             reconnects: self.reconnects.with_label_values(&[name]),
             paused: self.paused.with_label_values(&[name]),
         }
+    }
+
+    /// The counters of a connector with a connection to an outside system (a broker, the
+    /// Kubernetes API): as [`connector`](Self::connector), plus
+    /// `atalaya_connector_connected{connector}`, 0 until it connects.
+    pub fn connection(&self, name: &str, stages: &[&str]) -> ConnectorCounters {
+        ConnectorCounters {
+            // Created at 0: not connected until the connector says so.
+            connected: Some(self.connected.with_label_values(&[name])),
+            ..self.connector(name, stages)
+        }
+    }
+
+    /// Each connector with a connection and whether it is connected now, sorted by name.
+    pub fn connections(&self) -> Vec<(String, bool)> {
+        let mut connections: Vec<(String, bool)> = self
+            .connected
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter_map(|metric| {
+                let name = metric
+                    .get_label()
+                    .iter()
+                    .find(|label| label.name() == "connector")?
+                    .value()
+                    .to_owned();
+                Some((name, metric.get_gauge().get_value() > 0.0))
+            })
+            .collect();
+        connections.sort();
+        connections
     }
 }
 
@@ -104,8 +139,9 @@ pub struct ConnectorCounters {
     pub received: IntCounter,
     pub sent: IntCounter,
     errors: IntCounterVec,
-    /// 1 while connected (connectors with a connection only).
-    pub connected: IntGauge,
+    /// 1 while connected; `None` for connectors without a connection (an HTTP API is not
+    /// "disconnected", and a gauge stuck at 0 would read as an outage).
+    connected: Option<IntGauge>,
     pub reconnects: IntCounter,
     /// Seconds spent not reading because atalaya was behind.
     pub paused: Counter,
@@ -115,5 +151,19 @@ impl ConnectorCounters {
     /// Counts one error at `stage`.
     pub fn error(&self, stage: &str) {
         self.errors.with_label_values(&[&self.name, stage]).inc();
+    }
+
+    /// Whether `atalaya_connector_connected` says connected (false without a connection).
+    pub fn is_connected(&self) -> bool {
+        self.connected
+            .as_ref()
+            .is_some_and(|gauge| gauge.get() == 1)
+    }
+
+    /// Sets `atalaya_connector_connected` (nothing for a connector without a connection).
+    pub fn set_connected(&self, connected: bool) {
+        if let Some(gauge) = &self.connected {
+            gauge.set(i64::from(connected));
+        }
     }
 }

@@ -424,6 +424,7 @@ async fn connects_with(
 ) {
     let mut bus = TestBus::new(8);
     let mut config = NatsConfig::new(url);
+    config.required_for_ready = true;
     config.auth = auth;
     config.tls = tls;
     config.subscriptions = vec![subscription("auth/test", None)];
@@ -473,6 +474,7 @@ async fn a_wrong_token_is_a_clear_error_counted_and_retried() {
     let bus = TestBus::new(8);
     let mut config = NatsConfig::new(server.url());
     config.auth = NatsAuth::Token(Secret::new("wrong-token-value".to_owned()));
+    config.required_for_ready = true;
     let readiness = Readiness::new(&prometheus::Registry::new()).unwrap();
     let (connector, _publisher) = NatsConnector::connect(
         config,
@@ -634,6 +636,7 @@ async fn starts_while_the_server_is_down_and_connects_when_it_comes() {
     let mut server = NatsServer::new("");
     let mut bus = TestBus::new(8);
     let mut config = NatsConfig::new(server.url());
+    config.required_for_ready = true;
     config.subscriptions = vec![subscription("late/+x", None)];
     let readiness = Readiness::new(&prometheus::Registry::new()).unwrap();
     let (connector, _publisher) = NatsConnector::connect(

@@ -60,6 +60,17 @@ impl EngineMetrics {
         })
     }
 
+    /// Creates every per-rule series of `rule` at zero, so `/metrics` shows them before the
+    /// first error (an alert on `increase()` then sees the first one); returns its
+    /// evaluation counter.
+    pub(crate) fn know_rule(&self, rule: &str) -> prometheus::IntCounter {
+        self.evaluation_errors(rule);
+        self.template_errors(rule);
+        self.series(rule);
+        self.series_limit_hits(rule);
+        self.evaluations(rule)
+    }
+
     pub(crate) fn evaluations(&self, rule: &str) -> prometheus::IntCounter {
         self.evaluations.with_label_values(&[rule])
     }

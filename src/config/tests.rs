@@ -198,7 +198,7 @@ fn kubernetes_section() {
         k.reconnect,
         (Duration::from_secs(2), Duration::from_secs(30))
     );
-    assert!(k.required_for_ready);
+    assert!(!k.required_for_ready);
 
     let (_dir, source) = file("kubernetes: {}\n");
     let k = load(&source, env(&[])).unwrap().kubernetes.unwrap();

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atalaya_bus::bus::Publisher;
-use atalaya_bus::connector_metrics::ConnectorCounters;
+use atalaya_bus::connector_metrics::{ConnectorCounters, ConnectorMetrics};
 use atalaya_bus::readiness::Readiness;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -46,6 +46,8 @@ pub struct ApiState {
     /// The bearer token `/api/…` requires, if any.
     pub token: Option<Secret>,
     pub readiness: Readiness,
+    /// Every connector's metrics: `/readyz` reports the connections' state from them.
+    pub connectors: ConnectorMetrics,
     pub registry: Registry,
     /// `connector="http"` counters: accepted events and rejections by stage.
     pub counters: ConnectorCounters,
@@ -191,12 +193,22 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// 200 while every component the Service needs is ready (the API, the rules runner, the
+/// bus, and a broker only with its `required_for_ready`); the brokers' connections are
+/// reported beside them, so an MQTT outage does not take the Prometheus pushes and HTTP
+/// ingest out of the Service with it.
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     let report = state.readiness.report();
     let components: serde_json::Map<String, serde_json::Value> = report
         .components
         .iter()
         .map(|(name, ready)| (name.clone(), (*ready).into()))
+        .collect();
+    let connections: serde_json::Map<String, serde_json::Value> = state
+        .connectors
+        .connections()
+        .into_iter()
+        .map(|(name, connected)| (name, connected.into()))
         .collect();
     let status = if report.ready {
         StatusCode::OK
@@ -207,6 +219,7 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
         "ready": report.ready,
         "shutting_down": report.shutting_down,
         "components": components,
+        "connections": connections,
     });
     (status, Json(body)).into_response()
 }

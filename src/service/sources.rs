@@ -43,7 +43,7 @@ pub(super) fn mqtt(
 ) -> Result<atalaya_connectors::mqtt::MqttPublisher, StartError> {
     let counters = ctx
         .connectors
-        .connector("mqtt", atalaya_connectors::mqtt::ERROR_STAGES);
+        .connection("mqtt", atalaya_connectors::mqtt::ERROR_STAGES);
     let ready = config
         .required_for_ready
         .then(|| ctx.readiness.register("mqtt"));
@@ -72,7 +72,7 @@ pub(super) async fn nats(
 ) -> Result<atalaya_connectors::nats::NatsPublisher, StartError> {
     let counters = ctx
         .connectors
-        .connector("nats", atalaya_connectors::nats::ERROR_STAGES);
+        .connection("nats", atalaya_connectors::nats::ERROR_STAGES);
     let ready = config
         .required_for_ready
         .then(|| ctx.readiness.register("nats"));
@@ -103,7 +103,7 @@ pub(super) async fn kubernetes(
 ) -> Result<(), StartError> {
     let counters = ctx
         .connectors
-        .connector("kubernetes", atalaya_connectors::kubernetes::ERROR_STAGES);
+        .connection("kubernetes", atalaya_connectors::kubernetes::ERROR_STAGES);
     let ready = config
         .required_for_ready
         .then(|| ctx.readiness.register("kubernetes"));
@@ -148,6 +148,7 @@ pub(super) async fn http(
         publisher: ctx.publisher.clone(),
         token: config.token.clone(),
         readiness: ctx.readiness.clone(),
+        connectors: ctx.connectors.clone(),
         registry: registry.clone(),
         counters: ctx.connectors.connector("http", &RejectStage::ALL),
         reject_log: LogThrottle::default(),

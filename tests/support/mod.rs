@@ -275,13 +275,18 @@ impl Atalaya {
         }
     }
 
-    /// Waits (within [`PATIENCE`]) until `/readyz` says ready.
+    /// Waits (within [`PATIENCE`]) until `/readyz` says ready and every connection it
+    /// reports (brokers, Kubernetes) is up.
     pub async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let ready = async {
             loop {
                 if let Ok(r) = client.get(self.url("/readyz")).send().await
                     && r.status().is_success()
+                    && let Ok(body) = r.json::<serde_json::Value>().await
+                    && body["connections"]
+                        .as_object()
+                        .is_some_and(|c| c.values().all(|up| up == true))
                 {
                     return;
                 }

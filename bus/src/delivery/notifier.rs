@@ -45,6 +45,15 @@ impl Notifiers {
     pub fn receiver(&self, receiver: &str) -> Option<&[Arc<dyn Notifier>]> {
         self.receivers.get(receiver).map(Vec::as_slice)
     }
+
+    /// Every receiver with the kind of each of its integrations.
+    pub fn kinds(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.receivers.iter().flat_map(|(name, integrations)| {
+            integrations
+                .iter()
+                .map(move |notifier| (name.as_str(), notifier.kind()))
+        })
+    }
 }
 
 impl std::fmt::Debug for Notifiers {

@@ -22,7 +22,7 @@ pub struct KubernetesConfig {
     /// from the first to the second, with jitter. Default 1 s to 60 s.
     pub reconnect: (Duration, Duration),
     /// Whether `/readyz` waits for every watch to have listed its objects (and turns false
-    /// while one is refused). Default true.
+    /// while one is refused). Default false (see `MqttConfig::required_for_ready`).
     pub required_for_ready: bool,
 }
 
@@ -88,7 +88,7 @@ impl Default for KubernetesConfig {
             },
             leases: LeasesConfig { stale_after: None },
             reconnect: (Duration::from_secs(1), Duration::from_secs(60)),
-            required_for_ready: true,
+            required_for_ready: false,
         }
     }
 }

@@ -25,7 +25,7 @@ pub(crate) struct Health {
 
 impl Health {
     pub fn new(counters: ConnectorCounters, ready: Option<ReadyHandle>) -> Self {
-        counters.connected.set(0);
+        counters.set_connected(false);
         Self {
             watches: Arc::default(),
             ready: ready.map(Arc::new),
@@ -49,7 +49,7 @@ impl Health {
         if let Some(ready) = &self.ready {
             ready.set(all);
         }
-        self.counters.connected.set(i64::from(all));
+        self.counters.set_connected(all);
     }
 
     /// Ready with no watch at all.
@@ -57,7 +57,7 @@ impl Health {
         if let Some(ready) = &self.ready {
             ready.set(true);
         }
-        self.counters.connected.set(1);
+        self.counters.set_connected(true);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<bool>> {

@@ -34,7 +34,9 @@ pub struct MqttConfig {
     /// Reconnect back-off, doubling from `min` to `max`, with jitter. Default 1 s to 60 s.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
-    /// Whether `/readyz` waits for (and follows) the broker connection. Default true.
+    /// Whether `/readyz` waits for (and follows) the broker connection. Default false: the
+    /// connection is reported in `/readyz` and `atalaya_connector_connected`, but an
+    /// outage does not take the HTTP API out of its Kubernetes Service.
     pub required_for_ready: bool,
     /// QoS 1/2 messages in flight, received but not yet acknowledged. Default 100.
     pub max_inflight: u16,
@@ -66,7 +68,7 @@ impl MqttConfig {
             status_topic: Some("atalaya/status".to_owned()),
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
-            required_for_ready: true,
+            required_for_ready: false,
             max_inflight: 100,
         }
     }

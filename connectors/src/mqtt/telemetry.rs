@@ -167,11 +167,11 @@ impl ConnectionTelemetry {
     /// The connector starts: ready now unless readiness follows the broker connection.
     pub(crate) fn starting(&self) {
         self.set_ready(!self.required_for_ready);
-        self.counters.connected.set(0);
+        self.counters.set_connected(false);
     }
 
     pub(crate) fn connected(&mut self, session_present: bool) {
-        self.counters.connected.set(1);
+        self.counters.set_connected(true);
         self.set_ready(true);
         match self.outage.take() {
             Some(outage) if outage.logged.is_some() => info!(
@@ -187,7 +187,7 @@ impl ConnectionTelemetry {
 
     /// An established connection broke.
     pub(crate) fn lost(&mut self, failure: Failure) {
-        self.counters.connected.set(0);
+        self.counters.set_connected(false);
         self.counters.reconnects.inc();
         self.set_ready(!self.required_for_ready);
         if failure.needs_attention() {
@@ -255,7 +255,7 @@ impl ConnectionTelemetry {
 
     /// The connector stopped.
     pub(crate) fn stopped(&self) {
-        self.counters.connected.set(0);
+        self.counters.set_connected(false);
         self.set_ready(false);
         info!(broker = %self.broker, "MQTT connector stopped.");
     }

@@ -28,7 +28,8 @@ pub struct NatsConfig {
     /// drops them, counted under `errors{stage="overflow"}` (core NATS has no flow control).
     /// Default 65 536.
     pub max_pending: usize,
-    /// Whether `/readyz` waits for (and follows) the connection. Default true.
+    /// Whether `/readyz` waits for (and follows) the connection. Default false (see
+    /// `MqttConfig::required_for_ready`).
     pub required_for_ready: bool,
     /// Publish rule actions through JetStream (waiting for the stream's ack) rather than
     /// core NATS. Default false.
@@ -92,7 +93,7 @@ impl NatsConfig {
             jetstream: Vec::new(),
             max_payload_bytes: 256 * 1024,
             max_pending: 65_536,
-            required_for_ready: true,
+            required_for_ready: false,
             publish_jetstream: false,
             publish_timeout: Duration::from_secs(10),
         }

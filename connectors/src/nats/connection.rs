@@ -209,7 +209,7 @@ impl ConnectionStatus {
         ready: Option<ReadyHandle>,
         required_for_ready: bool,
     ) -> Arc<Self> {
-        counters.connected.set(0);
+        counters.set_connected(false);
         let ready = match ready {
             Some(handle) if required_for_ready => {
                 handle.set(false);
@@ -243,7 +243,7 @@ impl ConnectionStatus {
     }
 
     fn set_up(&self, up: bool) {
-        self.counters.connected.set(i64::from(up));
+        self.counters.set_connected(up);
         if let Some(ready) = &self.ready {
             ready.set(up);
         }

@@ -88,7 +88,7 @@ impl Bridge {
             config,
             bus.build(),
             store,
-            metrics.connector("kubernetes", ERROR_STAGES),
+            metrics.connection("kubernetes", ERROR_STAGES),
             Some(readiness.register("kubernetes")),
         )
         .await

@@ -34,7 +34,7 @@ impl TestBus {
 
     /// The counters of the connector called `name`.
     pub fn counters(&self, name: &str) -> ConnectorCounters {
-        self.metrics.connector(name, ERROR_STAGES)
+        self.metrics.connection(name, ERROR_STAGES)
     }
 
     /// The value of metric `family` whose labels include every one of `labels` (0 if none).

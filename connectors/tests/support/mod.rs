@@ -146,7 +146,7 @@ impl TestBus {
     }
 
     pub fn counters(&self) -> ConnectorCounters {
-        self.metrics.connector("mqtt", ERROR_STAGES)
+        self.metrics.connection("mqtt", ERROR_STAGES)
     }
 
     /// `atalaya_connector_errors_total{connector="mqtt", stage}`.

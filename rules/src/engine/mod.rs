@@ -89,7 +89,7 @@ struct RuleState {
 impl RuleState {
     fn new(metrics: &EngineMetrics, rule: &str) -> Self {
         Self {
-            evaluations: metrics.evaluations(rule),
+            evaluations: metrics.know_rule(rule),
             fingerprint_seed: fingerprint_seed(rule),
             series: SeriesMap::default(),
             limit_logged: None,

@@ -36,6 +36,8 @@ impl Outbox {
         // Lanes stop with the service, or when one of them fails.
         let lanes_cancel = cancel.child_token();
         let mut lanes = JoinSet::new();
+        let mut policy = notifiers.clone();
+        self.shared.metrics.know(&policy.borrow_and_update());
         let result = loop {
             let idle = self.queue().claim_idle();
             for lane in idle {
@@ -50,6 +52,7 @@ impl Outbox {
             tokio::select! {
                 () = cancel.cancelled() => break Ok(()),
                 () = self.shared.wake.notified() => {}
+                Ok(()) = policy.changed() => self.shared.metrics.know(&policy.borrow_and_update()),
                 Some(done) = lanes.join_next() => match done {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => break Err(e),

@@ -11,6 +11,8 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use tracing::{debug, info, warn};
 
+use atalaya_bus::delivery::Notifiers;
+
 use super::queue::Queue;
 
 /// The outbox's metric families.
@@ -81,6 +83,18 @@ impl OutboxMetrics {
             dead_lettered,
             dead_letters,
         })
+    }
+
+    /// Creates the counters of every receiver integration in `notifiers` at zero, so they
+    /// show in `/metrics` before anything happened to them (an alert on `increase()` sees
+    /// the first dead letter, which a counter born at 1 would hide).
+    pub fn know(&self, notifiers: &Notifiers) {
+        for (receiver, kind) in notifiers.kinds() {
+            let labels = [receiver, kind];
+            self.sent.with_label_values(&labels);
+            self.retried.with_label_values(&labels);
+            self.dead_lettered.with_label_values(&labels);
+        }
     }
 
     pub fn set_dead_letters(&self, count: u64) {

@@ -16,7 +16,7 @@ fn bus(
     let consumer = bus.consumer("test");
     let counters = ConnectorMetrics::register(registry)
         .unwrap()
-        .connector(connector, stages);
+        .connection(connector, stages);
     (bus.build(), consumer, counters)
 }
 
