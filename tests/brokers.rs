@@ -313,3 +313,57 @@ async fn a_broker_outage_is_reported_and_keeps_the_api_ready_unless_required() {
     required.wait_ready().await;
     atalaya.wait_ready().await;
 }
+
+/// A broker that lost atalaya's persistent session (restarted without its persistence file)
+/// lost the QoS 1 messages queued for it: invisible as a gap, but visible as a connection
+/// answered "no session" when one was expected — also across atalaya's own restart, when
+/// the broker had the most to keep. A session kept is not reported.
+#[tokio::test]
+async fn a_broker_that_forgot_the_session_is_reported_also_across_a_restart() {
+    let mut broker = Mosquitto::started().await;
+    let config = mqtt_config(&broker, "home/#");
+    let options = || Options {
+        config: config.clone(),
+        ..Options::default()
+    };
+    let lost = r#"{connector="mqtt"}"#;
+    let mut first = Atalaya::start_with(options()).await;
+    first.wait_ready().await;
+    first
+        .wait_for_metric("atalaya_connector_sessions_lost_total", lost, |v| v == 0.0)
+        .await;
+    first.signal(Signal::SIGTERM);
+    assert!(first.wait().await.success());
+    let Atalaya { dir, .. } = first;
+
+    // Restarted, the broker still up: the session was kept.
+    let mut second = Atalaya::start_in(dir, options()).await;
+    second.wait_ready().await;
+    second
+        .wait_for_metric("atalaya_connector_sessions_lost_total", lost, |v| v == 0.0)
+        .await;
+    second.signal(Signal::SIGTERM);
+    assert!(second.wait().await.success());
+    let Atalaya { dir, .. } = second;
+
+    // While atalaya is down, the broker loses everything it kept.
+    broker.kill();
+    std::fs::remove_file(broker.dir().join("mosquitto.db")).unwrap();
+    broker.start().await;
+    let third = Atalaya::start_in(dir, options()).await;
+    third.wait_ready().await;
+    third
+        .wait_for_metric("atalaya_connector_sessions_lost_total", lost, |v| v == 1.0)
+        .await;
+    third
+        .wait_for_logs(&["The MQTT broker had no session for atalaya"], 1)
+        .await;
+
+    // And while it runs.
+    broker.kill();
+    std::fs::remove_file(broker.dir().join("mosquitto.db")).ok();
+    broker.start().await;
+    third
+        .wait_for_metric("atalaya_connector_sessions_lost_total", lost, |v| v == 2.0)
+        .await;
+}

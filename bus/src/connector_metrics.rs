@@ -1,8 +1,9 @@
 //! The metrics every connector shares, so dashboards see all sources and receivers alike:
 //! `atalaya_connector_received_total{connector}`, `atalaya_connector_sent_total{connector}`
 //! `atalaya_connector_errors_total{connector, stage}`, for connectors with a connection
-//! (MQTT, NATS, Kubernetes) `atalaya_connector_connected{connector}` and, for sources that
-//! push back, `atalaya_connector_paused_seconds_total{connector}`.
+//! (MQTT, NATS, Kubernetes) `atalaya_connector_connected{connector}`, for sources with a
+//! persistent session at their broker `atalaya_connector_sessions_lost_total{connector}` and,
+//! for sources that push back, `atalaya_connector_paused_seconds_total{connector}`.
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -17,6 +18,7 @@ pub struct ConnectorMetrics {
     errors: IntCounterVec,
     connected: IntGaugeVec,
     reconnects: IntCounterVec,
+    sessions_lost: IntCounterVec,
     paused: CounterVec,
 }
 
@@ -57,6 +59,14 @@ impl ConnectorMetrics {
             ),
             &["connector"],
         )?;
+        let sessions_lost = IntCounterVec::new(
+            Opts::new(
+                "atalaya_connector_sessions_lost_total",
+                "Connections that found the broker without atalaya's persistent session: what \
+                 was published for atalaya while it was away was not kept.",
+            ),
+            &["connector"],
+        )?;
         let paused = CounterVec::new(
             Opts::new(
                 "atalaya_connector_paused_seconds_total",
@@ -71,12 +81,14 @@ impl ConnectorMetrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(connected.clone()))?;
         registry.register(Box::new(reconnects.clone()))?;
+        registry.register(Box::new(sessions_lost.clone()))?;
         Ok(Self {
             received,
             sent,
             errors,
             connected,
             reconnects,
+            sessions_lost,
             paused,
         })
     }
@@ -95,6 +107,7 @@ impl ConnectorMetrics {
             errors: self.errors.clone(),
             connected: None,
             reconnects: self.reconnects.with_label_values(&[name]),
+            sessions_lost: self.sessions_lost.clone(),
             paused: self.paused.with_label_values(&[name]),
         }
     }
@@ -143,6 +156,7 @@ pub struct ConnectorCounters {
     /// "disconnected", and a gauge stuck at 0 would read as an outage).
     connected: Option<IntGauge>,
     pub reconnects: IntCounter,
+    sessions_lost: IntCounterVec,
     /// Seconds spent not reading because atalaya was behind.
     pub paused: Counter,
 }
@@ -158,6 +172,17 @@ impl ConnectorCounters {
         self.connected
             .as_ref()
             .is_some_and(|gauge| gauge.get() == 1)
+    }
+
+    /// Creates `atalaya_connector_sessions_lost_total` at 0: this connector keeps a
+    /// persistent session at its broker.
+    pub fn keeps_sessions(&self) {
+        self.sessions_lost.with_label_values(&[&self.name]);
+    }
+
+    /// Counts a connection that found the broker without the persistent session.
+    pub fn session_lost(&self) {
+        self.sessions_lost.with_label_values(&[&self.name]).inc();
     }
 
     /// Sets `atalaya_connector_connected` (nothing for a connector without a connection).

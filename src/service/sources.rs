@@ -55,6 +55,7 @@ pub(super) fn mqtt(
     )
     .map_err(anyhow::Error::from)
     .map_err(fail(exit::CONFIG))?;
+    let connector = connector.remember_sessions_in(Arc::clone(ctx.store));
     let token = ctx.supervisor.token().clone();
     ctx.supervisor.spawn(Stage::Source, "mqtt", async move {
         connector.run(token).await?;

@@ -35,6 +35,12 @@
 //! at-least-once either way, and rumqttc cannot resume a half-done QoS 2 exchange after a
 //! reconnect. QoS 0 messages are at-most-once.
 //!
+//! A connection answered without a session when the broker should hold one (this client id
+//! connected before, in this process or, with [`MqttConnector::remember_sessions_in`], in an
+//! earlier one) means messages queued for atalaya were lost: it is logged as a warning and
+//! counted (`atalaya_connector_sessions_lost_total`). Gaps within a kept session (the broker's
+//! queue limit) are not visible to a client; see docs/operations.md for the broker settings.
+//!
 //! Subscriptions are made on the first connection of the process (the configuration may have
 //! changed since the session was created) and again whenever the broker answers without a
 //! session; a resumed session keeps them. A subscription removed from the configuration stays
@@ -82,6 +88,7 @@
 //! - `notifier`: [`MqttNotifier`], the routing policy's `mqtt_configs`: notifications and
 //!   retained alert states published over this connection.
 //! - `options`: config validation and rumqttc options (TLS, credentials, last will).
+//! - `session`: whether the broker kept the persistent session (remembered in the store).
 //! - `telemetry`: log lines and metrics, written together.
 
 pub mod config;
@@ -90,6 +97,7 @@ mod message;
 mod notifier;
 mod options;
 mod publisher;
+mod session;
 mod source;
 mod telemetry;
 
@@ -97,6 +105,7 @@ use atalaya_bus::subject::SubjectError;
 
 pub use message::EVENT_TYPE;
 pub use notifier::{MqttNotifier, MqttPublishConfig, alert_state};
+pub use session::SESSIONS_TABLE;
 
 /// `mqtt_configs`: notifications published over this connection.
 pub const RECEIVER: crate::notifiers::ReceiverKind = crate::notifiers::ReceiverKind {

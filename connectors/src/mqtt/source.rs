@@ -8,6 +8,7 @@ use std::time::Duration;
 use atalaya_bus::bus::Publisher;
 use atalaya_bus::connector_metrics::ConnectorCounters;
 use atalaya_bus::readiness::ReadyHandle;
+use atalaya_bus::store::Store;
 use rumqttc::{
     AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, Request, Subscribe,
     SubscribeFilter, SubscribeReasonCode,
@@ -22,6 +23,7 @@ use super::delivery::{BusStage, Inbound, Link, PendingAck, ack_stage};
 use super::message::Subscriptions;
 use super::options::{self, OFFLINE, ONLINE};
 use super::publisher::MqttPublisher;
+use super::session::SessionWatch;
 use super::telemetry::{ConnectionTelemetry, Failure, MessageTelemetry};
 use atalaya_bus::backoff::Backoff;
 
@@ -55,6 +57,7 @@ pub struct MqttConnector {
     max_inflight: usize,
     /// The incoming packet limit, for log lines about messages over it.
     packet_limit: usize,
+    session: SessionWatch,
 }
 
 impl MqttConnector {
@@ -73,6 +76,7 @@ impl MqttConnector {
         let broker = options::broker_uri(&config);
         let publisher =
             MqttPublisher::new(client.clone(), counters.clone(), config.max_payload_bytes);
+        let session = SessionWatch::new(!config.clean_session, &config.client_id, &broker);
         let connector = Self {
             subscriptions: Subscriptions::new(
                 &config.subscriptions,
@@ -90,8 +94,19 @@ impl MqttConnector {
             reconnect: (config.reconnect_min, config.reconnect_max),
             max_inflight: usize::from(config.max_inflight),
             packet_limit: options::incoming_packet_limit(config.max_payload_bytes),
+            session,
         };
+        if !config.clean_session {
+            connector.counters.keeps_sessions();
+        }
         Ok((connector, publisher))
+    }
+
+    /// Remembers in `store` that the broker held a session, so one lost while atalaya was
+    /// down is noticed at the next start (without it, only within one process).
+    pub fn remember_sessions_in(mut self, store: Arc<Store>) -> Self {
+        self.session.remember_in(store);
+        self
     }
 
     /// Runs until `shutdown` is cancelled: connects, subscribes, turns messages into events,
@@ -113,6 +128,7 @@ impl MqttConnector {
             reconnect,
             max_inflight,
             packet_limit,
+            session,
         } = self;
         // Also cancelled when the bus stage fails, so everything winds down.
         let stop = shutdown.child_token();
@@ -137,6 +153,7 @@ impl MqttConnector {
             max_queued: max_inflight,
             backoff: Backoff::new(reconnect.0, reconnect.1),
             packet_limit,
+            session,
         };
         let bus_stage = BusStage {
             subscriptions,
@@ -190,6 +207,8 @@ struct Connection {
     max_queued: usize,
     backoff: Backoff,
     packet_limit: usize,
+    /// Whether the broker kept the persistent session.
+    session: SessionWatch,
 }
 
 impl Connection {
@@ -242,7 +261,8 @@ impl Connection {
                     let subscribe = !subscribed_once || !connack.session_present;
                     self.queue_hello(subscribe);
                     subscribed_once = true;
-                    self.telemetry.connected(connack.session_present);
+                    let lost = self.session.connected(connack.session_present);
+                    self.telemetry.connected(connack.session_present, lost);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     self.hand_over(publish, connection);

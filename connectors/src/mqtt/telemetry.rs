@@ -170,9 +170,17 @@ impl ConnectionTelemetry {
         self.counters.set_connected(false);
     }
 
-    pub(crate) fn connected(&mut self, session_present: bool) {
+    /// Connected; `session_lost` when the broker should have held a session and had none.
+    pub(crate) fn connected(&mut self, session_present: bool, session_lost: bool) {
         self.counters.set_connected(true);
         self.set_ready(true);
+        if session_lost {
+            self.counters.session_lost();
+            warn!(
+                broker = %self.broker,
+                "The MQTT broker had no session for atalaya: messages published for it while it was away were not kept (broker restarted without persistence, or the session expired: mosquitto's persistent_client_expiration)."
+            );
+        }
         match self.outage.take() {
             Some(outage) if outage.logged.is_some() => info!(
                 broker = %self.broker,
