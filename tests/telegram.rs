@@ -162,3 +162,71 @@ async fn latency_from_alert_to_bot_api() {
         latencies[latencies.len() - 1]
     );
 }
+
+/// What the household's phone shows for the example pack, end to end: a zigbee2mqtt leak
+/// sensor's whole payload and an OOM kill, through the rules, the router and the Telegram
+/// receiver. A one-shot alert says when it happened, not "for" the group wait; the payload's
+/// fields stay out of the message; a count is a whole number.
+#[tokio::test]
+async fn the_example_pack_reads_well_on_a_phone() {
+    let api = BotApi::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), &api, "1s");
+    let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rules");
+    opts.rules = ["home.yaml", "pods.yaml"]
+        .iter()
+        .map(|file| (*file, std::fs::read_to_string(pack.join(file)).unwrap()))
+        .collect();
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    let client = reqwest::Client::new();
+    let day = || jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let first_day = day();
+    for (subject, body) in [
+        (
+            "zigbee2mqtt/leak_kitchen",
+            r#"{"water_leak": true, "battery": 97, "battery_low": false, "linkquality": 120, "tamper": false, "voltage": 3000}"#,
+        ),
+        (
+            "k8s/pod/home/mosquitto-0/broker/OOMKilled",
+            r#"{"reason": "OOMKilled"}"#,
+        ),
+    ] {
+        let response = client
+            .post(atalaya.url(&format!("/api/v1/events/{subject}")))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    wait_for(&api, 2).await;
+    let texts: Vec<String> = api.to_chat("42").into_iter().map(|r| r.text).collect();
+    let leak = texts
+        .iter()
+        .find(|t| t.contains("Water leak at leak_kitchen!"))
+        .unwrap_or_else(|| panic!("{texts:?}"));
+    assert!(
+        [first_day, day()]
+            .iter()
+            .any(|d| leak.contains(&format!("🕐 {d} "))),
+        "{leak}"
+    );
+    assert!(
+        !leak.contains("for 1s") && !leak.contains("🕐 for"),
+        "{leak}"
+    );
+    for field in ["battery", "linkquality", "voltage", "{"] {
+        assert!(
+            !leak.contains(field),
+            "the payload leaked into the message: {leak}"
+        );
+    }
+    let oom = texts
+        .iter()
+        .find(|t| t.contains("OOM-killed"))
+        .unwrap_or_else(|| panic!("{texts:?}"));
+    assert!(
+        oom.contains("was OOM-killed 1 time(s) in 30 minutes"),
+        "{oom}"
+    );
+}

@@ -50,6 +50,7 @@ fn notification(id: &str, status: Status) -> Notification {
         ("room".to_owned(), "kitchen".to_owned()),
     ]);
     let alert = NotifiedAlert {
+        instant: false,
         status,
         fingerprint: "a1".to_owned(),
         labels: labels.clone(),

@@ -225,6 +225,7 @@ fn cases() -> Vec<Case> {
 
 fn alert(status: Status) -> NotifiedAlert {
     NotifiedAlert {
+        instant: false,
         status,
         fingerprint: "00000000000000aa".to_owned(),
         labels: Labels::from([

@@ -8,7 +8,10 @@
 //! - an undefined variable or field is an error, not empty text, so a typo shows up;
 //! - a render may take at most [`TEMPLATE_FUEL`] steps, so a runaway loop fails quickly;
 //! - nothing is HTML-escaped: the text goes to Telegram or mail, which escape it themselves;
-//! - one trailing newline is dropped, as YAML block scalars (`|`) add one.
+//! - one trailing newline is dropped, as YAML block scalars (`|`) add one;
+//! - values print as a household reads them, not as Python would: a whole number without
+//!   `.0` (a count of 3 is `3`), `true`/`false`, nothing for none, objects and lists as
+//!   compact JSON (`{"contact": false}`, not `{"contact": False}`).
 //!
 //! Besides minijinja's built-in filters (`round`, `upper`, `default`, `format`, …) there are
 //! `humanize_duration` (seconds to `"3m 20s"`, `"2h 5m"`, `"1d 4h"`) and `fixed(n)` (a
@@ -37,6 +40,7 @@ static BASE_ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_keep_trailing_newline(false);
+    env.set_formatter(readable_formatter);
     env.add_filter("humanize_duration", humanize_duration);
     env.add_filter("fixed", fixed);
     env
@@ -326,6 +330,68 @@ fn tags(source: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Writes `{{ value }}` as [`readable`] text; strings, and anything else this does not
+/// rewrite, as minijinja would.
+fn readable_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    use minijinja::value::ValueKind;
+    match value.kind() {
+        ValueKind::None | ValueKind::Bool | ValueKind::Number | ValueKind::Seq | ValueKind::Map => {
+            minijinja::escape_formatter(out, state, &minijinja::Value::from(readable(value)))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+/// A value as a person reads it: whole numbers without a fraction, `true`/`false`, none as
+/// nothing, lists and objects as compact JSON (strings in them quoted).
+fn readable(value: &minijinja::Value) -> String {
+    use minijinja::value::ValueKind;
+    match value.kind() {
+        ValueKind::None | ValueKind::Undefined => String::new(),
+        ValueKind::Bool => value.is_true().to_string(),
+        ValueKind::Number => match f64::try_from(value.clone()) {
+            // Exactly representable as an integer: print it as one (`3.0` is `3`).
+            Ok(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => value.to_string(),
+        },
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<String> = value
+                .try_iter()
+                .into_iter()
+                .flatten()
+                .map(|item| json_item(&item))
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+        ValueKind::Map => {
+            let entries: Vec<String> = value
+                .try_iter()
+                .into_iter()
+                .flatten()
+                .map(|key| {
+                    let item = value.get_item(&key).unwrap_or_default();
+                    format!("{}: {}", json_item(&key), json_item(&item))
+                })
+                .collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+        _ => value.to_string(),
+    }
+}
+
+/// A value inside a list or an object: strings quoted as in JSON, none as `null`.
+fn json_item(value: &minijinja::Value) -> String {
+    match value.as_str() {
+        Some(text) => serde_json::to_string(text).unwrap_or_default(),
+        None if value.is_none() => "null".to_owned(),
+        None => readable(value),
+    }
+}
+
 /// `{{ 200 | humanize_duration }}` is `"3m 20s"`: the two largest units of a number of
 /// seconds, rounded to the second.
 fn humanize_duration(seconds: f64) -> Result<String, minijinja::Error> {
@@ -407,6 +473,37 @@ mod tests {
         // Braces that open no tag are text too.
         assert!(Template::compile("a {b} } {").unwrap().is_static());
         assert!(!Template::compile("a {# note #}").unwrap().is_static());
+    }
+
+    #[test]
+    fn values_print_as_a_household_reads_them_not_as_python_would() {
+        let ctx = json!({
+            "count": 3.0,
+            "celsius": 21.5,
+            "big": 1e20,
+            "door": {"contact": false, "battery": 97, "name": "front \"door\"", "seen": [1.0, null, true]},
+            "gone": null,
+        });
+        let render = |source: &str| Template::compile(source).unwrap().render(&ctx).unwrap();
+        assert_eq!(render("{{ count }} time(s)"), "3 time(s)");
+        assert_eq!(render("{{ count | int }} / {{ count * 2 }}"), "3 / 6");
+        assert_eq!(
+            render("{{ celsius }} °C, {{ big }}"),
+            "21.5 °C, 100000000000000000000.0"
+        );
+        assert_eq!(
+            render("{{ door }}"),
+            r#"{"battery": 97, "contact": false, "name": "front \"door\"", "seen": [1, null, true]}"#
+        );
+        assert_eq!(
+            render("{{ door.contact }} {{ door.seen }}"),
+            "false [1, null, true]"
+        );
+        assert_eq!(render("[{{ gone }}]"), "[]");
+        assert_eq!(
+            render("{{ 'text' }} {{ door.name }}"),
+            r#"text front "door""#
+        );
     }
 
     #[test]
@@ -506,7 +603,7 @@ mod tests {
     fn has_filters_for_alert_text() {
         assert_eq!(
             render("{{ value | round }} {{ 21.46 | round(1) }}").unwrap(),
-            "22.0 21.5"
+            "22 21.5"
         );
         assert_eq!(
             render("{{ value | fixed(2) }} {{ 3 | fixed(0) }}").unwrap(),

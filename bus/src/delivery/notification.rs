@@ -42,6 +42,10 @@ pub struct NotifiedAlert {
     /// Where the alert came from, when known (Prometheus' `generatorURL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
+    /// A one-shot alert (a water leak, a door opened at night): it happened at `starts_at`
+    /// and has no duration, so a text says when, not "for how long".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instant: bool,
 }
 
 /// One notification: the state of one aggregation group, for one integration of one
@@ -125,6 +129,7 @@ mod tests {
 
     fn alert(status: Status, name: &str) -> NotifiedAlert {
         NotifiedAlert {
+            instant: false,
             status,
             fingerprint: format!("fp-{name}"),
             labels: Labels::from([("alertname".to_owned(), name.to_owned())]),

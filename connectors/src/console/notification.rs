@@ -93,6 +93,7 @@ mod tests {
 
     fn alert(status: Status, pairs: &[(&str, &str)]) -> NotifiedAlert {
         NotifiedAlert {
+            instant: false,
             status,
             fingerprint: "00000000000000aa".into(),
             labels: labels(pairs),

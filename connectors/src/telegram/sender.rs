@@ -465,6 +465,7 @@ mod tests {
             alerts: alerts
                 .iter()
                 .map(|(fp, status)| NotifiedAlert {
+                    instant: false,
                     status: *status,
                     fingerprint: (*fp).to_owned(),
                     labels: Labels::new(),

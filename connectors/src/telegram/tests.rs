@@ -60,6 +60,7 @@ fn alert(fingerprint: &str, summary: &str, status: Status) -> NotifiedAlert {
         ("room".to_owned(), "kitchen".to_owned()),
     ]);
     NotifiedAlert {
+        instant: false,
         status,
         fingerprint: fingerprint.to_owned(),
         labels,

@@ -122,6 +122,7 @@ fn alert_context(alert: &NotifiedAlert, now: Timestamp, locale: Locale) -> Value
         "description": annotation(alert, &["description", "message"]).unwrap_or_default(),
         "where": where_,
         "since": duration_text(until.duration_since(alert.starts_at), locale),
+        "instant": alert.instant,
         "starts_at": alert.starts_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
         "ends_at": alert.ends_at.map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string()),
         "value": value_text(&alert.value),
@@ -200,11 +201,13 @@ pub fn duration_text(duration: SignedDuration, locale: Locale) -> String {
         .join(" ")
 }
 
-/// The rule's value as text: numbers with at most two decimals, strings as they are,
-/// nothing for null.
+/// The rule's value as text: numbers with at most two decimals, strings and booleans as they
+/// are; nothing for null, and nothing for an object or a list (a rule without a `value:` has
+/// the whole event payload as its value, a zigbee2mqtt device's dozen fields: not a text for
+/// a phone).
 fn value_text(value: &Value) -> String {
     match value {
-        Value::Null => String::new(),
+        Value::Null | Value::Object(_) | Value::Array(_) => String::new(),
         Value::String(s) => s.clone(),
         Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => i.to_string(),
@@ -214,7 +217,7 @@ fn value_text(value: &Value) -> String {
             }
             _ => n.to_string(),
         },
-        other => other.to_string(),
+        Value::Bool(b) => b.to_string(),
     }
 }
 

@@ -8,7 +8,7 @@ use super::environment;
 
 /// The variables a Telegram or mail template (`message`, `subject`, `text`, `html`) can
 /// use: the notification as the built-in templates see it (`alerts` is a list of alerts,
-/// each with `status`, `marker`, `name`, `summary`, `description`, `where`, `since`,
+/// each with `status`, `marker`, `name`, `summary`, `description`, `where`, `since`, `instant`,
 /// `starts_at`, `ends_at`, `value`, `link`, `labels`, `annotations`).
 pub const MESSAGE_TEMPLATE_VARIABLES: &[&str] = &[
     "status",

@@ -12,6 +12,7 @@ fn alert(name: &str, severity: &str, status: Status, minutes: i64) -> NotifiedAl
     labels.insert("alertname".into(), name.into());
     labels.insert("severity".into(), severity.into());
     NotifiedAlert {
+        instant: false,
         status,
         fingerprint: format!("{name}-{minutes}"),
         labels,
@@ -294,4 +295,71 @@ fn every_builtin_template_renders_every_shape() {
             }
         }
     }
+}
+
+/// A one-shot alert happened at one moment: every built-in text says when, in both
+/// languages, never "for" the group wait; a payload as the value is not shown, a true is.
+#[test]
+fn a_one_shot_alert_says_when_it_happened_and_payloads_stay_out() {
+    let mut leak = alert("water_leak", "critical", Status::Firing, 0);
+    leak.instant = true;
+    leak.labels.insert("device".into(), "leak_kitchen".into());
+    leak.annotations
+        .insert("summary".into(), "Water leak at leak_kitchen!".into());
+    leak.value = serde_json::json!({"water_leak": true, "battery": 97, "linkquality": 120});
+    let n = notification(vec![leak.clone()]);
+    let cases = [
+        (
+            MessagePart::TelegramHtml,
+            Locale::En,
+            "🕐 2026-01-10 10:00 UTC",
+        ),
+        (
+            MessagePart::TelegramHtml,
+            Locale::Es,
+            "🕐 2026-01-10 10:00 UTC",
+        ),
+        (MessagePart::PushText, Locale::En, "🕐 2026-01-10 10:00 UTC"),
+        (MessagePart::PushText, Locale::Es, "🕐 2026-01-10 10:00 UTC"),
+        (
+            MessagePart::MailText,
+            Locale::En,
+            "Happened at 2026-01-10 10:00 UTC",
+        ),
+        (
+            MessagePart::MailText,
+            Locale::Es,
+            "Ocurrió el 2026-01-10 10:00 UTC",
+        ),
+        (
+            MessagePart::MailHtml,
+            Locale::En,
+            "<div>Happened at 2026-01-10 10:00 UTC</div>",
+        ),
+        (
+            MessagePart::MailHtml,
+            Locale::Es,
+            "<div>Ocurrió el 2026-01-10 10:00 UTC</div>",
+        ),
+    ];
+    for (part, locale, when) in cases {
+        let text = render(part, locale, &n);
+        assert!(text.contains(when), "{part:?} {locale:?}:\n{text}");
+        for wrong in [
+            "for 5m",
+            "desde hace",
+            "Firing for",
+            "Activa",
+            "battery",
+            "linkquality",
+        ] {
+            assert!(
+                !text.contains(wrong),
+                "{part:?} {locale:?} says {wrong:?}:\n{text}"
+            );
+        }
+    }
+    leak.value = serde_json::json!(true);
+    let text = render(MessagePart::PushText, Locale::En, &notification(vec![leak]));
+    assert!(text.contains("· value true"), "{text}");
 }

@@ -43,6 +43,7 @@ fn notification() -> Notification {
         common_labels: labels.clone(),
         common_annotations: BTreeMap::new(),
         alerts: vec![NotifiedAlert {
+            instant: false,
             status: Status::Firing,
             fingerprint: "00000000000000aa".into(),
             labels,

@@ -340,6 +340,7 @@ fn quiet_by_severity_or_time_interval() {
         alerts: severities
             .iter()
             .map(|s| NotifiedAlert {
+                instant: false,
                 status: Status::Firing,
                 fingerprint: (*s).to_owned(),
                 labels: [("severity".to_owned(), (*s).to_owned())].into(),

@@ -80,6 +80,7 @@ impl RoutedAlert {
     pub fn notified(&self, now: Timestamp) -> NotifiedAlert {
         let firing = self.shown_firing(now);
         NotifiedAlert {
+            instant: self.is_instant(),
             status: if firing {
                 Status::Firing
             } else {

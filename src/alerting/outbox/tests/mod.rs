@@ -64,6 +64,7 @@ pub(crate) fn notification(receiver: &str, integration: usize, id: &str) -> Noti
         common_labels: labels.clone(),
         common_annotations: BTreeMap::new(),
         alerts: vec![NotifiedAlert {
+            instant: false,
             status: Status::Firing,
             fingerprint: "00000000000000aa".to_owned(),
             labels,
