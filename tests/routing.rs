@@ -746,3 +746,87 @@ async fn an_alert_whose_rule_changed_while_down_is_told_resolved_after_the_resta
         .await;
     assert_eq!(got.len(), 2, "{got:#?}");
 }
+
+/// `amtool alert add` sends unset times as Go's zero time (`0001-01-01T00:00:00Z`). As in
+/// Alertmanager, an unset start is now (or the end, when only the end is given) and an unset
+/// end is `global.resolve_timeout` from now: the alert fires, it is not dropped as "already
+/// resolved" nor shown as firing for 2000 years.
+#[tokio::test]
+async fn amtool_alert_add_fires_and_unset_times_are_read_as_alertmanager_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routing.yaml"),
+        "global:\n  resolve_timeout: 2m\nroute:\n  receiver: console\nreceivers:\n  - name: console\n    console_configs: [{}]\n",
+    )
+    .unwrap();
+    let config = format!(
+        "routing:\n  file: {}\n",
+        dir.path().join("routing.yaml").display()
+    );
+    let atalaya = Atalaya::start_in(
+        dir,
+        Options {
+            config,
+            ..Options::default()
+        },
+    )
+    .await;
+    let before = jiff::Timestamp::now();
+    let out = std::process::Command::new("amtool")
+        .arg(format!("--alertmanager.url=http://{}", atalaya.addr))
+        .args([
+            "alert",
+            "add",
+            "alertname=DiskFull",
+            "host=pi-1",
+            "--annotation=summary=Disk full",
+        ])
+        .output()
+        .expect("amtool (apt-get install -y prometheus-alertmanager; scripts/test does this)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Raw: both times zero.
+    let zero = "0001-01-01T00:00:00Z";
+    let status = post(
+        &atalaya,
+        "/api/v2/alerts",
+        &json!([
+            {"labels": {"alertname": "Zero", "host": "pi-2"}, "startsAt": zero, "endsAt": zero},
+        ])
+        .to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let after = jiff::Timestamp::now();
+
+    let alerts: Vec<Value> = reqwest::get(atalaya.url("/api/v1/alerts"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let find = |name: &str| {
+        alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name)
+            .unwrap_or_else(|| panic!("{name} not held: {alerts:?}"))
+            .clone()
+    };
+    let time = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    for name in ["DiskFull", "Zero"] {
+        let alert = find(name);
+        assert_eq!(alert["status"]["state"], "active", "{alert}");
+        let starts = time(&alert["startsAt"]);
+        assert!(before <= starts && starts <= after, "{alert}");
+        let ends = time(&alert["endsAt"]);
+        let lasts = ends.duration_since(starts);
+        assert!(
+            lasts >= jiff::SignedDuration::from_mins(2)
+                && lasts <= jiff::SignedDuration::from_mins(2) + (after.duration_since(before)),
+            "resolve_timeout from global: {alert}"
+        );
+    }
+}

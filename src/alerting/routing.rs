@@ -21,7 +21,7 @@ use atalaya_rules::routing::router::{
     AlertView, LEGACY_KEY, RoutedAlert, Router, RouterChanges, RouterState,
 };
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceState};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
@@ -314,7 +314,13 @@ impl Routing {
                 max: total,
             });
         }
-        for alert in alerts {
+        // Posted without an end: firing for `global.resolve_timeout` unless posted again.
+        let timeout = SignedDuration::try_from(self.router.policy().resolve_timeout)
+            .unwrap_or(SignedDuration::MAX);
+        for mut alert in alerts {
+            alert
+                .ends_at
+                .get_or_insert_with(|| now.saturating_add(timeout).unwrap_or(Timestamp::MAX));
             self.router.on_alert(now, alert);
         }
         Ok(())

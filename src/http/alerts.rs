@@ -21,7 +21,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -30,9 +30,14 @@ use super::ApiState;
 use crate::alerting::routing::{PostRefused, RouterCommand};
 use crate::internal_events::RejectStage;
 
-/// How long an alert posted without `endsAt` stays firing unless posted again
-/// (Alertmanager's default `resolve_timeout`).
-const RESOLVE_TIMEOUT: SignedDuration = SignedDuration::from_mins(5);
+/// What Go clients (amtool, Grafana) send for a time they leave unset: Go's zero time.
+/// Alertmanager reads it as unset, and so does atalaya.
+const GO_ZERO_TIME: Timestamp = Timestamp::constant(-62_135_596_800, 0);
+
+/// A posted time, `None` when missing or Go's zero time.
+fn set(at: Option<Timestamp>) -> Option<Timestamp> {
+    at.filter(|at| *at != GO_ZERO_TIME)
+}
 
 /// Asks the router and waits for its answer; `None` when it is gone (shutting down).
 async fn ask<T>(
@@ -113,7 +118,9 @@ pub async fn post_alerts(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
         }
     };
     let mut alerts = Vec::with_capacity(posted.len());
-    for (index, alert) in posted.into_iter().enumerate() {
+    for (index, mut alert) in posted.into_iter().enumerate() {
+        alert.starts_at = set(alert.starts_at);
+        alert.ends_at = set(alert.ends_at);
         let problem = if alert.labels.is_empty() {
             Some("has no labels".to_owned())
         } else {
@@ -148,13 +155,15 @@ pub async fn post_alerts(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
                 None,
             );
         }
-        let starts_at = alert.starts_at.unwrap_or(now);
+        // As Alertmanager: an unset start is the end when one is given, else now; an unset
+        // end is filled by the router, `global.resolve_timeout` from now.
+        let starts_at = alert.starts_at.or(alert.ends_at).unwrap_or(now);
         alerts.push(RoutedAlert {
             fingerprint: labels_fingerprint(&alert.labels),
             labels: alert.labels,
             annotations: alert.annotations,
             starts_at,
-            ends_at: Some(alert.ends_at.unwrap_or(now + RESOLVE_TIMEOUT)),
+            ends_at: alert.ends_at,
             value: Value::Null,
             generator_url: alert.generator_url,
         });

@@ -32,6 +32,7 @@ mod time_intervals;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use atalaya_bus::delivery::{Integration, IntegrationKind, Receiver};
 use atalaya_bus::yaml::{DecodeError, Decoder};
@@ -50,7 +51,13 @@ pub struct RoutingPolicy {
     pub receivers: Vec<Receiver>,
     pub inhibit_rules: Vec<InhibitRule>,
     pub time_intervals: HashMap<String, NamedTimeInterval>,
+    /// `global.resolve_timeout`: how long an alert posted without `endsAt` stays firing
+    /// unless posted again (Prometheus posts its firing alerts every evaluation).
+    pub resolve_timeout: Duration,
 }
+
+/// Alertmanager's default `resolve_timeout`.
+pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl RoutingPolicy {
     /// The policy when none is configured: every alert to a `console` receiver, grouped by
@@ -67,6 +74,7 @@ impl RoutingPolicy {
             }],
             inhibit_rules: Vec::new(),
             time_intervals: HashMap::new(),
+            resolve_timeout: DEFAULT_RESOLVE_TIMEOUT,
         }
     }
 
@@ -223,15 +231,18 @@ impl Compiler<'_> {
         self.decode::<PolicySpec>(root);
 
         let global = root.get("global");
+        let mut resolve_timeout = DEFAULT_RESOLVE_TIMEOUT;
         if let Some(global) = global
             && let Some(spec) = self.decode::<GlobalSpec>(global)
         {
-            self.duration(
+            if let Some(timeout) = self.duration(
                 global,
                 "resolve_timeout",
                 spec.resolve_timeout.as_ref(),
                 true,
-            );
+            ) {
+                resolve_timeout = timeout;
+            }
             if let Some(position) = global.key_position("smtp_auth_password") {
                 self.error(
                     position,
@@ -282,6 +293,7 @@ impl Compiler<'_> {
             receivers,
             inhibit_rules,
             time_intervals,
+            resolve_timeout,
         })
     }
 }

@@ -114,6 +114,7 @@ fn policy(receivers: Vec<Receiver>) -> Arc<RoutingPolicy> {
         receivers,
         inhibit_rules: Vec::new(),
         time_intervals: HashMap::new(),
+        resolve_timeout: atalaya_rules::routing::config::DEFAULT_RESOLVE_TIMEOUT,
     })
 }
 
