@@ -564,6 +564,76 @@ receivers: [{name: mail}, {name: phone}, {name: family}]
     assert!(!out.status.success());
 }
 
+/// `routes test` reads its arguments as `amtool config routes test` does: no labels at all
+/// is the root route's answer, a quoted value is unescaped, and anything but `=` is refused.
+/// Each answer is compared with the real amtool's on the same file.
+#[tokio::test]
+async fn routes_test_reads_labels_as_amtool_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routing.yaml");
+    std::fs::write(
+        &file,
+        r#"route:
+  receiver: mail
+  routes:
+    - matchers: ['summary="say \"hi\""']
+      receiver: quoted
+    - matchers: ['path="C:\\temp"']
+      receiver: backslash
+    - matchers: ['room=~"kitchen|hall"']
+      receiver: family
+receivers: [{name: mail}, {name: quoted}, {name: backslash}, {name: family}]
+"#,
+    )
+    .unwrap();
+    let cases: &[(&[&str], Option<&str>)] = &[
+        (&[], Some("mail")),
+        (&[r#"summary="say \"hi\"""#], Some("quoted")),
+        (&[r#"path="C:\\temp""#], Some("backslash")),
+        (&["room=kitchen", "severity=info"], Some("family")),
+        (&[r#"room="hall""#], Some("family")),
+        (&["room=~kitchen"], None),
+        (&["room!=kitchen"], None),
+        (&["room"], None),
+    ];
+    for (labels, expected) in cases {
+        let atalaya = command(dir.path())
+            .args(["routes", "test", "--routing"])
+            .arg(&file)
+            .args(*labels)
+            .output()
+            .await
+            .unwrap();
+        let amtool = std::process::Command::new("amtool")
+            .args(["config", "routes", "test"])
+            .arg(format!("--config.file={}", file.display()))
+            .args(*labels)
+            .output()
+            .expect("amtool (apt-get install -y prometheus-alertmanager; scripts/test does this)");
+        let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+        match expected {
+            Some(receivers) => {
+                assert_eq!(
+                    stdout(&amtool),
+                    format!("{receivers}\n"),
+                    "amtool {labels:?}"
+                );
+                assert_eq!(stdout(&atalaya), stdout(&amtool), "{labels:?}");
+                assert!(atalaya.status.success(), "{labels:?}");
+            }
+            None => {
+                assert!(!amtool.status.success(), "amtool {labels:?}");
+                assert!(!atalaya.status.success(), "{labels:?}");
+                let stderr = String::from_utf8_lossy(&atalaya.stderr);
+                assert!(
+                    stderr.contains(&format!("label `{}`", labels[0])),
+                    "{stderr}"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_broken_routing_file_keeps_the_running_policy() {
     let hook = Webhook::start().await;
