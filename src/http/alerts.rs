@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use atalaya_bus::Labels;
-use atalaya_rules::routing::router::{RoutedAlert, labels_fingerprint};
+use atalaya_bus::fingerprint::labels_fingerprint;
+use atalaya_rules::routing::router::{RoutedAlert, posted_alert_id};
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceMatcher};
 use atalaya_rules::routing::time_limits::{HORIZON, within_horizon};
 use axum::Json;
@@ -65,7 +66,7 @@ pub async fn list_alerts(State(state): State<Arc<ApiState>>) -> Response {
         .iter()
         .map(|v| {
             json!({
-                "fingerprint": v.fingerprint,
+                "fingerprint": labels_fingerprint(&v.labels),
                 "status": {
                     "state": v.state(),
                     "silencedBy": v.silenced_by,
@@ -159,7 +160,7 @@ pub async fn post_alerts(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
         // end is filled by the router, `global.resolve_timeout` from now.
         let starts_at = alert.starts_at.or(alert.ends_at).unwrap_or(now);
         alerts.push(RoutedAlert {
-            fingerprint: labels_fingerprint(&alert.labels),
+            fingerprint: posted_alert_id(&alert.labels),
             labels: alert.labels,
             annotations: alert.annotations,
             starts_at,

@@ -22,6 +22,7 @@
 //! - [`logs`]: captured `tracing` output; [`metrics`]: one sample out of a registry or a
 //!   `/metrics` page.
 
+pub mod alertmanager;
 pub mod certs;
 pub mod http;
 pub mod kubernetes;

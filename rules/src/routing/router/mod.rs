@@ -34,7 +34,7 @@ use atalaya_bus::Labels;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use self::alert::{RoutedAlert, labels_fingerprint};
+pub use self::alert::{RoutedAlert, posted_alert_id};
 pub use self::state::{
     ALERT_PREFIX, AlertView, GROUP_PREFIX, LEGACY_KEY, RouterChanges, RouterState, SILENCE_PREFIX,
     UnrestorableItem,
@@ -46,7 +46,7 @@ use super::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use super::time_limits::later;
 use super::tree::{GroupBy, Route};
 use crate::alert::{fingerprint_text, fnv1a};
-use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status, common};
 
 /// How long expired silences are kept (listed) before they are forgotten, as Alertmanager's
 /// default `--data.retention`.
@@ -525,20 +525,6 @@ fn routes_by_id(policy: &RoutingPolicy) -> HashMap<String, Route> {
 }
 
 /// Labels shared by every alert, with the same value.
-fn common<'a>(
-    maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
-) -> BTreeMap<String, String> {
-    let mut maps = maps;
-    let Some(first) = maps.next() else {
-        return BTreeMap::new();
-    };
-    let mut common = first.clone();
-    for map in maps {
-        common.retain(|k, v| map.get(k) == Some(v));
-    }
-    common
-}
-
 fn notification(
     key: &str,
     group: &Group,

@@ -35,7 +35,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 fn firing(pairs: &[(&str, &str)], at: Timestamp) -> RoutedAlert {
     let labels = labels(pairs);
     RoutedAlert {
-        fingerprint: labels_fingerprint(&labels),
+        fingerprint: posted_alert_id(&labels),
         labels,
         annotations: Default::default(),
         starts_at: at,
