@@ -76,6 +76,7 @@ fn alert(name: &str, starts_at: Timestamp, ends_at: Option<Timestamp>) -> Routed
         ends_at,
         value: serde_json::Value::Null,
         generator_url: None,
+        updated_at: None,
     }
 }
 

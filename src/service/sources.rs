@@ -158,6 +158,8 @@ pub(super) async fn http(
         router,
         requests: tokio::sync::Semaphore::new(config.max_concurrent_requests),
         request_timeout: config.request_timeout,
+        listen: address,
+        started_at: jiff::Timestamp::now(),
     });
     let app = http::router(Arc::clone(&state), config);
     let token = ctx.supervisor.token().clone();

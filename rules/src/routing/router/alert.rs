@@ -29,6 +29,9 @@ pub struct RoutedAlert {
     pub value: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
+    /// When the router last took it in (Alertmanager's `updatedAt`); set by the router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 impl RoutedAlert {
@@ -47,6 +50,7 @@ impl RoutedAlert {
             ends_at,
             value: alert.value.clone(),
             generator_url: None,
+            updated_at: None,
         })
     }
 

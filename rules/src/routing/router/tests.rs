@@ -42,6 +42,7 @@ fn firing(pairs: &[(&str, &str)], at: Timestamp) -> RoutedAlert {
         ends_at: None,
         value: serde_json::Value::Null,
         generator_url: None,
+        updated_at: None,
     }
 }
 
