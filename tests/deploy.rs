@@ -3,8 +3,10 @@
 //! mounts is accepted by `atalaya check` together with its rules and routing files, at the
 //! paths the Deployment mounts them; ports, probe paths and the metrics endpoint are the ones
 //! the binary serves; the Prometheus rules pass `promtool` and, like the Grafana dashboard,
-//! name only metrics the code defines; the Dockerfile agrees with the Deployment. The test
-//! reads both sides, so they cannot drift apart.
+//! name only metrics the code defines; the Dockerfile agrees with the Deployment; what
+//! kube-prometheus-stack and Argo CD need is on the objects they read; the Prometheus config
+//! in docs/routing.md pushes alerts with the token. The test reads both sides, so they
+//! cannot drift apart.
 
 mod support;
 
@@ -636,6 +638,27 @@ async fn prometheus_api(base: &str, path: &str) -> Value {
     body["data"].clone()
 }
 
+/// A real Prometheus on a free loopback port, reading `prometheus.yml` in `dir` (its data
+/// there too); returns the process (killed on drop) and its base URL.
+fn start_prometheus(dir: &Path) -> (tokio::process::Child, String) {
+    let port = atalaya_test_kit::free_port();
+    let prometheus =
+        tokio::process::Command::from(tool("prometheus", "apt-get install -y prometheus"))
+            .arg("--config.file=prometheus.yml")
+            // Alerts evaluated before the notifier knows its targets are dropped, and sent again
+            // only after this delay (1m by default).
+            .arg("--rules.alert.resend-delay=1s")
+            .arg("--storage.tsdb.path=data")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("prometheus");
+    (prometheus, format!("http://127.0.0.1:{port}"))
+}
+
 /// A real Prometheus scrapes a healthy atalaya (an MQTT broker connected, a routing policy
 /// with a receiver) every second and evaluates the shipped alerts every second: none may even
 /// be pending, and every metric an alert reads must be there from the start.
@@ -670,20 +693,7 @@ async fn a_real_prometheus_sees_a_healthy_install_and_no_shipped_alert_fires() {
         ),
     )
     .unwrap();
-    let port = atalaya_test_kit::free_port();
-    let mut prometheus =
-        tokio::process::Command::from(tool("prometheus", "apt-get install -y prometheus"));
-    let mut prometheus = prometheus
-        .arg("--config.file=prometheus.yml")
-        .arg("--storage.tsdb.path=data")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("prometheus");
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut prometheus, base) = start_prometheus(dir.path());
 
     // Scraped with the broker connected, then the alerts evaluated on that scrape.
     let scraped = tokio::time::timeout(atalaya_test_kit::PATIENCE, async {
@@ -760,5 +770,241 @@ async fn a_real_prometheus_sees_a_healthy_install_and_no_shipped_alert_fires() {
         !metrics.contains("atalaya_connector_connected{connector=\"http\"}"),
         "the HTTP API has no connection to report"
     );
+    prometheus.kill().await.ok();
+}
+
+/// kube-prometheus-stack's Prometheus selects ServiceMonitors and PrometheusRules by its
+/// `release` label: the homelab overlay carries it on both (the `kube-prometheus-stack`
+/// component), and changing the one value the component documents renames it on both.
+#[test]
+fn the_service_monitor_and_the_prometheus_rule_carry_kube_prometheus_stack_s_release_label() {
+    let release_labels = |overlay: &Path| -> Vec<(String, Value)> {
+        let docs = documents(&kustomize(overlay));
+        ["ServiceMonitor", "PrometheusRule"]
+            .iter()
+            .map(|kind| {
+                (
+                    (*kind).to_owned(),
+                    one(&docs, kind)["metadata"]["labels"]["release"].clone(),
+                )
+            })
+            .collect()
+    };
+    let homelab = repo().join("deploy/kustomize/overlays/homelab");
+    for (kind, release) in release_labels(&homelab) {
+        assert_eq!(release, "kube-prometheus-stack", "{kind} in {homelab:?}");
+    }
+
+    // Another release name, as the component's comment says to set it.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("deploy/kustomize"), copy.path());
+    let component = copy
+        .path()
+        .join("components/kube-prometheus-stack/kustomization.yaml");
+    let text = std::fs::read_to_string(&component).unwrap();
+    assert_eq!(
+        text.matches("release: kube-prometheus-stack").count(),
+        1,
+        "the release name is written once: {text}"
+    );
+    std::fs::write(
+        &component,
+        text.replace("release: kube-prometheus-stack", "release: prom"),
+    )
+    .unwrap();
+    for (kind, release) in release_labels(&copy.path().join("overlays/homelab")) {
+        assert_eq!(release, "prom", "{kind}");
+    }
+}
+
+/// Copies the directory tree `from` into `to` (created).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The Argo CD Application prunes and, when deleted, deletes what it synced (its finalizer):
+/// the state volume and the namespace holding it are exempt in every overlay.
+#[test]
+fn argo_cd_neither_prunes_nor_deletes_the_state_volume() {
+    let application =
+        documents(&std::fs::read_to_string(repo().join("deploy/argocd/application.yaml")).unwrap())
+            .remove(0);
+    assert_eq!(
+        application["spec"]["syncPolicy"]["automated"]["prune"], true,
+        "the Application prunes: what this test guards against"
+    );
+    for overlay in overlays() {
+        let pod = Pod::of(&overlay);
+        let claim = pod.volume_at("/var/lib/atalaya")["persistentVolumeClaim"]["claimName"]
+            .as_str()
+            .expect("the state volume is a claim")
+            .to_owned();
+        let pvc = find(&pod.docs, "PersistentVolumeClaim")
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == claim.as_str())
+            .unwrap_or_else(|| panic!("{}: no PVC {claim}", overlay.display()));
+        let namespace = one(&pod.docs, "Namespace");
+        assert_eq!(
+            namespace["metadata"]["name"], pvc["metadata"]["namespace"],
+            "the PVC lives in the namespace the manifests create"
+        );
+        for object in [pvc, namespace] {
+            let options: BTreeSet<&str> =
+                object["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .collect();
+            for option in ["Prune=false", "Delete=false"] {
+                assert!(
+                    options.contains(option),
+                    "{}: {} {} lacks the Argo CD sync option {option}: {options:?}",
+                    overlay.display(),
+                    object["kind"],
+                    object["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+/// The YAML code block of `markdown` whose first line is `first_line`, parsed.
+fn code_block(markdown: &str, first_line: &str) -> Value {
+    let mut blocks = markdown.split("```yaml\n").skip(1);
+    let block = blocks
+        .find(|b| b.starts_with(first_line))
+        .unwrap_or_else(|| panic!("no ```yaml block starting with {first_line:?}"));
+    let text = block.split("```").next().unwrap();
+    documents(text).remove(0)
+}
+
+/// The Prometheus config docs/routing.md gives for sending alerts to atalaya is valid
+/// (`promtool check config`), names the Service the manifests create, carries the API token,
+/// agrees with the kube-prometheus-stack values beside it, and works: a real Prometheus
+/// with it pushes a firing alert into an atalaya that requires the token, with no 401.
+#[tokio::test]
+async fn the_prometheus_config_in_the_routing_docs_pushes_alerts_with_the_token() {
+    let docs = std::fs::read_to_string(repo().join("docs/routing.md")).unwrap();
+    let config = code_block(&docs, "# prometheus.yml");
+    let alertmanager = config["alerting"]["alertmanagers"][0].clone();
+
+    // Its target is the Service, at its port, in the namespace the manifests put it.
+    let manifests = documents(&kustomize(
+        &repo().join("deploy/kustomize/overlays/homelab"),
+    ));
+    let service = one(&manifests, "Service");
+    let target = format!(
+        "{}.{}.svc:{}",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap(),
+        service["spec"]["ports"][0]["port"]
+    );
+    assert_eq!(
+        alertmanager["static_configs"][0]["targets"],
+        serde_json::json!([target])
+    );
+    assert_eq!(alertmanager["authorization"]["type"], "Bearer");
+    let credentials = alertmanager["authorization"]["credentials_file"]
+        .as_str()
+        .expect("authorization.credentials_file")
+        .to_owned();
+
+    // The chart's values say the same, and mount the Secret where the file is read.
+    let values = code_block(&docs, "# kube-prometheus-stack values");
+    let spec = &values["prometheus"]["prometheusSpec"];
+    assert_eq!(spec["additionalAlertManagerConfigs"][0], alertmanager);
+    let mounted = spec["secrets"].as_array().unwrap().iter().any(|s| {
+        credentials.starts_with(&format!("/etc/prometheus/secrets/{}/", s.as_str().unwrap()))
+    });
+    assert!(mounted, "{credentials} is in none of {}", spec["secrets"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let check = dir.path().join("check.yml");
+    std::fs::write(&check, serde_json::to_string(&config).unwrap()).unwrap();
+    let out = tool("promtool", "apt-get install -y prometheus")
+        .args(["check", "config"])
+        .arg(&check)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same entry, pointed at a test instance and at a file with its (fake) token.
+    let token = "fake-token-for-the-prometheus-test";
+    let atalaya = Atalaya::start_with(Options {
+        env: vec![("ATALAYA__HTTP__TOKEN".to_owned(), token.to_owned())],
+        ..Options::default()
+    })
+    .await;
+    atalaya.wait_ready().await;
+    std::fs::write(dir.path().join("http-token"), format!("{token}\n")).unwrap();
+    let mut entry = alertmanager.clone();
+    entry["static_configs"][0]["targets"] = serde_json::json!([atalaya.addr.to_string()]);
+    entry["authorization"]["credentials_file"] =
+        Value::from(dir.path().join("http-token").display().to_string());
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        "groups:\n  - name: t\n    rules:\n      - alert: PrometheusSaysHello\n        expr: vector(1)\n        labels: {severity: info}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        serde_json::to_string(&serde_json::json!({
+            "global": {"evaluation_interval": "1s"},
+            "rule_files": ["rules.yaml"],
+            "alerting": {"alertmanagers": [entry]},
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let (mut prometheus, _base) = start_prometheus(dir.path());
+
+    let client = reqwest::Client::new();
+    let received = tokio::time::timeout(atalaya_test_kit::PATIENCE, async {
+        loop {
+            // Prometheus pushes from another process: polling is the only way to see it.
+            let alerts: Value = client
+                .get(atalaya.url("/api/v1/alerts"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(alert) = alerts
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "PrometheusSaysHello")
+            {
+                return alert.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let metrics = atalaya.metrics().await;
+    let refused = support::http_errors(&metrics, "auth");
+    let received = received.unwrap_or_else(|_| {
+        panic!(
+            "Prometheus's alert never reached atalaya; requests refused for the token: {refused:?}"
+        )
+    });
+    assert_eq!(received["status"]["state"], "active", "{received}");
+    assert_eq!(refused, Some(0.0), "a push was refused for its token");
     prometheus.kill().await.ok();
 }
