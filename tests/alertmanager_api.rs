@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use atalaya_test_kit::alertmanager::Alertmanager;
+use atalaya_test_kit::openapi::OpenApi;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{Atalaya, Options};
@@ -304,4 +305,155 @@ async fn malformed_silences_are_refused_as_alertmanager_refuses_them() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.json::<Value>().await.unwrap().is_string());
+}
+
+/// Every answer of the API has the shape Alertmanager's OpenAPI document gives it (the
+/// document of 0.25, vendored in `tests/data/alertmanager/`): checked on atalaya's answers,
+/// and on a real Alertmanager's to show the checker is fair.
+#[tokio::test]
+async fn every_answer_has_the_shape_of_alertmanager_s_openapi_document() {
+    let spec = OpenApi::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/alertmanager/openapi.yaml"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (alertmanager, atalaya) = start_both(dir.path()).await;
+    let client = reqwest::Client::new();
+    let now = jiff::Timestamp::now();
+    for base in [alertmanager.url(""), format!("http://{}", atalaya.addr)] {
+        let api = |path: &str| format!("{base}/api/v2{path}");
+        let mut problems = Vec::new();
+        let mut check = |path: &str, method: &str, status: StatusCode, body: &Value| {
+            for problem in spec.check(path, method, status.as_u16(), body) {
+                problems.push(format!("{method} {path}: {problem}"));
+            }
+        };
+        let alerts = json!([
+            {"labels": {"alertname": "DiskFull", "host": "pi-1", "severity": "warning"},
+             "annotations": {"summary": "Disk full"}, "generatorURL": "http://prometheus/graph"},
+            {"labels": {"alertname": "NodeDown", "host": "pi-1", "severity": "critical"}},
+        ]);
+        let response = client
+            .post(api("/alerts"))
+            .json(&alerts)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{base}");
+        let silence = json!({
+            "matchers": [{"name": "alertname", "value": "DiskFull", "isRegex": false, "isEqual": true}],
+            "startsAt": now.to_string(),
+            "endsAt": (now + jiff::SignedDuration::from_hours(1)).to_string(),
+            "createdBy": "ana", "comment": "disk being replaced",
+        });
+        let response = client
+            .post(api("/silences"))
+            .json(&silence)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let created: Value = response.json().await.unwrap();
+        check("/silences", "post", status, &created);
+        let id = created["silenceID"].as_str().unwrap_or_default().to_owned();
+        for (path, url) in [
+            ("/alerts", api("/alerts")),
+            ("/alerts/groups", api("/alerts/groups")),
+            ("/silences", api("/silences")),
+            ("/silence/{silenceID}", api(&format!("/silence/{id}"))),
+            ("/status", api("/status")),
+            ("/receivers", api("/receivers")),
+            ("/alerts", api("/alerts?filter=%7Bbroken")),
+        ] {
+            let response = client.get(url).send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            check(path, "get", status, &body);
+        }
+        let response = client
+            .delete(api(&format!("/silence/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        check("/silence/{silenceID}", "delete", status, &body);
+        assert!(problems.is_empty(), "{base}:\n{}", problems.join("\n"));
+    }
+}
+
+/// amtool sends the token from its `--http.config.file`; a read token (for a LAN
+/// dashboard) lists but cannot silence; `anonymous_read` opens reads without any token.
+#[tokio::test]
+async fn the_api_takes_the_token_and_reads_can_be_opened_apart_from_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = dir.path().join("token");
+    let read = dir.path().join("read-token");
+    std::fs::write(&write, "fake-write-token\n").unwrap();
+    std::fs::write(&read, "fake-read-token\n").unwrap();
+    let http_config = |name: &str, token: &Path| {
+        let file = dir.path().join(name);
+        std::fs::write(
+            &file,
+            format!("authorization:\n  credentials_file: {}\n", token.display()),
+        )
+        .unwrap();
+        format!("--http.config.file={}", file.display())
+    };
+    let writer = http_config("writer.yml", &write);
+    let reader = http_config("reader.yml", &read);
+    let atalaya = Atalaya::start_with(Options {
+        config: format!(
+            "http:\n  token_file: {}\n  read_token_file: {}\n",
+            write.display(),
+            read.display()
+        ),
+        routing: Some(ROUTING.to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let url = format!("http://{}", atalaya.addr);
+    let add = ["alert", "add", "alertname=Hot", "room=kitchen"];
+    let silence = [
+        "silence",
+        "add",
+        "alertname=Hot",
+        "-c",
+        "cooking",
+        "-d",
+        "1h",
+    ];
+    let as_ = |config: &str, args: &[&str]| -> Vec<String> {
+        std::iter::once(config)
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        amtool_output(&url, &args)
+    };
+    assert!(!amtool_output(&url, &["alert", "query"]).status.success());
+    assert!(run(as_(&writer, &add)).status.success());
+    let listed = run(as_(&reader, &["alert", "query", "-o", "json"]));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("kitchen"));
+    assert!(!run(as_(&reader, &silence)).status.success());
+    assert!(run(as_(&writer, &silence)).status.success());
+    drop(atalaya);
+
+    let atalaya = Atalaya::start_with(Options {
+        config: format!(
+            "http:\n  token_file: {}\n  anonymous_read: true\n",
+            write.display()
+        ),
+        routing: Some(ROUTING.to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let url = format!("http://{}", atalaya.addr);
+    amtool(&url, &["alert", "query"]);
+    amtool(&url, &["silence", "query"]);
+    assert!(!amtool_output(&url, &add).status.success());
+    let mut args = vec![writer.as_str()];
+    args.extend(add);
+    amtool(&url, &args);
 }

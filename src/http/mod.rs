@@ -46,6 +46,10 @@ pub struct ApiState {
     pub publisher: Publisher,
     /// The bearer token `/api/…` requires, if any.
     pub token: Option<Secret>,
+    /// A token that only reads (`http.read_token`).
+    pub read_token: Option<Secret>,
+    /// Reads need no token (`http.anonymous_read`).
+    pub anonymous_read: bool,
     pub readiness: Readiness,
     /// Every connector's metrics: `/readyz` reports the connections' state from them.
     pub connectors: ConnectorMetrics,

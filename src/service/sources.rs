@@ -148,6 +148,8 @@ pub(super) async fn http(
     let state = Arc::new(ApiState {
         publisher: ctx.publisher.clone(),
         token: config.token.clone(),
+        read_token: config.read_token.clone(),
+        anonymous_read: config.anonymous_read,
         readiness: ctx.readiness.clone(),
         connectors: ctx.connectors.clone(),
         registry: registry.clone(),

@@ -30,6 +30,7 @@ pub mod logs;
 pub mod metrics;
 pub mod mosquitto;
 pub mod nats;
+pub mod openapi;
 pub mod smtp;
 pub mod telegram;
 pub mod webhook;
