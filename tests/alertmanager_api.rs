@@ -85,6 +85,7 @@ async fn start_both(dir: &Path) -> (Alertmanager, Atalaya) {
     let alertmanager = Alertmanager::start(ROUTING).await;
     let atalaya = Atalaya::start_with(Options {
         routing: Some(ROUTING.to_owned()),
+        rules: vec![("temperature.yaml", TEMPERATURE_RULE.to_owned())],
         ..Options::default()
     })
     .await;
@@ -92,6 +93,13 @@ async fn start_both(dir: &Path) -> (Alertmanager, Atalaya) {
     let _ = dir;
     (alertmanager, atalaya)
 }
+
+/// A rule of atalaya's own, for alerts that do not come from Prometheus.
+const TEMPERATURE_RULE: &str = r#"rules:
+  - name: TooHot
+    subject: home/+room/temperature
+    condition: value > 25
+"#;
 
 const ALERTS: [&[&str]; 4] = [
     &[
@@ -355,6 +363,35 @@ async fn every_answer_has_the_shape_of_alertmanager_s_openapi_document() {
         let created: Value = response.json().await.unwrap();
         check("/silences", "post", status, &created);
         let id = created["silenceID"].as_str().unwrap_or_default().to_owned();
+        if base.ends_with(&atalaya.addr.to_string()) {
+            // An alert from a rule is listed like the posted ones.
+            let event = client
+                .post(atalaya.url("/api/v1/events/home/kitchen/temperature"))
+                .body("30")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(event.status(), StatusCode::ACCEPTED);
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let listed: Value = client
+                    .get(api("/alerts"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if listed.to_string().contains("TooHot") {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "TooHot never listed: {listed}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
         for (path, url) in [
             ("/alerts", api("/alerts")),
             ("/alerts/groups", api("/alerts/groups")),
