@@ -351,6 +351,124 @@ def bench_mqtt(args, work):
             )
 
 
+# --- Node-RED: the same burst through mqtt in -> json -> function ----------------------------
+
+NODE_RED_DIR = ROOT / "target" / "bench" / "node-red"
+
+
+def install_node_red():
+    """Node-RED 4 from the npm registry, once, into target/bench/node-red."""
+    red = NODE_RED_DIR / "node_modules" / "node-red" / "red.js"
+    if not red.exists():
+        print("  installing node-red@4 with npm (once)", flush=True)
+        NODE_RED_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix",
+             str(NODE_RED_DIR), "node-red@4"],
+            check=True,
+        )
+    return red
+
+
+def node_red_flow(broker_port, topic):
+    """mqtt in (QoS 0, text) -> json -> a function counting messages and values above 70;
+    GET /count answers the counts."""
+    return [
+        {"id": "tab", "type": "tab", "label": "bench"},
+        {"id": "broker", "type": "mqtt-broker", "name": "mosquitto", "broker": "127.0.0.1",
+         "port": str(broker_port), "clientid": f"node-red-{os.getpid()}", "autoConnect": True,
+         "usetls": False, "protocolVersion": "4", "keepalive": "60", "cleansession": True},
+        {"id": "in", "type": "mqtt in", "z": "tab", "topic": topic, "qos": "0",
+         "datatype": "utf8", "broker": "broker", "nl": False, "rap": True, "rh": 0,
+         "inputs": 0, "wires": [["json"]]},
+        {"id": "json", "type": "json", "z": "tab", "property": "payload", "action": "obj",
+         "pretty": False, "wires": [["count"]]},
+        {"id": "count", "type": "function", "z": "tab", "outputs": 1, "wires": [[]],
+         "func": "const n = (global.get('n') || 0) + 1; global.set('n', n);\n"
+                 "if (msg.payload.temperature > 70) "
+                 "{ global.set('hot', (global.get('hot') || 0) + 1); }\nreturn null;"},
+        {"id": "get", "type": "http in", "z": "tab", "url": "/count", "method": "get",
+         "wires": [["read"]]},
+        {"id": "read", "type": "function", "z": "tab", "outputs": 1, "wires": [["answer"]],
+         "func": "msg.payload = {n: global.get('n') || 0, hot: global.get('hot') || 0};\n"
+                 "return msg;"},
+        {"id": "answer", "type": "http response", "z": "tab", "statusCode": "", "wires": []},
+    ]
+
+
+def node_red_rate(work, port, path, n):
+    red = install_node_red()
+    home = pathlib.Path(work) / "node-red"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "flows.json").write_text(json.dumps(node_red_flow(port, TOPIC)))
+    http_port = free_port()
+    (home / "settings.js").write_text(
+        "module.exports = {\n"
+        f"  uiPort: {http_port}, uiHost: '127.0.0.1', userDir: {json.dumps(str(home))},\n"
+        "  flowFile: 'flows.json', httpNodeRoot: '/', credentialSecret: false,\n"
+        "  logging: {console: {level: 'warn'}},\n"
+        "};\n"
+    )
+    red_process = start(["node", str(red), "-s", str(home / "settings.js")])
+    try:
+        wait_port(http_port, timeout=60)
+
+        def count():
+            try:
+                return json.loads(http_get(f"http://127.0.0.1:{http_port}/count"))["n"]
+            except (OSError, ValueError, KeyError):
+                return 0
+
+        # Ready when the flow answers and its MQTT subscription is in place: a probe
+        # message published until it is counted.
+        deadline = time.monotonic() + 60
+        while count() == 0:
+            if time.monotonic() > deadline:
+                sys.exit("bench-peers: Node-RED never counted a message")
+            subprocess.run(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-t", TOPIC,
+                 "-m", '{"temperature":20}'],
+                check=True,
+            )
+            time.sleep(0.2)
+        before = count()
+        began = time.monotonic()
+        publish_burst(port, path, 0)
+        last, last_change = before, time.monotonic()
+        while True:
+            now_count = count()
+            now = time.monotonic()
+            if now_count != last:
+                last, last_change = now_count, now
+            if last - before >= n or now - last_change > 3 or now - began > 600:
+                break
+            time.sleep(0.05)
+        counted = last - before
+        rate = counted / (last_change - began) if last_change > began else 0.0
+        return rate, counted, rss_mib(red_process.pid)
+    finally:
+        stop(red_process)
+
+
+def bench_node_red(args, work):
+    n = args.n
+    print(f"\nNode-RED 4: the same {n}-message burst, QoS 0", flush=True)
+    port = mosquitto(work)
+    path = burst_file(work, n)
+    rate, counted, rss = node_red_rate(work, port, path, n)
+    sub = pathlib.Path(work) / "node-red-atalaya"
+    ours = run_atalaya_mqtt(sub, port, path, n, 0, mqtt_rules_flapping(), 1)
+    ratio(
+        "MQTT QoS 0, 1 rule, against Node-RED",
+        ours["rate"],
+        rate,
+        "Node-RED mqtt in->json->function",
+        3.0,
+        f"Node-RED counted {counted:,}/{n:,} (RSS {rss:.0f} MiB); "
+        f"atalaya evaluated {ours['evaluated']:,.0f}, dropped {ours['dropped']:,.0f}",
+    )
+
+
 # --- alert storm: POST /api/v2/alerts, Alertmanager beside atalaya ------------------------
 
 
@@ -562,14 +680,22 @@ def row(case, figure, baseline="", note=""):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["mqtt", "nats", "storm", "footprint"])
+    parser.add_argument("--only", choices=["mqtt", "nats", "storm", "footprint", "node-red"])
+    parser.add_argument(
+        "--node-red",
+        action="store_true",
+        help="also run the MQTT burst through Node-RED 4 (installed with npm on first use)",
+    )
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "200000")))
     parser.add_argument("--storm", type=int, default=int(os.environ.get("BENCH_STORM", "100000")))
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-peers-")
     try:
         for name, bench in PARTS:
-            if args.only in (None, name):
+            wanted = args.only == name or (
+                args.only is None and (name != "node-red" or args.node_red)
+            )
+            if wanted:
                 bench(args, work)
     finally:
         stop_all()
@@ -581,6 +707,7 @@ PARTS = [
     ("nats", bench_nats),
     ("storm", bench_storm),
     ("footprint", bench_footprint),
+    ("node-red", bench_node_red),
 ]
 
 if __name__ == "__main__":

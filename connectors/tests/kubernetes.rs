@@ -158,6 +158,55 @@ async fn an_expired_watch_relists_without_repeating_anything_and_tells_what_chan
     bridge.stop().await;
 }
 
+/// A watch request answered with an HTTP 410 (not an `ERROR` line inside a stream) is the
+/// same protocol: kube lists again at once, and nothing is counted as an error.
+#[tokio::test]
+async fn a_watch_answered_410_relists_at_once_without_an_error() {
+    let api = FakeApi::start().await;
+    api.apply(Resource::Nodes, node("pi-1", "True", &[], ago(3600)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = watching(config(&api, dir.path()), false, false, false);
+    let mut bridge = Bridge::start(config, store(dir.path())).await;
+    bridge.until_ready().await;
+    api.until_watching(0, Resource::Nodes).await;
+
+    api.answer_gone_as_status();
+    api.apply(
+        Resource::Pods,
+        pod("media", "web", "Running", json!([]), ago(60)),
+    );
+    api.compact();
+    let compacted = api.version();
+    let before = api.request_count();
+    api.end_watches();
+    // The watch from the old version gets the 410; a list, then a watch from its version.
+    let current = |r: &atalaya_test_kit::kubernetes::Request| {
+        r.resource == Resource::Nodes
+            && r.watch
+            && r.resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|v| v >= compacted)
+    };
+    api.until_request(before, current).await;
+    let lists = api.requests()[before..]
+        .iter()
+        .filter(|r| r.resource == Resource::Nodes && !r.watch)
+        .count();
+    assert_eq!(lists, 1, "listed again after the 410");
+    assert_eq!(
+        bridge.errors("watch"),
+        0.0,
+        "a 410 is protocol, not a failure"
+    );
+    api.apply(
+        Resource::Nodes,
+        node("pi-1", "False", &[], Timestamp::now()),
+    );
+    assert_eq!(bridge.next_subject().await, "k8s/node/pi-1/ready");
+    bridge.stop().await;
+}
+
 #[tokio::test]
 async fn ended_and_cut_watches_resume_from_their_bookmark_and_last_version() {
     let api = FakeApi::start().await;

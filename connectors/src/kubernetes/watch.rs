@@ -202,6 +202,12 @@ impl<K: Kind> Watch<K> {
                 self.telemetry.expired();
                 false
             }
+            // The same, answered to the watch request itself (HTTP 410, not a line in the
+            // stream): kube would retry from the expired version forever, so start anew.
+            W::WatchStartFailed(Client::Api(status)) if status.code == 410 => {
+                self.telemetry.expired();
+                true
+            }
             // A list's continue token expired: kube lists from the start again.
             W::InitialListFailed(Client::Api(status)) if status.code == 410 => {
                 self.telemetry.expired();
@@ -400,7 +406,8 @@ impl<K: Kind> Watch<K> {
 fn is_expired(error: &watcher::Error) -> bool {
     match error {
         watcher::Error::WatchError(status) => status.code == 410,
-        watcher::Error::InitialListFailed(kube::Error::Api(status)) => status.code == 410,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 410,
         _ => false,
     }
 }

@@ -11,7 +11,8 @@
 //!
 //! [`objects`] builds nodes, leases, pods and Events as the API server sends them.
 //! - Test controls: change and delete objects, send bookmarks, expire (410) or end open
-//!   watches, cut their connections mid-stream, expire a list's continue token (410), and
+//!   watches (in the stream, or as an HTTP 410 to the watch request), cut their connections
+//!   mid-stream, expire a list's continue token (410), and
 //!   refuse requests with 403.
 //! - Every request is recorded, and tests can wait for one.
 
@@ -105,6 +106,9 @@ struct Inner {
     requests: Vec<Request>,
     /// The next list page asked for with a `continue` token gets 410 (the token expired).
     expire_continue: bool,
+    /// A watch from a compacted version is answered with an HTTP 410 (as some servers and
+    /// proxies do) instead of an `ERROR` line in a 200 stream.
+    gone_as_status: bool,
 }
 
 /// The fake API server. Stops when dropped.
@@ -294,6 +298,9 @@ impl Inner {
             .unwrap_or(self.version);
         if from < self.compacted {
             let message = format!("too old resource version: {from} ({})", self.compacted);
+            if self.gone_as_status {
+                return json_response(StatusCode::GONE, &status(410, "Expired", &message));
+            }
             let _ = tx.send(Ok(line("ERROR", &status(410, "Expired", &message))));
         } else {
             if let Some(collection) = self.collections.get(&resource) {
@@ -427,6 +434,12 @@ impl FakeApi {
                 .lines
                 .send(Ok(line("ERROR", &status(410, "Expired", &message))));
         }
+    }
+
+    /// From now on, a watch from a compacted version gets an HTTP 410 answer rather than an
+    /// `ERROR` 410 line inside the stream.
+    pub fn answer_gone_as_status(&self) {
+        self.inner.lock().unwrap().gone_as_status = true;
     }
 
     /// Answers 410 to the next list page asked for with a `continue` token.
