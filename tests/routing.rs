@@ -1039,3 +1039,43 @@ async fn webhook_fingerprints_and_common_labels_are_alertmanagers() {
         .clone();
     assert_eq!(ours["fingerprint"], notified["fingerprint"]);
 }
+
+/// An alert's `startsAt` is told with one precision, the same when it fires and when it
+/// resolves after a restart: a receiver that keys alerts by fingerprint and start sees one
+/// alert, not two.
+#[tokio::test]
+async fn an_alert_s_start_is_told_the_same_before_and_after_a_restart() {
+    let hook = Webhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &hook);
+    let mut atalaya = Atalaya::start_in(dir, opts).await;
+    temperature(&atalaya, "kitchen", "30").await;
+    let got = hook.wait_until("the firing alert", |a| !a.is_empty()).await;
+    let fired = got[0]["alerts"][0].clone();
+    atalaya.signal(Signal::SIGTERM);
+    atalaya.wait().await;
+
+    let dir = std::mem::replace(&mut atalaya.dir, tempfile::tempdir().unwrap());
+    let opts = options(dir.path(), &hook);
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    temperature(&atalaya, "kitchen", "20").await;
+    let got = hook
+        .wait_until("the resolved alert", |a| {
+            a.iter().any(|n| n["alerts"][0]["status"] == "resolved")
+        })
+        .await;
+    let resolved = got
+        .iter()
+        .find(|n| n["alerts"][0]["status"] == "resolved")
+        .unwrap()["alerts"][0]
+        .clone();
+    assert_eq!(resolved["fingerprint"], fired["fingerprint"]);
+    assert_eq!(
+        resolved["startsAt"], fired["startsAt"],
+        "{fired}\n{resolved}"
+    );
+    // Milliseconds, as Prometheus and Alertmanager send an alert's times.
+    let start = fired["startsAt"].as_str().unwrap();
+    let fraction = start.split('.').nth(1).unwrap_or("Z");
+    assert!(fraction.len() <= 4, "{start}");
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use atalaya_bus::Labels;
-use jiff::Timestamp;
+use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 use serde::{Deserialize, Serialize};
 
 pub use atalaya_bus::fingerprint::{
@@ -92,4 +92,14 @@ pub struct ActionRequest {
     /// Publish retained (MQTT).
     #[serde(default)]
     pub retain: bool,
+}
+
+/// An instant as the engine keeps it: to the millisecond, as Prometheus and Alertmanager
+/// give an alert's times and as the store keeps them, so an alert's `startsAt` reads the
+/// same when it fires and when it resolves after a restart.
+pub fn alert_time(at: Timestamp) -> Timestamp {
+    let millisecond = TimestampRound::new()
+        .smallest(Unit::Millisecond)
+        .mode(RoundMode::Floor);
+    at.round(millisecond).unwrap_or(at)
 }

@@ -48,7 +48,7 @@ use self::queues::Queues;
 pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
 use self::series_map::SeriesMap;
 use self::transitions::Transitions;
-use crate::alert::{Output, fingerprint_hash_from, fingerprint_seed};
+use crate::alert::{Output, alert_time, fingerprint_hash_from, fingerprint_seed};
 use crate::compile::{Rule, RuleSet};
 use crate::expr::{EvalError, Expression, RuleValue, Vars};
 use crate::metrics::EngineMetrics;
@@ -261,6 +261,7 @@ impl Engine {
 
     /// Evaluates `event` against the rules whose pattern matches its subject.
     pub fn on_event(&mut self, now: Timestamp, event: &Event) -> Vec<Output> {
+        let now = alert_time(now);
         let mut out = self.on_tick(now);
         let Self {
             rules,
@@ -335,6 +336,7 @@ impl Engine {
 
     /// Processes every deadline up to `now`, each at its own instant.
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<Output> {
+        let now = alert_time(now);
         let mut out = Vec::new();
         while let Some(&(at, id, key)) = self.queues.deadlines.first() {
             if at > now {

@@ -198,8 +198,9 @@ impl Engine {
         saved_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Vec<Output> {
+        let now = crate::alert::alert_time(now);
         let downtime = saved_at
-            .map(|s| now.duration_since(s))
+            .map(|s| now.duration_since(crate::alert::alert_time(s)))
             .filter(|d| d.is_positive())
             .unwrap_or(SignedDuration::ZERO);
         let by_name: HashMap<&str, usize> = self

@@ -14,6 +14,7 @@ impl Engine {
     /// Replaces the rules. Rules whose definition did not change keep their series; the
     /// alerts of changed and removed rules resolve.
     pub fn reload(&mut self, rules: RuleSet, now: Timestamp) -> Vec<Output> {
+        let now = crate::alert::alert_time(now);
         // Rule ids change below: encode what is pending under the old ones first.
         self.carried = self.take_all_changes();
         let mut old: HashMap<String, (Arc<Rule>, RuleState)> = self
