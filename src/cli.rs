@@ -102,8 +102,8 @@ pub enum RoutesCommand {
 
 #[derive(Debug, Args)]
 pub struct RoutesTestArgs {
-    /// The alert's labels, `NAME=VALUE`.
-    #[arg(required = true)]
+    /// The alert's labels, `NAME=VALUE` or `NAME="VALUE"` (quoted as amtool quotes: `\"`
+    /// and `\\` are unescaped). None at all: the root route's answer, as amtool gives it.
     pub labels: Vec<String>,
     /// The routing policy file. Default: `routing.file` of the config `run` would use
     /// (without one, the built-in policy: everything to the console).

@@ -8,6 +8,7 @@ mod support;
 use std::path::Path;
 
 use atalaya_bus::store::Store;
+use atalaya_test_kit::alertmanager::Alertmanager;
 use atalaya_test_kit::webhook::{Webhook, alert_names};
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
@@ -471,7 +472,8 @@ async fn silences_that_mute_everything_or_last_past_a_century_are_refused() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("endsAt"), "{body}");
+    // Alertmanager's API answers errors as a JSON string.
+    assert!(body.as_str().unwrap().contains("endsAt"), "{body}");
 
     // Muting every alert takes an explicit yes.
     let (status, body) = post_json(
@@ -562,6 +564,76 @@ receivers: [{name: mail}, {name: phone}, {name: family}]
         .await
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// `routes test` reads its arguments as `amtool config routes test` does: no labels at all
+/// is the root route's answer, a quoted value is unescaped, and anything but `=` is refused.
+/// Each answer is compared with the real amtool's on the same file.
+#[tokio::test]
+async fn routes_test_reads_labels_as_amtool_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routing.yaml");
+    std::fs::write(
+        &file,
+        r#"route:
+  receiver: mail
+  routes:
+    - matchers: ['summary="say \"hi\""']
+      receiver: quoted
+    - matchers: ['path="C:\\temp"']
+      receiver: backslash
+    - matchers: ['room=~"kitchen|hall"']
+      receiver: family
+receivers: [{name: mail}, {name: quoted}, {name: backslash}, {name: family}]
+"#,
+    )
+    .unwrap();
+    let cases: &[(&[&str], Option<&str>)] = &[
+        (&[], Some("mail")),
+        (&[r#"summary="say \"hi\"""#], Some("quoted")),
+        (&[r#"path="C:\\temp""#], Some("backslash")),
+        (&["room=kitchen", "severity=info"], Some("family")),
+        (&[r#"room="hall""#], Some("family")),
+        (&["room=~kitchen"], None),
+        (&["room!=kitchen"], None),
+        (&["room"], None),
+    ];
+    for (labels, expected) in cases {
+        let atalaya = command(dir.path())
+            .args(["routes", "test", "--routing"])
+            .arg(&file)
+            .args(*labels)
+            .output()
+            .await
+            .unwrap();
+        let amtool = std::process::Command::new("amtool")
+            .args(["config", "routes", "test"])
+            .arg(format!("--config.file={}", file.display()))
+            .args(*labels)
+            .output()
+            .expect("amtool (apt-get install -y prometheus-alertmanager; scripts/test does this)");
+        let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+        match expected {
+            Some(receivers) => {
+                assert_eq!(
+                    stdout(&amtool),
+                    format!("{receivers}\n"),
+                    "amtool {labels:?}"
+                );
+                assert_eq!(stdout(&atalaya), stdout(&amtool), "{labels:?}");
+                assert!(atalaya.status.success(), "{labels:?}");
+            }
+            None => {
+                assert!(!amtool.status.success(), "amtool {labels:?}");
+                assert!(!atalaya.status.success(), "{labels:?}");
+                let stderr = String::from_utf8_lossy(&atalaya.stderr);
+                assert!(
+                    stderr.contains(&format!("label `{}`", labels[0])),
+                    "{stderr}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -829,4 +901,141 @@ async fn amtool_alert_add_fires_and_unset_times_are_read_as_alertmanager_reads_t
             "resolve_timeout from global: {alert}"
         );
     }
+}
+
+/// A webhook routing file with `max_alerts: 1`, for Alertmanager and atalaya alike.
+fn truncating_policy(url: &str) -> String {
+    format!(
+        r#"route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: {url}
+        max_alerts: 1
+"#
+    )
+}
+
+/// The parts of a webhook payload both must agree on.
+fn comparable(payload: &Value) -> Value {
+    let alerts: Vec<Value> = payload["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| json!({"fingerprint": a["fingerprint"], "labels": a["labels"], "status": a["status"]}))
+        .collect();
+    json!({
+        "alerts": alerts,
+        "commonLabels": payload["commonLabels"],
+        "commonAnnotations": payload["commonAnnotations"],
+        "groupLabels": payload["groupLabels"],
+        "truncatedAlerts": payload["truncatedAlerts"],
+        "status": payload["status"],
+        "version": payload["version"],
+    })
+}
+
+/// Fingerprints are Alertmanager's, and a webhook cut to `max_alerts` has the common
+/// labels and annotations of the alerts it carries: the same alerts and routing file go to a
+/// real Alertmanager and to atalaya, and their webhooks must agree. An alert from a rule
+/// carries the fingerprint Alertmanager gives its labels too.
+#[tokio::test]
+async fn webhook_fingerprints_and_common_labels_are_alertmanagers() {
+    let am_hook = Webhook::start().await;
+    let alertmanager = Alertmanager::start(&truncating_policy(&am_hook.url())).await;
+    let hook = Webhook::start().await;
+    let atalaya = Atalaya::start_with(Options {
+        routing: Some(truncating_policy(&hook.url())),
+        rules: vec![("temp.yaml", TEMP_RULE.to_owned())],
+        ..Options::default()
+    })
+    .await;
+    atalaya.wait_ready().await;
+    let alerts = json!([
+        {"labels": {"alertname": "DiskFull", "host": "pi-1", "severity": "warning"},
+         "annotations": {"summary": "Disk full on pi-1", "runbook": "disks"}},
+        {"labels": {"alertname": "DiskFull", "host": "pi-2", "severity": "warning"},
+         "annotations": {"summary": "Disk full on pi-2", "runbook": "disks"}},
+    ])
+    .to_string();
+    let client = reqwest::Client::new();
+    let status = client
+        .post(alertmanager.url("/api/v2/alerts"))
+        .header("content-type", "application/json")
+        .body(alerts.clone())
+        .send()
+        .await
+        .expect("POST to Alertmanager")
+        .status();
+    assert_eq!(status, StatusCode::OK, "{}", alertmanager.log());
+    assert_eq!(
+        post(&atalaya, "/api/v2/alerts", &alerts).await,
+        StatusCode::OK
+    );
+
+    let from_am = am_hook
+        .wait_until("Alertmanager's webhook", |p| !p.is_empty())
+        .await;
+    let from_atalaya = hook
+        .wait_until("atalaya's webhook", |p| !p.is_empty())
+        .await;
+    let expected = comparable(&from_am[0]);
+    assert_eq!(expected["truncatedAlerts"], 1, "{expected}");
+    assert_eq!(comparable(&from_atalaya[0]), expected);
+
+    // A rule's alert: Alertmanager, sent the labels atalaya notified, shows the same
+    // fingerprint.
+    temperature(&atalaya, "kitchen", "30").await;
+    let payloads = hook
+        .wait_until("the rule's alert", |p| {
+            p.iter()
+                .any(|n| n["groupLabels"]["alertname"] == "temp_high")
+        })
+        .await;
+    let notified = payloads
+        .iter()
+        .find(|n| n["groupLabels"]["alertname"] == "temp_high")
+        .unwrap()["alerts"][0]
+        .clone();
+    let status = client
+        .post(alertmanager.url("/api/v2/alerts"))
+        .json(&json!([{"labels": notified["labels"]}]))
+        .send()
+        .await
+        .expect("POST to Alertmanager")
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let listed: Value = client
+        .get(alertmanager.url("/api/v2/alerts?filter=alertname%3D%22temp_high%22"))
+        .send()
+        .await
+        .expect("GET from Alertmanager")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed[0]["fingerprint"], notified["fingerprint"],
+        "{listed}"
+    );
+    // And atalaya's own list shows the same.
+    let ours: Value = client
+        .get(atalaya.url("/api/v1/alerts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ours = ours
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "temp_high")
+        .unwrap()
+        .clone();
+    assert_eq!(ours["fingerprint"], notified["fingerprint"]);
 }

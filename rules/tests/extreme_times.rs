@@ -15,7 +15,7 @@ use atalaya_rules::engine::Engine;
 use atalaya_rules::files::RuleFile;
 use atalaya_rules::metrics::EngineMetrics;
 use atalaya_rules::routing::config::{RoutingPolicy, parse_policy};
-use atalaya_rules::routing::router::{RoutedAlert, Router, RouterState, labels_fingerprint};
+use atalaya_rules::routing::router::{RoutedAlert, Router, RouterState, posted_alert_id};
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceMatcher};
 use atalaya_rules::yaml::parse_documents;
 use jiff::{SignedDuration, Timestamp};
@@ -69,13 +69,14 @@ fn ts(text: &str) -> Timestamp {
 fn alert(name: &str, starts_at: Timestamp, ends_at: Option<Timestamp>) -> RoutedAlert {
     let labels = Labels::from([("alertname".to_owned(), name.to_owned())]);
     RoutedAlert {
-        fingerprint: labels_fingerprint(&labels),
+        fingerprint: posted_alert_id(&labels),
         labels,
         annotations: Default::default(),
         starts_at,
         ends_at,
         value: serde_json::Value::Null,
         generator_url: None,
+        updated_at: None,
     }
 }
 

@@ -18,7 +18,7 @@ use atalaya_bus::store::{Store, TableBatch};
 use atalaya_rules::alert::{Alert, Output};
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
 use atalaya_rules::routing::router::{
-    AlertView, LEGACY_KEY, RoutedAlert, Router, RouterChanges, RouterState,
+    AlertView, GroupView, LEGACY_KEY, RoutedAlert, Router, RouterChanges, RouterState,
 };
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use jiff::{SignedDuration, Timestamp};
@@ -36,6 +36,10 @@ pub enum RouterCommand {
     /// Alerts posted by Prometheus (`POST /api/v2/alerts`): all taken, or all refused.
     Post(Vec<RoutedAlert>, oneshot::Sender<Result<(), PostRefused>>),
     ListAlerts(oneshot::Sender<Vec<AlertView>>),
+    /// The aggregation groups holding alerts (`GET /api/v2/alerts/groups`).
+    ListGroups(oneshot::Sender<Vec<GroupView>>),
+    /// The policy in force (`GET /api/v2/status`, `GET /api/v2/receivers`).
+    Policy(oneshot::Sender<Arc<RoutingPolicy>>),
     ListSilences(oneshot::Sender<Vec<Silence>>),
     AddSilence(Silence, MuteAll, oneshot::Sender<Result<(), SilenceError>>),
     ExpireSilence(String, oneshot::Sender<Result<(), SilenceError>>),
@@ -269,6 +273,12 @@ impl Routing {
             }
             RouterCommand::ListAlerts(reply) => {
                 let _ = reply.send(self.router.alerts(now));
+            }
+            RouterCommand::ListGroups(reply) => {
+                let _ = reply.send(self.router.groups(now));
+            }
+            RouterCommand::Policy(reply) => {
+                let _ = reply.send(Arc::clone(self.router.policy()));
             }
             RouterCommand::ListSilences(reply) => {
                 let _ = reply.send(self.router.silences());

@@ -4,22 +4,17 @@
 use atalaya_connectors::notifiers::integration_kinds;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use atalaya_bus::Labels;
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
+use atalaya_rules::routing::matcher::{MatchOp, Matcher};
 
 use crate::cli::RoutesTestArgs;
 use crate::config::{ConfigSource, load};
 
 /// Prints the receivers line; `Ok(false)` when `--verify-receivers` did not match.
 pub fn run(args: RoutesTestArgs) -> anyhow::Result<bool> {
-    let mut labels = Labels::new();
-    for pair in &args.labels {
-        let Some((name, value)) = pair.split_once('=') else {
-            bail!("label `{pair}` is not NAME=VALUE");
-        };
-        labels.insert(name.to_owned(), value.trim_matches('"').to_owned());
-    }
+    let labels = parse_labels(&args.labels)?;
     let policy = match policy_file(&args)? {
         Some(path) => load_policy(&path, &integration_kinds()).map_err(|errors| {
             let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -36,6 +31,23 @@ pub fn run(args: RoutesTestArgs) -> anyhow::Result<bool> {
         }
         _ => Ok(true),
     }
+}
+
+/// The labels as amtool reads them: each argument a matcher (`name=value`, the value
+/// optionally quoted and escaped) that must be an equality.
+fn parse_labels(args: &[String]) -> anyhow::Result<Labels> {
+    let mut labels = Labels::new();
+    for arg in args {
+        let matcher = Matcher::parse(arg).map_err(|e| anyhow!("label `{arg}`: {e}"))?;
+        if matcher.op != MatchOp::Equal {
+            bail!(
+                "label `{arg}`: labels must be given as NAME=VALUE, not as a {} matcher",
+                matcher.op
+            );
+        }
+        labels.insert(matcher.name, matcher.value);
+    }
+    Ok(labels)
 }
 
 /// `--routing`, else the config's `routing.file`.

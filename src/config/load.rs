@@ -138,6 +138,26 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
         listen_value = http.last.clone();
     }
     h.token = secret(&mut http, ctx, "token", "token_file");
+    h.read_token = secret(&mut http, ctx, "read_token", "read_token_file");
+    let read_token_value = http.last.clone();
+    if let Some(v) = http.get(ctx, "anonymous_read", boolean) {
+        h.anonymous_read = v;
+    }
+    if h.token.is_none() && (h.read_token.is_some() || h.anonymous_read) {
+        let key = if h.read_token.is_some() {
+            "http.read_token_file"
+        } else {
+            "http.anonymous_read"
+        };
+        ctx.error(
+            key,
+            read_token_value.as_ref().or(http.last.as_ref()),
+            Anchor::Value,
+            "opens reads beside http.token, but no token is set: every request is open \
+             already; set http.token_file (or ATALAYA__HTTP__TOKEN) too"
+                .to_owned(),
+        );
+    }
     if let Some(v) = http.get(ctx, "insecure", boolean) {
         h.insecure = v;
     }

@@ -62,6 +62,12 @@ pub struct HttpConfig {
     /// Bearer token required on `/api/…` when set (from `token_file` or
     /// `ATALAYA__HTTP__TOKEN`; never from the file itself, which lives in Git).
     pub token: Option<Secret>,
+    /// A second bearer token that reads (`GET` on `/api/…`) but cannot change anything:
+    /// for a dashboard (Grafana, Karma) on the LAN. From `read_token_file` or
+    /// `ATALAYA__HTTP__READ_TOKEN`; needs `token`.
+    pub read_token: Option<Secret>,
+    /// Reads (`GET` on `/api/…`) need no token at all; writes still need `token`.
+    pub anonymous_read: bool,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
     /// How long an ingest request may wait for room on a full bus before getting 503.
@@ -167,6 +173,8 @@ impl Default for Config {
                     .parse()
                     .unwrap_or_else(|_| unreachable!("the default address is valid")),
                 token: None,
+                read_token: None,
+                anonymous_read: false,
                 max_body_bytes: 1024 * 1024,
                 publish_timeout: Duration::from_secs(5),
                 max_concurrent_requests: 64,

@@ -113,6 +113,26 @@ fn secrets_come_from_files_or_environment_only() {
 }
 
 #[test]
+fn opened_reads_need_a_token_for_writes() {
+    let (_d, source) = file("http:\n  anonymous_read: true\n");
+    let errs = errors(&source, &[]);
+    assert!(
+        errs[0]
+            .starts_with("atalaya.yaml:2:19: http.anonymous_read: opens reads beside http.token"),
+        "{errs:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let read = dir.path().join("read");
+    std::fs::write(&read, "fake-read\n").unwrap();
+    let (_d, source) = file(&format!("http:\n  read_token_file: {}\n", read.display()));
+    let errs = errors(&source, &[]);
+    assert!(
+        errs[0].contains("http.read_token_file: opens reads beside http.token"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn syntax_errors_and_wrong_shapes() {
     let (_dir, source) = file("http:\n  listen: [1,\n");
     let errs = errors(&source, &[]);

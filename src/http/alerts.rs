@@ -13,8 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use atalaya_bus::Labels;
-use atalaya_rules::routing::router::{RoutedAlert, labels_fingerprint};
-use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceError, SilenceMatcher};
+use atalaya_bus::fingerprint::labels_fingerprint;
+use atalaya_rules::routing::router::{RoutedAlert, posted_alert_id};
+use atalaya_rules::routing::silence::{
+    MuteAll, Silence, SilenceError, SilenceMatcher, SilenceState,
+};
 use atalaya_rules::routing::time_limits::{HORIZON, within_horizon};
 use axum::Json;
 use axum::body::Bytes;
@@ -40,7 +43,7 @@ fn set(at: Option<Timestamp>) -> Option<Timestamp> {
 }
 
 /// Asks the router and waits for its answer; `None` when it is gone (shutting down).
-async fn ask<T>(
+pub(super) async fn ask<T>(
     state: &ApiState,
     command: impl FnOnce(oneshot::Sender<T>) -> RouterCommand,
 ) -> Option<T> {
@@ -49,7 +52,7 @@ async fn ask<T>(
     answer.await.ok()
 }
 
-fn unavailable() -> Response {
+pub(super) fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({ "error": "shutting down" })),
@@ -65,7 +68,7 @@ pub async fn list_alerts(State(state): State<Arc<ApiState>>) -> Response {
         .iter()
         .map(|v| {
             json!({
-                "fingerprint": v.fingerprint,
+                "fingerprint": labels_fingerprint(&v.labels),
                 "status": {
                     "state": v.state(),
                     "silencedBy": v.silenced_by,
@@ -159,13 +162,14 @@ pub async fn post_alerts(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
         // end is filled by the router, `global.resolve_timeout` from now.
         let starts_at = alert.starts_at.or(alert.ends_at).unwrap_or(now);
         alerts.push(RoutedAlert {
-            fingerprint: labels_fingerprint(&alert.labels),
+            fingerprint: posted_alert_id(&alert.labels),
             labels: alert.labels,
             annotations: alert.annotations,
             starts_at,
             ends_at: alert.ends_at,
             value: Value::Null,
             generator_url: alert.generator_url,
+            updated_at: None,
         });
     }
     match ask(&state, |reply| RouterCommand::Post(alerts, reply)).await {
@@ -195,7 +199,7 @@ struct PostableSilence {
     comment: String,
 }
 
-fn silence_json(silence: &Silence, now: Timestamp) -> Value {
+pub(super) fn silence_json(silence: &Silence, now: Timestamp) -> Value {
     let mut value = serde_json::to_value(silence).unwrap_or(Value::Null);
     value["status"] = json!({ "state": silence.state(now) });
     value
@@ -224,9 +228,37 @@ pub async fn post_silence(
     Query(query): Query<SilenceQuery>,
     body: Bytes,
 ) -> Response {
-    let posted: PostableSilence = match serde_json::from_slice(&body) {
+    let api = SilenceApi::Atalaya {
+        mute_all: query.mute_all,
+    };
+    create_silence(&state, &body, api).await
+}
+
+/// Which API a silence is posted to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum SilenceApi {
+    /// atalaya's: `mute_all` allows a silence that mutes every alert; an `id` that names no
+    /// silence creates one with that id.
+    Atalaya { mute_all: bool },
+    /// Alertmanager's v2: every field required (422 otherwise, as its schema check
+    /// answers); an `id` that names no silence is 404, one that names an expired silence
+    /// creates a new one.
+    Alertmanager,
+}
+
+/// Creates (or, with an `id`, replaces) a silence from a posted `PostableSilence`.
+pub(super) async fn create_silence(state: &ApiState, body: &[u8], api: SilenceApi) -> Response {
+    let posted: PostableSilence = match serde_json::from_slice(body) {
         Ok(s) => s,
         Err(e) => {
+            let message = e.to_string();
+            if api == SilenceApi::Alertmanager
+                && let Some(field) = message
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next())
+            {
+                return schema_error(state, 602, format!("{field} in body is required"));
+            }
             return state.reject(
                 RejectStage::Decode,
                 StatusCode::BAD_REQUEST,
@@ -235,11 +267,33 @@ pub async fn post_silence(
             );
         }
     };
+    if api == SilenceApi::Alertmanager {
+        if posted.matchers.is_empty() {
+            return schema_error(
+                state,
+                612,
+                "matchers in body should have at least 1 items".to_owned(),
+            );
+        }
+        if posted.starts_at.is_none() {
+            return schema_error(state, 602, "startsAt in body is required".to_owned());
+        }
+    }
     let now = Timestamp::now();
-    let id = posted
-        .id
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let mut given = posted.id.filter(|id| !id.is_empty());
+    if api == SilenceApi::Alertmanager
+        && let Some(id) = &given
+    {
+        let Some(silences) = ask(state, RouterCommand::ListSilences).await else {
+            return unavailable();
+        };
+        match silences.iter().find(|s| &s.id == id) {
+            None => return silence_error(state, &SilenceError::NotFound(id.clone())),
+            Some(old) if old.state(now) == SilenceState::Expired => given = None,
+            Some(_) => {}
+        }
+    }
+    let id = given.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let silence = Silence {
         id: id.clone(),
         matchers: posted.matchers,
@@ -249,19 +303,19 @@ pub async fn post_silence(
         comment: posted.comment,
         updated_at: now,
     };
-    let mute_all = if query.mute_all {
+    let mute_all = if api == (SilenceApi::Atalaya { mute_all: true }) {
         MuteAll::Allow
     } else {
         MuteAll::Refuse
     };
-    match ask(&state, |reply| {
+    match ask(state, |reply| {
         RouterCommand::AddSilence(silence, mute_all, reply)
     })
     .await
     {
         None => unavailable(),
         Some(Ok(())) => Json(json!({ "silenceID": id })).into_response(),
-        Some(Err(e)) => silence_error(&state, &e),
+        Some(Err(e)) => silence_error(state, &e),
     }
 }
 
@@ -274,6 +328,19 @@ pub async fn expire_silence(
         Some(Ok(())) => StatusCode::OK.into_response(),
         Some(Err(e)) => silence_error(&state, &e),
     }
+}
+
+/// What Alertmanager answers a body its OpenAPI schema refuses: 422 with go-openapi's
+/// `{"code", "message"}`.
+fn schema_error(state: &ApiState, code: u16, message: String) -> Response {
+    let response = state.reject(
+        RejectStage::Decode,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        message.clone(),
+        None,
+    );
+    let (parts, _) = response.into_parts();
+    (parts, Json(json!({ "code": code, "message": message }))).into_response()
 }
 
 fn silence_error(state: &ApiState, error: &SilenceError) -> Response {

@@ -8,6 +8,7 @@
 //! - `auth`: the optional bearer token on `/api/…`.
 //! - this module: the router, the probes, `/metrics`, and error responses.
 
+mod alertmanager;
 mod alerts;
 mod auth;
 mod ingest;
@@ -45,6 +46,10 @@ pub struct ApiState {
     pub publisher: Publisher,
     /// The bearer token `/api/…` requires, if any.
     pub token: Option<Secret>,
+    /// A token that only reads (`http.read_token`).
+    pub read_token: Option<Secret>,
+    /// Reads need no token (`http.anonymous_read`).
+    pub anonymous_read: bool,
     pub readiness: Readiness,
     /// Every connector's metrics: `/readyz` reports the connections' state from them.
     pub connectors: ConnectorMetrics,
@@ -63,6 +68,10 @@ pub struct ApiState {
     pub requests: tokio::sync::Semaphore,
     /// The longest an `/api` request may take (`http.request_timeout`).
     pub request_timeout: Duration,
+    /// The address the API listens on (the one peer of `GET /api/v2/status`).
+    pub listen: std::net::SocketAddr,
+    /// When the service started (`uptime` of `GET /api/v2/status`).
+    pub started_at: jiff::Timestamp,
 }
 
 impl ApiState {
@@ -109,7 +118,7 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
         .route("/api/v1/events", post(ingest::structured))
         .route("/api/v1/events/{*subject}", post(ingest::plain))
         .route("/api/v1/alerts", get(alerts::list_alerts))
-        .route("/api/v2/alerts", post(alerts::post_alerts))
+        .merge(alertmanager::routes())
         .route(
             "/api/v1/silences",
             get(alerts::list_silences).post(alerts::post_silence),
@@ -126,6 +135,11 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/-/healthy",
+            get(alertmanager_healthy).head(alertmanager_healthy),
+        )
+        .route("/-/ready", get(alertmanager_ready).head(alertmanager_ready))
         .merge(api)
         .fallback(not_found)
         .with_state(state)
@@ -242,11 +256,25 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
+/// Alertmanager's liveness endpoint, for tools that probe it.
+async fn alertmanager_healthy() -> &'static str {
+    "OK"
+}
+
+/// Alertmanager's readiness endpoint: ready as `/readyz` is.
+async fn alertmanager_ready(State(state): State<Arc<ApiState>>) -> Response {
+    if state.readiness.report().ready {
+        "OK".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+    }
+}
+
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(
-            json!({ "error": "no such endpoint; see /api/v1/events, /api/v1/alerts, /api/v1/silences, /api/v2/alerts, /healthz, /readyz, /metrics" }),
+            json!({ "error": "no such endpoint; see /api/v1/events, /api/v1/alerts, /api/v1/silences, /api/v2/ (Alertmanager's API v2), /healthz, /readyz, /metrics" }),
         ),
     )
         .into_response()

@@ -148,6 +148,8 @@ pub(super) async fn http(
     let state = Arc::new(ApiState {
         publisher: ctx.publisher.clone(),
         token: config.token.clone(),
+        read_token: config.read_token.clone(),
+        anonymous_read: config.anonymous_read,
         readiness: ctx.readiness.clone(),
         connectors: ctx.connectors.clone(),
         registry: registry.clone(),
@@ -158,6 +160,8 @@ pub(super) async fn http(
         router,
         requests: tokio::sync::Semaphore::new(config.max_concurrent_requests),
         request_timeout: config.request_timeout,
+        listen: address,
+        started_at: jiff::Timestamp::now(),
     });
     let app = http::router(Arc::clone(&state), config);
     let token = ctx.supervisor.token().clone();

@@ -28,6 +28,7 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotifiedAlert {
     pub status: Status,
+    /// Alertmanager's fingerprint of `labels` ([`crate::fingerprint::labels_fingerprint`]).
     pub fingerprint: String,
     pub labels: Labels,
     #[serde(default)]
@@ -86,7 +87,8 @@ impl Notification {
         } else {
             max_alerts.min(self.alerts.len())
         };
-        let alerts: Vec<serde_json::Value> = self.alerts[..keep]
+        let sent = &self.alerts[..keep];
+        let alerts: Vec<serde_json::Value> = sent
             .iter()
             .map(|a| {
                 serde_json::json!({
@@ -107,8 +109,9 @@ impl Notification {
             "status": self.status.as_str(),
             "receiver": self.receiver,
             "groupLabels": self.group_labels,
-            "commonLabels": self.common_labels,
-            "commonAnnotations": self.common_annotations,
+            // As Alertmanager: over the alerts sent, not all the group's.
+            "commonLabels": common(sent.iter().map(|a| &a.labels)),
+            "commonAnnotations": common(sent.iter().map(|a| &a.annotations)),
             "externalURL": external_url,
             "alerts": alerts,
         })
@@ -121,6 +124,21 @@ impl Notification {
             .filter(|a| a.status == Status::Firing)
             .count()
     }
+}
+
+/// The pairs every map holds with the same value (Alertmanager's common labels and
+/// annotations); empty when there are no maps.
+pub fn common<'a>(
+    mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let Some(first) = maps.next() else {
+        return BTreeMap::new();
+    };
+    let mut common = first.clone();
+    for map in maps {
+        common.retain(|k, v| map.get(k) == Some(v));
+    }
+    common
 }
 
 #[cfg(test)]
@@ -167,5 +185,9 @@ mod tests {
         let cut = n.webhook_payload("", 1);
         assert_eq!(cut["alerts"].as_array().unwrap().len(), 1);
         assert_eq!(cut["truncatedAlerts"], 1);
+        // Common labels over the alerts sent, as Alertmanager: "a" and "b" share none, the
+        // one kept has its own.
+        assert_eq!(full["commonLabels"], serde_json::json!({}));
+        assert_eq!(cut["commonLabels"], serde_json::json!({"alertname": "a"}));
     }
 }

@@ -22,6 +22,7 @@
 //! - [`logs`]: captured `tracing` output; [`metrics`]: one sample out of a registry or a
 //!   `/metrics` page.
 
+pub mod alertmanager;
 pub mod certs;
 pub mod http;
 pub mod kubernetes;
@@ -29,6 +30,7 @@ pub mod logs;
 pub mod metrics;
 pub mod mosquitto;
 pub mod nats;
+pub mod openapi;
 pub mod smtp;
 pub mod telegram;
 pub mod webhook;

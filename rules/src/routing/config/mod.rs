@@ -23,6 +23,7 @@
 mod inhibit;
 mod receivers;
 mod routes;
+mod shown;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -54,6 +55,10 @@ pub struct RoutingPolicy {
     /// `global.resolve_timeout`: how long an alert posted without `endsAt` stays firing
     /// unless posted again (Prometheus posts its firing alerts every evaluation).
     pub resolve_timeout: Duration,
+    /// The policy as an Alertmanager configuration (YAML) that can be shown: what
+    /// `GET /api/v2/status` answers as `config.original` (see `shown.rs` for what is left
+    /// out).
+    pub shown: String,
 }
 
 /// Alertmanager's default `resolve_timeout`.
@@ -75,6 +80,7 @@ impl RoutingPolicy {
             inhibit_rules: Vec::new(),
             time_intervals: HashMap::new(),
             resolve_timeout: DEFAULT_RESOLVE_TIMEOUT,
+            shown: shown::console_default(),
         }
     }
 
@@ -294,6 +300,7 @@ impl Compiler<'_> {
             inhibit_rules,
             time_intervals,
             resolve_timeout,
+            shown: shown::alertmanager_config(self.text),
         })
     }
 }

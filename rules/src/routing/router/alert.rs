@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use atalaya_bus::Labels;
+use atalaya_bus::fingerprint::labels_fingerprint;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,9 @@ use atalaya_bus::delivery::notification::{NotifiedAlert, Status};
 /// An alert as the router sees it: identity, labels, and when it started and ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutedAlert {
+    /// The router's identity of the alert: the rule series' fingerprint, or
+    /// [`posted_alert_id`]. Internal; the fingerprint shown (API, notifications) is
+    /// Alertmanager's, of the labels ([`NotifiedAlert::fingerprint`]).
     pub fingerprint: String,
     pub labels: Labels,
     #[serde(default)]
@@ -25,6 +29,9 @@ pub struct RoutedAlert {
     pub value: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
+    /// When the router last took it in (Alertmanager's `updatedAt`); set by the router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 impl RoutedAlert {
@@ -43,6 +50,7 @@ impl RoutedAlert {
             ends_at,
             value: alert.value.clone(),
             generator_url: None,
+            updated_at: None,
         })
     }
 
@@ -86,7 +94,7 @@ impl RoutedAlert {
             } else {
                 Status::Resolved
             },
-            fingerprint: self.fingerprint.clone(),
+            fingerprint: labels_fingerprint(&self.labels),
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
             starts_at: self.starts_at,
@@ -97,7 +105,10 @@ impl RoutedAlert {
     }
 }
 
-/// The fingerprint of an alert known only by its labels (one posted by Prometheus).
-pub fn labels_fingerprint(labels: &Labels) -> String {
+/// The router's identity of an alert known only by its labels (one posted by Prometheus):
+/// kept as it was before shown fingerprints became Alertmanager's, so the alerts in a
+/// stored router state keep their identity across an upgrade. What is shown is
+/// [`labels_fingerprint`].
+pub fn posted_alert_id(labels: &Labels) -> String {
     fingerprint_text(fingerprint_hash("", labels))
 }

@@ -34,10 +34,10 @@ use atalaya_bus::Labels;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use self::alert::{RoutedAlert, labels_fingerprint};
+pub use self::alert::{RoutedAlert, posted_alert_id};
 pub use self::state::{
-    ALERT_PREFIX, AlertView, GROUP_PREFIX, LEGACY_KEY, RouterChanges, RouterState, SILENCE_PREFIX,
-    UnrestorableItem,
+    ALERT_PREFIX, AlertView, GROUP_PREFIX, GroupView, LEGACY_KEY, RouterChanges, RouterState,
+    SILENCE_PREFIX, UnrestorableItem,
 };
 use super::config::RoutingPolicy;
 use super::matcher::Matchers;
@@ -46,7 +46,7 @@ use super::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use super::time_limits::later;
 use super::tree::{GroupBy, Route};
 use crate::alert::{fingerprint_text, fnv1a};
-use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
+use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status, common};
 
 /// How long expired silences are kept (listed) before they are forgotten, as Alertmanager's
 /// default `--data.retention`.
@@ -138,11 +138,12 @@ impl Router {
     /// Takes in a new or updated alert. A resolved alert the router never saw firing is
     /// dropped: there is nobody to tell.
     pub fn on_alert(&mut self, now: Timestamp, alert: RoutedAlert) {
-        let alert = match self.alerts.get(&alert.fingerprint) {
+        let mut alert = match self.alerts.get(&alert.fingerprint) {
             Some(known) => known.merge(alert),
             None if alert.is_resolved(now) => return,
             None => alert,
         };
+        alert.updated_at = Some(now);
         self.changed.alerts.insert(alert.fingerprint.clone());
         self.route(&alert, now);
         self.alerts.insert(alert.fingerprint.clone(), alert);
@@ -334,7 +335,7 @@ impl Router {
     }
 
     /// The firing alert that inhibits `alert`, if any.
-    fn inhibited_by(&self, alert: &RoutedAlert, now: Timestamp) -> Option<&str> {
+    fn inhibited_by(&self, alert: &RoutedAlert, now: Timestamp) -> Option<&RoutedAlert> {
         for rule in &self.policy.inhibit_rules {
             if !rule.target.matches(&alert.labels) {
                 continue;
@@ -349,8 +350,8 @@ impl Router {
                     && rule.equal_labels(&s.labels, &alert.labels)
                     && !(two_sided && rule.target.matches(&s.labels))
             });
-            if let Some(source) = source {
-                return Some(&source.fingerprint);
+            if source.is_some() {
+                return source;
             }
         }
         None
@@ -525,20 +526,6 @@ fn routes_by_id(policy: &RoutingPolicy) -> HashMap<String, Route> {
 }
 
 /// Labels shared by every alert, with the same value.
-fn common<'a>(
-    maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
-) -> BTreeMap<String, String> {
-    let mut maps = maps;
-    let Some(first) = maps.next() else {
-        return BTreeMap::new();
-    };
-    let mut common = first.clone();
-    for map in maps {
-        common.retain(|k, v| map.get(k) == Some(v));
-    }
-    common
-}
-
 fn notification(
     key: &str,
     group: &Group,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{Group, RoutedAlert, Router};
 use crate::routing::silence::Silence;
 use atalaya_bus::delivery::notification::Status;
+use atalaya_bus::fingerprint::labels_fingerprint;
 
 /// Store key prefix of an alert's record (then its fingerprint).
 pub const ALERT_PREFIX: &[u8] = b"alert\0";
@@ -166,6 +167,7 @@ fn read_items<T: serde::de::DeserializeOwned>(
 /// One alert as listed by `GET /api/v1/alerts` and `atalaya alerts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertView {
+    /// Alertmanager's fingerprint of the labels.
     pub fingerprint: String,
     pub status: Status,
     pub labels: atalaya_bus::Labels,
@@ -176,10 +178,24 @@ pub struct AlertView {
     pub value: serde_json::Value,
     /// Ids of the active silences that match it.
     pub silenced_by: Vec<String>,
-    /// Fingerprints of the firing alerts that inhibit it.
+    /// Fingerprints (Alertmanager's) of the firing alerts that inhibit it.
     pub inhibited_by: Vec<String>,
     /// The receivers its routes reach.
     pub receivers: Vec<String>,
+    /// When the router last heard of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+}
+
+/// One aggregation group as listed by Alertmanager's `GET /api/v2/alerts/groups`: the
+/// group's labels, its receiver, and the alerts in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub labels: atalaya_bus::Labels,
+    pub receiver: String,
+    pub alerts: Vec<AlertView>,
 }
 
 impl AlertView {
@@ -310,40 +326,7 @@ impl Router {
 
     /// Every alert held, firing first then by start, with why it is or is not notified.
     pub fn alerts(&self, now: Timestamp) -> Vec<AlertView> {
-        let mut views: Vec<AlertView> = self
-            .alerts
-            .values()
-            .map(|a| AlertView {
-                fingerprint: a.fingerprint.clone(),
-                status: if a.is_resolved(now) {
-                    Status::Resolved
-                } else {
-                    Status::Firing
-                },
-                labels: a.labels.clone(),
-                annotations: a.annotations.clone(),
-                starts_at: a.starts_at,
-                ends_at: a.ends_at,
-                value: a.value.clone(),
-                silenced_by: self
-                    .silenced_by(a, now)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-                inhibited_by: self
-                    .inhibited_by(a, now)
-                    .map(str::to_owned)
-                    .into_iter()
-                    .collect(),
-                receivers: self
-                    .policy
-                    .tree
-                    .matching(&a.labels)
-                    .into_iter()
-                    .map(|r| r.receiver.clone())
-                    .collect(),
-            })
-            .collect();
+        let mut views: Vec<AlertView> = self.alerts.values().map(|a| self.view(a, now)).collect();
         views.sort_by(|a, b| {
             (a.status == Status::Resolved, a.starts_at, &a.fingerprint).cmp(&(
                 b.status == Status::Resolved,
@@ -352,5 +335,63 @@ impl Router {
             ))
         });
         views
+    }
+
+    /// The aggregation groups that hold alerts, ordered by key, each with its alerts
+    /// (ordered by fingerprint, as Alertmanager orders them).
+    pub fn groups(&self, now: Timestamp) -> Vec<GroupView> {
+        self.groups
+            .values()
+            .filter(|g| !g.alerts.is_empty())
+            .map(|g| {
+                let mut alerts: Vec<AlertView> = g
+                    .alerts
+                    .iter()
+                    .filter_map(|fp| self.alerts.get(fp))
+                    .map(|a| self.view(a, now))
+                    .collect();
+                alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+                GroupView {
+                    labels: g.labels.clone(),
+                    receiver: g.receiver.clone(),
+                    alerts,
+                }
+            })
+            .collect()
+    }
+
+    fn view(&self, a: &RoutedAlert, now: Timestamp) -> AlertView {
+        AlertView {
+            fingerprint: labels_fingerprint(&a.labels),
+            status: if a.is_resolved(now) {
+                Status::Resolved
+            } else {
+                Status::Firing
+            },
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            value: a.value.clone(),
+            silenced_by: self
+                .silenced_by(a, now)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            inhibited_by: self
+                .inhibited_by(a, now)
+                .map(|source| labels_fingerprint(&source.labels))
+                .into_iter()
+                .collect(),
+            receivers: self
+                .policy
+                .tree
+                .matching(&a.labels)
+                .into_iter()
+                .map(|r| r.receiver.clone())
+                .collect(),
+            updated_at: a.updated_at,
+            generator_url: a.generator_url.clone(),
+        }
     }
 }

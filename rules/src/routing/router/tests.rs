@@ -35,13 +35,14 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 fn firing(pairs: &[(&str, &str)], at: Timestamp) -> RoutedAlert {
     let labels = labels(pairs);
     RoutedAlert {
-        fingerprint: labels_fingerprint(&labels),
+        fingerprint: posted_alert_id(&labels),
         labels,
         annotations: Default::default(),
         starts_at: at,
         ends_at: None,
         value: serde_json::Value::Null,
         generator_url: None,
+        updated_at: None,
     }
 }
 

@@ -115,6 +115,7 @@ fn policy(receivers: Vec<Receiver>) -> Arc<RoutingPolicy> {
         inhibit_rules: Vec::new(),
         time_intervals: HashMap::new(),
         resolve_timeout: atalaya_rules::routing::config::DEFAULT_RESOLVE_TIMEOUT,
+        shown: String::new(),
     })
 }
 

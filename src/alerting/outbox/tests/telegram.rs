@@ -153,6 +153,7 @@ async fn a_burst_of_200_alerts_becomes_a_few_messages_within_the_limits() {
                 ends_at: None,
                 value: serde_json::json!(90),
                 generator_url: None,
+                updated_at: None,
             },
         );
     }
