@@ -2,7 +2,8 @@
 //! way GitHub Actions runs it: its job's `run:` steps, with its environment, shell and
 //! working directories, one after the other until one fails, on a copy of the layout it
 //! expects (`deploy/kustomize` as `apps/atalaya/`, as docs/gitops.md says to lay it out). The
-//! install step is the one step not run: the binary under test is on PATH instead.
+//! install step is the one step not run: the binary under test is on PATH instead; what it
+//! would download is checked against what the release workflow attaches.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -271,4 +272,82 @@ fn a_base_rule_its_own_tests_contradict_fails_the_test_step() {
         "{log}"
     );
     assert!(runs[..runs.len() - 1].iter().all(|r| r.succeeded), "{log}");
+}
+
+/// The value a script assigns to `archive="…"`, with `${NAME}` expanded from `vars`.
+fn archive_name(script: &str, vars: &[(&str, &str)]) -> String {
+    let start = script.find("archive=\"").expect("archive=\"…\"") + "archive=\"".len();
+    let mut name = script[start..].split('"').next().unwrap().to_owned();
+    for (key, value) in vars {
+        name = name.replace(&format!("${{{key}}}"), value);
+    }
+    assert!(!name.contains('$'), "unexpanded: {name}");
+    name
+}
+
+/// The rules CI downloads the release asset the release workflow attaches, for the version
+/// the manifests deploy.
+#[test]
+fn the_rules_ci_downloads_what_the_release_attaches_for_the_deployed_version() {
+    let load = |path: &str| {
+        YamlLoader::load_from_str(&std::fs::read_to_string(repo().join(path)).unwrap())
+            .unwrap()
+            .remove(0)
+    };
+    let ci = load(WORKFLOW);
+    let release = load(".github/workflows/release.yml");
+    let base = load("deploy/kustomize/base/kustomization.yaml");
+
+    let job = &ci["jobs"]["check"];
+    let version = job["env"]["ATALAYA_VERSION"]
+        .as_str()
+        .expect("ATALAYA_VERSION");
+    assert_eq!(
+        base["images"][0]["newTag"].as_str(),
+        Some(version),
+        "the CI's atalaya is the version the manifests run"
+    );
+    let install = job["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"].as_str() == Some("install"))
+        .expect("the install step");
+    let downloaded = archive_name(
+        install["run"].as_str().unwrap(),
+        &[("ATALAYA_VERSION", version)],
+    );
+
+    let binaries = &release["jobs"]["binaries"];
+    let targets: Vec<&str> = binaries["strategy"]["matrix"]["target"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    let target = "x86_64-unknown-linux-musl";
+    assert!(targets.contains(&target), "{targets:?}");
+    let package = binaries["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["run"].as_str().is_some_and(|r| r.contains("archive=")))
+        .expect("the packaging step");
+    let tag = format!("v{version}");
+    let attached = archive_name(
+        package["run"].as_str().unwrap(),
+        &[("TAG", &tag), ("TARGET", target)],
+    );
+    assert_eq!(downloaded, attached);
+    assert!(
+        package["run"]
+            .as_str()
+            .unwrap()
+            .contains("> \"$archive.sha256\"")
+            && install["run"]
+                .as_str()
+                .unwrap()
+                .contains("\"$archive.sha256\""),
+        "the checksum file is attached and checked"
+    );
 }
