@@ -544,3 +544,71 @@ async fn fatal_start_errors_reach_stderr_whatever_the_log_level() {
     assert!(stderr.contains("routing.yaml:2:13"), "{stderr}");
     assert!(stderr.contains("atalaya cannot start."), "{stderr}");
 }
+
+/// `atalaya check` reports each mistake at its place, in the order a person reads the file:
+/// config errors sorted by line whatever order the keys are checked in; a bare number as a
+/// duration named with its key and what to write; an unknown key no longer hiding an
+/// expression error in the same rule; an empty routing file and an unreadable one pointed
+/// at.
+#[tokio::test]
+async fn check_reports_every_mistake_at_its_place_in_reading_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("home.yaml"),
+        "rules:\n\
+         \x20 - name: kitchen_hot\n\
+         \x20   subject: home/+room/temperature\n\
+         \x20   condition: value >\n\
+         \x20   colour: red\n\
+         \x20 - name: damp\n\
+         \x20   subject: home/+room/humidity\n\
+         \x20   condition: value > 70\n\
+         \x20   for: 10\n",
+    )
+    .unwrap();
+    let config = dir.path().join("atalaya.yaml");
+    std::fs::write(
+        &config,
+        "http:\n  listn: 127.0.0.1:9470\nlog:\n  level: verbose\nrouting:\n  file: missing.yaml\n",
+    )
+    .unwrap();
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, "routing:\n  file: routing.yaml\n").unwrap();
+    let empty = dir.path().join("routing.yaml");
+    std::fs::write(&empty, "").unwrap();
+
+    let output = command(dir.path())
+        .arg("check")
+        .args([&config, &other, &rules])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let config = config.display();
+    let home = rules.join("home.yaml");
+    let home = home.display();
+    let expected = [
+        format!("{config}:2:3: http.listn: unknown key `listn`; did you mean `listen`?"),
+        format!("{config}:4:10: log.level: `verbose` is not a log level"),
+        format!("{config}:6:9: routing.file: cannot read missing.yaml:"),
+        format!("ok: config {}", other.display()),
+        "routing.yaml:1:1: the routing policy is empty; it needs `route:` and `receivers:`"
+            .to_owned(),
+        format!("{home}:4:23: condition: syntax error"),
+        format!("{home}:5:5: unknown key `colour`"),
+        format!(
+            "{home}:9:10: for: `10` is a number without a unit; write a duration such as `10s`"
+        ),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{stdout}");
+    for (line, expected) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(expected.as_str()),
+            "{line}\nexpected: {expected}"
+        );
+    }
+}

@@ -64,13 +64,26 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
     /// How long the condition must hold before the alert fires (`2m`); pending until then.
-    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "for",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text::optional"
+    )]
     pub for_: Option<String>,
     /// How long the alert keeps firing after the condition stops holding.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text::optional"
+    )]
     pub keep_firing_for: Option<String>,
     /// Absence: fire when a series has sent nothing for this long; resolve when it speaks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text::optional"
+    )]
     pub absent_for: Option<String>,
     /// Aggregate the series over a sliding window; `condition` then tests the aggregate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +122,7 @@ pub struct RuleSpec {
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
     /// Window length (`10m`).
+    #[serde(deserialize_with = "duration_text::required")]
     pub duration: String,
     /// What to compute over the events in the window.
     pub aggregate: Aggregate,
@@ -163,6 +177,46 @@ pub struct ActionSpec {
 /// The JSON Schema of rule files, for editors (`# yaml-language-server: $schema=…`).
 pub fn rule_file_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RuleFileSpec)).unwrap_or_default()
+}
+
+/// Durations as written: text, or a bare number kept as its text, so that the checker can
+/// say at the key what is wrong with `for: 10` (no unit) instead of "expected a string".
+mod duration_text {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
+
+    struct Text;
+
+    impl Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as `10s`")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(Text)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        deserializer.deserialize_any(Text).map(Some)
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,18 @@ pub(super) enum Place {
     Unknown,
 }
 
+impl ConfigError {
+    /// Where it sorts among a file's errors: by file and position; then those of the
+    /// environment, then those with no place.
+    pub(super) fn order(&self) -> (u8, Option<&PathBuf>, Option<Position>, Option<&str>) {
+        match &self.place {
+            Place::File { path, position } => (0, Some(path), *position, None),
+            Place::Env { var } => (1, None, None, Some(var)),
+            Place::Unknown => (2, None, None, None),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.place {

@@ -122,6 +122,8 @@ pub fn load(
     if ctx.errors.is_empty() {
         Ok(config)
     } else {
+        // In the order a person reads the file, not the order the keys were checked.
+        ctx.errors.sort_by(|a, b| a.order().cmp(&b.order()));
         Err(ctx.errors)
     }
 }
@@ -255,6 +257,18 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
 
     let mut routing = root.section(ctx, "routing");
     config.routing.file = routing.get(ctx, "file", path);
+    // Told here, at the key, rather than later without a place to point at.
+    if let Some(file) = &config.routing.file
+        && let Err(e) = std::fs::metadata(file)
+    {
+        let value = routing.last.clone();
+        ctx.error(
+            "routing.file",
+            value.as_ref(),
+            Anchor::Value,
+            format!("cannot read {}: {e}", file.display()),
+        );
+    }
     if let Some(v) = routing.get(ctx, "external_url", string) {
         config.routing.external_url = v;
     }

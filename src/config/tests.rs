@@ -79,9 +79,9 @@ fn every_mistake_is_reported_at_once_with_its_place() {
             "atalaya.yaml:2:11: http.listen: `9470` is not an address; write IP:PORT such as `127.0.0.1:9470` or `[::]:9470`",
             "atalaya.yaml:3:3: http.max_body_byte: unknown key `max_body_byte`; did you mean `max_body_bytes`?",
             "atalaya.yaml:5:13: bus.capacity: -1 is out of range (1 to 1048576)",
-            "environment variable ATALAYA__LOG__FORMAT: log.format: `xml` is not a log format; use `text` or `json`",
             "atalaya.yaml:7:12: shutdown.timeout: expected a duration with a unit such as `5s` or `2m`, found an integer",
             "atalaya.yaml:8:1: logs: unknown key `logs`; did you mean `log`?",
+            "environment variable ATALAYA__LOG__FORMAT: log.format: `xml` is not a log format; use `text` or `json`",
         ]
     );
 }
@@ -193,9 +193,9 @@ fn broker_section_mistakes_are_positioned() {
         [
             "atalaya.yaml:1:1: mqtt: `host` is required",
             "atalaya.yaml:2:9: mqtt.port: 99999 is out of range (1 to 65535)",
-            "atalaya.yaml:6:3: mqtt.password: secrets are not read from the config file (it lives in Git): use mqtt.password_file or the ATALAYA__MQTT__PASSWORD environment variable",
             "atalaya.yaml:4:14: mqtt.subscriptions[0].topic: `a/#/b`: `#` must be the last token of the pattern",
             "atalaya.yaml:5:7: mqtt.subscriptions[0].qso: unknown key `qso`; did you mean `qos`?",
+            "atalaya.yaml:6:3: mqtt.password: secrets are not read from the config file (it lives in Git): use mqtt.password_file or the ATALAYA__MQTT__PASSWORD environment variable",
         ]
     );
 }
@@ -249,8 +249,8 @@ fn kubernetes_section_mistakes_are_positioned() {
         [
             "atalaya.yaml:2:15: kubernetes.namespaces: expected a list of strings, such as [a, b]",
             "atalaya.yaml:4:5: kubernetes.watches.node: unknown key `node`; did you mean `nodes`?",
-            "atalaya.yaml:8:12: kubernetes.events.types: an item of the list is empty",
             "atalaya.yaml:6:20: kubernetes.pods.pending_after: expected a duration with a unit such as `5s` or `2m`, found an integer",
+            "atalaya.yaml:8:12: kubernetes.events.types: an item of the list is empty",
         ]
     );
 }

@@ -103,12 +103,7 @@ impl Checker<'_> {
             }
             Ok(d) => Some(d),
             Err(_) => {
-                self.err(
-                    self.value_pos(&[key]),
-                    format!(
-                        "{key}: `{text}` is not a duration; write it like `30s`, `5m` or `1h30m`"
-                    ),
-                );
+                self.err(self.value_pos(&[key]), not_a_duration(key, text));
                 None
             }
         }
@@ -424,4 +419,13 @@ fn sample_check(expression: &Expression, must_be_bool: bool) -> Result<(), Strin
 fn is_missing_data(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("no such key") || m.contains("undeclared reference") || m.contains("missing")
+}
+/// What is wrong with a duration that does not parse: a bare number (`for: 10`) is told
+/// what it lacks.
+fn not_a_duration(key: &str, text: &str) -> String {
+    if text.parse::<f64>().is_ok() {
+        format!("{key}: `{text}` is a number without a unit; write a duration such as `{text}s`")
+    } else {
+        format!("{key}: `{text}` is not a duration; write it like `30s`, `5m` or `1h30m`")
+    }
 }

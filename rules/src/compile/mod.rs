@@ -31,7 +31,7 @@ use crate::files::{self, RuleFile};
 use crate::index::SubjectIndex;
 use crate::model::{ActionTrigger, Aggregate, RuleSpec};
 use crate::template::Template;
-use crate::yaml::{NodeKind, Position, from_node};
+use crate::yaml::{Node, NodeKind, Position, from_node};
 
 /// Series a rule tracks at most, unless it says otherwise.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
@@ -126,6 +126,8 @@ impl fmt::Display for RuleError {
                 p.column,
                 self.message
             ),
+            // Errors of loading a directory carry their own `path:line:col:`.
+            None if self.path.as_os_str().is_empty() => f.write_str(&self.message),
             None => write!(f, "{}: {}", self.path.display(), self.message),
         }
     }
@@ -190,6 +192,38 @@ pub fn compile_files(files: &[RuleFile]) -> Result<RuleSet, Vec<RuleError>> {
     }
 }
 
+/// Decodes one rule, reporting each mistake. An unknown key is reported and the rule
+/// decoded again without it, so that the rule is still checked and a mistake in its
+/// condition is not hidden behind the unknown key; any other mistake ends the decoding (a
+/// key of the wrong kind, checked as missing, would be reported twice).
+fn decode_rule(node: &Node, report: &mut dyn FnMut(Position, String)) -> Option<RuleSpec> {
+    let NodeKind::Map(entries) = &node.kind else {
+        return from_node::<RuleSpec>(node)
+            .map_err(|e| report(e.position, e.message))
+            .ok();
+    };
+    let mut entries = entries.clone();
+    loop {
+        let attempt = Node {
+            position: node.position,
+            kind: NodeKind::Map(entries.clone()),
+        };
+        let error = match from_node::<RuleSpec>(&attempt) {
+            Ok(spec) => return Some(spec),
+            Err(error) => error,
+        };
+        let unknown = error.message.starts_with("unknown key");
+        let before = entries.len();
+        if unknown {
+            entries.retain(|(key, _)| key.position != error.position);
+        }
+        report(error.position, error.message);
+        if !unknown || entries.len() == before {
+            return None;
+        }
+    }
+}
+
 /// The rules of one file: (name, where the name is, the rule if it compiled).
 fn compile_file(
     file: &RuleFile,
@@ -240,21 +274,21 @@ fn compile_file(
             }
         };
         for node in items {
-            match from_node::<RuleSpec>(node) {
-                Ok(spec) => {
-                    let name = spec.name.clone();
-                    let position = node.get("name").map_or(node.position, |n| n.position);
-                    let mut checker = Checker {
-                        file,
-                        node,
-                        errors: Vec::new(),
-                    };
-                    let rule = checker.rule(spec);
-                    errors.extend(checker.errors);
-                    rules.push((name, position, rule));
-                }
-                Err(e) => errors.push(error(Some(e.position), e.message)),
-            }
+            let Some(spec) = decode_rule(node, &mut |position, message| {
+                errors.push(error(Some(position), message));
+            }) else {
+                continue;
+            };
+            let name = spec.name.clone();
+            let position = node.get("name").map_or(node.position, |n| n.position);
+            let mut checker = Checker {
+                file,
+                node,
+                errors: Vec::new(),
+            };
+            let rule = checker.rule(spec);
+            errors.extend(checker.errors);
+            rules.push((name, position, rule));
         }
     }
     rules

@@ -210,7 +210,7 @@ impl Compiler<'_> {
             [root] if !matches!(root.kind, NodeKind::Null) => root,
             [] | [_] => {
                 self.errors.push(DecodeError {
-                    position: None,
+                    position: Some(Position { line: 1, column: 1 }),
                     message: "the routing policy is empty; it needs `route:` and `receivers:`"
                         .to_owned(),
                 });

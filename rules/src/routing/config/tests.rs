@@ -403,7 +403,7 @@ time_intervals: [{name: x}]
 fn shapes_are_checked() {
     assert_eq!(
         errors(""),
-        ["the routing policy is empty; it needs `route:` and `receivers:`"]
+        ["1:1: the routing policy is empty; it needs `route:` and `receivers:`"]
     );
     assert_eq!(
         errors("- a"),
