@@ -161,8 +161,13 @@ pub enum ActionTrigger {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionSpec {
-    /// `firing` or `resolved`.
-    pub on: ActionTrigger,
+    /// `firing` or `resolved`: when to publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<ActionTrigger>,
+    /// The older name of `when`, still read. YAML 1.1 tools (yamllint, PyYAML, many editor
+    /// plugins) read the key `on` as the boolean `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<ActionTrigger>,
     /// Subject to publish to (MQTT topic / NATS subject, `/`-separated); a template.
     pub publish: String,
     /// The payload; a template. Default: the alert as JSON.

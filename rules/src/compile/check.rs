@@ -226,12 +226,29 @@ impl Checker<'_> {
         }
         let mut actions = Vec::new();
         for (i, action) in spec.actions.iter().enumerate() {
+            let when = match (action.when, action.on) {
+                (Some(when), None) | (None, Some(when)) => Some(when),
+                (Some(_), Some(_)) => {
+                    self.err(
+                        self.value_pos(&["actions"]),
+                        format!("actions[{i}]: `when` and `on` are one setting; keep `when`"),
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.err(
+                        self.value_pos(&["actions"]),
+                        format!("actions[{i}]: `when` is required: `firing` or `resolved`"),
+                    );
+                    None
+                }
+            };
             let subject = self.template(&["actions"], &action.publish);
             let payload = action
                 .payload
                 .as_ref()
                 .and_then(|p| self.template(&["actions"], p));
-            if let Some(subject) = subject {
+            if let (Some(subject), Some(when)) = (subject, when) {
                 if subject.is_static() && Subject::parse(subject.source()).is_err() {
                     self.err(
                         self.value_pos(&["actions"]),
@@ -246,7 +263,7 @@ impl Checker<'_> {
                     templates.push((vec![format!("actions[{i}].payload")], p.clone()));
                 }
                 actions.push(Action {
-                    on: action.on,
+                    on: when,
                     subject,
                     payload,
                     retain: action.retain,
