@@ -137,6 +137,10 @@ pub enum SchemaKind {
     Rules,
     /// Rule unit-test files.
     Tests,
+    /// The configuration file (`atalaya.yaml`).
+    Config,
+    /// Routing policy files.
+    Routing,
 }
 
 #[derive(Debug, Args)]

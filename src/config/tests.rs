@@ -285,3 +285,64 @@ fn log_levels_that_would_silence_everything_are_refused() {
         assert_eq!(load(&source, env(&[])).unwrap().log.level, level);
     }
 }
+
+/// Every mapping of `schema/config.schema.json` with its path in the file: `[]` stands for
+/// an item of a list.
+fn schema_mappings(
+    schema: &serde_json::Value,
+    path: Vec<String>,
+    out: &mut Vec<(Vec<String>, std::collections::BTreeSet<String>)>,
+) {
+    if let Some(properties) = schema["properties"].as_object() {
+        out.push((path.clone(), properties.keys().cloned().collect()));
+        for (key, property) in properties {
+            let mut inner = path.clone();
+            inner.push(key.clone());
+            schema_mappings(property, inner.clone(), out);
+            if property["items"].is_object() {
+                inner.push("[]".to_owned());
+                schema_mappings(&property["items"], inner, out);
+            }
+        }
+    }
+}
+
+/// The JSON Schema editors use for `atalaya.yaml` names exactly the keys the loader reads,
+/// mapping by mapping (asked of the loader itself: an unknown key's error lists the known
+/// ones). Secrets given inline are left out of the schema on purpose: the file may not hold
+/// them.
+#[test]
+fn the_config_schema_names_every_key_the_loader_reads() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schema/config.schema.json")).unwrap();
+    let mut mappings = Vec::new();
+    schema_mappings(&schema, Vec::new(), &mut mappings);
+    assert!(mappings.len() > 20, "{mappings:?}");
+    let environment_only = ["token", "read_token", "password", "nkey_seed"];
+    for (path, in_schema) in mappings {
+        let mut document = serde_json::json!({ "zzzzzzzz": 1 });
+        for key in path.iter().rev() {
+            document = if key == "[]" {
+                serde_json::json!([document])
+            } else {
+                serde_json::json!({ key: document })
+            };
+        }
+        // JSON is YAML.
+        let (_dir, source) = file(&document.to_string());
+        let errors = errors(&source, &[]);
+        let unknown = errors
+            .iter()
+            .find(|e| e.contains("unknown key `zzzzzzzz`; known keys: "))
+            .unwrap_or_else(|| panic!("{path:?}: {errors:?}"));
+        let known: std::collections::BTreeSet<String> = unknown
+            .split("known keys: ")
+            .nth(1)
+            .unwrap()
+            .split(", ")
+            .filter(|k| !environment_only.contains(k))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(in_schema, known, "{path:?}");
+    }
+}

@@ -23,6 +23,8 @@
 mod inhibit;
 mod receivers;
 mod routes;
+mod schema;
+pub use schema::routing_schema;
 mod shown;
 mod spec;
 #[cfg(test)]
