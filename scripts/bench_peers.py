@@ -374,25 +374,25 @@ def node_red_flow(broker_port, topic):
     """mqtt in (QoS 0, text) -> json -> a function counting messages and values above 70;
     GET /count answers the counts."""
     return [
-        {"id": "tab", "type": "tab", "label": "bench"},
-        {"id": "broker", "type": "mqtt-broker", "name": "mosquitto", "broker": "127.0.0.1",
+        {"id": "a0", "type": "tab", "label": "bench"},
+        {"id": "a1", "type": "mqtt-broker", "name": "mosquitto", "broker": "127.0.0.1",
          "port": str(broker_port), "clientid": f"node-red-{os.getpid()}", "autoConnect": True,
          "usetls": False, "protocolVersion": "4", "keepalive": "60", "cleansession": True},
-        {"id": "in", "type": "mqtt in", "z": "tab", "topic": topic, "qos": "0",
-         "datatype": "utf8", "broker": "broker", "nl": False, "rap": True, "rh": 0,
-         "inputs": 0, "wires": [["json"]]},
-        {"id": "json", "type": "json", "z": "tab", "property": "payload", "action": "obj",
-         "pretty": False, "wires": [["count"]]},
-        {"id": "count", "type": "function", "z": "tab", "outputs": 1, "wires": [[]],
+        {"id": "a2", "type": "mqtt in", "z": "a0", "topic": topic, "qos": "0",
+         "datatype": "utf8", "broker": "a1", "nl": False, "rap": True, "rh": 0,
+         "inputs": 0, "wires": [["a3"]]},
+        {"id": "a3", "type": "json", "z": "a0", "property": "payload", "action": "obj",
+         "pretty": False, "wires": [["a4"]]},
+        {"id": "a4", "type": "function", "z": "a0", "outputs": 1, "wires": [[]],
          "func": "const n = (global.get('n') || 0) + 1; global.set('n', n);\n"
                  "if (msg.payload.temperature > 70) "
                  "{ global.set('hot', (global.get('hot') || 0) + 1); }\nreturn null;"},
-        {"id": "get", "type": "http in", "z": "tab", "url": "/count", "method": "get",
-         "wires": [["read"]]},
-        {"id": "read", "type": "function", "z": "tab", "outputs": 1, "wires": [["answer"]],
+        {"id": "a5", "type": "http in", "z": "a0", "url": "/count", "method": "get",
+         "wires": [["a6"]]},
+        {"id": "a6", "type": "function", "z": "a0", "outputs": 1, "wires": [["a7"]],
          "func": "msg.payload = {n: global.get('n') || 0, hot: global.get('hot') || 0};\n"
                  "return msg;"},
-        {"id": "answer", "type": "http response", "z": "tab", "statusCode": "", "wires": []},
+        {"id": "a7", "type": "http response", "z": "a0", "statusCode": "", "wires": []},
     ]
 
 

@@ -392,6 +392,12 @@ fn json_item(value: &minijinja::Value) -> String {
     }
 }
 
+/// A number of seconds as [`humanize_duration`] writes it (`12m`, `3m 20s`, `1d 2h`): the
+/// `duration` of a rule's templates.
+pub fn humanize_seconds(seconds: i64) -> String {
+    humanize_duration(seconds as f64).unwrap_or_default()
+}
+
 /// `{{ 200 | humanize_duration }}` is `"3m 20s"`: the two largest units of a number of
 /// seconds, rounded to the second.
 fn humanize_duration(seconds: f64) -> Result<String, minijinja::Error> {

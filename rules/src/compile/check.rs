@@ -301,6 +301,38 @@ impl Checker<'_> {
                     self.err(pos, format!("{}: the template uses label `{label}`, which the series never has ({known}; series labels come from `+name` captures in `subject`, or `group_by`)", path.join(".")));
                 }
             }
+            // A variable no state gives is reported now, not when the alert first fires or
+            // resolves (an undefined variable fails the render: the text becomes an error).
+            let action = path[0].starts_with("actions");
+            let known = if action {
+                ACTION_VARIABLES
+            } else {
+                ALERT_VARIABLES
+            };
+            for variable in template.referenced_variables() {
+                if known.contains(&variable.as_str()) {
+                    continue;
+                }
+                let closest = known
+                    .iter()
+                    .map(|k| (strsim::damerau_levenshtein(k, &variable), *k))
+                    .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+                    .min();
+                let hint = match closest {
+                    Some((_, k)) => format!("did you mean `{k}`?"),
+                    None => format!("a template sees {}", known.join(", ")),
+                };
+                let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+                let pos = if action {
+                    self.value_pos(&["actions"])
+                } else {
+                    self.value_pos(&segments)
+                };
+                self.err(
+                    pos,
+                    format!("{}: unknown variable `{variable}`; {hint}", path.join(".")),
+                );
+            }
         }
 
         for (path, expression) in [
@@ -437,6 +469,26 @@ fn is_missing_data(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("no such key") || m.contains("undeclared reference") || m.contains("missing")
 }
+/// What the templates of an alert's labels, annotations and severity see: the same in every
+/// state (pending, firing, resolved), so a template that renders for one renders for all.
+const ALERT_VARIABLES: &[&str] = &[
+    "labels",
+    "value",
+    "firing_value",
+    "data",
+    "subject",
+    "rule",
+    "state",
+    "resolved",
+    "duration",
+    "duration_seconds",
+    "time",
+    "severity",
+];
+
+/// What the templates of a rule action see.
+const ACTION_VARIABLES: &[&str] = &["labels", "annotations", "value", "rule", "state"];
+
 /// What is wrong with a duration that does not parse: a bare number (`for: 10`) is told
 /// what it lacks.
 fn not_a_duration(key: &str, text: &str) -> String {

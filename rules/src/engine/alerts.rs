@@ -23,12 +23,21 @@ pub(super) fn render_alert(
     state: AlertState,
     now: Timestamp,
 ) -> Alert {
+    // How long the alert has been active (pending or firing), up to now; when resolved,
+    // how long it lasted.
+    let lasted = series
+        .active_since
+        .map_or(0, |since| now.duration_since(since).as_secs().max(0));
     let mut context = json!({
         "labels": series.labels,
         "value": series.value,
         "subject": series.subject,
         "rule": rule.name,
         "state": state.as_str(),
+        "resolved": state == AlertState::Resolved,
+        "firing_value": series.fired_value.as_ref().unwrap_or(&series.value),
+        "duration_seconds": lasted,
+        "duration": crate::template::humanize_seconds(lasted),
         "time": now.to_string(),
     });
     if let Some(data) = &series.data {

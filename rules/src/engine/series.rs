@@ -75,6 +75,10 @@ pub struct Series {
         with = "jiff::fmt::serde::timestamp::millisecond::optional"
     )]
     pub fired_at: Option<Timestamp>,
+    /// The rule's value when the alert fired, for the texts rendered when it resolves
+    /// (`firing_value`): by then `value` is the value that resolved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired_value: Option<serde_json::Value>,
     /// The next time this series needs attention without an event.
     #[serde(
         default,
@@ -154,6 +158,7 @@ impl Series {
             samples: VecDeque::new(),
             active_since: None,
             fired_at: None,
+            fired_value: None,
             deadline: None,
             scheduled: None,
             soft_queued: false,

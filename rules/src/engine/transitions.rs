@@ -82,6 +82,7 @@ impl Transitions<'_> {
             clear_since: None,
         };
         series.fired_at = Some(now);
+        series.fired_value = Some(series.value.clone());
         series.active_since.get_or_insert(now);
         let alert = render_alert(self.metrics, rule, series, AlertState::Firing, now);
         render_actions(self.metrics, rule, &alert, ActionTrigger::Firing, self.out);
@@ -111,5 +112,6 @@ impl Transitions<'_> {
         series.armed = false;
         series.active_since = None;
         series.fired_at = None;
+        series.fired_value = None;
     }
 }
