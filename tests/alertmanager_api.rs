@@ -296,15 +296,7 @@ async fn malformed_silences_are_refused_as_alertmanager_refuses_them() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{base}");
     }
     // Nothing was created by any of it.
-    let listed: Value = client
-        .get(atalaya.url("/api/v2/silences"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed, json!([]));
+    assert_eq!(atalaya.get_json("/api/v2/silences").await, json!([]));
     // A filter that does not parse is 400 with a string, as Alertmanager.
     let response = client
         .get(atalaya.url("/api/v2/alerts?filter=%7Bfoo"))

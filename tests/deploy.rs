@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use atalaya_test_kit::yaml::to_json;
 use serde_json::{Map, Value};
 use support::{Atalaya, Options};
 
@@ -70,29 +71,6 @@ fn documents(text: &str) -> Vec<Value> {
         .map(to_json)
         .filter(|v| !v.is_null())
         .collect()
-}
-
-fn to_json(yaml: &yaml_rust2::Yaml) -> Value {
-    use yaml_rust2::Yaml;
-    match yaml {
-        Yaml::Real(r) => r.parse::<f64>().map_or(Value::Null, Value::from),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::String(s) => Value::from(s.as_str()),
-        Yaml::Boolean(b) => Value::from(*b),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Hash(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Yaml::String(s) => s.clone(),
-                        other => format!("{other:?}"),
-                    };
-                    (key, to_json(v))
-                })
-                .collect::<Map<_, _>>(),
-        ),
-        _ => Value::Null,
-    }
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {

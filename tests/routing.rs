@@ -903,21 +903,9 @@ async fn amtool_alert_add_fires_and_unset_times_are_read_as_alertmanager_reads_t
     }
 }
 
-/// A webhook routing file with `max_alerts: 1`, for Alertmanager and atalaya alike.
+/// [`policy`] with `max_alerts: 1` on its webhook, for Alertmanager and atalaya alike.
 fn truncating_policy(url: &str) -> String {
-    format!(
-        r#"route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-receivers:
-  - name: hook
-    webhook_configs:
-      - url: {url}
-        max_alerts: 1
-"#
-    )
+    policy(url) + "        max_alerts: 1\n"
 }
 
 /// The parts of a webhook payload both must agree on.
@@ -1022,15 +1010,9 @@ async fn webhook_fingerprints_and_common_labels_are_alertmanagers() {
         "{listed}"
     );
     // And atalaya's own list shows the same.
-    let ours: Value = client
-        .get(atalaya.url("/api/v1/alerts"))
-        .send()
+    let ours = atalaya
+        .get_json("/api/v1/alerts")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ours = ours
         .as_array()
         .unwrap()
         .iter()

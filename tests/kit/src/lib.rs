@@ -34,6 +34,7 @@ pub mod openapi;
 pub mod smtp;
 pub mod telegram;
 pub mod webhook;
+pub mod yaml;
 
 use std::net::TcpListener;
 use std::time::Duration;

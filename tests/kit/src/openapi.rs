@@ -8,7 +8,9 @@
 //! with its licence.
 
 use serde_json::{Map, Value};
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::YamlLoader;
+
+use crate::yaml::to_json;
 
 pub struct OpenApi {
     document: Value,
@@ -181,29 +183,6 @@ fn is_uuid(text: &str) -> bool {
         && parts
             .iter()
             .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-fn to_json(yaml: &Yaml) -> Value {
-    match yaml {
-        Yaml::Real(text) => text.parse::<f64>().map_or(Value::Null, Value::from),
-        Yaml::Integer(n) => Value::from(*n),
-        Yaml::String(text) => Value::from(text.clone()),
-        Yaml::Boolean(b) => Value::from(*b),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Hash(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Yaml::String(s) => s.clone(),
-                        Yaml::Integer(n) => n.to_string(),
-                        other => format!("{other:?}"),
-                    };
-                    (key, to_json(v))
-                })
-                .collect(),
-        ),
-        _ => Value::Null,
-    }
 }
 
 #[cfg(test)]
