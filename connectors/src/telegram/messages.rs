@@ -49,6 +49,10 @@ pub struct GroupHead {
     pub firing: Vec<String>,
     /// When it was sent, in milliseconds since the epoch.
     pub at: i64,
+    /// The messages of the parts after the first, when the text was too long for one:
+    /// a resolve edits each of them too, rather than sending new ones that ring.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<i32>,
 }
 
 /// A message sent for one part of one notification.
@@ -298,6 +302,7 @@ mod tests {
             message_id: 7,
             firing: vec!["a".into()],
             at: now.as_millisecond(),
+            parts: Vec::new(),
         };
         log.record(
             SendRecord {

@@ -41,7 +41,8 @@ use crate::templates::{MessagePart, MessageTemplates};
 enum Plan {
     /// New messages; the first becomes the group's head when `head` is set.
     New { head: bool },
-    /// The first part replaces the head's text; the rest reply to it.
+    /// Each part replaces the text of the head's part in the same place; a part the head
+    /// did not have replies to it without a sound.
     Edit(i32),
     /// Every part replies to the head.
     Reply(i32),
@@ -181,24 +182,30 @@ impl Attempt<'_> {
             head.as_ref(),
             self.config.on_resolve,
         );
-        let mut first: Option<i32> = None;
+        // The message of each part, sent now or by an earlier attempt.
+        let mut ids: Vec<i32> = Vec::with_capacity(parts.len());
+        let old_parts: &[i32] = head.as_ref().map_or(&[], |h| h.parts.as_slice());
         for (index, part) in parts.iter().enumerate() {
             if let Some(id) = log
                 .sent(&self.notification.id, &key, index)
                 .await
                 .map_err(|e| store_error(&key, &e))?
             {
-                first.get_or_insert(id);
+                ids.push(id);
                 continue;
             }
             let message_id = match (plan, index) {
                 (Plan::Edit(head), 0) => self.edit_or_send(chat, head, part).await?,
-                (Plan::Edit(head) | Plan::Reply(head), _) => {
-                    self.send(chat, part, Some(head)).await?
-                }
-                (Plan::New { .. }, _) => self.send(chat, part, None).await?,
+                // The head's own later parts are edited like the first; a part it did not
+                // have is sent without a sound (nothing new is firing).
+                (Plan::Edit(head), _) => match old_parts.get(index - 1) {
+                    Some(&old) => self.edit_or_send(chat, old, part).await?,
+                    None => self.send(chat, part, Some(head), true).await?,
+                },
+                (Plan::Reply(head), _) => self.send(chat, part, Some(head), false).await?,
+                (Plan::New { .. }, _) => self.send(chat, part, None, false).await?,
             };
-            first.get_or_insert(message_id);
+            ids.push(message_id);
             let new_head = match plan {
                 Plan::New { head: true } if index == 0 => Some((
                     group_ref(&group),
@@ -206,6 +213,7 @@ impl Attempt<'_> {
                         message_id,
                         firing: firing.iter().map(|f| (*f).to_owned()).collect(),
                         at: Timestamp::now().as_millisecond(),
+                        parts: Vec::new(),
                     },
                 )),
                 _ => None,
@@ -223,14 +231,38 @@ impl Attempt<'_> {
             .await
             .map_err(|e| store_error(&key, &e))?;
         }
+        // Parts of the head the edit no longer needs would go on showing alerts as firing:
+        // they are marked resolved (a message that is gone is left alone).
+        if let Plan::Edit(_) = plan {
+            for &old in old_parts.iter().skip(parts.len().saturating_sub(1)) {
+                self.mark_resolved(chat, old).await?;
+            }
+        }
+        let firing_now = || firing.iter().map(|f| (*f).to_owned()).collect();
+        let later_parts = ids.get(1..).unwrap_or_default().to_vec();
         // A resolve update leaves the head with the alerts still firing; the last one
-        // resolved ends the group here.
+        // resolved ends the group here. A new head in several parts remembers them all.
         let update = match (plan, &head) {
             _ if firing.is_empty() => Some(None),
-            (Plan::Edit(_) | Plan::Reply(_), Some(head)) => Some(Some(GroupHead {
-                firing: firing.iter().map(|f| (*f).to_owned()).collect(),
+            (Plan::Edit(_), Some(head)) => Some(Some(GroupHead {
+                firing: firing_now(),
+                parts: later_parts,
                 ..head.clone()
             })),
+            (Plan::Reply(_), Some(head)) => Some(Some(GroupHead {
+                firing: firing_now(),
+                ..head.clone()
+            })),
+            (Plan::New { head: true }, _) if !later_parts.is_empty() => {
+                ids.first().map(|&message_id| {
+                    Some(GroupHead {
+                        message_id,
+                        firing: firing_now(),
+                        at: Timestamp::now().as_millisecond(),
+                        parts: later_parts,
+                    })
+                })
+            }
             _ => None,
         };
         if let Some(update) = update {
@@ -276,7 +308,7 @@ impl Attempt<'_> {
                     ApiError::MessageToEditNotFound
                     | ApiError::MessageCantBeEdited
                     | ApiError::MessageIdInvalid,
-                ))) => self.send(chat, text, None).await,
+                ))) => self.send(chat, text, None, false).await,
                 Err(Failed::Request(RequestError::Api(ApiError::CantParseEntities(_)))) if html => {
                     html = false;
                     continue;
@@ -286,12 +318,37 @@ impl Attempt<'_> {
         }
     }
 
-    /// Sends `text` as a new message, replying to `reply_to` when given; the message id.
+    /// Marks a part of a head that the resolved text no longer needs (the group's text got
+    /// shorter): its text becomes ✅. A message Telegram no longer has, or cannot edit, is
+    /// left alone.
+    async fn mark_resolved(&self, chat: &TelegramChat, message: i32) -> Result<(), TelegramError> {
+        let result = self
+            .request(chat, || {
+                self.bot
+                    .edit_message_text(recipient(chat), MessageId(message), "✅")
+                    .send()
+            })
+            .await;
+        match result {
+            Ok(_)
+            | Err(Failed::Request(RequestError::Api(
+                ApiError::MessageNotModified
+                | ApiError::MessageToEditNotFound
+                | ApiError::MessageCantBeEdited
+                | ApiError::MessageIdInvalid,
+            ))) => Ok(()),
+            Err(failed) => Err(self.error(chat, failed)),
+        }
+    }
+
+    /// Sends `text` as a new message, replying to `reply_to` when given, without a sound
+    /// when `quiet` (or the notification is silent); the message id.
     async fn send(
         &self,
         chat: &TelegramChat,
         text: &str,
         reply_to: Option<i32>,
+        quiet: bool,
     ) -> Result<i32, TelegramError> {
         let mut html = true;
         loop {
@@ -306,7 +363,7 @@ impl Attempt<'_> {
                         .bot
                         .send_message(recipient(chat), body.clone())
                         .link_preview_options(no_preview())
-                        .disable_notification(self.notification.silent);
+                        .disable_notification(self.notification.silent || quiet);
                     if html {
                         request = request.parse_mode(ParseMode::Html);
                     }
@@ -493,6 +550,7 @@ mod tests {
             message_id: 9,
             firing: fps.iter().map(|f| (*f).to_owned()).collect(),
             at: 0,
+            parts: Vec::new(),
         });
         plan(&n, &firing, head.as_ref(), on_resolve)
     }

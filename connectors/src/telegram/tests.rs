@@ -295,6 +295,53 @@ async fn a_long_message_arrives_in_parts_in_order() {
     }
 }
 
+/// A group long enough for several messages, then resolved: every part of it is edited
+/// in place (none sent again to ring the phone, none left showing alerts as firing).
+#[tokio::test]
+async fn a_long_group_resolving_edits_every_part_and_rings_nothing() {
+    let s = setup(vec![TelegramChat::Id(-100_123)]).await;
+    let alerts = |status: Status| -> Vec<NotifiedAlert> {
+        (0..120)
+            .map(|i| {
+                alert(
+                    &format!("fp{i:03}"),
+                    &format!("Sensor {i:03} & friends"),
+                    status,
+                )
+            })
+            .collect()
+    };
+    s.sender
+        .send(&s.config, &notification("n1", alerts(Status::Firing)), "")
+        .await
+        .unwrap();
+    let firing = s.api.to_chat("-100123");
+    assert!(firing.len() > 1, "{} part(s)", firing.len());
+    let ids: Vec<i64> = firing.iter().map(|m| m.message_id).collect();
+
+    s.sender
+        .send(&s.config, &notification("n2", alerts(Status::Resolved)), "")
+        .await
+        .unwrap();
+    let after = &s.api.to_chat("-100123")[firing.len()..];
+    for message in after {
+        match message.method.as_str() {
+            "editMessageText" => assert!(ids.contains(&message.message_id), "{message:?}"),
+            _ => assert!(message.disable_notification, "a resolve rang: {message:?}"),
+        }
+    }
+    for id in &ids {
+        assert!(
+            after
+                .iter()
+                .any(|m| m.method == "editMessageText" && m.message_id == *id),
+            "part {id} still shows the alerts firing"
+        );
+    }
+    let text: String = after.iter().map(|m| m.text.as_str()).collect();
+    assert!(!text.contains("🔴"), "{text}");
+}
+
 #[tokio::test]
 async fn the_token_never_shows_in_errors() {
     let s = setup(vec![TelegramChat::Id(42)]).await;
