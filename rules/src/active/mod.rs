@@ -62,6 +62,11 @@ pub struct ActiveSpec {
     /// all day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hours: Option<Vec<String>>,
+    /// When the hours begin while the condition already holds (a door opened at 22:59 and
+    /// still open at 23:00), count it from the start of the hours. Default false: outside
+    /// the hours the condition counts as false, and only the next event is evaluated again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evaluate_at_start: bool,
 }
 
 /// One problem in an [`ActiveSpec`].
@@ -86,6 +91,8 @@ pub struct ActiveWindow {
     /// The ranges cover the whole week: `contains` is always true and `next_change` finds
     /// nothing, which `next_change` could not tell from a bounded search.
     always: bool,
+    /// [`ActiveSpec::evaluate_at_start`].
+    pub evaluate_at_start: bool,
 }
 
 const MINUTES_PER_DAY: u16 = 24 * 60;
@@ -145,6 +152,7 @@ impl ActiveWindow {
                     days,
                     ranges,
                     always,
+                    evaluate_at_start: spec.evaluate_at_start,
                 })
             }
             _ => Err(errors),

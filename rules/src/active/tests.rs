@@ -10,6 +10,7 @@ fn window(timezone: Option<&str>, weekdays: &[&str], hours: &[&str]) -> ActiveWi
         timezone: timezone.map(str::to_owned),
         weekdays: list(weekdays),
         hours: list(hours),
+        evaluate_at_start: false,
     };
     ActiveWindow::compile(&spec).expect("valid spec")
 }
@@ -260,6 +261,7 @@ fn every_problem_is_reported_at_once() {
             "22:00-07:60".into(),
             "24:00-01:00".into(),
         ]),
+        evaluate_at_start: false,
     };
     let errors = ActiveWindow::compile(&spec).expect_err("invalid spec");
     let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -284,6 +286,7 @@ fn unknown_zones_get_a_suggestion_when_one_is_close() {
             timezone: Some(name.into()),
             weekdays: None,
             hours: None,
+            evaluate_at_start: false,
         };
         ActiveWindow::compile(&spec).expect_err("unknown zone")[0]
             .message
@@ -304,6 +307,7 @@ fn empty_lists_are_errors() {
         timezone: None,
         weekdays: Some(vec![]),
         hours: Some(vec![]),
+        evaluate_at_start: false,
     };
     let fields: Vec<&str> = ActiveWindow::compile(&spec)
         .expect_err("empty lists")
@@ -323,7 +327,8 @@ fn unknown_keys_are_rejected() {
         ActiveSpec {
             timezone: None,
             weekdays: None,
-            hours: Some(vec!["22:00-07:00".into()])
+            hours: Some(vec!["22:00-07:00".into()]),
+            evaluate_at_start: false,
         }
     );
 }
@@ -358,6 +363,7 @@ fn any_window() -> impl Strategy<Value = ActiveWindow> {
             timezone: Some(zone.to_owned()),
             weekdays: Some(days.into_iter().map(str::to_owned).collect()),
             hours: Some(hours),
+            evaluate_at_start: false,
         };
         ActiveWindow::compile(&spec).expect("generated specs are valid")
     })

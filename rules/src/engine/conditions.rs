@@ -23,8 +23,15 @@ pub(super) fn on_deadline(
     let out_of_hours = rule.active.as_ref().is_some_and(|a| !a.contains(at));
     if out_of_hours {
         transitions.step(series, false, at);
-    } else if let Ok(Some(holds)) = window_holds {
-        transitions.step(series, holds, at);
+    } else {
+        // Inside the hours: a condition that held outside them (`evaluate_at_start`) is
+        // counted from now, unless a window's aggregate decides afresh.
+        let held = std::mem::take(&mut series.held_out_of_hours);
+        if let Ok(Some(holds)) = window_holds {
+            transitions.step(series, holds, at);
+        } else if held {
+            transitions.step(series, true, at);
+        }
     }
     // Timers.
     match series.phase {
@@ -143,5 +150,8 @@ pub(super) fn holds(
         result
     };
     let in_hours = rule.active.as_ref().is_none_or(|a| a.contains(now));
-    Ok(holds && (rule.after.is_none() || series.armed) && in_hours)
+    let holds = holds && (rule.after.is_none() || series.armed);
+    series.held_out_of_hours =
+        holds && !in_hours && rule.active.as_ref().is_some_and(|a| a.evaluate_at_start);
+    Ok(holds && in_hours)
 }

@@ -454,7 +454,9 @@ impl Evaluation<'_> {
                 // The value an alert shows: kept while the alert is (or becomes) active; an
                 // inactive series needs none, which spares a copy per event. A window
                 // rule's value is its aggregate, set by `holds`.
-                if rule.window.is_none() && (holds || series.phase != Phase::Inactive) {
+                if rule.window.is_none()
+                    && (holds || series.held_out_of_hours || series.phase != Phase::Inactive)
+                {
                     changed |= keep_value(series, ctx.value_json());
                 }
                 transitions.step(series, holds, now);

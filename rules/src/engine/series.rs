@@ -75,6 +75,10 @@ pub struct Series {
         with = "jiff::fmt::serde::timestamp::millisecond::optional"
     )]
     pub fired_at: Option<Timestamp>,
+    /// The condition held at the last event, but outside the rule's `active:` hours: with
+    /// `evaluate_at_start`, the series becomes active when the hours begin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_out_of_hours: bool,
     /// The rule's value when the alert fired, for the texts rendered when it resolves
     /// (`firing_value`): by then `value` is the value that resolved it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +163,7 @@ impl Series {
             active_since: None,
             fired_at: None,
             fired_value: None,
+            held_out_of_hours: false,
             deadline: None,
             scheduled: None,
             soft_queued: false,
@@ -281,7 +286,7 @@ impl Series {
             consider(add(*oldest, window.duration));
         }
         if let Some(active) = &rule.active
-            && self.phase != Phase::Inactive
+            && (self.phase != Phase::Inactive || self.held_out_of_hours)
         {
             consider(active.next_change(now));
         }

@@ -498,3 +498,50 @@ fn a_sliding_window_keeps_hysteresis_when_samples_age_out() {
     // firing; at 360 the window is empty and it resolves.
     assert_eq!(got, t(&[(0, Firing), (360, Resolved)]));
 }
+
+/// A door opened at 22:59 and still open when night hours begin at 23:00 (Madrid): with
+/// `evaluate_at_start` it counts from 23:00, across the night the clocks go forward (an
+/// hour of wall clock is skipped, so 23:00–07:00 lasts seven hours); without it, nothing
+/// happens until the next event.
+#[test]
+fn hours_that_begin_while_the_condition_holds_count_it_with_evaluate_at_start() {
+    let rule = |option: &str| {
+        format!(
+            "rules:\n  - name: r\n    subject: door\n    condition: value == 1\n    for: 6h\n    \
+             active: {{hours: [\"23:00-07:00\"], timezone: Europe/Madrid{option}}}\n"
+        )
+    };
+    let ts = |text: &str| text.parse::<Timestamp>().unwrap();
+    // 22:59 CET, the evening before the clocks go forward (2026-03-29, 02:00 → 03:00).
+    let opened = ts("2026-03-28T21:59:00Z");
+    let door = Event::new("/test", Subject::parse("door").unwrap(), json!(1), opened);
+    let transitions = |e: &mut Engine| {
+        let mut outputs = e.on_event(opened, &door);
+        outputs.extend(e.on_tick(ts("2026-03-30T00:00:00Z")));
+        outputs
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Alert(a) => Some(match a.state {
+                    AlertState::Pending => (a.active_since, Pending),
+                    AlertState::Firing => (a.fired_at.unwrap(), Firing),
+                    AlertState::Resolved => (a.resolved_at.unwrap(), Resolved),
+                }),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut with = engine(&rule(", evaluate_at_start: true"));
+    assert_eq!(
+        transitions(&mut with),
+        [
+            // 23:00 CET: the hours begin, the door is still open.
+            (ts("2026-03-28T22:00:00Z"), Pending),
+            // Six hours later: 06:00 CEST.
+            (ts("2026-03-29T04:00:00Z"), Firing),
+            // 07:00 CEST: the hours end.
+            (ts("2026-03-29T05:00:00Z"), Resolved),
+        ]
+    );
+    let mut without = engine(&rule(""));
+    assert_eq!(transitions(&mut without), []);
+}
