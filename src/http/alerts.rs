@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use atalaya_bus::Labels;
-use atalaya_bus::fingerprint::labels_fingerprint;
 use atalaya_rules::routing::router::{RoutedAlert, posted_alert_id};
 use atalaya_rules::routing::silence::{
     MuteAll, Silence, SilenceError, SilenceMatcher, SilenceState,
@@ -68,7 +67,7 @@ pub async fn list_alerts(State(state): State<Arc<ApiState>>) -> Response {
         .iter()
         .map(|v| {
             json!({
-                "fingerprint": labels_fingerprint(&v.labels),
+                "fingerprint": v.fingerprint,
                 "status": {
                     "state": v.state(),
                     "silencedBy": v.silenced_by,
