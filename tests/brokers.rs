@@ -229,7 +229,7 @@ async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
     )
     .await;
     atalaya.wait_ready().await;
-    let notifications = broker.subscribe("home/notifications", 2);
+    let notifications = broker.subscribed("home/notifications", 2).await;
     broker.publish("zigbee2mqtt/leak_kitchen", r#"{"water_leak": true}"#, 1);
 
     // The state is retained: a subscriber arriving later still sees it.

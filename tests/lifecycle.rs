@@ -612,3 +612,38 @@ async fn check_reports_every_mistake_at_its_place_in_reading_order() {
         );
     }
 }
+
+/// `atalaya check` on a rule test file checks it as one (not as a config, which it is not),
+/// and durations take days and weeks as Prometheus writes them (`5d9h`).
+#[tokio::test]
+async fn check_reads_a_test_file_as_one_and_durations_take_days() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("slow.yaml"),
+        "rules:\n  - name: slow\n    subject: a/b\n    condition: value > 1\n    for: 5d9h\n",
+    )
+    .unwrap();
+    let test = dir.path().join("slow.test.yaml");
+    std::fs::write(
+        &test,
+        "rule_files: [slow.yaml]\ntests:\n  - name: pending for days\n    events:\n      - subject: a/b\n        values: \"2\"\n    expect:\n      - at: 5d9h\n        alerts:\n          - {rule: slow, state: firing}\n",
+    )
+    .unwrap();
+    let output = command(dir.path())
+        .arg("check")
+        .args([dir.path(), test.as_path()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("ok: test file"), "{stdout}");
+    let output = command(dir.path())
+        .arg("test")
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+}

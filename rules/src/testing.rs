@@ -192,9 +192,9 @@ fn offset(
 ) -> Result<SignedDuration, String> {
     match text {
         None => Ok(default),
-        Some(t) => t
-            .parse()
-            .map_err(|_| format!("{what}: `{t}` is not a duration such as `90s` or `5m`")),
+        Some(t) => crate::model::parse_duration(t).ok_or_else(|| {
+            format!("{what}: `{t}` is not a duration such as `90s`, `5m` or `5d9h`")
+        }),
     }
 }
 

@@ -1,6 +1,6 @@
-//! `atalaya check`: validate config files, routing policy files and rule directories, as a
-//! pre-commit hook or in the CI of the rules repository. Every error is printed as
-//! `file:line:col: message`.
+//! `atalaya check`: validate config files, routing policy files, rule directories and rule
+//! test files, as a pre-commit hook or in the CI of the rules repository. Every error is
+//! printed as `file:line:col: message`.
 
 use atalaya_connectors::notifiers::integration_kinds;
 use std::path::Path;
@@ -24,6 +24,8 @@ pub fn run(args: CheckArgs) -> usize {
     for path in args.paths {
         if path.is_dir() {
             errors += check_rules(&path);
+        } else if atalaya_rules::files::is_test_file(&path) {
+            errors += check_test_file(&path);
         } else if is_routing_file(&path) {
             errors += check_routing(&path);
         } else {
@@ -83,6 +85,23 @@ fn check_routing(path: &Path) -> usize {
                 path.display(),
                 policy.receivers.len()
             );
+            0
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            errors.len()
+        }
+    }
+}
+
+/// A rule test file (`*.test.yaml`): its shape and the rules it names compile. Whether its
+/// expectations hold is `atalaya test`'s question.
+fn check_test_file(path: &Path) -> usize {
+    match atalaya_rules::testing::run_test_file(path) {
+        Ok(cases) => {
+            println!("ok: test file {} ({} test(s))", path.display(), cases.len());
             0
         }
         Err(errors) => {

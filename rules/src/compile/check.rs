@@ -90,7 +90,7 @@ impl Checker<'_> {
         positive: bool,
     ) -> Option<SignedDuration> {
         let text = text?;
-        match text.parse::<SignedDuration>() {
+        match crate::model::parse_duration(text).ok_or(()) {
             Ok(d) if d.is_negative() || (positive && d.is_zero()) => {
                 self.err(
                     self.value_pos(&[key]),
@@ -142,8 +142,8 @@ impl Checker<'_> {
             .unwrap_or(SignedDuration::ZERO);
         let absent_for = self.duration("absent_for", spec.absent_for.as_deref(), true);
         let window = spec.window.as_ref().and_then(|w| {
-            let duration = match w.duration.parse::<SignedDuration>() {
-                Ok(d) if d.is_positive() => Some(d),
+            let duration = match crate::model::parse_duration(&w.duration) {
+                Some(d) if d.is_positive() => Some(d),
                 _ => {
                     self.err(
                         self.value_pos(&["window", "duration"]),
@@ -495,6 +495,6 @@ fn not_a_duration(key: &str, text: &str) -> String {
     if text.parse::<f64>().is_ok() {
         format!("{key}: `{text}` is a number without a unit; write a duration such as `{text}s`")
     } else {
-        format!("{key}: `{text}` is not a duration; write it like `30s`, `5m` or `1h30m`")
+        format!("{key}: `{text}` is not a duration; write it like `30s`, `5m`, `1h30m` or `5d9h`")
     }
 }

@@ -197,6 +197,30 @@ impl Mosquitto {
             .expect("mosquitto_sub")
     }
 
+    /// [`subscribe`](Self::subscribe), returning once the broker has the subscription (its
+    /// log says so), so that nothing published afterwards can be missed.
+    pub async fn subscribed(&self, topic: &str, count: usize) -> Child {
+        let line = format!("\t{topic} (QoS 1)");
+        let log = self.dir.path().join("mosquitto.log");
+        let seen = |log: &Path| {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .matches(line.as_str())
+                .count()
+        };
+        let before = seen(&log);
+        let child = self.subscribe(topic, count);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while seen(&log) <= before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the broker never logged the subscription to {topic}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child
+    }
+
     /// Writes a password file with one user (through `mosquitto_passwd`), for the next start.
     pub fn set_password(&mut self, user: &str, password: &str) {
         let path = self.dir.path().join("passwords");
