@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use atalaya_test_kit::copy_dir;
 use atalaya_test_kit::yaml::to_json;
 use serde_json::{Map, Value};
 use support::{Atalaya, Options};
@@ -792,20 +793,6 @@ fn the_service_monitor_and_the_prometheus_rule_carry_kube_prometheus_stack_s_rel
     .unwrap();
     for (kind, release) in release_labels(&copy.path().join("overlays/homelab")) {
         assert_eq!(release, "prom", "{kind}");
-    }
-}
-
-/// Copies the directory tree `from` into `to` (created).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

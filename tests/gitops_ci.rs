@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use atalaya_test_kit::copy_dir;
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn repo() -> PathBuf {
@@ -58,19 +59,6 @@ fn workspace() -> tempfile::TempDir {
         &dir.path().join("apps/atalaya"),
     );
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Runs every job of the workflow in `workspace`, as the runner would; returns the steps
