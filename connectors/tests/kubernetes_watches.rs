@@ -1,5 +1,5 @@
 //! End-to-end tests of what each watch of the Kubernetes bridge tells — pod failures, node
-//! heartbeats, core/v1 Events — against the fake API server of `k8s_support`, through
+//! heartbeats, Events of both APIs — against the fake API server of `k8s_support`, through
 //! kube-rs as in production. The protocol (relists, restarts, 403) is tested in
 //! `kubernetes.rs`.
 
@@ -11,7 +11,7 @@ mod k8s_support;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_support::objects::{event, lease, pod, running, waiting};
+use k8s_support::objects::{event, event_v1, lease, pod, running, waiting};
 use k8s_support::{Bridge, FakeApi, Resource, ago, config, nothing_else_told, store, watching};
 use serde_json::json;
 
@@ -295,6 +295,121 @@ async fn events_are_filtered_and_deduplicated_by_uid_and_count() {
     api.until_watching(before, Resource::Events).await;
     api.delete(Resource::Events, "media/web-0.e1");
     nothing_else_told(&api, &mut bridge, "marker").await;
+    bridge.stop().await;
+}
+
+/// The API server serves every Event under core/v1 and events.k8s.io/v1: both are watched,
+/// and each occurrence is told once, with repeats counted from `series.count`.
+#[tokio::test]
+async fn events_of_both_apis_are_told_once_with_repeats_from_their_series() {
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = watching(config(&api, dir.path()), false, false, true);
+    let mut bridge = Bridge::start(config.clone(), store(dir.path())).await;
+    bridge.until_ready().await;
+    let watched: Vec<Resource> = api
+        .requests()
+        .iter()
+        .filter(|r| r.watch)
+        .map(|r| r.resource)
+        .collect();
+    assert!(watched.contains(&Resource::Events) && watched.contains(&Resource::EventsV1));
+
+    // Written by a newer component through events.k8s.io/v1 (no series yet): once.
+    api.apply(
+        Resource::EventsV1,
+        event_v1("media", "s1", "FailedScheduling", "web-0", None),
+    );
+    let first = bridge.next().await;
+    assert_eq!(
+        first.subject.as_str(),
+        "k8s/event/media/Pod/web-0/FailedScheduling"
+    );
+    assert_eq!(first.data["message"], "FailedScheduling on web-0");
+    assert_eq!(first.data["count"], 1);
+    assert_eq!(first.data["component"], "default-scheduler");
+    drop(first);
+    nothing_else_told(&api, &mut bridge, "marker-1").await;
+
+    // It happened twice more: the series says so; once again, with that count.
+    api.apply(
+        Resource::EventsV1,
+        event_v1(
+            "media",
+            "s1",
+            "FailedScheduling",
+            "web-0",
+            Some((3, Timestamp::now())),
+        ),
+    );
+    let repeated = bridge.next().await;
+    assert_eq!(repeated.data["count"], 3);
+    drop(repeated);
+    nothing_else_told(&api, &mut bridge, "marker-2").await;
+    bridge.stop().await;
+
+    // While atalaya was down it happened again; after the restart both APIs list it with
+    // count 4, and it is told once.
+    api.apply(
+        Resource::EventsV1,
+        event_v1(
+            "media",
+            "s1",
+            "FailedScheduling",
+            "web-0",
+            Some((4, Timestamp::now())),
+        ),
+    );
+    let mut bridge = Bridge::start(config, store(dir.path())).await;
+    let again = bridge.next().await;
+    assert_eq!(
+        again.subject.as_str(),
+        "k8s/event/media/Pod/web-0/FailedScheduling"
+    );
+    assert_eq!(again.data["count"], 4);
+    drop(again);
+    bridge.until_ready().await;
+    nothing_else_told(&api, &mut bridge, "marker-3").await;
+    assert_eq!(
+        bridge.metric(
+            "atalaya_connector_received_total",
+            &[("connector", "kubernetes")]
+        ),
+        2.0,
+        "the repeat and the marker, nothing twice"
+    );
+    bridge.stop().await;
+}
+
+/// Where RBAC grants only one API, the Events still arrive through the other.
+#[tokio::test]
+async fn events_arrive_through_whichever_api_is_allowed() {
+    let api = FakeApi::start().await;
+    api.forbid(Resource::Events, "list");
+    api.forbid(Resource::Events, "watch");
+    let dir = tempfile::tempdir().unwrap();
+    let config = watching(config(&api, dir.path()), false, false, true);
+    let mut bridge = Bridge::start(config, store(dir.path())).await;
+    api.until_watching(0, Resource::EventsV1).await;
+    api.apply(
+        Resource::Events,
+        event(
+            "media",
+            "e1",
+            "Warning",
+            "BackOff",
+            "Pod",
+            "web-0",
+            1,
+            Timestamp::now(),
+        ),
+    );
+    let told = bridge.next().await;
+    assert_eq!(told.subject.as_str(), "k8s/event/media/Pod/web-0/BackOff");
+    assert_eq!(told.data["message"], "BackOff on web-0");
+    drop(told);
+    nothing_else_told(&api, &mut bridge, "marker").await;
+    assert!(bridge.errors("forbidden") >= 1.0, "the refusal is counted");
     bridge.stop().await;
 }
 

@@ -2,7 +2,7 @@
 //! when configured (and only in builds with its cargo feature).
 
 #[cfg(feature = "kubernetes")]
-use atalaya_connectors::kubernetes::config::KubernetesConfig;
+use atalaya_connectors::kubernetes::config::{EventsApi, KubernetesConfig};
 #[cfg(feature = "mqtt")]
 use atalaya_connectors::mqtt::config::{MqttConfig, MqttSubscription};
 #[cfg(feature = "nats")]
@@ -222,6 +222,27 @@ fn strings(value: &config::Value) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// `events.apis`: a non-empty list of `v1` and `events.k8s.io/v1`.
+#[cfg(feature = "kubernetes")]
+fn events_apis(value: &config::Value) -> Result<Vec<EventsApi>, String> {
+    let names = strings(value)?;
+    if names.is_empty() {
+        return Err("name at least one API (v1, events.k8s.io/v1)".to_owned());
+    }
+    let mut apis = Vec::new();
+    for name in names {
+        let Some((_, api)) = EventsApi::ALL.iter().find(|(n, _)| *n == name) else {
+            return Err(format!(
+                "unknown Events API {name:?}; expected v1 or events.k8s.io/v1"
+            ));
+        };
+        if !apis.contains(api) {
+            apis.push(*api);
+        }
+    }
+    Ok(apis)
+}
+
 /// `kubernetes:`, when present (`kubernetes: {}` watches everything with the defaults).
 #[cfg(feature = "kubernetes")]
 pub(super) fn read_kubernetes(root: &mut Table, ctx: &mut Ctx) -> Option<KubernetesConfig> {
@@ -261,6 +282,9 @@ pub(super) fn read_kubernetes(root: &mut Table, ctx: &mut Ctx) -> Option<Kuberne
     w.finish(ctx);
     let mut e = k.section(ctx, "events");
     let events = &mut c.events;
+    if let Some(v) = e.get(ctx, "apis", events_apis) {
+        events.apis = v;
+    }
     if let Some(v) = e.get(ctx, "types", strings) {
         events.types = v;
     }

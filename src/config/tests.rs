@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+#[cfg(feature = "kubernetes")]
+use atalaya_connectors::kubernetes::config::EventsApi;
 
 fn file(text: &str) -> (tempfile::TempDir, ConfigSource) {
     let dir = tempfile::tempdir().unwrap();
@@ -203,12 +205,13 @@ fn broker_section_mistakes_are_positioned() {
 #[test]
 fn kubernetes_section() {
     let (_dir, source) = file(
-        "kubernetes:\n  context: home\n  namespaces: [media, home]\n  watches:\n    events: false\n  events:\n    exclude_reasons: [\"Failed*\"]\n    involved_kinds: [Pod]\n  pods:\n    pending_after: 10m\n  leases:\n    stale_after: 30s\n  reconnect: {min: 2s, max: 30s}\n",
+        "kubernetes:\n  context: home\n  namespaces: [media, home]\n  watches:\n    events: false\n  events:\n    apis: [v1]\n    exclude_reasons: [\"Failed*\"]\n    involved_kinds: [Pod]\n  pods:\n    pending_after: 10m\n  leases:\n    stale_after: 30s\n  reconnect: {min: 2s, max: 30s}\n",
     );
     let k = load(&source, env(&[])).unwrap().kubernetes.unwrap();
     assert_eq!(k.context.as_deref(), Some("home"));
     assert_eq!(k.namespaces, ["media", "home"]);
     assert!(k.watches.nodes && k.watches.leases && k.watches.pods && !k.watches.events);
+    assert_eq!(k.events.apis, [EventsApi::Core]);
     assert_eq!(k.events.types, ["Warning"]);
     assert_eq!(k.events.exclude_reasons, ["Failed*"]);
     assert_eq!(k.events.involved_kinds, ["Pod"]);
@@ -223,6 +226,7 @@ fn kubernetes_section() {
     let (_dir, source) = file("kubernetes: {}\n");
     let k = load(&source, env(&[])).unwrap().kubernetes.unwrap();
     assert!(k.kubeconfig.is_none() && k.namespaces.is_empty() && k.leases.stale_after.is_none());
+    assert_eq!(k.events.apis, [EventsApi::Core, EventsApi::EventsV1]);
     assert!(
         load(&ConfigSource::Defaults, env(&[]))
             .unwrap()
@@ -238,6 +242,18 @@ fn kubernetes_section_mistakes_are_positioned() {
     );
     let (_dir2, all_off) =
         file("kubernetes:\n  watches: {nodes: false, leases: false, pods: false, events: false}\n");
+    let (_dir3, apis) = file("kubernetes:\n  events:\n    apis: [v1, events/v1]\n");
+    let (_dir4, no_api) = file("kubernetes:\n  events:\n    apis: []\n");
+    assert_eq!(
+        errors(&apis, &[]),
+        [
+            "atalaya.yaml:3:11: kubernetes.events.apis: unknown Events API \"events/v1\"; expected v1 or events.k8s.io/v1"
+        ]
+    );
+    assert_eq!(
+        errors(&no_api, &[]),
+        ["atalaya.yaml:3:11: kubernetes.events.apis: name at least one API (v1, events.k8s.io/v1)"]
+    );
     assert_eq!(
         errors(&all_off, &[]),
         [

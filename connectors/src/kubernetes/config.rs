@@ -35,13 +35,31 @@ pub struct Watches {
     pub leases: bool,
     /// Pod and container failures.
     pub pods: bool,
-    /// core/v1 Events.
+    /// Events (core/v1 and events.k8s.io/v1, `events.apis`).
     pub events: bool,
 }
 
-/// `events:` — which core/v1 Events become events on the bus.
+/// An API serving Events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsApi {
+    /// `v1`: core/v1 Events (`kubectl get events`).
+    Core,
+    /// `events.k8s.io/v1` (`kubectl events`, and what newer components write).
+    EventsV1,
+}
+
+impl EventsApi {
+    /// Every API, as `events.apis` names them.
+    pub const ALL: [(&'static str, Self); 2] =
+        [("v1", Self::Core), ("events.k8s.io/v1", Self::EventsV1)];
+}
+
+/// `events:` — which Events become events on the bus.
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
+    /// The APIs watched. Both by default: the API server serves every Event under both, and
+    /// what both show is told once; one is enough where RBAC grants only one.
+    pub apis: Vec<EventsApi>,
     /// Event types (`Warning`, `Normal`). Default `[Warning]`.
     pub types: Vec<String>,
     /// Only Events whose reason matches one of these (`*` matches any run of characters:
@@ -96,6 +114,7 @@ impl Default for KubernetesConfig {
 impl Default for EventsConfig {
     fn default() -> Self {
         Self {
+            apis: vec![EventsApi::Core, EventsApi::EventsV1],
             types: vec!["Warning".to_owned()],
             include_reasons: Vec::new(),
             exclude_reasons: Vec::new(),

@@ -92,6 +92,9 @@ pub(crate) trait Kind: Send + Sync + 'static {
     const GROUP: &'static str;
     /// The store table of its summaries.
     const TABLE: &'static str;
+    /// The name of its list markers in [`SYNC_TABLE`]: the resource, qualified by its group
+    /// where two APIs serve one resource name.
+    const SYNC_NAME: &'static str = Self::RESOURCE;
 
     /// The object's key: `name`, or `namespace/name` for namespaced kinds.
     fn key(&self, object: &Self::Object) -> Option<String>;

@@ -38,7 +38,8 @@ fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D
 }
 
 macro_rules! resource {
-    ($view:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty) => {
+    // `$inner`: the field that holds the object, for a view wrapping another.
+    ($view:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty $(, $inner:tt)?) => {
         impl kube::Resource for $view {
             type DynamicType = ();
             type Scope = $scope;
@@ -56,10 +57,10 @@ macro_rules! resource {
                 Cow::Borrowed($plural)
             }
             fn meta(&self) -> &ObjectMeta {
-                &self.metadata
+                &self$(.$inner)?.metadata
             }
             fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
+                &mut self$(.$inner)?.metadata
             }
         }
     };
@@ -182,23 +183,32 @@ pub struct TerminatedView {
     pub finished_at: Option<Time>,
 }
 
-/// A core/v1 Event.
+/// An Event, as core/v1 serves it. The same view reads events.k8s.io/v1's names for the
+/// same fields (`regarding`, `note`, `deprecatedCount`, …): the API server keeps one object
+/// and serves it under both APIs, renamed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     #[serde(deserialize_with = "slim_meta")]
     pub metadata: ObjectMeta,
+    #[serde(alias = "regarding")]
     pub involved_object: Option<ObjectReferenceView>,
     pub reason: Option<String>,
+    #[serde(alias = "note")]
     pub message: Option<String>,
     #[serde(rename = "type")]
     pub type_: Option<String>,
+    #[serde(alias = "deprecatedCount")]
     pub count: Option<i32>,
     pub series: Option<EventSeriesView>,
+    #[serde(alias = "deprecatedFirstTimestamp")]
     pub first_timestamp: Option<Time>,
+    #[serde(alias = "deprecatedLastTimestamp")]
     pub last_timestamp: Option<Time>,
     pub event_time: Option<MicroTime>,
+    #[serde(alias = "deprecatedSource")]
     pub source: Option<EventSourceView>,
+    #[serde(alias = "reportingController")]
     pub reporting_component: Option<String>,
 }
 resource!(
@@ -208,6 +218,21 @@ resource!(
     "v1",
     "events",
     NamespaceResourceScope
+);
+
+/// An events.k8s.io/v1 Event (what `kubectl events` and newer components use), read into
+/// the same fields as core/v1's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct EventV1View(pub EventView);
+resource!(
+    EventV1View,
+    "Event",
+    "events.k8s.io",
+    "v1",
+    "events",
+    NamespaceResourceScope,
+    0
 );
 
 #[derive(Debug, Clone, Deserialize)]
@@ -276,5 +301,9 @@ mod tests {
             "/api/v1/namespaces/media/pods"
         );
         assert_eq!(EventView::url_path(&(), None), "/api/v1/events");
+        assert_eq!(
+            EventV1View::url_path(&(), Some("media")),
+            "/apis/events.k8s.io/v1/namespaces/media/events"
+        );
     }
 }

@@ -18,11 +18,13 @@ use tracing::info;
 
 use super::KubernetesError;
 use super::client;
+use super::config::EventsApi;
 use super::config::KubernetesConfig;
-use super::events::Events;
+use super::events::{Events, Told};
 use super::known::{self, Commit, Kind, SYNC_TABLE};
 use super::leases::{Leases, NODE_LEASE_NAMESPACE};
 use super::nodes::Nodes;
+use super::objects::{EventV1View, EventView};
 use super::pods::Pods;
 use super::telemetry::{Health, WatchTelemetry};
 use super::watch::{Shared, Watch};
@@ -148,12 +150,24 @@ impl KubernetesConnector {
             }
             if config.watches.events {
                 let scopes = namespaces(&config.events.namespaces);
-                builder.prune_outside::<Events>(&scopes)?;
+                let told = Arc::new(Told::default());
+                let apis = &config.events.apis;
+                if apis.contains(&EventsApi::Core) {
+                    builder.prune_outside::<Events<EventView>>(&scopes)?;
+                }
+                if apis.contains(&EventsApi::EventsV1) {
+                    builder.prune_outside::<Events<EventV1View>>(&scopes)?;
+                }
                 for namespace in scopes {
-                    let events = Events {
-                        filter: config.events.clone(),
-                    };
-                    tasks.push(builder.watch(events, namespace)?);
+                    let filter = &config.events;
+                    if apis.contains(&EventsApi::Core) {
+                        let events = Events::<EventView>::new(filter.clone(), Arc::clone(&told));
+                        tasks.push(builder.watch(events, namespace.clone())?);
+                    }
+                    if apis.contains(&EventsApi::EventsV1) {
+                        let events = Events::<EventV1View>::new(filter.clone(), Arc::clone(&told));
+                        tasks.push(builder.watch(events, namespace)?);
+                    }
                 }
             }
         }
@@ -214,7 +228,7 @@ impl Builder<'_> {
             Some(ns) if K::RESOURCE != "leases" => format!("{ns}/"),
             _ => String::new(),
         };
-        let sync_key = format!("{}/{}", K::RESOURCE, namespace.as_deref().unwrap_or("*"));
+        let sync_key = format!("{}/{}", K::SYNC_NAME, namespace.as_deref().unwrap_or("*"));
         let known = known::load(self.store, K::TABLE, &prefix)?;
         let synced = self.synced.contains_key(&sync_key);
         let telemetry = WatchTelemetry::new(

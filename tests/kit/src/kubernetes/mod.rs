@@ -9,6 +9,9 @@
 //!   point gets an `ERROR` with a 410 `Expired` Status, as the real server sends it.
 //! - One resource version counter for everything, as etcd has.
 //!
+//! - Events under both APIs, as the real server keeps them: one object per Event, served by
+//!   core/v1 and by events.k8s.io/v1 with its fields renamed ([`Resource::EventsV1`]).
+//!
 //! [`objects`] builds nodes, leases, pods and Events as the API server sends them.
 //! - Test controls: change and delete objects, send bookmarks, expire (410) or end open
 //!   watches (in the stream, or as an HTTP 410 to the watch request), cut their connections
@@ -36,8 +39,34 @@ use crate::PATIENCE as WAIT;
 pub enum Resource {
     Nodes,
     Pods,
+    /// core/v1 Events.
     Events,
+    /// events.k8s.io/v1 Events: the same objects as [`Resource::Events`], renamed.
+    EventsV1,
     Leases,
+}
+
+/// core/v1 Event fields and their events.k8s.io/v1 names (the API server's conversion).
+const EVENT_FIELDS_V1: [(&str, &str); 7] = [
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("reportingComponent", "reportingController"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+fn rename_fields(mut object: Value, to_v1: bool) -> Value {
+    if let Some(fields) = object.as_object_mut() {
+        for (core, v1) in EVENT_FIELDS_V1 {
+            let (from, to) = if to_v1 { (core, v1) } else { (v1, core) };
+            if let Some(value) = fields.remove(from) {
+                fields.insert(to.to_owned(), value);
+            }
+        }
+    }
+    object
 }
 
 impl Resource {
@@ -45,7 +74,7 @@ impl Resource {
         match self {
             Self::Nodes => "Node",
             Self::Pods => "Pod",
-            Self::Events => "Event",
+            Self::Events | Self::EventsV1 => "Event",
             Self::Leases => "Lease",
         }
     }
@@ -53,17 +82,42 @@ impl Resource {
     fn api_version(self) -> &'static str {
         match self {
             Self::Leases => "coordination.k8s.io/v1",
+            Self::EventsV1 => "events.k8s.io/v1",
             _ => "v1",
         }
+    }
+
+    fn group(self) -> &'static str {
+        self.api_version()
+            .rsplit_once('/')
+            .map_or("", |(group, _)| group)
     }
 
     fn plural(self) -> &'static str {
         match self {
             Self::Nodes => "nodes",
             Self::Pods => "pods",
-            Self::Events => "events",
+            Self::Events | Self::EventsV1 => "events",
             Self::Leases => "leases",
         }
+    }
+
+    /// Where its objects are kept: events.k8s.io/v1 serves core/v1's Events.
+    fn storage(self) -> Self {
+        match self {
+            Self::EventsV1 => Self::Events,
+            other => other,
+        }
+    }
+
+    /// A stored object as this API serves it.
+    fn serve(self, object: &Value) -> Value {
+        let mut object = object.clone();
+        if self == Self::EventsV1 {
+            object = rename_fields(object, true);
+        }
+        object["apiVersion"] = json!(self.api_version());
+        object
     }
 }
 
@@ -168,20 +222,25 @@ fn json_response(code: StatusCode, body: &Value) -> Response {
 }
 
 fn route(path: &str) -> Option<(Resource, Option<String>)> {
-    let rest = path
-        .strip_prefix("/api/v1/")
-        .or_else(|| path.strip_prefix("/apis/coordination.k8s.io/v1/"))?;
+    let (group, rest) = if let Some(rest) = path.strip_prefix("/api/v1/") {
+        ("", rest)
+    } else {
+        let rest = path.strip_prefix("/apis/")?;
+        let (group, rest) = rest.split_once("/v1/")?;
+        (group, rest)
+    };
     let parts: Vec<&str> = rest.split('/').collect();
     let (namespace, plural) = match parts.as_slice() {
         [plural] => (None, *plural),
         ["namespaces", ns, plural] => (Some((*ns).to_owned()), *plural),
         _ => return None,
     };
-    let resource = match plural {
-        "nodes" => Resource::Nodes,
-        "pods" => Resource::Pods,
-        "events" => Resource::Events,
-        "leases" if path.starts_with("/apis/coordination.k8s.io/") => Resource::Leases,
+    let resource = match (group, plural) {
+        ("", "nodes") => Resource::Nodes,
+        ("", "pods") => Resource::Pods,
+        ("", "events") => Resource::Events,
+        ("events.k8s.io", "events") => Resource::EventsV1,
+        ("coordination.k8s.io", "leases") => Resource::Leases,
         _ => return None,
     };
     Some((resource, namespace))
@@ -220,11 +279,7 @@ async fn handle(
             Some(ns) => format!("in the namespace \"{ns}\""),
             None => "at the cluster scope".to_owned(),
         };
-        let group = if resource == Resource::Leases {
-            "coordination.k8s.io"
-        } else {
-            ""
-        };
+        let group = resource.group();
         let message = format!(
             "{plural} is forbidden: User \"system:serviceaccount:atalaya:atalaya\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}",
             plural = resource.plural()
@@ -248,13 +303,14 @@ impl Inner {
         namespace: Option<&str>,
         query: &HashMap<String, String>,
     ) -> Response {
-        let objects: Vec<&Value> = self
+        let objects: Vec<Value> = self
             .collections
-            .get(&resource)
+            .get(&resource.storage())
             .map(|c| {
                 c.objects
                     .values()
                     .filter(|o| namespace.is_none() || namespace_of(o) == namespace)
+                    .map(|o| resource.serve(o))
                     .collect()
             })
             .unwrap_or_default();
@@ -268,7 +324,7 @@ impl Inner {
             .and_then(|l| l.parse().ok())
             .filter(|l| *l > 0)
             .unwrap_or(usize::MAX);
-        let page: Vec<&Value> = objects.iter().skip(offset).take(limit).copied().collect();
+        let page: Vec<&Value> = objects.iter().skip(offset).take(limit).collect();
         let next = offset.saturating_add(limit);
         let mut metadata = json!({"resourceVersion": self.version.to_string()});
         if next < objects.len() {
@@ -303,12 +359,12 @@ impl Inner {
             }
             let _ = tx.send(Ok(line("ERROR", &status(410, "Expired", &message))));
         } else {
-            if let Some(collection) = self.collections.get(&resource) {
+            if let Some(collection) = self.collections.get(&resource.storage()) {
                 for (version, type_, object) in &collection.log {
                     if *version > from
                         && (namespace.is_none() || namespace_of(object) == namespace.as_deref())
                     {
-                        let _ = tx.send(Ok(line(type_, object)));
+                        let _ = tx.send(Ok(line(type_, &resource.serve(object))));
                     }
                 }
             }
@@ -331,7 +387,13 @@ impl Inner {
             .expect("a valid response")
     }
 
+    /// Stores a change of `resource` (given as that API serves it) and sends it to the
+    /// watches of every API that serves it.
     fn change(&mut self, resource: Resource, type_: &'static str, mut object: Value) {
+        if resource == Resource::EventsV1 {
+            object = rename_fields(object, false);
+        }
+        let resource = resource.storage();
         self.version += 1;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
         object["apiVersion"] = json!(resource.api_version());
@@ -346,10 +408,14 @@ impl Inner {
         collection.log.push((self.version, type_, object.clone()));
         let namespace = namespace_of(&object).map(str::to_owned);
         self.watchers.retain(|w| {
-            if w.resource != resource || (w.namespace.is_some() && w.namespace != namespace) {
+            if w.resource.storage() != resource
+                || (w.namespace.is_some() && w.namespace != namespace)
+            {
                 return !w.lines.is_closed();
             }
-            w.lines.send(Ok(line(type_, &object))).is_ok()
+            w.lines
+                .send(Ok(line(type_, &w.resource.serve(&object))))
+                .is_ok()
         });
     }
 }
@@ -381,12 +447,13 @@ impl FakeApi {
         }
     }
 
-    /// Adds or replaces an object (`ADDED` or `MODIFIED` to open watches).
+    /// Adds or replaces an object (`ADDED` or `MODIFIED` to open watches), given as
+    /// `resource`'s API serves it (an Event under either API).
     pub fn apply(&self, resource: Resource, object: Value) {
         let mut inner = self.inner.lock().unwrap();
         let exists = inner
             .collections
-            .get(&resource)
+            .get(&resource.storage())
             .is_some_and(|c| c.objects.contains_key(&key_of(&object)));
         inner.change(resource, if exists { "MODIFIED" } else { "ADDED" }, object);
     }
@@ -396,10 +463,10 @@ impl FakeApi {
         let mut inner = self.inner.lock().unwrap();
         let object = inner
             .collections
-            .get(&resource)
+            .get(&resource.storage())
             .and_then(|c| c.objects.get(key).cloned())
             .expect("the object exists");
-        inner.change(resource, "DELETED", object);
+        inner.change(resource.storage(), "DELETED", object);
     }
 
     /// Sends a `BOOKMARK` at the current version to every open watch that asked for them.

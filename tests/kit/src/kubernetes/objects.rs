@@ -111,3 +111,25 @@ pub fn event(
         "source": {"component": "kubelet", "host": "pi-2"},
     })
 }
+
+/// An events.k8s.io/v1 Event as a newer component writes it: `note`, `regarding`, the
+/// reporting controller, and repeats counted in `series` (none for the first occurrence).
+pub fn event_v1(
+    namespace: &str,
+    uid: &str,
+    reason: &str,
+    name: &str,
+    repeats: Option<(i32, Timestamp)>,
+) -> Value {
+    let mut event = json!({
+        "metadata": {"name": format!("{name}.{uid}"), "namespace": namespace, "uid": uid},
+        "regarding": {"kind": "Pod", "name": name, "namespace": namespace},
+        "type": "Warning", "reason": reason, "note": format!("{reason} on {name}"),
+        "action": "Scheduling", "eventTime": micro(Timestamp::now()),
+        "reportingController": "default-scheduler", "reportingInstance": "default-scheduler-pi-1",
+    });
+    if let Some((count, last)) = repeats {
+        event["series"] = json!({"count": count, "lastObservedTime": micro(last)});
+    }
+    event
+}
