@@ -226,7 +226,7 @@ async fn the_example_pack_reads_well_on_a_phone() {
         .find(|t| t.contains("OOM-killed"))
         .unwrap_or_else(|| panic!("{texts:?}"));
     assert!(
-        oom.contains("was OOM-killed 1 time(s) in 30 minutes"),
+        oom.contains("was OOM-killed once in 30 minutes"),
         "{oom}"
     );
 }
