@@ -225,8 +225,5 @@ async fn the_example_pack_reads_well_on_a_phone() {
         .iter()
         .find(|t| t.contains("OOM-killed"))
         .unwrap_or_else(|| panic!("{texts:?}"));
-    assert!(
-        oom.contains("was OOM-killed once in 30 minutes"),
-        "{oom}"
-    );
+    assert!(oom.contains("was OOM-killed once in 30 minutes"), "{oom}");
 }

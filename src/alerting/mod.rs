@@ -12,9 +12,12 @@
 //!   retries and dead letters.
 //! - `actions`: rule actions published through the brokers.
 //! - `acknowledgements`: alerts acknowledged in a receiver's app, silenced.
+//! - `chat`: the Telegram bot's way to the router (alerts, silences, status).
 
 pub mod acknowledgements;
 pub mod actions;
+#[cfg(feature = "telegram")]
+pub mod chat;
 pub mod flapping;
 pub mod outbox;
 pub mod routing;

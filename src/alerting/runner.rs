@@ -138,12 +138,14 @@ pub struct ReloadRequest {
     pub reply: Option<oneshot::Sender<Result<usize, Vec<String>>>>,
 }
 
-/// Reload metrics.
+/// Reload metrics, and the last refusal's errors (for the Telegram bot's `/status`).
 #[derive(Clone)]
 pub struct ReloadMetrics {
     reloads: IntCounter,
     failures: IntCounter,
     last_success: IntGauge,
+    /// The errors of the last reload, when it was refused.
+    last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl ReloadMetrics {
@@ -165,7 +167,20 @@ impl ReloadMetrics {
             reloads,
             failures,
             last_success,
+            last_error: std::sync::Arc::default(),
         })
+    }
+
+    /// The errors of the last reload, when it was refused (a later success clears them).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
     }
 }
 
@@ -535,10 +550,12 @@ impl RulesRunner {
             self.reload_metrics
                 .last_success
                 .set(Timestamp::now().as_second());
+            self.reload_metrics.set_last_error(None);
             info!(cause = request.cause, rules = count, "Rules reloaded.");
             Ok(count)
         } else {
             self.reload_metrics.failures.inc();
+            self.reload_metrics.set_last_error(Some(errors.join("; ")));
             for e in &errors {
                 error!(cause = request.cause, error = %e, "Rule reload refused; the running rules and routing stay.");
             }

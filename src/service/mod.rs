@@ -275,6 +275,34 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             supervisor.token().clone(),
         ),
     );
+    // The Telegram bot (buttons and commands) for the integrations naming allowed_users.
+    #[cfg(feature = "telegram")]
+    {
+        use atalaya_connectors::telegram::bot::TelegramBot;
+        let ops = crate::alerting::chat::RouterOps {
+            router: router_tx.clone(),
+            registry: registry.clone(),
+            reload: reload_metrics.clone(),
+            started_at: Timestamp::now(),
+        };
+        let bot = TelegramBot::new(
+            &notifier_context.telegram,
+            Arc::clone(&store),
+            Arc::new(ops),
+            &registry,
+        )
+        .map_err(registry_error)?;
+        let (receivers_tx, receivers_rx) = watch::channel(Vec::new());
+        let token = supervisor.token().clone();
+        let policies = policy_rx.clone();
+        supervisor.spawn(Stage::Sink, "telegram-bot", async move {
+            tokio::select! {
+                () = crate::alerting::chat::follow_policy(policies, receivers_tx) => {}
+                () = bot.run(receivers_rx, token) => {}
+            }
+            Ok(())
+        });
+    }
     let notifiers = open_notifiers(policy_rx, notifier_context, &supervisor);
     let token = supervisor.token().clone();
     supervisor.spawn(Stage::Sink, "outbox", outbox.run(notifiers, token));

@@ -2,7 +2,7 @@
 //! compiles into them — Alertmanager's keys (`bot_token_file`, `chat_id`,
 //! `message_thread_id`, `api_url`, `parse_mode`, `disable_notifications`, `send_resolved`,
 //! `message`) and atalaya's (`bot_token_env`, `chat_ids`, `on_resolve`, `quiet`, `locale`,
-//! `timeout`). A token written in the policy is refused: secrets come from files or the
+//! `timeout`, and for the two-way bot `allowed_users` and `button_max_age`). A token written in the policy is refused: secrets come from files or the
 //! environment.
 
 use std::fmt;
@@ -20,6 +20,8 @@ use crate::templates::{Locale, locale, message_template};
 /// otherwise.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 const DEFAULT_TELEGRAM_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the buttons of a message act, unless `button_max_age` says otherwise.
+pub const DEFAULT_BUTTON_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// `telegram_configs`: one message per notification (split when longer than Telegram
 /// allows), HTML-formatted, to each chat. Whether it rings is the router's decision
@@ -41,6 +43,44 @@ pub struct TelegramConfig {
     pub locale: Locale,
     /// A request taking longer fails (and is retried). Default 20 s.
     pub timeout: Duration,
+    /// Telegram users who may use the bot for this receiver, each with a role. Empty (the
+    /// default): messages only, no buttons, and the bot does not read its updates.
+    pub allowed_users: Vec<AllowedUser>,
+    /// Buttons older than this answer "expired". Default 7 days.
+    pub button_max_age: Duration,
+}
+
+impl TelegramConfig {
+    /// Whether firing messages carry silence buttons: someone may press them.
+    pub fn has_buttons(&self) -> bool {
+        self.allowed_users.iter().any(|u| u.role == Role::Silence)
+    }
+
+    /// The role of Telegram user `id`, if they are allowed at all.
+    pub fn role_of(&self, id: u64) -> Option<Role> {
+        self.allowed_users
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| u.role)
+    }
+}
+
+/// A Telegram user allowed to use the bot (`allowed_users`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowedUser {
+    /// The user's numeric id (`from.id` in what Telegram sends; not the @username, which
+    /// its owner can change or give away).
+    pub id: u64,
+    pub role: Role,
+}
+
+/// What an allowed user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// `/alerts`, `/silences`, `/status`, `/help`.
+    Read,
+    /// That, and silence: the buttons, `/silence`, `/unsilence`.
+    Silence,
 }
 
 /// A Telegram chat: its numeric id (negative for groups and channels) or a public
@@ -127,6 +167,19 @@ struct TelegramSpec {
     #[serde(default)]
     #[allow(dead_code, reason = "refused at its key, read from the node")]
     http_config: Option<IgnoredAny>,
+    #[serde(default)]
+    allowed_users: Option<Vec<AllowedUserSpec>>,
+    #[serde(default)]
+    button_max_age: Option<Text>,
+}
+
+/// One `allowed_users` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowedUserSpec {
+    id: i64,
+    #[serde(default)]
+    role: Option<String>,
 }
 
 /// One `quiet:` rule of a Telegram integration.
@@ -273,6 +326,10 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
     let timeout = ctx
         .decoder
         .duration(node, "timeout", spec.timeout.as_ref(), true);
+    let button_max_age =
+        ctx.decoder
+            .duration(node, "button_max_age", spec.button_max_age.as_ref(), true);
+    let allowed_users = allowed_users(ctx, node, spec.allowed_users.unwrap_or_default());
     if ctx.decoder.errors.len() > before {
         return None;
     }
@@ -286,8 +343,57 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
         message,
         locale,
         timeout: timeout.unwrap_or(DEFAULT_TELEGRAM_TIMEOUT),
+        allowed_users,
+        button_max_age: button_max_age.unwrap_or(DEFAULT_BUTTON_MAX_AGE),
     };
     Some(Integration::new("telegram", spec.send_resolved.unwrap_or(true), config).with_quiet(quiet))
+}
+
+/// `allowed_users`: user ids (positive: a person, not a group) each listed once, with
+/// `role: read` (the default) or `silence`.
+fn allowed_users(
+    ctx: &mut IntegrationContext<'_>,
+    node: &Node,
+    specs: Vec<AllowedUserSpec>,
+) -> Vec<AllowedUser> {
+    let label = ctx.label;
+    let items = node
+        .get("allowed_users")
+        .map(|n| ctx.decoder.items(n, "allowed_users"))
+        .unwrap_or_default();
+    let mut users: Vec<AllowedUser> = Vec::new();
+    for (spec, item) in specs.into_iter().zip(items) {
+        let at = |key: &str| item.get(key).map_or(item.position, |n| n.position);
+        let role = match spec.role.as_deref() {
+            None | Some("read") => Role::Read,
+            Some("silence") => Role::Silence,
+            Some(other) => {
+                ctx.decoder.error(
+                    at("role"),
+                    format!("{label}: a user's `role` is `read` or `silence`, not `{other}`"),
+                );
+                continue;
+            }
+        };
+        let Some(id) = u64::try_from(spec.id).ok().filter(|id| *id > 0) else {
+            ctx.decoder.error(
+                at("id"),
+                format!(
+                    "{label}: `{}` is not a Telegram user id: a person's id is a positive \
+                     number (the bot's /help shows yours)",
+                    spec.id
+                ),
+            );
+            continue;
+        };
+        if users.iter().any(|u| u.id == id) {
+            ctx.decoder
+                .error(at("id"), format!("{label}: user {id} is listed twice"));
+            continue;
+        }
+        users.push(AllowedUser { id, role });
+    }
+    users
 }
 
 /// A chat: a number, or a channel's `@username`.

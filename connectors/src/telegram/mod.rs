@@ -27,6 +27,8 @@
 //! - `error`: [`TelegramError`].
 //! - `tests`: the sender against the stand-in.
 
+pub mod bot;
+pub mod buttons;
 mod config;
 mod error;
 pub mod limiter;
@@ -37,7 +39,10 @@ pub mod split;
 #[cfg(test)]
 mod tests;
 
-pub use config::{DEFAULT_TELEGRAM_API_URL, OnResolve, TelegramChat, TelegramConfig};
+pub use config::{
+    AllowedUser, DEFAULT_BUTTON_MAX_AGE, DEFAULT_TELEGRAM_API_URL, OnResolve, Role, TelegramChat,
+    TelegramConfig,
+};
 pub use error::TelegramError;
 pub use messages::TELEGRAM_TABLE;
 pub use notifier::TelegramNotifier;

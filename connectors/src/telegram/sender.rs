@@ -23,12 +23,14 @@ use jiff::Timestamp;
 use teloxide_core::payloads::{EditMessageTextSetters, SendMessageSetters};
 use teloxide_core::requests::{Request, Requester};
 use teloxide_core::types::{
-    ChatId, LinkPreviewOptions, MessageId, ParseMode, Recipient, ReplyParameters, ThreadId,
+    ChatId, InlineKeyboardMarkup, LinkPreviewOptions, MessageId, ParseMode, Recipient,
+    ReplyParameters, ThreadId,
 };
 use teloxide_core::{ApiError, Bot, RequestError};
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::buttons::{ButtonAlert, ButtonSet, Buttons, keyboard};
 use super::error::TelegramError;
 use super::limiter::RateLimiter;
 use super::messages::{GroupHead, GroupRef, MessageLog, MessageLogError, SendRecord};
@@ -56,6 +58,7 @@ pub struct TelegramSender {
     log: MessageLog,
     limiter: Arc<RateLimiter>,
     templates: MessageTemplates,
+    buttons: Buttons,
 }
 
 impl TelegramSender {
@@ -70,7 +73,7 @@ impl TelegramSender {
                 chat: "-".to_owned(),
                 message: e.to_string(),
             })?;
-        let log = MessageLog::new(store);
+        let log = MessageLog::new(Arc::clone(&store));
         let limiter = Arc::new(RateLimiter::default());
         let recent = log
             .open(Timestamp::now())
@@ -82,12 +85,32 @@ impl TelegramSender {
         for (chat, ages) in recent {
             limiter.seed(&chat, &ages, now);
         }
+        let buttons = Buttons::open(store, Timestamp::now()).map_err(|e| TelegramError::Store {
+            chat: "-".to_owned(),
+            message: e.to_string(),
+        })?;
         Ok(Self {
             client,
             log,
             limiter,
             templates: MessageTemplates::default(),
+            buttons,
         })
+    }
+
+    /// The button sets of the messages sent.
+    pub(crate) fn buttons(&self) -> &Buttons {
+        &self.buttons
+    }
+
+    /// The flood limits every request to Telegram waits for.
+    pub(crate) fn limiter(&self) -> &Arc<RateLimiter> {
+        &self.limiter
+    }
+
+    /// The HTTP client (and its connection pool).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// Delivers `notification` to every chat of `config`; a [`Notification::silent`] one
@@ -194,17 +217,31 @@ impl Attempt<'_> {
                 ids.push(id);
                 continue;
             }
+            // The last part of a message announcing firing alerts carries the buttons, when
+            // someone may press them.
+            let mut set =
+                (index + 1 == parts.len() && !firing.is_empty() && self.config.has_buttons())
+                    .then(|| self.button_set(&key, part));
+            let markup = set.as_ref().map(|set| keyboard(set, self.config.locale));
             let message_id = match (plan, index) {
-                (Plan::Edit(head), 0) => self.edit_or_send(chat, head, part).await?,
+                (Plan::Edit(head), 0) => self.edit_or_send(chat, head, part, markup).await?,
                 // The head's own later parts are edited like the first; a part it did not
                 // have is sent without a sound (nothing new is firing).
                 (Plan::Edit(head), _) => match old_parts.get(index - 1) {
-                    Some(&old) => self.edit_or_send(chat, old, part).await?,
-                    None => self.send(chat, part, Some(head), true).await?,
+                    Some(&old) => self.edit_or_send(chat, old, part, markup).await?,
+                    None => self.send(chat, part, Some(head), true, markup).await?,
                 },
-                (Plan::Reply(head), _) => self.send(chat, part, Some(head), false).await?,
-                (Plan::New { .. }, _) => self.send(chat, part, None, false).await?,
+                (Plan::Reply(head), _) => self.send(chat, part, Some(head), false, markup).await?,
+                (Plan::New { .. }, _) => self.send(chat, part, None, false, markup).await?,
             };
+            if let Some(mut set) = set.take() {
+                set.message_id = message_id;
+                self.sender
+                    .buttons
+                    .insert(set)
+                    .await
+                    .map_err(|e| store_error(&key, &e))?;
+            }
             ids.push(message_id);
             let new_head = match plan {
                 Plan::New { head: true } if index == 0 => Some((
@@ -273,13 +310,41 @@ impl Attempt<'_> {
         Ok(())
     }
 
-    /// Replaces the head's text; a head Telegram no longer has (deleted, too old to edit)
-    /// gets a new message instead.
+    /// The buttons of a message with text `text` to `chat`, for the notification's firing
+    /// alerts.
+    fn button_set(&self, chat: &str, text: &str) -> ButtonSet {
+        let alerts = self
+            .notification
+            .alerts
+            .iter()
+            .filter(|a| a.status == Status::Firing)
+            .map(|a| ButtonAlert {
+                fingerprint: a.fingerprint.clone(),
+                labels: a
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+            .collect();
+        ButtonSet::new(
+            &self.notification.receiver,
+            self.notification.integration,
+            chat,
+            text,
+            alerts,
+            Timestamp::now(),
+        )
+    }
+
+    /// Replaces the head's text (and its buttons: `markup`, or none); a head Telegram no
+    /// longer has (deleted, too old to edit) gets a new message instead.
     async fn edit_or_send(
         &self,
         chat: &TelegramChat,
         head: i32,
         text: &str,
+        markup: Option<InlineKeyboardMarkup>,
     ) -> Result<i32, TelegramError> {
         let mut html = true;
         loop {
@@ -297,6 +362,9 @@ impl Attempt<'_> {
                     if html {
                         request = request.parse_mode(ParseMode::Html);
                     }
+                    if let Some(markup) = &markup {
+                        request = request.reply_markup(markup.clone());
+                    }
                     request.send()
                 })
                 .await;
@@ -308,7 +376,7 @@ impl Attempt<'_> {
                     ApiError::MessageToEditNotFound
                     | ApiError::MessageCantBeEdited
                     | ApiError::MessageIdInvalid,
-                ))) => self.send(chat, text, None, false).await,
+                ))) => self.send(chat, text, None, false, markup).await,
                 Err(Failed::Request(RequestError::Api(ApiError::CantParseEntities(_)))) if html => {
                     html = false;
                     continue;
@@ -341,14 +409,15 @@ impl Attempt<'_> {
         }
     }
 
-    /// Sends `text` as a new message, replying to `reply_to` when given, without a sound
-    /// when `quiet` (or the notification is silent); the message id.
+    /// Sends `text` as a new message (with buttons: `markup`), replying to `reply_to` when
+    /// given, without a sound when `quiet` (or the notification is silent); the message id.
     async fn send(
         &self,
         chat: &TelegramChat,
         text: &str,
         reply_to: Option<i32>,
         quiet: bool,
+        markup: Option<InlineKeyboardMarkup>,
     ) -> Result<i32, TelegramError> {
         let mut html = true;
         loop {
@@ -374,6 +443,9 @@ impl Attempt<'_> {
                         request = request.reply_parameters(
                             ReplyParameters::new(MessageId(head)).allow_sending_without_reply(),
                         );
+                    }
+                    if let Some(markup) = &markup {
+                        request = request.reply_markup(markup.clone());
                     }
                     request.send()
                 })
@@ -475,7 +547,7 @@ fn group_ref<'a>(group: &GroupRef<'a>) -> GroupRef<'a> {
     }
 }
 
-fn recipient(chat: &TelegramChat) -> Recipient {
+pub(super) fn recipient(chat: &TelegramChat) -> Recipient {
     match chat {
         TelegramChat::Id(id) => Recipient::Id(ChatId(*id)),
         TelegramChat::Username(name) => Recipient::ChannelUsername(name.clone()),
@@ -483,7 +555,7 @@ fn recipient(chat: &TelegramChat) -> Recipient {
 }
 
 /// Links in alerts point at dashboards: a preview of them is noise.
-fn no_preview() -> LinkPreviewOptions {
+pub(super) fn no_preview() -> LinkPreviewOptions {
     LinkPreviewOptions {
         is_disabled: true,
         url: None,

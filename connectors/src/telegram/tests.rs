@@ -50,6 +50,8 @@ fn config(api: &BotApi, token_file: &Path, chats: Vec<TelegramChat>) -> Telegram
         message: None,
         locale: Locale::En,
         timeout: Duration::from_secs(5),
+        allowed_users: Vec::new(),
+        button_max_age: super::DEFAULT_BUTTON_MAX_AGE,
     }
 }
 

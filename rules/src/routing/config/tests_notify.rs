@@ -96,6 +96,8 @@ fn telegram_integrations_compile_with_defaults() {
             message: None,
             locale: Locale::En,
             timeout: Duration::from_secs(20),
+            allowed_users: Vec::new(),
+            button_max_age: atalaya_connectors::telegram::DEFAULT_BUTTON_MAX_AGE,
         },
     );
     assert_eq!(family[0].quiet, QuietConfig::default());
@@ -115,6 +117,8 @@ fn telegram_integrations_compile_with_defaults() {
             message: Some("{{ marker }} <b>{{ title }}</b>".to_owned()),
             locale: Locale::Es,
             timeout: Duration::from_secs(5),
+            allowed_users: Vec::new(),
+            button_max_age: atalaya_connectors::telegram::DEFAULT_BUTTON_MAX_AGE,
         },
     );
     assert_eq!(

@@ -28,6 +28,8 @@ fn telegram(api: &BotApi, token_file: &std::path::Path, chats: &[i64]) -> Integr
             message: None,
             locale: Locale::En,
             timeout: Duration::from_secs(5),
+            allowed_users: Vec::new(),
+            button_max_age: atalaya_connectors::telegram::DEFAULT_BUTTON_MAX_AGE,
         },
     )
 }
