@@ -184,7 +184,36 @@ pub struct Buttons {
     store: Arc<Store>,
     /// Sets by age (created, id), oldest first: what to prune.
     index: Arc<Mutex<VecDeque<(i64, String)>>>,
+    /// Tokens of messages being sent, not yet in the store: a press on one waits for it.
+    pending: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Woken when a pending token is settled (stored, or its message not sent).
+    settled: Arc<tokio::sync::Notify>,
 }
+
+/// Tokens announced before their message is sent, until they are stored (or the send
+/// failed): see [`Buttons::reserve`].
+pub struct Reservation {
+    buttons: Buttons,
+    tokens: Vec<String>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut pending = self
+            .buttons
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for token in &self.tokens {
+            pending.remove(token);
+        }
+        drop(pending);
+        self.buttons.settled.notify_waiters();
+    }
+}
+
+/// The longest a press waits for its message's buttons to be stored.
+const PENDING_WAIT: Duration = Duration::from_secs(10);
 
 impl Buttons {
     /// Opens the table, deleting sets older than [`MAX_AGE`] and tokens without a set.
@@ -223,7 +252,41 @@ impl Buttons {
         Ok(Self {
             store,
             index: Arc::new(Mutex::new(sets.into_iter().collect())),
+            pending: Arc::default(),
+            settled: Arc::default(),
         })
+    }
+
+    /// Announces `set`'s tokens before its message is sent: Telegram shows the buttons as
+    /// soon as it has the message, and a press then waits until the set is stored (or the
+    /// reservation dropped) instead of finding nothing.
+    pub fn reserve(&self, set: &ButtonSet) -> Reservation {
+        let tokens: Vec<String> = set.tokens.iter().map(|(_, t)| t.clone()).collect();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend(tokens.iter().cloned());
+        Reservation {
+            buttons: self.clone(),
+            tokens,
+        }
+    }
+
+    /// Waits (at most [`PENDING_WAIT`]) while `token` is reserved and not yet stored.
+    async fn settle(&self, token: &str) {
+        let wait = async {
+            loop {
+                let settled = self.settled.notified();
+                if !self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(token)
+                {
+                    return;
+                }
+                settled.await;
+            }
+        };
+        let _ = tokio::time::timeout(PENDING_WAIT, wait).await;
     }
 
     /// Keeps a new set and its tokens; past [`MAX_SETS`], the oldest set goes.
@@ -286,6 +349,7 @@ impl Buttons {
         if token.len() != 32 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
             return Ok(None);
         }
+        self.settle(token).await;
         let key = token_key(token);
         self.blocking(move |store| {
             let Some(value) = store.get(BUTTONS_TABLE, &key)? else {
@@ -465,5 +529,28 @@ mod tests {
                 .is_none()
         );
         assert!(buttons.acknowledged().await.unwrap().is_empty());
+    }
+
+    /// Telegram shows the buttons as soon as it has the message, before the sender has
+    /// stored them: a press then waits for them rather than answer "expired".
+    #[tokio::test]
+    async fn a_press_before_the_set_is_stored_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let now = Timestamp::now();
+        let buttons = Buttons::open(store, now).unwrap();
+        let set = set(now);
+        let reservation = buttons.reserve(&set);
+        let token = set.token(Action::Silence1h).to_owned();
+        let press = tokio::spawn({
+            let buttons = buttons.clone();
+            async move { buttons.resolve(&token).await.unwrap() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!press.is_finished());
+        buttons.insert(set.clone()).await.unwrap();
+        drop(reservation);
+        let (found, action) = press.await.unwrap().unwrap();
+        assert_eq!((found.id, action), (set.id, Action::Silence1h));
     }
 }

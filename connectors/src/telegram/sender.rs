@@ -223,6 +223,7 @@ impl Attempt<'_> {
                 (index + 1 == parts.len() && !firing.is_empty() && self.config.has_buttons())
                     .then(|| self.button_set(&key, part));
             let markup = set.as_ref().map(|set| keyboard(set, self.config.locale));
+            let reservation = set.as_ref().map(|set| self.sender.buttons.reserve(set));
             let message_id = match (plan, index) {
                 (Plan::Edit(head), 0) => self.edit_or_send(chat, head, part, markup).await?,
                 // The head's own later parts are edited like the first; a part it did not
@@ -242,6 +243,7 @@ impl Attempt<'_> {
                     .await
                     .map_err(|e| store_error(&key, &e))?;
             }
+            drop(reservation);
             ids.push(message_id);
             let new_head = match plan {
                 Plan::New { head: true } if index == 0 => Some((

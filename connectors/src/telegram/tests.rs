@@ -369,3 +369,177 @@ async fn the_token_never_shows_in_errors() {
     assert_eq!(missing.kind(), "token");
     assert!(missing.retryable(), "a secret may be mounted later");
 }
+
+/// The service, as the bot sees it: alerts and silences in memory, every call recorded.
+#[derive(Default)]
+struct FakeOps {
+    alerts: std::sync::Mutex<Vec<bot::ChatAlert>>,
+    silences: std::sync::Mutex<Vec<bot::ChatSilence>>,
+    extended: std::sync::Mutex<Vec<String>>,
+    expired: std::sync::Mutex<Vec<String>>,
+}
+
+impl bot::ChatOps for FakeOps {
+    fn alerts(&self) -> bot::OpFuture<'_, Result<Vec<bot::ChatAlert>, String>> {
+        Box::pin(async move { Ok(self.alerts.lock().unwrap().clone()) })
+    }
+
+    fn silences(&self) -> bot::OpFuture<'_, Result<Vec<bot::ChatSilence>, String>> {
+        Box::pin(async move { Ok(self.silences.lock().unwrap().clone()) })
+    }
+
+    fn silence(
+        &self,
+        request: bot::SilenceRequest,
+    ) -> bot::OpFuture<'_, Result<bot::ChatSilence, String>> {
+        Box::pin(async move {
+            let mut silences = self.silences.lock().unwrap();
+            let now = Timestamp::now();
+            let silence = bot::ChatSilence {
+                id: format!("s{}", silences.len() + 1),
+                matchers: format!("{:?}", request.matchers),
+                starts_at: now,
+                ends_at: now + jiff::SignedDuration::try_from(request.duration).unwrap(),
+                created_by: request.created_by,
+                comment: request.comment,
+            };
+            silences.push(silence.clone());
+            Ok(silence)
+        })
+    }
+
+    fn extend(
+        &self,
+        id: String,
+        duration: Duration,
+    ) -> bot::OpFuture<'_, Result<bot::ChatSilence, String>> {
+        Box::pin(async move {
+            self.extended.lock().unwrap().push(id.clone());
+            let mut silences = self.silences.lock().unwrap();
+            let silence = silences.iter_mut().find(|s| s.id == id).ok_or("no such")?;
+            silence.ends_at = Timestamp::now() + jiff::SignedDuration::try_from(duration).unwrap();
+            Ok(silence.clone())
+        })
+    }
+
+    fn expire(&self, id: String) -> bot::OpFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.expired.lock().unwrap().push(id.clone());
+            self.silences.lock().unwrap().retain(|s| s.id != id);
+            Ok(())
+        })
+    }
+
+    fn status(&self) -> bot::OpFuture<'_, bot::ChatStatus> {
+        Box::pin(async { bot::ChatStatus::default() })
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, within 10 s.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `🔕 until resolved`: a silence held an hour at a time, extended while the alert fires
+/// and ended once it has resolved.
+#[tokio::test]
+async fn an_acknowledgement_is_extended_while_firing_and_ends_on_resolve() {
+    let mut s = setup(vec![TelegramChat::Id(-100)]).await;
+    s.config.allowed_users = vec![AllowedUser {
+        id: 111,
+        role: Role::Silence,
+    }];
+    let firing = alert("f1", "Freezer too warm", Status::Firing);
+    s.sender
+        .send(&s.config, &notification("n1", vec![firing.clone()]), "")
+        .await
+        .unwrap();
+    let message = s.api.recorded()[0].message_id;
+    let acknowledge = s
+        .api
+        .buttons_of("-100", message)
+        .into_iter()
+        .find(|(text, _)| text == "🔕 until resolved")
+        .unwrap()
+        .1;
+
+    let ops = Arc::new(FakeOps::default());
+    ops.alerts.lock().unwrap().push(bot::ChatAlert {
+        fingerprint: "f1".into(),
+        labels: firing
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        summary: "Freezer too warm".into(),
+        starts_at: firing.starts_at,
+        firing: true,
+        silenced_by: Vec::new(),
+        inhibited: false,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let registry = prometheus::Registry::new();
+    let telegram_bot = bot::TelegramBot::new(&s.sender, store, ops.clone(), &registry)
+        .unwrap()
+        .checking_acknowledgements_every(Duration::from_millis(20));
+    let (_receivers_tx, receivers) = tokio::sync::watch::channel(vec![bot::BotReceiver {
+        receiver: "family".into(),
+        integration: 0,
+        config: s.config.clone(),
+    }]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(telegram_bot.run(receivers, stop.clone()));
+
+    let press = s.api.press(-100, message, (111, "Ana"), &acknowledge);
+    eventually("the press answered", || {
+        s.api.answers().iter().any(|a| a.callback_query_id == press)
+    })
+    .await;
+    let answer = s.api.answers().pop().unwrap();
+    assert_eq!(answer.text.as_deref(), Some("Silenced until it resolves"));
+    let silence = ops.silences.lock().unwrap()[0].clone();
+    assert_eq!(silence.created_by, "Ana (Telegram 111)");
+    assert_eq!(
+        silence.comment,
+        "from Telegram: acknowledged until it resolves"
+    );
+    let held = silence.ends_at.duration_since(Timestamp::now());
+    assert!(held > jiff::SignedDuration::from_mins(59), "{held:?}");
+    let text = s.api.text_of("-100", message).unwrap();
+    assert!(
+        text.ends_with("🔕 Acknowledged by Ana: silenced until it resolves"),
+        "{text}"
+    );
+    // With most of the hour left, nothing to do.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(ops.extended.lock().unwrap().is_empty());
+
+    // Ten minutes left and still firing: extended by an hour.
+    ops.silences.lock().unwrap()[0].ends_at =
+        Timestamp::now() + jiff::SignedDuration::from_mins(10);
+    eventually("the acknowledgement extended", || {
+        ops.extended.lock().unwrap().as_slice() == ["s1"]
+    })
+    .await;
+    let ends = ops.silences.lock().unwrap()[0].ends_at;
+    assert!(ends.duration_since(Timestamp::now()) > jiff::SignedDuration::from_mins(59));
+
+    // Resolved: the silence ends, and the acknowledgement is no longer held.
+    ops.alerts.lock().unwrap().clear();
+    eventually("the acknowledgement ended", || {
+        ops.expired.lock().unwrap().as_slice() == ["s1"]
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !s.sender.buttons().acknowledged().await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "still held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    running.await.unwrap();
+}

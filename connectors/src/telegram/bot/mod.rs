@@ -72,7 +72,7 @@ pub const ACK_HOLD: Duration = Duration::from_secs(3600);
 /// ...and is extended when less than this is left while its alerts fire.
 const ACK_RENEW_BEFORE: Duration = Duration::from_secs(1800);
 /// How often acknowledgements are looked at.
-const ACK_CHECK_EVERY: Duration = Duration::from_secs(60);
+pub const ACK_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// The store table of each bot's update offset (key: the bot's id).
 pub const UPDATES_TABLE: &str = "telegram_updates";
 /// At most this many groups answer `/alerts`, one message each.
@@ -101,7 +101,7 @@ impl BotMetrics {
         let updates = IntCounterVec::new(
             Opts::new(
                 "atalaya_telegram_updates_total",
-                "Button presses and commands the Telegram bot received, by kind (button, command, other) and outcome (done, denied, expired, invalid, unknown_chat, failed).",
+                "Button presses and commands the Telegram bot received, by kind (button, command, other) and outcome (done, denied, expired, invalid, unknown_chat, failed, ignored).",
             ),
             &["kind", "outcome"],
         )?;
@@ -139,6 +139,8 @@ struct Shared {
     store: Arc<Store>,
     ops: Arc<dyn ChatOps>,
     metrics: BotMetrics,
+    /// How often acknowledgements are looked at ([`ACK_CHECK_EVERY`]).
+    ack_check_every: Duration,
 }
 
 /// The bot: one poller per bot token of the integrations given to [`TelegramBot::run`].
@@ -162,8 +164,17 @@ impl TelegramBot {
                 store,
                 ops,
                 metrics: BotMetrics::register(registry)?,
+                ack_check_every: ACK_CHECK_EVERY,
             }),
         })
+    }
+
+    /// Looks at acknowledgements every `every` instead of every minute (tests).
+    pub fn checking_acknowledgements_every(mut self, every: Duration) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.ack_check_every = every;
+        }
+        self
     }
 
     /// Polls for the integrations `receivers` holds (those naming `allowed_users`), starting
@@ -186,6 +197,7 @@ impl TelegramBot {
                 let poller = Poller {
                     shared: Arc::clone(&self.shared),
                     receivers: bot,
+                    sets: tokio::sync::Mutex::new(()),
                 };
                 pollers.spawn(poller.run(round.clone()));
             }
@@ -255,6 +267,9 @@ fn display_name(user: &User) -> String {
 struct Poller {
     shared: Arc<Shared>,
     receivers: Vec<BotReceiver>,
+    /// Held while a button set is read, changed and written back (a press, the
+    /// acknowledgements' round), so neither overwrites the other's change.
+    sets: tokio::sync::Mutex<()>,
 }
 
 /// What failed last, so a failure repeating is logged once.
@@ -266,27 +281,31 @@ impl Poller {
         &self.receivers[0].config
     }
 
+    /// Polls, and looks after acknowledgements, until `stop`.
     async fn run(self, stop: CancellationToken) {
+        tokio::join!(self.poll(&stop), self.acknowledgements(&stop));
+    }
+
+    /// Every [`ACK_CHECK_EVERY`]: [`Poller::hold_acknowledgements`].
+    async fn acknowledgements(&self, stop: &CancellationToken) {
+        loop {
+            self.hold_acknowledgements().await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.shared.ack_check_every) => {}
+            }
+        }
+    }
+
+    async fn poll(&self, stop: &CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let mut logged = Logged::default();
-        let mut offset: Option<i32> = None;
-        let mut offset_loaded = false;
-        let mut commands_set = false;
-        let mut next_ack_check = Instant::now();
+        let mut state = PollState::default();
         loop {
             if stop.is_cancelled() {
                 return;
             }
-            let failure = match self
-                .poll_once(
-                    &mut offset,
-                    &mut offset_loaded,
-                    &mut commands_set,
-                    &mut next_ack_check,
-                    &stop,
-                )
-                .await
-            {
+            let failure = match self.poll_once(&mut state, stop).await {
                 Ok(()) => {
                     if logged.0.take().is_some() {
                         info!(receiver = %self.receivers[0].receiver, "The Telegram bot reads its updates again.");
@@ -321,10 +340,7 @@ impl Poller {
     /// One `getUpdates`, and the updates it brought.
     async fn poll_once(
         &self,
-        offset: &mut Option<i32>,
-        offset_loaded: &mut bool,
-        commands_set: &mut bool,
-        next_ack_check: &mut Instant,
+        state: &mut PollState,
         stop: &CancellationToken,
     ) -> Result<(), PollFailure> {
         let token = read_secret(&self.first().bot_token)
@@ -342,22 +358,18 @@ impl Poller {
             message: format!("the api_url is invalid: {e}"),
         })?;
         let bot = Bot::with_client(token.clone(), self.shared.client.clone()).set_api_url(url);
-        if !*offset_loaded {
-            *offset = self.load_offset(&bot_id).await;
-            *offset_loaded = true;
+        if !state.offset_loaded {
+            state.offset = self.load_offset(&bot_id).await;
+            state.offset_loaded = true;
         }
-        if !*commands_set {
-            *commands_set = self.set_commands(&bot, &token).await;
-        }
-        if Instant::now() >= *next_ack_check {
-            self.hold_acknowledgements().await;
-            *next_ack_check = Instant::now() + ACK_CHECK_EVERY;
+        if !state.commands_set {
+            state.commands_set = self.set_commands(&bot, &token).await;
         }
         let mut request = bot
             .get_updates()
             .timeout(POLL_TIMEOUT)
             .allowed_updates([AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
-        if let Some(offset) = *offset {
+        if let Some(offset) = state.offset {
             request = request.offset(offset);
         }
         let wait = Duration::from_secs(u64::from(POLL_TIMEOUT)) + POLL_GRACE;
@@ -397,7 +409,7 @@ impl Poller {
                 .unwrap_or(i32::MAX)
                 .saturating_add(1);
             self.handle(&bot, update).await;
-            *offset = Some(next);
+            state.offset = Some(next);
             self.save_offset(&bot_id, next).await;
         }
         Ok(())
@@ -445,18 +457,12 @@ impl Poller {
         true
     }
 
-    fn handle<'a>(
-        &'a self,
-        bot: &'a Bot,
-        update: Update,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-        Box::pin(async move {
-            match update.kind {
-                UpdateKind::CallbackQuery(query) => self.press(bot, query).await,
-                UpdateKind::Message(message) => self.message(bot, message).await,
-                _ => self.shared.metrics.update("other", "invalid"),
-            }
-        })
+    async fn handle(&self, bot: &Bot, update: Update) {
+        match update.kind {
+            UpdateKind::CallbackQuery(query) => self.press(bot, query).await,
+            UpdateKind::Message(message) => self.message(bot, message).await,
+            _ => self.shared.metrics.update("other", "ignored"),
+        }
     }
 
     /// Who `user` is in `chat`: the integrations of the chat (or, in a private chat, those
@@ -502,6 +508,7 @@ impl Poller {
         let caller = self.caller(chat, &query.from);
         let locale = caller.locale;
         let data = query.data.as_deref().unwrap_or_default();
+        let _sets = self.sets.lock().await;
         let found = match self.shared.buttons.resolve(data).await {
             Ok(found) => found,
             Err(e) => {
@@ -709,7 +716,7 @@ impl Poller {
         };
         let Some(command) = text.strip_prefix('/') else {
             // Talk between people: not for the bot.
-            return metrics.update("other", "invalid");
+            return metrics.update("other", "ignored");
         };
         let chat = message.chat.id.0;
         let caller = self.caller(chat, user);
@@ -899,6 +906,7 @@ impl Poller {
             .iter()
             .map(|r| (r.receiver.as_str(), r.integration))
             .collect();
+        let _sets = self.sets.lock().await;
         let sets = match self.shared.buttons.acknowledged().await {
             Ok(sets) => sets,
             Err(e) => {
@@ -965,6 +973,17 @@ enum Refusal {
     /// Its alerts have all resolved.
     Resolved,
     Failed(String),
+}
+
+/// What a poller keeps between polls.
+#[derive(Default)]
+struct PollState {
+    /// The next update wanted (the last handled + 1).
+    offset: Option<i32>,
+    /// Whether `offset` was read from the store.
+    offset_loaded: bool,
+    /// Whether the commands were registered with Telegram.
+    commands_set: bool,
 }
 
 struct PollFailure {

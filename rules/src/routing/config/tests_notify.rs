@@ -11,7 +11,7 @@ use super::*;
 use crate::routing::quiet::is_quiet;
 use atalaya_bus::delivery::integration::{QuietConfig, QuietRule, SecretSource};
 use atalaya_connectors::mail::{EmailConfig, MailTls};
-use atalaya_connectors::telegram::{OnResolve, TelegramChat, TelegramConfig};
+use atalaya_connectors::telegram::{AllowedUser, OnResolve, Role, TelegramChat, TelegramConfig};
 use atalaya_connectors::templates::Locale;
 
 fn parse(text: &str) -> RoutingPolicy {
@@ -58,6 +58,8 @@ receivers:
         locale: es
         timeout: 5s
         message: "{{ marker }} <b>{{ title }}</b>"
+        allowed_users: [{id: 111, role: silence}, {id: 222}]
+        button_max_age: 2d
   - name: admin
     email_configs:
       - to: "admin@home.lan, Ana <ana@home.lan>"
@@ -117,8 +119,17 @@ fn telegram_integrations_compile_with_defaults() {
             message: Some("{{ marker }} <b>{{ title }}</b>".to_owned()),
             locale: Locale::Es,
             timeout: Duration::from_secs(5),
-            allowed_users: Vec::new(),
-            button_max_age: atalaya_connectors::telegram::DEFAULT_BUTTON_MAX_AGE,
+            allowed_users: vec![
+                AllowedUser {
+                    id: 111,
+                    role: Role::Silence,
+                },
+                AllowedUser {
+                    id: 222,
+                    role: Role::Read,
+                },
+            ],
+            button_max_age: Duration::from_secs(2 * 24 * 3600),
         },
     );
     assert_eq!(
@@ -232,6 +243,10 @@ receivers:
       - chat_id: 5
         message: "{{ .CommonLabels }}"
         http_config: {}
+      - bot_token_file: /f
+        chat_id: 6
+        allowed_users: [{id: 7, role: admin}, {id: -100123}, {id: 8}, {id: 8, role: silence}]
+        button_max_age: soon
 "#;
     assert_eq!(
         errors(text),
@@ -267,6 +282,12 @@ receivers:
              for the built-in one",
             "24:9: receiver `r`: telegram `http_config` is not supported by atalaya yet; use \
              `api_url` to reach the Bot API through another address",
+            "27:39: receiver `r`: a user's `role` is `read` or `silence`, not `admin`",
+            "27:52: receiver `r`: `-100123` is not a Telegram user id: a person's id is a \
+             positive number (the bot's /help shows yours)",
+            "27:76: receiver `r`: user 8 is listed twice",
+            "28:25: button_max_age: `soon` is not a duration; write it like `30s`, `5m`, \
+             `1h30m` or `1d`: whole numbers with units y, w, d, h, m, s, ms, largest first",
         ]
     );
 }
