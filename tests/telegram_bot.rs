@@ -508,4 +508,86 @@ async fn restarts_lose_and_repeat_nothing_and_a_conflict_is_waited_out() {
     atalaya
         .wait_for_logs(&["409 Conflict: another program"], 1)
         .await;
+
+    // The Bot API goes away and comes back: polling resumes by itself.
+    api.stop().await;
+    atalaya
+        .wait_for_metric(
+            "atalaya_telegram_poll_errors_total",
+            r#"{reason="network"}"#,
+            |n| n >= 1.0,
+        )
+        .await;
+    api.restart().await;
+    let unsilence = button(&api, door, "🔔 Unsilence");
+    assert_eq!(press(&api, door, ANA, &unsilence).await, "Unsilenced");
+
+    // A group the bot does not serve gets no answer; it is counted.
+    api.say(-999, ANA, "/silences");
+    atalaya
+        .wait_for_metric(
+            "atalaya_telegram_updates_total",
+            r#"{kind="command",outcome="unknown_chat"}"#,
+            |n| n == 1.0,
+        )
+        .await;
+    assert!(api.to_chat("-999").is_empty());
+}
+
+/// A receiver in Spanish: its buttons, answers and notes are in Spanish.
+#[tokio::test]
+async fn a_spanish_receiver_gets_spanish_buttons_and_answers() {
+    let api = BotApi::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), &api, "");
+    let policy = std::fs::read_to_string(dir.path().join("routing.yaml"))
+        .unwrap()
+        .replace(
+            "        allowed_users:",
+            "        locale: es\n        allowed_users:",
+        );
+    std::fs::write(dir.path().join("routing.yaml"), policy).unwrap();
+    let atalaya = Atalaya::start_in(dir, opts).await;
+    until_polling(&api).await;
+    let spanish = api
+        .commands()
+        .into_iter()
+        .find(|c| c.language_code.as_deref() == Some("es"))
+        .unwrap();
+    assert_eq!(
+        spanish.commands[0],
+        (
+            "alerts".to_owned(),
+            "Alertas activas, con botones para silenciarlas".to_owned()
+        )
+    );
+    post(&atalaya, freezer()).await;
+    let message = nth_message(&api, 0).await;
+    let labels: Vec<String> = api
+        .buttons_of(&GROUP.to_string(), message)
+        .into_iter()
+        .map(|(text, _)| text)
+        .collect();
+    assert_eq!(labels, ["🔕 1 h", "🔕 8 h", "🔕 hasta que se resuelva"]);
+    assert_eq!(
+        press(&api, message, STRANGER, &button(&api, message, "🔕 8 h")).await,
+        "No permitido"
+    );
+    let eight = button(&api, message, "🔕 8 h");
+    assert_eq!(press(&api, message, ANA, &eight).await, "Silenciada 8 h");
+    let text = api.text_of(&GROUP.to_string(), message).unwrap();
+    assert!(
+        text.contains("🔕 Silenciada 8 h por Ana, hasta las "),
+        "{text}"
+    );
+    let acknowledge = button(&api, message, "🔔 Quitar silencio");
+    assert_eq!(
+        press(&api, message, ANA, &acknowledge).await,
+        "Silencio quitado"
+    );
+    let help = say(&api, GROUP, LEO, "/help").await;
+    assert!(
+        help.contains("Tu id de Telegram es <code>222</code> (rol: lectura)"),
+        "{help}"
+    );
 }
