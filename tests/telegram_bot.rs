@@ -446,6 +446,26 @@ async fn commands_answer_in_the_chat_for_whoever_may() {
     assert!(status.starts_with("<b>atalaya "), "{status}");
     assert!(status.contains("rules loaded"), "{status}");
     assert!(status.contains("notifications waiting"), "{status}");
+    assert!(!status.contains("reload was refused"), "{status}");
+
+    // A broken rule file: the reload is refused, and /status says why until one works.
+    let rules = support::rules_dir(atalaya.dir.path());
+    std::fs::write(
+        rules.join("broken.yaml"),
+        "rules:\n  - name: x\n    condition: \"value >\"\n",
+    )
+    .unwrap();
+    let response = reqwest::Client::new()
+        .post(atalaya.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!response.status().is_success());
+    let status = say(&api, GROUP, LEO, "/status").await;
+    assert!(
+        status.contains("⚠️ The last reload was refused: ") && status.contains("broken.yaml:2:5"),
+        "{status}"
+    );
 }
 
 /// The update offset is kept: a press handled before a restart is not handled again, and
