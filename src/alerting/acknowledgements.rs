@@ -34,12 +34,7 @@ pub async fn run(
                 id: uuid::Uuid::now_v7().to_string(),
                 matchers: labels
                     .iter()
-                    .map(|(name, value)| SilenceMatcher {
-                        name: name.clone(),
-                        value: value.clone(),
-                        is_regex: false,
-                        is_equal: true,
-                    })
+                    .map(|(name, value)| SilenceMatcher::equal(name, value))
                     .collect(),
                 starts_at: now,
                 ends_at: now.saturating_add(duration).unwrap_or(now),

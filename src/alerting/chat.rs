@@ -142,12 +142,7 @@ impl ChatOps for RouterOps {
             let matchers: Vec<SilenceMatcher> = match &request.matchers {
                 SilenceMatchers::Exact(labels) => labels
                     .iter()
-                    .map(|(name, value)| SilenceMatcher {
-                        name: name.clone(),
-                        value: value.clone(),
-                        is_regex: false,
-                        is_equal: true,
-                    })
+                    .map(|(name, value)| SilenceMatcher::equal(name, value))
                     .collect(),
                 SilenceMatchers::Written(written) => {
                     let mut parsed = Vec::new();

@@ -146,7 +146,7 @@ pub fn redact(text: &str, token: &str) -> String {
 }
 
 /// An error and its sources, joined by `: `.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(super) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -44,6 +44,16 @@ impl SilenceMatcher {
         Matcher::new(&self.name, op, &self.value)
     }
 
+    /// `name="value"`: what a silence on an alert's exact labels is made of.
+    pub fn equal(name: &str, value: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            is_regex: false,
+            is_equal: true,
+        }
+    }
+
     pub fn from_matcher(m: &Matcher) -> Self {
         Self {
             name: m.name.clone(),

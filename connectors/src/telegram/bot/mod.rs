@@ -57,7 +57,7 @@ pub use ops::{
 use super::TelegramSender;
 use super::buttons::{Action, ButtonAlert, ButtonSet, Buttons, keyboard};
 use super::config::{Role, TelegramChat, TelegramConfig};
-use super::error::redact;
+use super::error::{chain, redact};
 use super::limiter::RateLimiter;
 use super::sender::no_preview;
 use crate::secret::read_secret;
@@ -1000,18 +1000,6 @@ async fn within<T>(
         Ok(Err(e)) => Err(chain(&e)),
         Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
     }
-}
-
-/// An error and its sources, joined by `: `.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// `/silence` arguments: matchers (words with `=`, `!=`, `=~` or `!~`, or one `{…}`
