@@ -367,3 +367,44 @@ async fn a_broker_that_forgot_the_session_is_reported_also_across_a_restart() {
         .wait_for_metric("atalaya_connector_sessions_lost_total", lost, |v| v == 2.0)
         .await;
 }
+
+/// A retained message replayed at every start is not counted again: one real message and
+/// two restarts do not make three (a `count >= 3` window rule stays quiet), while three real
+/// messages with the same payload do.
+#[tokio::test]
+async fn retained_replays_at_restarts_are_not_counted_again() {
+    let broker = Mosquitto::started().await;
+    let rule = "rules:\n  - name: door_flapping\n    subject: zigbee2mqtt/+device\n    value: data.battery\n    window: {duration: 1h, aggregate: count}\n    condition: value >= 3\n";
+    let payload = r#"{"contact": true, "battery": 97}"#;
+    broker.publish_retained("zigbee2mqtt/door", payload);
+    let options = || Options {
+        config: mqtt_config(&broker, "zigbee2mqtt/+device"),
+        rules: vec![("door.yaml", rule.to_owned())],
+        routing: Some(CONSOLE_AT_ONCE.to_owned()),
+        ..Options::default()
+    };
+    let evaluated = r#"{rule="door_flapping"}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let mut atalaya = Atalaya::start_in(dir, options()).await;
+    // The first start, and two restarts: each time the broker replays the retained message.
+    for run in 0..3 {
+        atalaya
+            .wait_for_metric("atalaya_rule_evaluations_total", evaluated, |n| n >= 1.0)
+            .await;
+        let alerts = atalaya.get_json("/api/v1/alerts").await;
+        assert_eq!(alerts, serde_json::json!([]), "run {run}");
+        atalaya.signal(Signal::SIGTERM);
+        atalaya.wait().await;
+        let dir = atalaya.dir;
+        atalaya = Atalaya::start_in(dir, options()).await;
+    }
+    atalaya
+        .wait_for_metric("atalaya_rule_evaluations_total", evaluated, |n| n >= 1.0)
+        .await;
+    atalaya.wait_ready().await;
+    // Real messages count, the same payload or not: two more make three.
+    broker.publish("zigbee2mqtt/door", payload, 1);
+    broker.publish("zigbee2mqtt/door", payload, 1);
+    let line = atalaya.console_until(&["[firing:"]).await;
+    assert!(line.contains("door_flapping"), "{line}");
+}

@@ -20,6 +20,12 @@ pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
 
 /// The `type` given to events whose producer did not name one.
 pub const DEFAULT_EVENT_TYPE: &str = "atalaya.event";
+/// The `type` of every event from MQTT.
+pub const MQTT_EVENT_TYPE: &str = "atalaya.mqtt.message";
+/// The label set to `"true"` on events of MQTT messages the broker flagged as retained (a
+/// topic's last message, replayed at every subscription): the rule engine does not count one
+/// that repeats what the series last saw.
+pub const MQTT_RETAINED_LABEL: &str = "mqtt_retained";
 
 /// One event on the bus.
 #[derive(Debug, Clone, PartialEq, Serialize)]

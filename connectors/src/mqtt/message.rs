@@ -8,11 +8,9 @@ use rumqttc::{Publish, QoS, SubscribeFilter};
 use super::config::MqttSubscription;
 use crate::payload::{PayloadError, decode_payload};
 
-/// The `type` of every event from MQTT.
-pub const EVENT_TYPE: &str = "atalaya.mqtt.message";
-
-/// The label set to `"true"` on events of messages the broker flagged as retained.
-pub(crate) const RETAINED_LABEL: &str = "mqtt_retained";
+pub use atalaya_bus::event::{
+    MQTT_EVENT_TYPE as EVENT_TYPE, MQTT_RETAINED_LABEL as RETAINED_LABEL,
+};
 
 /// Why a message is not an event.
 #[derive(Debug)]

@@ -11,8 +11,8 @@
 //! [`payload`](crate::payload) policy. The event has source `mqtt://host:port`, type
 //! [`EVENT_TYPE`], and label `mqtt_retained="true"` when the broker flagged the message as
 //! retained: the broker replays retained messages whenever the connector subscribes (at every
-//! start, and after the broker lost the session), so rules that count or react to changes can
-//! tell a replay from news.
+//! start, and after the broker lost the session); the rule engine does not count a replay
+//! that repeats what a series last saw (docs/rules.md, "Retained MQTT messages").
 //!
 //! A message that cannot be an event (topic not a valid subject, payload too large or not
 //! text) is counted (`errors{stage="decode"|"size"}`), logged at most once a minute per kind,

@@ -273,6 +273,7 @@ impl Engine {
         } = self;
         // The subject split once, for the index and every matched rule's pattern.
         let tokens: Vec<&str> = event.subject.tokens().collect();
+        let sample = Sample::of(event);
         rules.index.matches_tokens(&tokens, matched);
         let mut vars: Option<Vars> = None;
         for &id in matched.iter() {
@@ -329,7 +330,7 @@ impl Engine {
                 metrics,
                 out: &mut out,
             };
-            evaluation.event(series, &mut ctx, now);
+            evaluation.event(series, &mut ctx, sample, now);
         }
         out
     }
@@ -357,6 +358,30 @@ impl Engine {
     }
 }
 
+/// What an event is as a sample: MQTT payloads are fingerprinted, so that a retained
+/// message repeating what a series last saw is told apart.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// The payload's fingerprint, for MQTT events.
+    payload: Option<u64>,
+    /// A retained MQTT message: the broker's replay of a topic's last message.
+    retained: bool,
+}
+
+impl Sample {
+    fn of(event: &Event) -> Self {
+        let mqtt = event.event_type == atalaya_bus::event::MQTT_EVENT_TYPE;
+        Self {
+            payload: mqtt.then(|| series::payload_fingerprint(&event.data)),
+            retained: mqtt
+                && event
+                    .labels
+                    .get(atalaya_bus::event::MQTT_RETAINED_LABEL)
+                    .is_some_and(|v| v == "true"),
+        }
+    }
+}
+
 /// What one evaluation of one rule works on: the rule and its state, and the queues,
 /// metrics and outputs all rules share. Borrowed apart from the engine, so that a series is
 /// changed where it lies in its map.
@@ -375,6 +400,7 @@ impl Evaluation<'_> {
         self,
         series_id: SeriesId<impl Iterator<Item = (&'a str, &'a str)> + Clone>,
         ctx: &mut EvalCtx<'_, '_>,
+        sample: Sample,
         now: Timestamp,
     ) {
         let Self {
@@ -412,12 +438,25 @@ impl Evaluation<'_> {
         let Some(series) = state.series.get_or_insert_with(key, new_series) else {
             return;
         };
+        // A retained message repeating the series' last payload is the broker's replay (at
+        // a reconnect, a restart): not a sample. It counts in no window, restarts no
+        // absence timer and arms no transition. A new series, or another payload, counts.
+        let fresh = series.subject.is_empty();
+        if sample.retained && !fresh && sample.payload.is_some() && series.payload == sample.payload
+        {
+            return;
+        }
+        let payload_changed = series.payload != sample.payload;
+        series.payload = sample.payload;
         series.last_seen = now;
         // Minor changes, persisted within `SOFT_PERSIST_INTERVAL` (a change of phase is
         // persisted at once, see `Queues::settle`): what a restart needs back. The time the
         // series last spoke is the anchor of an absence timer, and read by nothing else;
         // a window's samples and a payload kept for templates change with every event.
-        let mut changed = rule.absent_for.is_some() || rule.window.is_some() || rule.needs_data;
+        let mut changed = rule.absent_for.is_some()
+            || rule.window.is_some()
+            || rule.needs_data
+            || payload_changed;
         // Comparing the subjects reads the stored one, a cache miss per event: spared when
         // the series has one subject.
         if series.subject.is_empty()

@@ -320,3 +320,117 @@ fn two_restarts_within_a_timer_keep_it() {
         .collect::<std::collections::BTreeSet<_>>()
     );
 }
+
+/// An MQTT message; `retained` as the broker flags its replay of a topic's last message.
+fn mqtt(subject: &str, data: serde_json::Value, retained: bool, now: Timestamp) -> Event {
+    let mut event = Event::new("mqtt://broker", Subject::parse(subject).unwrap(), data, now);
+    event.event_type = atalaya_bus::event::MQTT_EVENT_TYPE.to_owned();
+    if retained {
+        event.labels.insert(
+            atalaya_bus::event::MQTT_RETAINED_LABEL.to_owned(),
+            "true".to_owned(),
+        );
+    }
+    event
+}
+
+/// A retained message repeating what the series last saw — the broker's replay at each
+/// restart — is not a sample: it counts in no window, restarts no absence timer and re-arms
+/// no transition, across restarts (the payload's fingerprint is stored). A retained message
+/// with another payload is a sample.
+#[test]
+fn retained_replays_of_the_last_payload_are_not_samples_across_restarts() {
+    let rules = r#"
+rules:
+  - name: flapping_door
+    subject: z2m/+door
+    value: data.battery
+    window: {duration: 1h, aggregate: count}
+    condition: value >= 3
+  - name: sensor_silent
+    subject: z2m/+door
+    absent_for: 10m
+  - name: opened
+    subject: z2m/+door
+    after: "!data.contact"
+    condition: data.contact
+"#;
+    let mut engine = engine(rules);
+    let mut store = Store::default();
+    let open = json!({"contact": true, "battery": 97});
+    let mut fired: Vec<(String, AlertState)> = Vec::new();
+    let keep = |outputs: Vec<Output>, fired: &mut Vec<(String, AlertState)>| {
+        for o in outputs {
+            if let Output::Alert(a) = o
+                && a.state != AlertState::Pending
+            {
+                fired.push((a.rule, a.state));
+            }
+        }
+    };
+    // One real message: closed, then opened (the transition fires once).
+    let closed = json!({"contact": false, "battery": 97});
+    keep(
+        engine.on_event(at(0), &mqtt("z2m/door", closed, false, at(0))),
+        &mut fired,
+    );
+    keep(
+        engine.on_event(at(60), &mqtt("z2m/door", open.clone(), false, at(60))),
+        &mut fired,
+    );
+    assert_eq!(fired, [("opened".to_owned(), AlertState::Firing)]);
+    fired.clear();
+    // Two restarts, each replaying the retained message, four minutes apart.
+    for secs in [300, 540] {
+        store.commit(engine.take_all_changes(), at(secs));
+        let (restored, out) = store.restore(rules, at(secs));
+        engine = restored;
+        keep(out, &mut fired);
+        keep(
+            engine.on_event(at(secs), &mqtt("z2m/door", open.clone(), true, at(secs))),
+            &mut fired,
+        );
+    }
+    // Nothing counted thrice, the transition not re-armed; and the absence timer still
+    // runs from the last real message (60 s): silent at 660 s, not 1140 s.
+    keep(engine.on_tick(at(659)), &mut fired);
+    assert!(fired.is_empty(), "{fired:?}");
+    keep(engine.on_tick(at(660)), &mut fired);
+    assert_eq!(fired, [("sensor_silent".to_owned(), AlertState::Firing)]);
+    fired.clear();
+
+    // A retained message with another payload (the battery reported while atalaya was down)
+    // is a sample: it counts (the third in the hour) and it speaks (the absence resolves).
+    let battery = json!({"contact": true, "battery": 96});
+    keep(
+        engine.on_event(at(700), &mqtt("z2m/door", battery, true, at(700))),
+        &mut fired,
+    );
+    assert_eq!(
+        fired,
+        [
+            ("flapping_door".to_owned(), AlertState::Firing),
+            ("sensor_silent".to_owned(), AlertState::Resolved)
+        ]
+    );
+}
+
+#[test]
+fn the_payload_fingerprint_is_the_same_for_the_same_json() {
+    use super::series::payload_fingerprint;
+    let a = payload_fingerprint(&json!({"a": 1, "b": [true, null, "x"]}));
+    assert_eq!(
+        a,
+        payload_fingerprint(&json!({"b": [true, null, "x"], "a": 1}))
+    );
+    assert_ne!(
+        a,
+        payload_fingerprint(&json!({"a": 1, "b": [true, null, "y"]}))
+    );
+    assert_ne!(
+        payload_fingerprint(&json!("ab")),
+        payload_fingerprint(&json!(["a", "b"]))
+    );
+    // Stable across runs and versions: it is stored.
+    assert_eq!(payload_fingerprint(&json!(1)), 0x07c8ff07b4919e19);
+}

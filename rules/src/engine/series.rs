@@ -79,6 +79,10 @@ pub struct Series {
     /// `evaluate_at_start`, the series becomes active when the hours begin.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held_out_of_hours: bool,
+    /// A fingerprint of the last MQTT payload the series counted: a retained message
+    /// repeating it (the broker's replay at a reconnect or restart) is not a new sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<u64>,
     /// The rule's value when the alert fired, for the texts rendered when it resolves
     /// (`firing_value`): by then `value` is the value that resolved it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +118,52 @@ pub struct Series {
     /// [`SOFT_PERSIST_INTERVAL`](super::SOFT_PERSIST_INTERVAL).
     #[serde(skip)]
     pub persisted: Option<(Phase, bool, bool)>,
+}
+
+/// A fingerprint of a payload, the same for the same JSON on every run and version (FNV-1a
+/// over a walk of the value; object keys in the order they come, which is sorted).
+pub fn payload_fingerprint(value: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    fn feed(hash: &mut u64, bytes: &[u8]) {
+        for b in bytes {
+            *hash ^= u64::from(*b);
+            *hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn walk(hash: &mut u64, value: &Value) {
+        match value {
+            Value::Null => feed(hash, b"n"),
+            Value::Bool(b) => feed(hash, if *b { b"t" } else { b"f" }),
+            Value::Number(n) => {
+                feed(hash, b"#");
+                feed(hash, n.to_string().as_bytes());
+            }
+            Value::String(s) => {
+                feed(hash, b"\"");
+                feed(hash, &(s.len() as u64).to_le_bytes());
+                feed(hash, s.as_bytes());
+            }
+            Value::Array(items) => {
+                feed(hash, b"[");
+                feed(hash, &(items.len() as u64).to_le_bytes());
+                for item in items {
+                    walk(hash, item);
+                }
+            }
+            Value::Object(map) => {
+                feed(hash, b"{");
+                feed(hash, &(map.len() as u64).to_le_bytes());
+                for (key, item) in map {
+                    feed(hash, &(key.len() as u64).to_le_bytes());
+                    feed(hash, key.as_bytes());
+                    walk(hash, item);
+                }
+            }
+        }
+    }
+    let mut hash = 0xcbf2_9ce4_8422_2325;
+    walk(&mut hash, value);
+    hash
 }
 
 /// Window samples stored compactly: `[[unix milliseconds, value], …]` (timestamps as text
@@ -163,6 +213,7 @@ impl Series {
             active_since: None,
             fired_at: None,
             fired_value: None,
+            payload: None,
             held_out_of_hours: false,
             deadline: None,
             scheduled: None,

@@ -178,6 +178,19 @@ impl Mosquitto {
         );
     }
 
+    /// Publishes a retained message (the broker keeps it and replays it to every new
+    /// subscription); panics if it fails.
+    pub fn publish_retained(&self, topic: &str, payload: &str) {
+        let published = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", topic, "-m", payload, "-q", "1", "-r"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(published, "mosquitto_pub -r failed");
+    }
+
     /// Subscribes with `mosquitto_sub` (QoS 1, `topic payload` per line on its stdout) until
     /// `count` messages arrived, or 30 s passed.
     pub fn subscribe(&self, topic: &str, count: usize) -> Child {
