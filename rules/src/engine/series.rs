@@ -134,10 +134,24 @@ pub fn payload_fingerprint(value: &serde_json::Value) -> u64 {
         match value {
             Value::Null => feed(hash, b"n"),
             Value::Bool(b) => feed(hash, if *b { b"t" } else { b"f" }),
-            Value::Number(n) => {
-                feed(hash, b"#");
-                feed(hash, n.to_string().as_bytes());
-            }
+            // No text: a fingerprint per MQTT event must not allocate.
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => {
+                    feed(hash, b"i");
+                    feed(hash, &i.to_le_bytes());
+                }
+                (None, Some(u)) => {
+                    feed(hash, b"u");
+                    feed(hash, &u.to_le_bytes());
+                }
+                _ => {
+                    feed(hash, b"f");
+                    feed(
+                        hash,
+                        &n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes(),
+                    );
+                }
+            },
             Value::String(s) => {
                 feed(hash, b"\"");
                 feed(hash, &(s.len() as u64).to_le_bytes());
