@@ -446,17 +446,16 @@ impl Evaluation<'_> {
         {
             return;
         }
-        let payload_changed = series.payload != sample.payload;
+        // Kept in memory, stored with the series' next change: a window's or an absence
+        // rule's every event is one; a threshold rule's replay re-evaluates the last payload
+        // to the same result anyway.
         series.payload = sample.payload;
         series.last_seen = now;
         // Minor changes, persisted within `SOFT_PERSIST_INTERVAL` (a change of phase is
         // persisted at once, see `Queues::settle`): what a restart needs back. The time the
         // series last spoke is the anchor of an absence timer, and read by nothing else;
         // a window's samples and a payload kept for templates change with every event.
-        let mut changed = rule.absent_for.is_some()
-            || rule.window.is_some()
-            || rule.needs_data
-            || payload_changed;
+        let mut changed = rule.absent_for.is_some() || rule.window.is_some() || rule.needs_data;
         // Comparing the subjects reads the stored one, a cache miss per event: spared when
         // the series has one subject.
         if series.subject.is_empty()
