@@ -21,7 +21,7 @@ use atalaya_bus::store::{Entry, Store, StoreError, TableBatch};
 use teloxide_core::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 use super::bot::texts;
-use super::messages::MessageLogError;
+use super::messages::{MessageLogError, blocking};
 use crate::templates::Locale;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -410,11 +410,7 @@ impl Buttons {
         &self,
         work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, MessageLogError> {
-        let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || work(&store)).await {
-            Ok(result) => Ok(result?),
-            Err(e) => Err(MessageLogError::Task(e.to_string())),
-        }
+        blocking(&self.store, work).await
     }
 }
 

@@ -261,16 +261,23 @@ impl MessageLog {
             .await
     }
 
-    /// Runs `work` on the store off the async threads (a commit waits for the disk).
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, MessageLogError> {
-        let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || work(&store)).await {
-            Ok(result) => Ok(result?),
-            Err(e) => Err(MessageLogError::Task(e.to_string())),
-        }
+        blocking(&self.store, work).await
+    }
+}
+
+/// Runs `work` on `store` off the async threads (a commit waits for the disk).
+pub(super) async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, MessageLogError> {
+    let store = Arc::clone(store);
+    match tokio::task::spawn_blocking(move || work(&store)).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(MessageLogError::Task(e.to_string())),
     }
 }
 
