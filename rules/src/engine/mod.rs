@@ -273,8 +273,12 @@ impl Engine {
         } = self;
         // The subject split once, for the index and every matched rule's pattern.
         let tokens: Vec<&str> = event.subject.tokens().collect();
-        let sample = Sample::of(event);
         rules.index.matches_tokens(&tokens, matched);
+        if matched.is_empty() {
+            return out;
+        }
+        // Once per event, and only for one some rule may take.
+        let sample = Sample::of(event);
         let mut vars: Option<Vars> = None;
         for &id in matched.iter() {
             let rule = &*rules.rules[id];
