@@ -13,6 +13,8 @@
 //! - `actions`: rule actions published through the brokers.
 //! - `acknowledgements`: alerts acknowledged in a receiver's app, silenced.
 //! - `chat`: the Telegram bot's way to the router (alerts, silences, status).
+//! - `retained`: what the MQTT keeper (alert state topics, Home Assistant discovery) reads
+//!   from the router and the rules.
 
 pub mod acknowledgements;
 pub mod actions;
@@ -20,5 +22,7 @@ pub mod actions;
 pub mod chat;
 pub mod flapping;
 pub mod outbox;
+#[cfg(feature = "mqtt")]
+pub mod retained;
 pub mod routing;
 pub mod runner;

@@ -201,6 +201,19 @@ pub struct RulesRunner {
     pub clock: CommitClock,
     pub flapping: FlapDetector,
     pub progress: RunnerProgress,
+    /// The names of the rules loaded, for whoever shows them (Home Assistant discovery).
+    pub rule_names: tokio::sync::watch::Sender<Arc<[String]>>,
+}
+
+/// The names of `engine`'s rules, in order, each once.
+pub fn rule_names(engine: &Engine) -> Arc<[String]> {
+    let mut seen = std::collections::HashSet::new();
+    engine
+        .rules()
+        .iter()
+        .filter(|r| seen.insert(r.name.as_str()))
+        .map(|r| r.name.clone())
+        .collect()
 }
 
 /// When the runner last committed, and did other periodic work.
@@ -540,6 +553,7 @@ impl RulesRunner {
             if let Some(Ok(set)) = rules {
                 count = set.rules.len();
                 outputs = self.engine.reload(set, now);
+                self.rule_names.send_replace(rule_names(&self.engine));
             }
             if let Some(Ok(policy)) = policy {
                 self.routing.set_policy(policy, now);
@@ -621,6 +635,7 @@ mod tests {
             clock: CommitClock::default(),
             flapping: FlapDetector::register(registry, 20, Duration::from_secs(600)).unwrap(),
             progress: RunnerProgress::default(),
+            rule_names: tokio::sync::watch::channel(Arc::from([])).0,
         };
         (runner, consumer, publisher)
     }

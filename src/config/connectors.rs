@@ -95,8 +95,46 @@ pub(super) fn read_mqtt(root: &mut Table, ctx: &mut Ctx) -> Option<MqttConfig> {
     if let Some(v) = m.get(ctx, "max_inflight", |v| integer(v, 1, 65_535)) {
         c.max_inflight = v as u16;
     }
+    c.discovery = read_discovery(&mut m, ctx, &c.client_id);
     m.finish(ctx);
     host.map(|_| c)
+}
+
+/// `mqtt.homeassistant:` — Home Assistant discovery, when `discovery: true`.
+#[cfg(feature = "mqtt")]
+fn read_discovery(
+    mqtt: &mut Table,
+    ctx: &mut Ctx,
+    client_id: &str,
+) -> Option<atalaya_connectors::mqtt::config::DiscoveryConfig> {
+    if !mqtt.has("homeassistant") {
+        mqtt.take("homeassistant");
+        return None;
+    }
+    let mut h = mqtt.section(ctx, "homeassistant");
+    let enabled = h.get(ctx, "discovery", boolean).unwrap_or(false);
+    let mut d = atalaya_connectors::mqtt::config::DiscoveryConfig::new(client_id);
+    if let Some(v) = h.get(ctx, "discovery_prefix", string) {
+        d.discovery_prefix = v;
+    }
+    if let Some(v) = h.get(ctx, "device_id", string) {
+        d.device_id = v;
+    }
+    if let Some(v) = h.get(ctx, "device_name", string) {
+        d.device_name = v;
+    }
+    if let Some(v) = h.get(ctx, "state_prefix", string) {
+        d.state_prefix = v;
+    }
+    for problem in d.problems() {
+        let key = ["discovery_prefix", "state_prefix", "device_id"]
+            .into_iter()
+            .find(|key| problem.contains(&format!("homeassistant.{key}")))
+            .unwrap_or("device_id");
+        ctx.error(&h.full(key), None, Anchor::Value, problem);
+    }
+    h.finish(ctx);
+    enabled.then_some(d)
 }
 
 /// `nats:`, when present.

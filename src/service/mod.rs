@@ -161,6 +161,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let engine_metrics = EngineMetrics::register(&registry).map_err(registry_error)?;
     let reload_metrics = ReloadMetrics::register(&registry).map_err(registry_error)?;
     let mut engine = Engine::new(rule_set, engine_metrics);
+    let (rule_names_tx, rule_names_rx) = tokio::sync::watch::channel(runner::rule_names(&engine));
     let store = Arc::new(store);
     let restored =
         runner::restore(&mut engine, &store, Timestamp::now()).map_err(fail(exit::FAILURE))?;
@@ -237,9 +238,21 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         store: &store,
     };
     let mut action_publishers = ActionPublishers::default();
+    // The router's commands: the HTTP API, the Telegram bot, the MQTT keeper.
+    let (router_tx, router_rx) = mpsc::channel(64);
     #[cfg(feature = "mqtt")]
     if let Some(mqtt) = config.mqtt.clone() {
-        action_publishers.mqtt = Some(sources::mqtt(&sources, mqtt)?);
+        let alerts = crate::alerting::retained::RouterAlerts {
+            router: router_tx.clone(),
+            rules: rule_names_rx.clone(),
+        };
+        let state_topics = crate::alerting::retained::state_topic_settings(&policy_rx.borrow());
+        action_publishers.mqtt = Some(sources::mqtt(
+            &sources,
+            mqtt,
+            state_topics,
+            std::sync::Arc::new(alerts),
+        )?);
     }
     #[cfg(feature = "nats")]
     if let Some(nats) = config.nats.clone() {
@@ -263,7 +276,6 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         notifier_context.nats = action_publishers.nats.clone();
     }
     // Acknowledgements made in a receiver's app (Pushover) become silences.
-    let (router_tx, router_rx) = mpsc::channel(64);
     let (acknowledgements_tx, acknowledgements_rx) = mpsc::channel(64);
     notifier_context.acknowledgements = Some(acknowledgements_tx);
     supervisor.spawn(
@@ -331,6 +343,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         )
         .map_err(registry_error)?,
         progress: progress.clone(),
+        rule_names: rule_names_tx,
     };
     supervisor.spawn(
         Stage::Sink,

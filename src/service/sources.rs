@@ -40,13 +40,21 @@ pub(super) struct SourceContext<'a> {
 pub(super) fn mqtt(
     ctx: &SourceContext<'_>,
     config: atalaya_connectors::mqtt::config::MqttConfig,
+    state_topics: Vec<atalaya_connectors::mqtt::state_topics::StateTopicSettings>,
+    alerts: Arc<dyn atalaya_connectors::mqtt::keeper::AlertSource>,
 ) -> Result<atalaya_connectors::mqtt::MqttPublisher, StartError> {
+    use atalaya_connectors::mqtt::keeper::{KeeperSettings, MqttKeeper};
     let counters = ctx
         .connectors
         .connection("mqtt", atalaya_connectors::mqtt::ERROR_STAGES);
     let ready = config
         .required_for_ready
         .then(|| ctx.readiness.register("mqtt"));
+    let settings = KeeperSettings {
+        state_topics,
+        discovery: config.discovery.clone(),
+        availability: config.status_topic.clone(),
+    };
     let (connector, publisher) = atalaya_connectors::mqtt::MqttConnector::new(
         config,
         ctx.publisher.clone(),
@@ -55,7 +63,16 @@ pub(super) fn mqtt(
     )
     .map_err(anyhow::Error::from)
     .map_err(fail(exit::CONFIG))?;
-    let connector = connector.remember_sessions_in(Arc::clone(ctx.store));
+    let mut connector = connector.remember_sessions_in(Arc::clone(ctx.store));
+    // Alert state topics and Home Assistant discovery, kept true over the same connection.
+    if let Some(keeper) = MqttKeeper::new(&mut connector, publisher.clone(), settings, alerts) {
+        let token = ctx.supervisor.token().clone();
+        ctx.supervisor
+            .spawn(Stage::Sink, "mqtt-keeper", async move {
+                keeper.run(token).await;
+                Ok(())
+            });
+    }
     let token = ctx.supervisor.token().clone();
     ctx.supervisor.spawn(Stage::Source, "mqtt", async move {
         connector.run(token).await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use atalaya_bus::Pattern;
 use atalaya_bus::secret::Secret;
 
+pub use super::discovery::DiscoveryConfig;
 use crate::tls::TlsConfig;
 
 /// One MQTT broker connection.
@@ -40,6 +41,8 @@ pub struct MqttConfig {
     pub required_for_ready: bool,
     /// QoS 1/2 messages in flight, received but not yet acknowledged. Default 100.
     pub max_inflight: u16,
+    /// `homeassistant:` with `discovery: true`: atalaya as a Home Assistant device.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 /// One subscription: a subject pattern (`zigbee2mqtt/+device`, `home/#`) — subscribed as the
@@ -70,6 +73,7 @@ impl MqttConfig {
             reconnect_max: Duration::from_secs(60),
             required_for_ready: false,
             max_inflight: 100,
+            discovery: None,
         }
     }
 }

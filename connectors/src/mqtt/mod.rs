@@ -87,18 +87,24 @@
 //! - `publisher`: [`MqttPublisher`].
 //! - `notifier`: [`MqttNotifier`], the routing policy's `mqtt_configs`: notifications and
 //!   retained alert states published over this connection.
+//! - [`keeper`]: [`MqttKeeper`](keeper::MqttKeeper), the task keeping what atalaya leaves
+//!   retained true: alert state topics ([`state_topics`]) and Home Assistant discovery
+//!   ([`discovery`]), read back through taps on this connection.
 //! - `options`: config validation and rumqttc options (TLS, credentials, last will).
 //! - `session`: whether the broker kept the persistent session (remembered in the store).
 //! - `telemetry`: log lines and metrics, written together.
 
 pub mod config;
 mod delivery;
+pub mod discovery;
+pub mod keeper;
 mod message;
 mod notifier;
 mod options;
 mod publisher;
 mod session;
 mod source;
+pub mod state_topics;
 mod telemetry;
 
 use atalaya_bus::subject::SubjectError;
@@ -118,7 +124,7 @@ pub const RECEIVER: crate::notifiers::ReceiverKind = crate::notifiers::ReceiverK
     },
 };
 pub use publisher::MqttPublisher;
-pub use source::MqttConnector;
+pub use source::{MqttConnector, Tapped};
 
 use crate::tls::TlsError;
 

@@ -1,6 +1,8 @@
 //! [`MqttNotifier`]: one `mqtt_configs` entry — the notification as JSON to a topic, and each
 //! alert's state retained under `<state_topic_prefix>/<fingerprint>` for Home Assistant —
-//! over the `mqtt:` connection.
+//! over the `mqtt:` connection. A one-shot alert's state is published firing and at once
+//! resolved; the [`keeper`](super::keeper) resolves what the router no longer holds firing and
+//! clears resolved states `clear_resolved_after` later.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use atalaya_bus::delivery::{
     DeliveryError, Integration, IntegrationContext, Notification, NotifiedAlert, Notifier,
     NotifyFuture,
 };
-use atalaya_bus::yaml::Node;
+use atalaya_bus::yaml::{Node, Text};
 use serde::Deserialize;
 
 use super::{MqttError, MqttPublisher};
@@ -17,6 +19,7 @@ use crate::notifiers::{NotifierContext, Unavailable, json_bytes};
 
 const DEFAULT_TOPIC: &str = "atalaya/notifications";
 const DEFAULT_STATE_TOPIC_PREFIX: &str = "atalaya/alerts";
+const DEFAULT_CLEAR_RESOLVED_AFTER: Duration = Duration::from_secs(3600);
 
 /// `mqtt_configs`: the notification as JSON to `topic`, and each alert's state retained
 /// under `<state_topic_prefix>/<fingerprint>` so Home Assistant can show it.
@@ -26,6 +29,8 @@ pub struct MqttPublishConfig {
     pub topic: String,
     /// Default `atalaya/alerts`; empty: no per-alert state topics.
     pub state_topic_prefix: String,
+    /// How long a resolved state stays retained before it is cleared. Default 1 h.
+    pub clear_resolved_after: Duration,
 }
 
 /// `mqtt_configs` entry, as written.
@@ -38,6 +43,8 @@ struct MqttSpec {
     state_topic_prefix: Option<String>,
     #[serde(default)]
     send_resolved: Option<bool>,
+    #[serde(default)]
+    clear_resolved_after: Option<Text>,
 }
 
 /// Compiles one `mqtt_configs` entry; `send_resolved` defaults to true.
@@ -66,9 +73,17 @@ pub(super) fn compile(ctx: &mut IntegrationContext<'_>, node: &Node) -> Option<I
             ok = false;
         }
     }
+    let clear_resolved_after = ctx.decoder.duration(
+        node,
+        "clear_resolved_after",
+        spec.clear_resolved_after.as_ref(),
+        true,
+    );
+    ok &= clear_resolved_after.is_some() || spec.clear_resolved_after.is_none();
     let config = MqttPublishConfig {
         topic: topic.to_owned(),
         state_topic_prefix: prefix.to_owned(),
+        clear_resolved_after: clear_resolved_after.unwrap_or(DEFAULT_CLEAR_RESOLVED_AFTER),
     };
     ok.then(|| Integration::new("mqtt", spec.send_resolved.unwrap_or(true), config))
 }
@@ -140,8 +155,15 @@ impl Notifier for MqttNotifier {
                 let prefix = self.config.state_topic_prefix.trim_end_matches('/');
                 for alert in &notification.alerts {
                     let topic = format!("{prefix}/{}", alert.fingerprint);
-                    self.publish(&topic, json_bytes(&alert_state(alert)), true)
-                        .await?;
+                    let state = alert_state(alert);
+                    self.publish(&topic, json_bytes(&state), true).await?;
+                    if alert.instant {
+                        // It happened at one instant: what stays retained is resolved.
+                        let mut resolved = state;
+                        resolved["status"] = "resolved".into();
+                        resolved["endsAt"] = alert.starts_at.to_string().into();
+                        self.publish(&topic, json_bytes(&resolved), true).await?;
+                    }
                 }
             }
             let payload = notification.webhook_payload(&self.external_url, 0);

@@ -119,6 +119,9 @@ fn check(config: &MqttConfig) -> Vec<String> {
     {
         problems.push(format!("mqtt.status_topic `{topic}`: {e}"));
     }
+    if let Some(discovery) = &config.discovery {
+        problems.extend(discovery.problems());
+    }
     for (i, subscription) in config.subscriptions.iter().enumerate() {
         if subscription.qos > 2 {
             problems.push(format!(

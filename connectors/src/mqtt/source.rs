@@ -9,6 +9,7 @@ use atalaya_bus::bus::Publisher;
 use atalaya_bus::connector_metrics::ConnectorCounters;
 use atalaya_bus::readiness::ReadyHandle;
 use atalaya_bus::store::Store;
+use atalaya_bus::{Pattern, Subject};
 use rumqttc::{
     AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, Request, Subscribe,
     SubscribeFilter, SubscribeReasonCode,
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::MqttError;
 use super::config::MqttConfig;
 use super::delivery::{BusStage, Inbound, Link, PendingAck, ack_stage};
-use super::message::Subscriptions;
+use super::message::{Subscriptions, mqtt_filter};
 use super::options::{self, OFFLINE, ONLINE};
 use super::publisher::MqttPublisher;
 use super::session::SessionWatch;
@@ -58,6 +59,23 @@ pub struct MqttConnector {
     /// The incoming packet limit, for log lines about messages over it.
     packet_limit: usize,
     session: SessionWatch,
+    /// Topics also handed to someone inside atalaya as they arrive (see [`MqttConnector::tap`]).
+    taps: Vec<Tap>,
+}
+
+/// A message on a tapped topic, as it arrived.
+#[derive(Debug, Clone)]
+pub struct Tapped {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// The broker replayed it from its retained store (at subscribing).
+    pub retained: bool,
+}
+
+/// One tap: its pattern, and where its messages go.
+struct Tap {
+    pattern: Pattern,
+    to: mpsc::Sender<Tapped>,
 }
 
 impl MqttConnector {
@@ -95,6 +113,7 @@ impl MqttConnector {
             max_inflight: usize::from(config.max_inflight),
             packet_limit: options::incoming_packet_limit(config.max_payload_bytes),
             session,
+            taps: Vec::new(),
         };
         if !config.clean_session {
             connector.counters.keeps_sessions();
@@ -107,6 +126,17 @@ impl MqttConnector {
     pub fn remember_sessions_in(mut self, store: Arc<Store>) -> Self {
         self.session.remember_in(store);
         self
+    }
+
+    /// Also sends a copy of every message on a topic matching `pattern` to `to`, subscribed
+    /// at QoS 0 beside the configured subscriptions — the broker's retained copies at
+    /// subscribing included, flagged [`Tapped::retained`]. It is how atalaya reads back what it
+    /// keeps retained (alert states, Home Assistant discovery) and hears Home Assistant's
+    /// birth message. The message goes on to the bus as any message does (an event only when
+    /// a configured subscription matches too). When `to` is full the copy is dropped: taps
+    /// carry state that is read again anyway, never events. Call before [`run`](Self::run).
+    pub fn tap(&mut self, pattern: Pattern, to: mpsc::Sender<Tapped>) {
+        self.taps.push(Tap { pattern, to });
     }
 
     /// Runs until `shutdown` is cancelled: connects, subscribes, turns messages into events,
@@ -129,6 +159,7 @@ impl MqttConnector {
             max_inflight,
             packet_limit,
             session,
+            taps,
         } = self;
         // Also cancelled when the bus stage fails, so everything winds down.
         let stop = shutdown.child_token();
@@ -142,19 +173,28 @@ impl MqttConnector {
 
         let telemetry =
             ConnectionTelemetry::new(broker.clone(), counters.clone(), ready, required_for_ready);
-        let connection = Connection {
-            eventloop,
-            telemetry,
-            filters: subscriptions.filters().to_vec(),
-            status_topic: status_topic.clone(),
-            inbound: inbound_tx,
-            link: link_tx,
-            queued: Arc::clone(&queued),
-            max_queued: max_inflight,
-            backoff: Backoff::new(reconnect.0, reconnect.1),
-            packet_limit,
-            session,
-        };
+        let connection =
+            Connection {
+                eventloop,
+                telemetry,
+                filters: subscriptions
+                    .filters()
+                    .iter()
+                    .cloned()
+                    .chain(taps.iter().map(|tap| {
+                        SubscribeFilter::new(mqtt_filter(&tap.pattern), QoS::AtMostOnce)
+                    }))
+                    .collect(),
+                taps,
+                status_topic: status_topic.clone(),
+                inbound: inbound_tx,
+                link: link_tx,
+                queued: Arc::clone(&queued),
+                max_queued: max_inflight,
+                backoff: Backoff::new(reconnect.0, reconnect.1),
+                packet_limit,
+                session,
+            };
         let bus_stage = BusStage {
             subscriptions,
             bus,
@@ -209,6 +249,7 @@ struct Connection {
     packet_limit: usize,
     /// Whether the broker kept the persistent session.
     session: SessionWatch,
+    taps: Vec<Tap>,
 }
 
 impl Connection {
@@ -265,6 +306,7 @@ impl Connection {
                     self.telemetry.connected(connack.session_present, lost);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    self.copy_to_taps(&publish);
                     self.hand_over(publish, connection);
                 }
                 Ok(Event::Incoming(Packet::SubAck(suback))) => {
@@ -339,6 +381,23 @@ impl Connection {
             }
         }
         self.telemetry.paused(paused.elapsed());
+    }
+
+    /// A copy of `publish` to every tap whose pattern matches its topic, without waiting.
+    fn copy_to_taps(&self, publish: &Publish) {
+        if self.taps.is_empty() {
+            return;
+        }
+        let Ok(subject) = Subject::parse(&publish.topic) else {
+            return;
+        };
+        for tap in self.taps.iter().filter(|t| t.pattern.is_match(&subject)) {
+            let _ = tap.to.try_send(Tapped {
+                topic: publish.topic.clone(),
+                payload: publish.payload.to_vec(),
+                retained: publish.retain,
+            });
+        }
     }
 
     /// Passes a message to the bus stage, without waiting. Only a QoS 0 message past twice

@@ -19,11 +19,14 @@
 //!   told (statuses, `Retry-After`, outages): the base of every HTTP stand-in.
 //! - [`webhook`]: a webhook receiver recording what it accepts, failing on demand.
 //! - [`certs`]: certificates made with the `openssl` CLI.
+//! - [`ha_discovery`]: a checker of Home Assistant MQTT discovery payloads, after its
+//!   documented schema.
 //! - [`logs`]: captured `tracing` output; [`metrics`]: one sample out of a registry or a
 //!   `/metrics` page.
 
 pub mod alertmanager;
 pub mod certs;
+pub mod ha_discovery;
 pub mod http;
 pub mod kubernetes;
 pub mod logs;

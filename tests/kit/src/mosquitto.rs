@@ -213,25 +213,58 @@ impl Mosquitto {
     /// [`subscribe`](Self::subscribe), returning once the broker has the subscription (its
     /// log says so), so that nothing published afterwards can be missed.
     pub async fn subscribed(&self, topic: &str, count: usize) -> Child {
-        let line = format!("\t{topic} (QoS 1)");
-        let log = self.dir.path().join("mosquitto.log");
-        let seen = |log: &Path| {
-            std::fs::read_to_string(log)
-                .unwrap_or_default()
-                .matches(line.as_str())
-                .count()
-        };
-        let before = seen(&log);
+        let before = self.subscriptions_logged(topic);
         let child = self.subscribe(topic, count);
+        self.wait_for_subscription(topic, before).await;
+        child
+    }
+
+    /// What the broker retains under `filter` now: topic → payload. A subscriber asks for the
+    /// retained messages and for a marker topic; the marker, published once the broker has
+    /// the subscription, comes after every retained message, so nothing is missed and
+    /// nothing is waited for longer than needed.
+    pub async fn retained(&self, filter: &str) -> std::collections::BTreeMap<String, String> {
+        let marker = format!("kit/retained-marker/{}", free_port());
+        let before = self.subscriptions_logged(&marker);
+        let child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-v", "-q", "1", "--retained-only", "-W", "30"])
+            .args(["-t", filter, "-t", &marker])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub");
+        self.wait_for_subscription(&marker, before).await;
+        self.publish(&marker, "end", 1);
+        let output = tokio::task::spawn_blocking(|| child.wait_with_output())
+            .await
+            .expect("mosquitto_sub thread")
+            .expect("mosquitto_sub output");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(topic, payload)| (topic.to_owned(), payload.to_owned()))
+            .collect()
+    }
+
+    /// How many times the broker logged a QoS 1 subscription to `topic`.
+    fn subscriptions_logged(&self, topic: &str) -> usize {
+        let line = format!("\t{topic} (QoS 1)");
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log"))
+            .unwrap_or_default()
+            .matches(line.as_str())
+            .count()
+    }
+
+    /// Waits until the broker logged one more subscription to `topic` than `before`.
+    async fn wait_for_subscription(&self, topic: &str, before: usize) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while seen(&log) <= before {
+        while self.subscriptions_logged(topic) <= before {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the broker never logged the subscription to {topic}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        child
     }
 
     /// Writes a password file with one user (through `mosquitto_passwd`), for the next start.

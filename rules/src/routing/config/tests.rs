@@ -82,6 +82,7 @@ receivers:
       - topic: home/alerts
         state_topic_prefix: ""
         send_resolved: false
+        clear_resolved_after: 10m
     nats_configs:
       - subject: alerts.house
   - name: ops
@@ -211,6 +212,7 @@ fn receivers_get_alertmanager_and_atalaya_defaults() {
         MqttPublishConfig {
             topic: "atalaya/notifications".to_owned(),
             state_topic_prefix: "atalaya/alerts".to_owned(),
+            clear_resolved_after: Duration::from_secs(3600),
         },
     );
     check(
@@ -220,6 +222,7 @@ fn receivers_get_alertmanager_and_atalaya_defaults() {
         MqttPublishConfig {
             topic: "home/alerts".to_owned(),
             state_topic_prefix: String::new(),
+            clear_resolved_after: Duration::from_secs(600),
         },
     );
     check(

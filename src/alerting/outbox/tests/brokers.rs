@@ -79,6 +79,7 @@ async fn mqtt_gets_the_notification_and_each_alerts_retained_state() {
             MqttPublishConfig {
                 topic: "atalaya/notifications".into(),
                 state_topic_prefix: "atalaya/alerts".into(),
+                clear_resolved_after: std::time::Duration::from_secs(3600),
             },
         )),
         integrations,

@@ -21,6 +21,7 @@ async fn gone_receivers_missing_brokers_and_old_news_are_dead_lettered() {
                 MqttPublishConfig {
                     topic: "atalaya/notifications".into(),
                     state_topic_prefix: "atalaya/alerts".into(),
+                    clear_resolved_after: std::time::Duration::from_secs(3600),
                 },
             ),
             Integration::new(

@@ -1,0 +1,68 @@
+//! What the MQTT keeper (alert state topics, Home Assistant discovery) learns from the
+//! service: [`RouterAlerts`] answers its snapshots from the router and the rules loaded, and
+//! [`state_topic_settings`] reads the state topic prefixes of a routing policy.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use atalaya_bus::delivery::notification::Status;
+use atalaya_connectors::mqtt::MqttPublishConfig;
+use atalaya_connectors::mqtt::keeper::{AlertSnapshot, AlertSource, HeldAlert};
+use atalaya_connectors::mqtt::state_topics::StateTopicSettings;
+use atalaya_rules::routing::config::RoutingPolicy;
+use jiff::SignedDuration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::routing::RouterCommand;
+
+/// The router, and the names of the rules loaded (kept by the rules runner).
+pub struct RouterAlerts {
+    pub router: mpsc::Sender<RouterCommand>,
+    pub rules: watch::Receiver<Arc<[String]>>,
+}
+
+impl AlertSource for RouterAlerts {
+    fn snapshot(&self) -> Pin<Box<dyn Future<Output = Option<AlertSnapshot>> + Send + '_>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.router
+                .send(RouterCommand::ListAlerts(reply))
+                .await
+                .ok()?;
+            let views = answer.await.ok()?;
+            let alerts = views
+                .into_iter()
+                .map(|view| HeldAlert {
+                    rule: view.labels.get("alertname").cloned(),
+                    firing: view.status == Status::Firing,
+                    silenced: !view.silenced_by.is_empty(),
+                    summary: view.annotations.get("summary").cloned(),
+                    fingerprint: view.fingerprint,
+                    labels: view.labels,
+                    starts_at: view.starts_at,
+                })
+                .collect();
+            Some(AlertSnapshot {
+                rules: self.rules.borrow().to_vec(),
+                alerts,
+            })
+        })
+    }
+}
+
+/// The state topic prefixes of `policy`'s `mqtt_configs`, each with its own clearing time.
+pub fn state_topic_settings(policy: &RoutingPolicy) -> Vec<StateTopicSettings> {
+    policy
+        .receivers
+        .iter()
+        .flat_map(|r| &r.integrations)
+        .filter_map(|i| i.settings::<MqttPublishConfig>())
+        .filter(|c| !c.state_topic_prefix.is_empty())
+        .map(|c| StateTopicSettings {
+            prefix: c.state_topic_prefix.clone(),
+            clear_resolved_after: SignedDuration::try_from(c.clear_resolved_after)
+                .unwrap_or(SignedDuration::MAX),
+        })
+        .collect()
+}
