@@ -126,11 +126,7 @@ fn read_discovery(
     if let Some(v) = h.get(ctx, "state_prefix", string) {
         d.state_prefix = v;
     }
-    for problem in d.problems() {
-        let key = ["discovery_prefix", "state_prefix", "device_id"]
-            .into_iter()
-            .find(|key| problem.contains(&format!("homeassistant.{key}")))
-            .unwrap_or("device_id");
+    for (key, problem) in d.problems() {
         ctx.error(&h.full(key), None, Anchor::Value, problem);
     }
     h.finish(ctx);

@@ -177,6 +177,7 @@ fn broker_sections() {
     assert_eq!(mqtt.password.unwrap().expose(), "fake-pass");
     assert_eq!(mqtt.subscriptions.len(), 2);
     assert_eq!(mqtt.subscriptions[1].qos, 0);
+    assert_eq!(mqtt.discovery, None, "Home Assistant discovery is opt-in");
     let nats = config.nats.unwrap();
     assert_eq!(
         nats.subscriptions[0].queue_group.as_deref(),
@@ -198,6 +199,36 @@ fn broker_section_mistakes_are_positioned() {
             "atalaya.yaml:4:14: mqtt.subscriptions[0].topic: `a/#/b`: `#` must be the last token of the pattern",
             "atalaya.yaml:5:7: mqtt.subscriptions[0].qso: unknown key `qso`; did you mean `qos`?",
             "atalaya.yaml:6:3: mqtt.password: secrets are not read from the config file (it lives in Git): use mqtt.password_file or the ATALAYA__MQTT__PASSWORD environment variable",
+        ]
+    );
+}
+
+#[test]
+fn home_assistant_discovery_section() {
+    let (_dir, source) = file(
+        "mqtt:\n  host: broker\n  client_id: atalaya-2\n  homeassistant:\n    discovery: true\n    device_name: Casa\n",
+    );
+    let discovery = load(&source, env(&[]))
+        .unwrap()
+        .mqtt
+        .unwrap()
+        .discovery
+        .unwrap();
+    assert_eq!(discovery.device_id, "atalaya_2", "from the client id");
+    assert_eq!(discovery.device_name, "Casa");
+    assert_eq!(
+        discovery.config_topic(),
+        "homeassistant/device/atalaya_2/config"
+    );
+    let (_dir, source) = file(
+        "mqtt:\n  host: broker\n  homeassistant:\n    discovery: true\n    device_id: Mi Casa\n    state_prefix: a/+/b\n    discover: true\n",
+    );
+    assert_eq!(
+        errors(&source, &[]),
+        [
+            "atalaya.yaml:5:16: mqtt.homeassistant.device_id: `Mi Casa`: use lowercase letters, digits and `_`",
+            "atalaya.yaml:6:19: mqtt.homeassistant.state_prefix: `a/+/b` is not a topic atalaya can publish to",
+            "atalaya.yaml:7:5: mqtt.homeassistant.discover: unknown key `discover`; did you mean `discovery`?",
         ]
     );
 }

@@ -50,6 +50,7 @@ pub(super) fn mqtt(
     let ready = config
         .required_for_ready
         .then(|| ctx.readiness.register("mqtt"));
+    let client_id = config.client_id.clone();
     let settings = KeeperSettings {
         state_topics,
         discovery: config.discovery.clone(),
@@ -65,7 +66,13 @@ pub(super) fn mqtt(
     .map_err(fail(exit::CONFIG))?;
     let mut connector = connector.remember_sessions_in(Arc::clone(ctx.store));
     // Alert state topics and Home Assistant discovery, kept true over the same connection.
-    if let Some(keeper) = MqttKeeper::new(&mut connector, publisher.clone(), settings, alerts) {
+    if let Some(keeper) = MqttKeeper::new(
+        &mut connector,
+        &client_id,
+        publisher.clone(),
+        settings,
+        alerts,
+    ) {
         let token = ctx.supervisor.token().clone();
         ctx.supervisor
             .spawn(Stage::Sink, "mqtt-keeper", async move {

@@ -55,13 +55,16 @@ impl DiscoveryConfig {
         }
     }
 
-    /// Every problem, for the configuration's error list.
-    pub fn problems(&self) -> Vec<String> {
+    /// Every problem: the key under `mqtt.homeassistant`, and what is wrong with its value.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         if entity_slug(&self.device_id).as_deref() != Some(self.device_id.as_str()) {
-            problems.push(format!(
-                "mqtt.homeassistant.device_id `{}`: use lowercase letters, digits and `_`",
-                self.device_id
+            problems.push((
+                "device_id",
+                format!(
+                    "`{}`: use lowercase letters, digits and `_`",
+                    self.device_id
+                ),
             ));
         }
         for (key, topic) in [
@@ -69,8 +72,9 @@ impl DiscoveryConfig {
             ("state_prefix", &self.state_prefix),
         ] {
             if atalaya_bus::Subject::parse(topic).is_err() {
-                problems.push(format!(
-                    "mqtt.homeassistant.{key} `{topic}` is not a topic atalaya can publish to"
+                problems.push((
+                    key,
+                    format!("`{topic}` is not a topic atalaya can publish to"),
                 ));
             }
         }
@@ -160,11 +164,13 @@ impl Discovery {
         let config: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
         if let Some(cmps) = config.get("cmps").and_then(Value::as_object) {
             for (id, component) in cmps {
-                let platform = component
-                    .get("p")
-                    .and_then(Value::as_str)
-                    .unwrap_or("sensor");
-                self.seen.insert(id.clone(), platform.to_owned());
+                // A component reduced to its platform is a removal (ours coming back), not
+                // an entity.
+                let removal = component.as_object().is_some_and(|c| c.len() == 1);
+                let platform = component.get("p").and_then(Value::as_str);
+                if let Some(platform) = platform.filter(|_| !removal) {
+                    self.seen.insert(id.clone(), platform.to_owned());
+                }
             }
         }
         true
@@ -463,7 +469,8 @@ mod tests {
         let mut d = discovery();
         // What an earlier run left retained.
         let earlier = serde_json::to_vec(&json!({"cmps": {
-            "rule_old": {"p": "binary_sensor"}, "firing_alerts": {"p": "sensor"},
+            "rule_old": {"p": "binary_sensor", "unique_id": "atalaya_rule_old"},
+            "firing_alerts": {"p": "sensor", "unique_id": "atalaya_firing_alerts"},
         }}))
         .unwrap();
         assert!(d.tapped("homeassistant/device/atalaya/config", &earlier));
@@ -474,6 +481,9 @@ mod tests {
             json!({"p": "binary_sensor"})
         );
         assert!(json_of(&out[0])["cmps"]["rule_new"]["unique_id"].is_string());
+        // The echo of the removal is no entity to remove again.
+        let removal = out[0].payload.clone();
+        assert!(d.tapped("homeassistant/device/atalaya/config", &removal));
         assert_eq!(out[1].topic, "homeassistant/device/atalaya/config");
         assert!(json_of(&out[1])["cmps"].get("rule_old").is_none());
         // The echo of the clean config changes nothing.

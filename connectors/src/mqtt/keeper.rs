@@ -3,9 +3,11 @@
 //! ([`discovery`](super::discovery)).
 //!
 //! It reads back what the broker retains through taps on the connector's own connection (so
-//! the broker's replay at start tells it what an earlier run left), asks the router what it
-//! holds every [`CHECK_EVERY`] (and as soon as Home Assistant announces itself), and publishes
-//! what the two parts return, retained, over the same connection.
+//! the broker's replay at start tells it what an earlier run left; a marker it sends itself,
+//! `atalaya/sync/<client id>`, tells it when the replay is over, before its first check),
+//! asks the router what it holds every [`CHECK_EVERY`] (and as soon as Home Assistant
+//! announces itself), and publishes what the two parts return, retained, over the same
+//! connection.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -30,6 +32,8 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tapped messages waiting for the keeper; more are dropped (they are read again anyway).
 const TAP_CAPACITY: usize = 1024;
+/// How long the keeper waits for its marker to come back before sending it again.
+const SYNC_PATIENCE: Duration = Duration::from_secs(30);
 
 /// One alert the router holds, as the keeper needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +76,9 @@ pub struct MqttKeeper {
     state_topics: StateTopics,
     discovery: Option<Discovery>,
     taps: mpsc::Receiver<Tapped>,
+    /// Where the keeper sends itself a marker at start: it comes back after everything the
+    /// broker replays from its retained store, so the first check knows what is there.
+    sync_topic: Option<String>,
     publisher: MqttPublisher,
     source: Arc<dyn AlertSource>,
 }
@@ -81,6 +88,7 @@ impl MqttKeeper {
     /// to keep.
     pub fn new(
         connector: &mut MqttConnector,
+        client_id: &str,
         publisher: MqttPublisher,
         settings: KeeperSettings,
         source: Arc<dyn AlertSource>,
@@ -101,15 +109,18 @@ impl MqttKeeper {
         if patterns.is_empty() {
             return None;
         }
+        let sync_topic = format!("atalaya/sync/{client_id}");
+        let sync = Pattern::parse(&sync_topic).ok();
         // One channel for every pattern.
         let (to, taps) = mpsc::channel(TAP_CAPACITY);
-        for pattern in patterns {
+        for pattern in patterns.into_iter().chain(sync.clone()) {
             connector.tap(pattern, to.clone());
         }
         Some(Self {
             state_topics,
             discovery,
             taps,
+            sync_topic: sync.map(|_| sync_topic),
             publisher,
             source,
         })
@@ -117,6 +128,9 @@ impl MqttKeeper {
 
     /// Runs until `stop`.
     pub async fn run(mut self, stop: CancellationToken) {
+        if !self.sync(&stop).await {
+            return;
+        }
         let mut next_check = tokio::time::Instant::now();
         loop {
             let wake = match self.state_topics.next_deadline() {
@@ -127,6 +141,9 @@ impl MqttKeeper {
                 () = stop.cancelled() => return,
                 tapped = self.taps.recv() => {
                     let Some(tapped) = tapped else { return };
+                    if Some(&tapped.topic) == self.sync_topic.as_ref() {
+                        continue;
+                    }
                     if self.tapped(&tapped) {
                         // Home Assistant came online: tell it everything now.
                         next_check = tokio::time::Instant::now();
@@ -140,6 +157,45 @@ impl MqttKeeper {
                         next_check = tokio::time::Instant::now() + CHECK_EVERY;
                         let Some(snapshot) = self.source.snapshot().await else { return };
                         self.check(&snapshot).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until the broker has replayed what it retains under the tapped topics (the
+    /// first connection subscribes to them): a marker sent to the sync topic comes back after
+    /// all of it. Sent again every [`SYNC_PATIENCE`] while it does not (the broker away).
+    /// `false` when stopped.
+    async fn sync(&mut self, stop: &CancellationToken) -> bool {
+        let Some(topic) = self.sync_topic.clone() else {
+            return true;
+        };
+        let nonce = Timestamp::now().as_nanosecond().to_string().into_bytes();
+        loop {
+            if tokio::time::timeout(
+                PUBLISH_TIMEOUT,
+                self.publisher.publish(&topic, nonce.clone(), false),
+            )
+            .await
+            .is_err()
+            {
+                debug!("No room on the MQTT connection for the keeper's marker yet.");
+            }
+            let deadline = tokio::time::Instant::now() + SYNC_PATIENCE;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return false,
+                    () = tokio::time::sleep_until(deadline) => break,
+                    tapped = self.taps.recv() => {
+                        let Some(tapped) = tapped else { return false };
+                        if tapped.topic == topic {
+                            if tapped.payload == nonce {
+                                return true;
+                            }
+                        } else {
+                            self.tapped(&tapped);
+                        }
                     }
                 }
             }

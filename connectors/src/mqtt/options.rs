@@ -120,7 +120,12 @@ fn check(config: &MqttConfig) -> Vec<String> {
         problems.push(format!("mqtt.status_topic `{topic}`: {e}"));
     }
     if let Some(discovery) = &config.discovery {
-        problems.extend(discovery.problems());
+        problems.extend(
+            discovery
+                .problems()
+                .into_iter()
+                .map(|(key, problem)| format!("mqtt.homeassistant.{key}: {problem}")),
+        );
     }
     for (i, subscription) in config.subscriptions.iter().enumerate() {
         if subscription.qos > 2 {
