@@ -408,3 +408,33 @@ async fn retained_replays_at_restarts_are_not_counted_again() {
     let line = atalaya.console_until(&["[firing:"]).await;
     assert!(line.contains("door_flapping"), "{line}");
 }
+
+#[tokio::test]
+async fn mqtt_5_user_properties_become_labels_and_the_session_outlives_a_restart() {
+    let broker = Mosquitto::started().await;
+    let rule = "rules:\n  - name: plug_on\n    subject: plugs/+plug\n    condition: data.state == true\n    group_by: [plug, property_room]\n";
+    let options = || Options {
+        config: format!("{}  protocol: 5\n", mqtt_config(&broker, "plugs/+plug")),
+        rules: vec![("plugs.yaml", rule.to_owned())],
+        routing: Some(CONSOLE_AT_ONCE.to_owned()),
+        ..Options::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut atalaya = Atalaya::start_in(dir, options()).await;
+    atalaya.wait_ready().await;
+    broker.publish_v5("plugs/tv", r#"{"state": true}"#, &[("Room", "living")]);
+    let line = atalaya.console_until(&["[firing:"]).await;
+    assert!(line.contains("plug_on"), "{line}");
+    let alerts = atalaya.get_json("/api/v1/alerts").await;
+    assert_eq!(alerts[0]["labels"]["property_room"], "living", "{alerts:#}");
+
+    // MQTT 5 ends a session with its connection unless the client asks otherwise: atalaya
+    // asks for mqtt.session_expiry, so what is published while it is down waits for it.
+    atalaya.signal(Signal::SIGTERM);
+    atalaya.wait().await;
+    broker.publish_v5("plugs/lamp", r#"{"state": true}"#, &[("Room", "hall")]);
+    let dir = atalaya.dir;
+    let mut atalaya = Atalaya::start_in(dir, options()).await;
+    let line = atalaya.console_until(&["[firing:", "lamp"]).await;
+    assert!(line.contains("plug_on"), "{line}");
+}

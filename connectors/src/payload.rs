@@ -8,6 +8,10 @@
 //!   refused with a [`PayloadError`], which the source counts, logs without flooding, and
 //!   skips.
 
+#[cfg(any(feature = "mqtt", feature = "nats"))]
+use atalaya_bus::Labels;
+#[cfg(any(feature = "mqtt", feature = "nats"))]
+use atalaya_bus::event::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, is_valid_label_name};
 use serde_json::Value;
 
 /// Why a payload is not event data.
@@ -60,6 +64,54 @@ pub fn decode_payload(payload: &[u8], max_bytes: usize) -> Result<Value, Payload
         return Err(PayloadError::ControlCharacters);
     }
     Ok(Value::String(trimmed.to_owned()))
+}
+
+/// Labels from a message's metadata (NATS headers, MQTT 5 user properties): each name
+/// becomes `<prefix>` then the name in lower case, every character other than an ASCII letter
+/// or digit written as `_` (header `X-Device` → `header_x_device`). Added in name order while
+/// the label rules allow: an entry whose label would be invalid, whose value is too long, or
+/// beyond [`MAX_LABELS`] is left out; a label already there (a capture) wins, and so does
+/// the first of two entries of the same name.
+#[cfg(any(feature = "mqtt", feature = "nats"))]
+pub(crate) fn metadata_labels<'a>(
+    prefix: &str,
+    entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+    labels: &mut Labels,
+) {
+    let mut entries: Vec<(String, usize, &str)> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, value))| (metadata_label_name(prefix, name), i, value))
+        .collect();
+    entries.sort_unstable();
+    for (name, _, value) in entries {
+        if labels.len() >= MAX_LABELS {
+            break;
+        }
+        if !is_valid_label_name(&name)
+            || value.len() > MAX_LABEL_VALUE_BYTES
+            || labels.contains_key(&name)
+        {
+            continue;
+        }
+        labels.insert(name, value.to_owned());
+    }
+}
+
+/// `<prefix>` then `name` in lower case, every character other than an ASCII letter or digit
+/// written as `_`.
+#[cfg(any(feature = "mqtt", feature = "nats"))]
+pub(crate) fn metadata_label_name(prefix: &str, name: &str) -> String {
+    let mut label = String::with_capacity(prefix.len() + name.len());
+    label.push_str(prefix);
+    label.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '_'
+        }
+    }));
+    label
 }
 
 #[cfg(test)]

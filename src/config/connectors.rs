@@ -4,7 +4,7 @@
 #[cfg(feature = "kubernetes")]
 use atalaya_connectors::kubernetes::config::{EventsApi, KubernetesConfig};
 #[cfg(feature = "mqtt")]
-use atalaya_connectors::mqtt::config::{MqttConfig, MqttSubscription};
+use atalaya_connectors::mqtt::config::{MqttConfig, MqttSubscription, Protocol};
 #[cfg(feature = "nats")]
 use atalaya_connectors::nats::config::{JetStreamConsumer, NatsAuth, NatsConfig, NatsSubscription};
 use atalaya_connectors::tls::TlsConfig;
@@ -94,6 +94,16 @@ pub(super) fn read_mqtt(root: &mut Table, ctx: &mut Ctx) -> Option<MqttConfig> {
     }
     if let Some(v) = m.get(ctx, "max_inflight", |v| integer(v, 1, 65_535)) {
         c.max_inflight = v as u16;
+    }
+    if let Some(v) = m.get(ctx, "protocol", |v| match string(v)?.as_str() {
+        "3.1.1" | "4" => Ok(Protocol::V311),
+        "5" | "5.0" => Ok(Protocol::V5),
+        other => Err(format!("`{other}` is not an MQTT version: use 3.1.1 or 5")),
+    }) {
+        c.protocol = v;
+    }
+    if let Some(v) = m.get(ctx, "session_expiry", duration) {
+        c.session_expiry = v;
     }
     c.discovery = read_discovery(&mut m, ctx, &c.client_id);
     m.finish(ctx);

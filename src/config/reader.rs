@@ -352,8 +352,9 @@ pub(super) fn duration(value: &Value) -> Result<Duration, String> {
             ));
         }
     };
-    let parsed: jiff::SignedDuration = text.parse().map_err(|_| {
-        format!("`{text}` is not a duration; write it like `500ms`, `5s`, `2m` or `1h30m`")
+    // One grammar with the rule files: jiff's (`90s`, `1h30m`) or Prometheus's (`1d`, `1w`).
+    let parsed = atalaya_rules::model::parse_duration(&text).ok_or_else(|| {
+        format!("`{text}` is not a duration; write it like `500ms`, `5s`, `2m`, `1h30m` or `7d`")
     })?;
     Duration::try_from(parsed)
         .ok()

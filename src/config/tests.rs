@@ -7,6 +7,8 @@ use std::time::Duration;
 use super::*;
 #[cfg(feature = "kubernetes")]
 use atalaya_connectors::kubernetes::config::EventsApi;
+#[cfg(feature = "mqtt")]
+use atalaya_connectors::mqtt::config::Protocol;
 
 fn file(text: &str) -> (tempfile::TempDir, ConfigSource) {
     let dir = tempfile::tempdir().unwrap();
@@ -178,6 +180,7 @@ fn broker_sections() {
     assert_eq!(mqtt.subscriptions.len(), 2);
     assert_eq!(mqtt.subscriptions[1].qos, 0);
     assert_eq!(mqtt.discovery, None, "Home Assistant discovery is opt-in");
+    assert_eq!(mqtt.protocol, Protocol::V311);
     let nats = config.nats.unwrap();
     assert_eq!(
         nats.subscriptions[0].queue_group.as_deref(),
@@ -200,6 +203,19 @@ fn broker_section_mistakes_are_positioned() {
             "atalaya.yaml:5:7: mqtt.subscriptions[0].qso: unknown key `qso`; did you mean `qos`?",
             "atalaya.yaml:6:3: mqtt.password: secrets are not read from the config file (it lives in Git): use mqtt.password_file or the ATALAYA__MQTT__PASSWORD environment variable",
         ]
+    );
+}
+
+#[test]
+fn mqtt_5() {
+    let (_dir, source) = file("mqtt:\n  host: broker\n  protocol: 5\n  session_expiry: 2d\n");
+    let mqtt = load(&source, env(&[])).unwrap().mqtt.unwrap();
+    assert_eq!(mqtt.protocol, Protocol::V5);
+    assert_eq!(mqtt.session_expiry, Duration::from_secs(2 * 86_400));
+    let (_dir, source) = file("mqtt:\n  host: broker\n  protocol: 3\n");
+    assert_eq!(
+        errors(&source, &[]),
+        ["atalaya.yaml:3:13: mqtt.protocol: `3` is not an MQTT version: use 3.1.1 or 5"]
     );
 }
 

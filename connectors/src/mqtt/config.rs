@@ -7,6 +7,7 @@ use atalaya_bus::Pattern;
 use atalaya_bus::secret::Secret;
 
 pub use super::discovery::DiscoveryConfig;
+pub use super::wire::Protocol;
 use crate::tls::TlsConfig;
 
 /// One MQTT broker connection.
@@ -43,6 +44,12 @@ pub struct MqttConfig {
     pub max_inflight: u16,
     /// `homeassistant:` with `discovery: true`: atalaya as a Home Assistant device.
     pub discovery: Option<DiscoveryConfig>,
+    /// `protocol: 5` for MQTT 5 (user properties as labels, message and session expiry).
+    /// Default MQTT 3.1.1.
+    pub protocol: Protocol,
+    /// MQTT 5 with a persistent session: how long the broker keeps it after the connection
+    /// ends (MQTT 5 ends it at once unless told). Default 7 days.
+    pub session_expiry: Duration,
 }
 
 /// One subscription: a subject pattern (`zigbee2mqtt/+device`, `home/#`) — subscribed as the
@@ -74,6 +81,8 @@ impl MqttConfig {
             required_for_ready: false,
             max_inflight: 100,
             discovery: None,
+            protocol: Protocol::V311,
+            session_expiry: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -10,20 +10,23 @@ use std::sync::Arc;
 
 use atalaya_bus::bus::{Delivery, Publisher};
 use jiff::Timestamp;
-use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::MqttError;
-use super::message::Subscriptions;
+use super::message::{Skip, Subscriptions};
 use super::source::Queued;
 use super::telemetry::MessageTelemetry;
+use super::wire::{Received, WireClient};
 
 /// A received message on its way to the bus stage.
 pub(crate) struct Inbound {
-    pub(crate) publish: Publish,
+    pub(crate) publish: Received,
     /// The connection it arrived on (see [`Link`]).
     pub(crate) connection: u64,
+    /// When it was read: an MQTT 5 message expires this long after, less what it had left.
+    pub(crate) arrived: Instant,
 }
 
 /// What the ack stage needs to know about the connection: the number of the connection that
@@ -38,7 +41,7 @@ pub(crate) type Link = Option<u64>;
 
 /// A QoS 1 message waiting for its event to be done everywhere before its PUBACK.
 pub(crate) struct PendingAck {
-    publish: Publish,
+    publish: Received,
     /// `None` for a skipped message: acknowledged as soon as its turn comes.
     delivery: Option<Delivery>,
     connection: u64,
@@ -67,6 +70,7 @@ impl BusStage {
             let Inbound {
                 publish,
                 connection,
+                arrived,
             } = tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
@@ -76,10 +80,18 @@ impl BusStage {
                 },
             };
             self.queued.taken();
-            let delivery = match self.subscriptions.to_event(&publish, Timestamp::now()) {
+            let expired = publish
+                .expires_in
+                .is_some_and(|left| arrived.elapsed().as_secs() >= u64::from(left));
+            let event = if expired {
+                Err(Skip::Expired)
+            } else {
+                self.subscriptions.to_event(&publish, Timestamp::now())
+            };
+            let delivery = match event {
                 Ok(event) => {
                     // Both publishes are cancel-safe: nothing is published if stopped here.
-                    let published = if publish.qos == QoS::AtMostOnce {
+                    let published = if publish.at_most_once {
                         tokio::select! {
                             () = stop.cancelled() => return Ok(()),
                             published = self.bus.publish(event) => published.map(|()| None),
@@ -101,7 +113,7 @@ impl BusStage {
                     None
                 }
             };
-            if publish.qos == QoS::AtMostOnce {
+            if publish.at_most_once {
                 continue;
             }
             let pending = PendingAck {
@@ -124,7 +136,7 @@ impl BusStage {
 /// is handled, or when the connection loop is gone.
 pub(crate) async fn ack_stage(
     mut acks: mpsc::Receiver<PendingAck>,
-    client: AsyncClient,
+    client: WireClient,
     mut link: watch::Receiver<Link>,
     queued: &Queued,
 ) {
@@ -148,5 +160,81 @@ pub(crate) async fn ack_stage(
             }
             queued.requested();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use atalaya_bus::Pattern;
+    use atalaya_bus::bus::BusBuilder;
+    use atalaya_bus::connector_metrics::ConnectorMetrics;
+
+    use super::*;
+    use crate::mqtt::config::MqttSubscription;
+
+    fn message(topic: &str, expires_in: Option<u32>) -> Received {
+        Received {
+            topic: topic.to_owned(),
+            payload: b"1".to_vec().into(),
+            at_most_once: true,
+            retain: false,
+            pkid: 0,
+            user_properties: Vec::new(),
+            expires_in,
+        }
+    }
+
+    /// An MQTT 5 message whose expiry interval ran out while it waited for the bus stage is
+    /// skipped and counted; one with time left, or without an expiry, becomes an event.
+    #[tokio::test(start_paused = true)]
+    async fn messages_that_expired_while_waiting_are_skipped_and_counted() {
+        let registry = prometheus::Registry::new();
+        let mut bus = BusBuilder::new(8, &registry).unwrap();
+        let mut consumer = bus.consumer("test");
+        let bus = bus.build();
+        let counters = ConnectorMetrics::register(&registry)
+            .unwrap()
+            .connection("mqtt", crate::mqtt::ERROR_STAGES);
+        let subscription = MqttSubscription {
+            pattern: Pattern::parse("a/+name").unwrap(),
+            qos: 0,
+        };
+        let stage = BusStage {
+            subscriptions: Subscriptions::new(&[subscription], "mqtt://b:1883".to_owned(), 64),
+            bus,
+            telemetry: MessageTelemetry::new("mqtt://b:1883".to_owned(), counters.clone()),
+            queued: Arc::new(Queued::default()),
+        };
+        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        let arrived = Instant::now();
+        for (topic, expires_in) in [("a/gone", Some(2)), ("a/left", Some(60)), ("a/plain", None)] {
+            inbound_tx
+                .send(Inbound {
+                    publish: message(topic, expires_in),
+                    connection: 1,
+                    arrived,
+                })
+                .unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(3)).await;
+        drop(inbound_tx);
+        let (acks, _acks_rx) = mpsc::channel(8);
+        stage
+            .run(inbound_rx, acks, &CancellationToken::new())
+            .await
+            .unwrap();
+        let mut subjects = Vec::new();
+        while let Some(received) = consumer.try_recv() {
+            subjects.push(received.subject.as_str().to_owned());
+        }
+        assert_eq!(subjects, ["a/left", "a/plain"]);
+        let expired = atalaya_test_kit::metrics::sample(
+            &registry,
+            "atalaya_connector_errors_total",
+            &[("connector", "mqtt"), ("stage", "expired")],
+        );
+        assert_eq!(expired, 1.0);
     }
 }

@@ -3,14 +3,19 @@
 use atalaya_bus::subject::SubjectError;
 use atalaya_bus::{Event, Pattern, Subject};
 use jiff::Timestamp;
-use rumqttc::{Publish, QoS, SubscribeFilter};
+use rumqttc::QoS;
 
 use super::config::MqttSubscription;
-use crate::payload::{PayloadError, decode_payload};
+use super::wire::{Filter, Received};
+use crate::payload::{PayloadError, decode_payload, metadata_labels};
 
 pub use atalaya_bus::event::{
     MQTT_EVENT_TYPE as EVENT_TYPE, MQTT_RETAINED_LABEL as RETAINED_LABEL,
 };
+
+/// Prefix of the labels made from MQTT 5 user properties: property `Room` becomes
+/// `property_room`.
+pub const PROPERTY_LABEL_PREFIX: &str = "property_";
 
 /// Why a message is not an event.
 #[derive(Debug)]
@@ -21,6 +26,8 @@ pub(crate) enum Skip {
     /// No subscription pattern matches (`>` needs a token; or a subscription left in the
     /// persistent session by an earlier configuration).
     Unmatched,
+    /// MQTT 5: its message expiry interval ran out while it waited inside atalaya.
+    Expired,
 }
 
 impl Skip {
@@ -30,6 +37,7 @@ impl Skip {
             Self::Topic(_) => Some("decode"),
             Self::Payload(e) => Some(e.stage()),
             Self::Unmatched => None,
+            Self::Expired => Some("expired"),
         }
     }
 }
@@ -40,6 +48,9 @@ impl std::fmt::Display for Skip {
             Self::Topic(e) => write!(f, "the topic is not a valid subject: {e}"),
             Self::Payload(e) => e.fmt(f),
             Self::Unmatched => f.write_str("no subscription pattern matches the topic"),
+            Self::Expired => {
+                f.write_str("its message expiry interval ran out while it waited for the bus")
+            }
         }
     }
 }
@@ -47,7 +58,7 @@ impl std::fmt::Display for Skip {
 /// The configured subscriptions, and how messages become events.
 pub(crate) struct Subscriptions {
     patterns: Vec<Pattern>,
-    filters: Vec<SubscribeFilter>,
+    filters: Vec<Filter>,
     /// `mqtt://host:port`, the source of every event.
     source: String,
     max_payload_bytes: usize,
@@ -63,7 +74,10 @@ impl Subscriptions {
             patterns: subscriptions.iter().map(|s| s.pattern.clone()).collect(),
             filters: subscriptions
                 .iter()
-                .map(|s| SubscribeFilter::new(mqtt_filter(&s.pattern), subscription_qos(s.qos)))
+                .map(|s| Filter {
+                    path: mqtt_filter(&s.pattern),
+                    qos: subscription_qos(s.qos),
+                })
                 .collect(),
             source,
             max_payload_bytes,
@@ -71,12 +85,12 @@ impl Subscriptions {
     }
 
     /// The filters to subscribe, in config order.
-    pub(crate) fn filters(&self) -> &[SubscribeFilter] {
+    pub(crate) fn filters(&self) -> &[Filter] {
         &self.filters
     }
 
     /// The event of `publish`, received `now`.
-    pub(crate) fn to_event(&self, publish: &Publish, now: Timestamp) -> Result<Event, Skip> {
+    pub(crate) fn to_event(&self, publish: &Received, now: Timestamp) -> Result<Event, Skip> {
         let subject = Subject::parse(&publish.topic).map_err(Skip::Topic)?;
         let captures = self
             .patterns
@@ -96,6 +110,16 @@ impl Subscriptions {
             event
                 .labels
                 .insert(RETAINED_LABEL.to_owned(), "true".to_owned());
+        }
+        if !publish.user_properties.is_empty() {
+            metadata_labels(
+                PROPERTY_LABEL_PREFIX,
+                publish
+                    .user_properties
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+                &mut event.labels,
+            );
         }
         Ok(event)
     }
@@ -142,10 +166,16 @@ mod tests {
         Subscriptions::new(&subs, "mqtt://broker:1883".to_owned(), 64)
     }
 
-    fn publish(topic: &str, payload: &[u8], retain: bool) -> Publish {
-        let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
-        p.retain = retain;
-        p
+    fn publish(topic: &str, payload: &[u8], retain: bool) -> Received {
+        Received {
+            topic: topic.to_owned(),
+            payload: payload.to_vec().into(),
+            at_most_once: false,
+            retain,
+            pkid: 1,
+            user_properties: Vec::new(),
+            expires_in: None,
+        }
     }
 
     #[test]
@@ -175,6 +205,24 @@ mod tests {
         assert_eq!(event.labels[RETAINED_LABEL], "true");
         let plain = subs.to_event(&publish("tele/x/temp", b"21.5", false), now);
         assert_eq!(plain.unwrap().labels.len(), 0);
+    }
+
+    #[test]
+    fn mqtt_5_user_properties_become_labels_after_captures() {
+        let subs = subscriptions(&["zigbee2mqtt/+device"]);
+        let mut message = publish("zigbee2mqtt/plug", b"1", false);
+        message.user_properties = vec![
+            ("Room".to_owned(), "kitchen".to_owned()),
+            ("device".to_owned(), "not the capture".to_owned()),
+            ("room".to_owned(), "second".to_owned()),
+            ("x-Y z".to_owned(), "1".to_owned()),
+        ];
+        let event = subs.to_event(&message, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(event.labels["device"], "plug");
+        assert_eq!(event.labels["property_room"], "kitchen", "the first wins");
+        assert_eq!(event.labels["property_device"], "not the capture");
+        assert_eq!(event.labels["property_x_y_z"], "1");
+        assert_eq!(event.labels.len(), 4);
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! start, and after the broker lost the session); the rule engine does not count a replay
 //! that repeats what a series last saw (docs/rules.md, "Retained MQTT messages").
 //!
+//! With `protocol: 5` (MQTT 5; the default is 3.1.1) each user property of a message becomes
+//! a label `property_<name>` (after the captures, as NATS headers become `header_<name>`); a
+//! message whose expiry interval runs out while it waits for the bus is skipped and counted
+//! (`errors{stage="expired"}`); and the persistent session is asked to outlive the
+//! connection by `session_expiry` (MQTT 5 ends it with the connection otherwise).
+//!
 //! A message that cannot be an event (topic not a valid subject, payload too large or not
 //! text) is counted (`errors{stage="decode"|"size"}`), logged at most once a minute per kind,
 //! and skipped — and still acknowledged, so it is not redelivered forever. Payloads are read
@@ -93,6 +99,7 @@
 //! - `options`: config validation and rumqttc options (TLS, credentials, last will).
 //! - `session`: whether the broker kept the persistent session (remembered in the store).
 //! - `telemetry`: log lines and metrics, written together.
+//! - `wire`: MQTT 3.1.1 and MQTT 5 (rumqttc's two clients) behind one face.
 
 pub mod config;
 mod delivery;
@@ -106,6 +113,7 @@ mod session;
 mod source;
 pub mod state_topics;
 mod telemetry;
+mod wire;
 
 use atalaya_bus::subject::SubjectError;
 
@@ -136,6 +144,7 @@ pub const ERROR_STAGES: &[&str] = &[
     "decode",
     "size",
     "overflow",
+    "expired",
     "publish",
 ];
 

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atalaya_bus::Subject;
-use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport, v5};
 
 use super::MqttError;
 use super::config::MqttConfig;
+use super::wire::{Protocol, WireClient, WireLoop, v5_qos};
 use crate::tls;
 
 /// Payload of the retained status message after connecting.
@@ -41,6 +42,60 @@ pub(crate) fn incoming_packet_limit(max_payload_bytes: usize) -> usize {
 /// `mqtt://host:port` (with or without TLS): the broker in log lines and the source of events.
 pub(crate) fn broker_uri(config: &MqttConfig) -> String {
     format!("mqtt://{}:{}", config.host, config.port)
+}
+
+/// The client and the event loop of `config`'s connection, in its MQTT version (nothing
+/// connects yet); every problem of `config` at once otherwise.
+pub(crate) fn connection(config: &MqttConfig) -> Result<(WireClient, WireLoop), MqttError> {
+    let options = mqtt_options(config)?;
+    let capacity = options.request_channel_capacity();
+    Ok(match config.protocol {
+        Protocol::V311 => {
+            let (client, eventloop) = rumqttc::AsyncClient::new(options, capacity);
+            (WireClient::V311(client), WireLoop::V311(eventloop))
+        }
+        Protocol::V5 => {
+            let options = mqtt5_options(config, &options);
+            let (client, eventloop) = v5::AsyncClient::new(options, capacity);
+            (WireClient::V5(client), WireLoop::V5(eventloop))
+        }
+    })
+}
+
+/// The MQTT 5 options of `config`, after the 3.1.1 ones (checked, TLS read): the same
+/// connection, plus the session expiry and flow control MQTT 5 negotiates.
+fn mqtt5_options(config: &MqttConfig, v311: &MqttOptions) -> v5::MqttOptions {
+    let mut options = v5::MqttOptions::new(&config.client_id, &config.host, config.port);
+    options
+        .set_keep_alive(config.keep_alive)
+        .set_clean_start(config.clean_session)
+        .set_manual_acks(true)
+        // What the broker may send before acknowledgements: MQTT 5's in-flight window.
+        .set_receive_maximum(Some(config.max_inflight))
+        .set_request_channel_capacity(v311.request_channel_capacity())
+        .set_max_packet_size(Some(
+            u32::try_from(incoming_packet_limit(config.max_payload_bytes)).unwrap_or(u32::MAX),
+        ))
+        .set_transport(v311.transport());
+    if !config.clean_session {
+        options.set_session_expiry_interval(Some(
+            u32::try_from(config.session_expiry.as_secs()).unwrap_or(u32::MAX),
+        ));
+    }
+    if let Some(username) = &config.username {
+        let password = config.password.as_ref().map(|s| s.expose()).unwrap_or("");
+        options.set_credentials(username, password);
+    }
+    if let Some(topic) = &config.status_topic {
+        options.set_last_will(v5::mqttbytes::v5::LastWill::new(
+            topic,
+            OFFLINE,
+            v5_qos(QoS::AtLeastOnce),
+            true,
+            None,
+        ));
+    }
+    options
 }
 
 /// Every problem of `config`, or the rumqttc options (TLS files are read here, so a missing
@@ -101,6 +156,15 @@ fn check(config: &MqttConfig) -> Vec<String> {
     }
     if config.max_inflight == 0 {
         problems.push("mqtt.max_inflight must be at least 1".to_owned());
+    }
+    if config.protocol == Protocol::V5
+        && !config.clean_session
+        && config.session_expiry < Duration::from_secs(1)
+    {
+        problems.push(
+            "mqtt.session_expiry must be at least 1s with a persistent session (MQTT 5 ends the session with the connection otherwise)"
+                .to_owned(),
+        );
     }
     if config.reconnect_min.is_zero() {
         problems.push("mqtt.reconnect_min must be more than 0".to_owned());

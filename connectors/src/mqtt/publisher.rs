@@ -2,15 +2,15 @@
 
 use atalaya_bus::Subject;
 use atalaya_bus::connector_metrics::ConnectorCounters;
-use rumqttc::{AsyncClient, QoS};
 
 use super::MqttError;
+use super::wire::WireClient;
 
 /// Publishes messages over the [`MqttConnector`](super::MqttConnector)'s connection. Cheap to
 /// clone.
 #[derive(Clone)]
 pub struct MqttPublisher {
-    client: AsyncClient,
+    client: WireClient,
     counters: ConnectorCounters,
     /// Larger payloads are refused before they are queued: rumqttc would otherwise break the
     /// connection over them, again after every reconnect.
@@ -19,7 +19,7 @@ pub struct MqttPublisher {
 
 impl MqttPublisher {
     pub(crate) fn new(
-        client: AsyncClient,
+        client: WireClient,
         counters: ConnectorCounters,
         max_payload_bytes: usize,
     ) -> Self {
@@ -65,7 +65,7 @@ impl MqttPublisher {
             });
         }
         self.client
-            .publish(topic.as_str(), QoS::AtLeastOnce, retain, payload)
+            .publish(topic.as_str(), retain, payload)
             .await
             .map_err(|_| MqttError::Stopped)
     }

@@ -10,10 +10,7 @@ use atalaya_bus::connector_metrics::ConnectorCounters;
 use atalaya_bus::readiness::ReadyHandle;
 use atalaya_bus::store::Store;
 use atalaya_bus::{Pattern, Subject};
-use rumqttc::{
-    AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, Request, Subscribe,
-    SubscribeFilter, SubscribeReasonCode,
-};
+use rumqttc::QoS;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +22,8 @@ use super::message::{Subscriptions, mqtt_filter};
 use super::options::{self, OFFLINE, ONLINE};
 use super::publisher::MqttPublisher;
 use super::session::SessionWatch;
-use super::telemetry::{ConnectionTelemetry, Failure, MessageTelemetry};
+use super::telemetry::{ConnectionTelemetry, MessageTelemetry};
+use super::wire::{Filter, Polled, Received, WireClient, WireLoop};
 use atalaya_bus::backoff::Backoff;
 
 /// At shutdown, how long events already on the bus may take to be done, so their messages
@@ -44,9 +42,9 @@ pub struct MqttConnector {
     /// `mqtt://host:port`, for log lines and event sources.
     broker: String,
     /// Queues acknowledgements and the goodbye; publishers hold clones.
-    client: AsyncClient,
+    client: WireClient,
     /// The connection itself; only the connection loop polls it.
-    eventloop: EventLoop,
+    eventloop: WireLoop,
     subscriptions: Subscriptions,
     status_topic: Option<String>,
     bus: Publisher,
@@ -88,9 +86,7 @@ impl MqttConnector {
         counters: ConnectorCounters,
         ready: Option<ReadyHandle>,
     ) -> Result<(Self, MqttPublisher), MqttError> {
-        let options = options::mqtt_options(&config)?;
-        let capacity = options.request_channel_capacity();
-        let (client, eventloop) = AsyncClient::new(options, capacity);
+        let (client, eventloop) = options::connection(&config)?;
         let broker = options::broker_uri(&config);
         let publisher =
             MqttPublisher::new(client.clone(), counters.clone(), config.max_payload_bytes);
@@ -173,28 +169,28 @@ impl MqttConnector {
 
         let telemetry =
             ConnectionTelemetry::new(broker.clone(), counters.clone(), ready, required_for_ready);
-        let connection =
-            Connection {
-                eventloop,
-                telemetry,
-                filters: subscriptions
-                    .filters()
-                    .iter()
-                    .cloned()
-                    .chain(taps.iter().map(|tap| {
-                        SubscribeFilter::new(mqtt_filter(&tap.pattern), QoS::AtMostOnce)
-                    }))
-                    .collect(),
-                taps,
-                status_topic: status_topic.clone(),
-                inbound: inbound_tx,
-                link: link_tx,
-                queued: Arc::clone(&queued),
-                max_queued: max_inflight,
-                backoff: Backoff::new(reconnect.0, reconnect.1),
-                packet_limit,
-                session,
-            };
+        let connection = Connection {
+            eventloop,
+            telemetry,
+            filters: subscriptions
+                .filters()
+                .iter()
+                .cloned()
+                .chain(taps.iter().map(|tap| Filter {
+                    path: mqtt_filter(&tap.pattern),
+                    qos: QoS::AtMostOnce,
+                }))
+                .collect(),
+            taps,
+            status_topic: status_topic.clone(),
+            inbound: inbound_tx,
+            link: link_tx,
+            queued: Arc::clone(&queued),
+            max_queued: max_inflight,
+            backoff: Backoff::new(reconnect.0, reconnect.1),
+            packet_limit,
+            session,
+        };
         let bus_stage = BusStage {
             subscriptions,
             bus,
@@ -223,9 +219,9 @@ impl MqttConnector {
             // The ack stage only ends once stopping. Best effort: when the request queue is
             // full, dropping the connection makes the broker publish the last will instead.
             if let Some(topic) = &status_topic {
-                let _ = client.try_publish(topic, QoS::AtLeastOnce, true, OFFLINE);
+                client.try_publish(topic, true, OFFLINE);
             }
-            let _ = client.try_disconnect();
+            client.try_disconnect();
             goodbye.cancel();
         };
         let ((), bus_stage, ()) = tokio::join!(connection.run(&stop, &goodbye), bus_stage, acks);
@@ -236,9 +232,9 @@ impl MqttConnector {
 /// The connection loop: polls rumqttc's event loop and never waits on anything else, so
 /// requests (acknowledgements, publishes) always move.
 struct Connection {
-    eventloop: EventLoop,
+    eventloop: WireLoop,
     telemetry: ConnectionTelemetry,
-    filters: Vec<SubscribeFilter>,
+    filters: Vec<Filter>,
     status_topic: Option<String>,
     inbound: mpsc::UnboundedSender<Inbound>,
     link: watch::Sender<Link>,
@@ -255,6 +251,7 @@ struct Connection {
 impl Connection {
     async fn run(mut self, stop: &CancellationToken, goodbye: &CancellationToken) {
         self.telemetry.starting();
+        let limit = self.packet_limit;
         let mut connected = false;
         let mut subscribed_once = false;
         // The number of the current (or last) connection, for the ack stage.
@@ -272,7 +269,7 @@ impl Connection {
             }
             let polled = match deadline {
                 Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
+                    match tokio::time::timeout_at(deadline, self.eventloop.poll(limit)).await {
                         Ok(polled) => polled,
                         Err(_) => break,
                     }
@@ -281,16 +278,16 @@ impl Connection {
                 // it wakes for the goodbye the ack stage queues.
                 None if connected => {
                     self.wait_for_room(stop).await;
-                    self.eventloop.poll().await
+                    self.eventloop.poll(limit).await
                 }
                 None => tokio::select! {
                     biased;
                     () = stop.cancelled() => break,
-                    polled = self.eventloop.poll() => polled,
+                    polled = self.eventloop.poll(limit) => polled,
                 },
             };
             match polled {
-                Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                Ok(Polled::ConnAck { session_present }) => {
                     connected = true;
                     // PUBACKs of the last connection were dropped with it.
                     self.queued.forget_unsent_acks();
@@ -299,34 +296,30 @@ impl Connection {
                     self.link.send_replace(Some(connection));
                     // Subscribe on the first connection (the config may have changed since
                     // the session was made) and whenever the broker forgot the session.
-                    let subscribe = !subscribed_once || !connack.session_present;
+                    let subscribe = !subscribed_once || !session_present;
                     self.queue_hello(subscribe);
                     subscribed_once = true;
-                    let lost = self.session.connected(connack.session_present);
-                    self.telemetry.connected(connack.session_present, lost);
+                    let lost = self.session.connected(session_present);
+                    self.telemetry.connected(session_present, lost);
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(Polled::Publish(publish)) => {
                     self.copy_to_taps(&publish);
                     self.hand_over(publish, connection);
                 }
-                Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                    for (code, filter) in suback.return_codes.iter().zip(&self.filters) {
-                        if *code == SubscribeReasonCode::Failure {
-                            self.telemetry.subscribe_failed(&filter.path);
-                        }
+                Ok(Polled::SubAck { refused }) => {
+                    for filter in refused.iter().filter_map(|i| self.filters.get(*i)) {
+                        self.telemetry.subscribe_failed(&filter.path);
                     }
                 }
                 // The broker closes the connection once it has read the DISCONNECT, and so
                 // everything before it: wait for that (the error below) rather than closing
                 // first, which could reset the connection with PUBACKs still unread.
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => {}
-                Ok(Event::Outgoing(Outgoing::PubAck(_))) => self.queued.ack_sent(),
-                Ok(_) => {}
-                Err(error) => {
+                Ok(Polled::DisconnectSent | Polled::Other) => {}
+                Ok(Polled::PubAckSent) => self.queued.ack_sent(),
+                Err(failure) => {
                     if stop.is_cancelled() {
                         break;
                     }
-                    let failure = Failure::of(&error, self.packet_limit);
                     let delay = self.backoff.next_delay();
                     if connected {
                         connected = false;
@@ -350,15 +343,10 @@ impl Connection {
     /// connection loop never waits on itself.
     fn queue_hello(&mut self, subscribe: bool) {
         if subscribe && !self.filters.is_empty() {
-            let request = Subscribe::new_many(self.filters.iter().cloned());
-            self.eventloop
-                .pending
-                .push_back(Request::Subscribe(request));
+            self.eventloop.queue_subscribe(&self.filters);
         }
         if let Some(topic) = &self.status_topic {
-            let mut online = Publish::new(topic, QoS::AtLeastOnce, ONLINE);
-            online.retain = true;
-            self.eventloop.pending.push_back(Request::Publish(online));
+            self.eventloop.queue_retained(topic, ONLINE);
         }
     }
 
@@ -384,7 +372,7 @@ impl Connection {
     }
 
     /// A copy of `publish` to every tap whose pattern matches its topic, without waiting.
-    fn copy_to_taps(&self, publish: &Publish) {
+    fn copy_to_taps(&self, publish: &Received) {
         if self.taps.is_empty() {
             return;
         }
@@ -403,8 +391,8 @@ impl Connection {
     /// Passes a message to the bus stage, without waiting. Only a QoS 0 message past twice
     /// `max_queued` is dropped: the loop stopped reading at `max_queued`, so that many more
     /// come in only while the bus has been stalled for seconds.
-    fn hand_over(&mut self, publish: Publish, connection: u64) {
-        if publish.qos == QoS::AtMostOnce && self.queued.len() >= 2 * self.max_queued {
+    fn hand_over(&mut self, publish: Received, connection: u64) {
+        if publish.at_most_once && self.queued.len() >= 2 * self.max_queued {
             self.telemetry.overflow(&publish.topic);
             return;
         }
@@ -414,6 +402,7 @@ impl Connection {
             .send(Inbound {
                 publish,
                 connection,
+                arrived: Instant::now(),
             })
             .is_err()
         {

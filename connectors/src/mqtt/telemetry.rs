@@ -78,14 +78,75 @@ impl Failure {
             }
             ConnectionError::MqttState(StateError::Deserialization(
                 rumqttc::Error::PayloadSizeLimitExceeded(len),
-            )) => Self::TooLarge(format!(
-                "a message of {len} bytes is over this connection's limit of {packet_limit}; \
-                 the broker offers it again after every reconnect: raise \
-                 mqtt.max_payload_bytes, or cap message sizes at the broker (mosquitto: \
-                 message_size_limit)"
-            )),
+            )) => Self::too_large(*len, packet_limit),
             other => Self::Protocol(other.to_string()),
         }
+    }
+
+    pub(crate) fn of_v5(error: &rumqttc::v5::ConnectionError, packet_limit: usize) -> Self {
+        use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as Code;
+        use rumqttc::v5::{ConnectionError as E, StateError as S};
+        match error {
+            E::ConnectionRefused(code) | E::MqttState(S::ConnFail { reason: code }) => {
+                Self::Refused(
+                    match code {
+                        Code::BadUserNamePassword => refusal(ConnectReturnCode::BadUserNamePassword),
+                        Code::NotAuthorized => refusal(ConnectReturnCode::NotAuthorized),
+                        Code::ClientIdentifierNotValid | Code::BadClientId => {
+                            refusal(ConnectReturnCode::BadClientId)
+                        }
+                        Code::ServerUnavailable | Code::ServerBusy => {
+                            refusal(ConnectReturnCode::ServiceUnavailable)
+                        }
+                        Code::UnsupportedProtocolVersion | Code::RefusedProtocolVersion => {
+                            "the broker refused MQTT 5 (enable it on the broker, or use mqtt.protocol: 3.1.1)"
+                        }
+                        _ => return Self::Refused(format!("the broker refused the connection: {code:?}")),
+                    }
+                    .to_owned(),
+                )
+            }
+            E::Tls(e) => Self::Tls(format!(
+                "TLS handshake failed: {e} (check mqtt.tls.ca_file, the client certificate if \
+                 the broker requires one, and that the broker's certificate names mqtt.host)"
+            )),
+            E::Io(e) | E::MqttState(S::Io(e)) => {
+                Self::Network(format!("cannot reach the broker: {e}"))
+            }
+            E::Timeout(_) => Self::Network("the broker did not answer in time".to_owned()),
+            E::MqttState(S::ConnectionAborted) => {
+                Self::Network("the broker closed the connection".to_owned())
+            }
+            E::MqttState(S::AwaitPingResp) => {
+                Self::Network("the broker stopped answering keep-alive pings".to_owned())
+            }
+            E::MqttState(S::ServerDisconnect {
+                reason_code,
+                reason_string,
+            }) => Self::Network(format!(
+                "the broker disconnected: {reason_code:?}{}",
+                reason_string
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            )),
+            E::MqttState(S::IncomingPacketTooLarge { pkt_size, .. })
+            | E::MqttState(S::Deserialization(
+                rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded {
+                    pkt_size, ..
+                },
+            )) => Self::too_large(*pkt_size, packet_limit),
+            other => Self::Protocol(other.to_string()),
+        }
+    }
+
+    fn too_large(len: usize, packet_limit: usize) -> Self {
+        Self::TooLarge(format!(
+            "a message of {len} bytes is over this connection's limit of {packet_limit}; \
+             the broker offers it again after every reconnect: raise \
+             mqtt.max_payload_bytes, or cap message sizes at the broker (mosquitto: \
+             message_size_limit)"
+        ))
     }
 
     fn text(&self) -> &str {

@@ -3,14 +3,13 @@
 //! pattern's captures and from the message's headers.
 
 use async_nats::HeaderMap;
-use atalaya_bus::event::{MAX_LABEL_VALUE_BYTES, MAX_LABELS, is_valid_label_name};
 use atalaya_bus::{Event, Labels, Pattern, Subject};
 
 use atalaya_bus::bus::Publisher;
 use atalaya_bus::connector_metrics::ConnectorCounters;
 
 use super::internal_events::{LogThrottle, MessageNotMatching, MessageSkipped};
-use crate::payload::decode_payload;
+use crate::payload::{decode_payload, metadata_labels};
 
 /// The `type` of every event from NATS.
 pub const EVENT_TYPE: &str = "atalaya.nats.message";
@@ -68,45 +67,15 @@ impl EventRecipe {
     }
 }
 
-/// Adds one label per header (its first value), in name order, as long as the label rules
-/// allow: a header whose label would be invalid, too long, or beyond [`MAX_LABELS`] is left
-/// out, and a capture of the same name wins.
+/// One label per header (its first value), as [`metadata_labels`] makes them.
 fn add_header_labels(headers: &HeaderMap, labels: &mut Labels) {
-    let mut entries: Vec<(String, &str)> = headers
-        .iter()
-        .filter_map(|(name, values)| {
-            let value = values.first()?;
-            Some((header_label_name(name.as_ref()), value.as_str()))
-        })
-        .collect();
-    entries.sort_unstable();
-    for (name, value) in entries {
-        if labels.len() >= MAX_LABELS {
-            break;
-        }
-        if !is_valid_label_name(&name)
-            || value.len() > MAX_LABEL_VALUE_BYTES
-            || labels.contains_key(&name)
-        {
-            continue;
-        }
-        labels.insert(name, value.to_owned());
-    }
-}
-
-/// `header_` then the header name in lower case, every character other than an ASCII letter
-/// or digit written as `_`.
-pub(crate) fn header_label_name(header: &str) -> String {
-    let mut name = String::with_capacity(HEADER_LABEL_PREFIX.len() + header.len());
-    name.push_str(HEADER_LABEL_PREFIX);
-    name.extend(header.chars().map(|c| {
-        if c.is_ascii_alphanumeric() {
-            c.to_ascii_lowercase()
-        } else {
-            '_'
-        }
-    }));
-    name
+    metadata_labels(
+        HEADER_LABEL_PREFIX,
+        headers
+            .iter()
+            .filter_map(|(name, values)| Some((name.as_ref(), values.first()?.as_str()))),
+        labels,
+    );
 }
 
 /// What every task of one connector shares.
@@ -153,6 +122,7 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
+    use atalaya_bus::event::{MAX_LABEL_VALUE_BYTES, MAX_LABELS};
     use serde_json::json;
 
     use super::*;
@@ -212,7 +182,10 @@ mod tests {
         assert_eq!(labels.len(), MAX_LABELS);
         assert!(!labels.contains_key("header_a_long"));
         assert!(labels.contains_key("header_h000"));
-        assert_eq!(header_label_name("Nats-Msg-Id"), "header_nats_msg_id");
+        assert_eq!(
+            crate::payload::metadata_label_name(HEADER_LABEL_PREFIX, "Nats-Msg-Id"),
+            "header_nats_msg_id"
+        );
     }
 
     proptest::proptest! {

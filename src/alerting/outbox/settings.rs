@@ -64,12 +64,12 @@ impl OutboxSettings {
 }
 
 /// A duration written with units, as everywhere in the configuration: `500ms`, `5s`, `2m`,
-/// `1h30m`, `24h`.
+/// `1h30m`, `24h`, `7d`.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
-    let parsed: jiff::SignedDuration = text.parse().map_err(|_| {
+    let parsed = atalaya_rules::model::parse_duration(&text).ok_or_else(|| {
         serde::de::Error::custom(format!(
-            "`{text}` is not a duration; write it like `500ms`, `5s`, `2m` or `1h30m`"
+            "`{text}` is not a duration; write it like `500ms`, `5s`, `2m`, `1h30m` or `7d`"
         ))
     })?;
     Duration::try_from(parsed).map_err(|_| {

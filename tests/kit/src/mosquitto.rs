@@ -178,6 +178,30 @@ impl Mosquitto {
         );
     }
 
+    /// Publishes at QoS 1 over MQTT 5 with user properties; panics if it fails.
+    pub fn publish_v5(&self, topic: &str, payload: &str, user_properties: &[(&str, &str)]) {
+        let mut command = Command::new("mosquitto_pub");
+        command
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-V",
+                "mqttv5",
+            ])
+            .args(["-t", topic, "-m", payload, "-q", "1"]);
+        for (name, value) in user_properties {
+            command.args(["-D", "publish", "user-property", name, value]);
+        }
+        let published = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(published, "mosquitto_pub -V mqttv5 failed");
+    }
+
     /// Publishes a retained message (the broker keeps it and replays it to every new
     /// subscription); panics if it fails.
     pub fn publish_retained(&self, topic: &str, payload: &str) {
