@@ -182,7 +182,10 @@ async fn home_assistant_discovery_shows_each_rule_and_removes_gone_ones() {
     let configs = broker.subscribed(config_topic, 3).await;
     let rules = RULES.replace("name: doorbell", "name: Door-Bell");
     let atalaya = Atalaya::start_with(Options {
-        config: mqtt_config(&broker, "  homeassistant:\n    discovery: true\n"),
+        config: mqtt_config(
+            &broker,
+            "  homeassistant:\n    discovery: true\n    silence_buttons: true\n",
+        ),
         rules: vec![("home.yaml", rules)],
         ..Options::default()
     })
@@ -201,7 +204,13 @@ async fn home_assistant_discovery_shows_each_rule_and_removes_gone_ones() {
     entities.sort();
     assert_eq!(
         entities,
-        ["firing_alerts", "rule_door_bell", "rule_water_leak"]
+        [
+            "firing_alerts",
+            "rule_door_bell",
+            "rule_water_leak",
+            "silence_door_bell",
+            "silence_water_leak"
+        ]
     );
     let leak = &clean["cmps"]["rule_water_leak"];
     assert_eq!(
@@ -231,6 +240,25 @@ async fn home_assistant_discovery_shows_each_rule_and_removes_gone_ones() {
     assert_eq!(attributes["summary"], "Water at leak_kitchen");
     assert_eq!(attributes["silenced"], false);
     assert_eq!(attributes["alerts"][0]["labels"]["device"], "leak_kitchen");
+
+    // The silence button: pressed in Home Assistant, the rule's alerts are silenced.
+    let button = &clean["cmps"]["silence_water_leak"];
+    broker.publish(button["command_topic"].as_str().unwrap(), "PRESS", 1);
+    let retained = retained_until(&broker, "atalaya/ha/#", "the leak silenced", |r| {
+        r.get("atalaya/ha/rule/water_leak/attributes")
+            .is_some_and(|a| a["silenced"] == true)
+    })
+    .await;
+    assert_eq!(
+        retained["atalaya/ha/rule/water_leak/state"], "ON",
+        "still firing"
+    );
+    let silences = atalaya.get_json("/api/v2/silences").await;
+    assert_eq!(silences[0]["createdBy"], "Home Assistant", "{silences:#}");
+    assert_eq!(
+        silences[0]["matchers"][0]["value"], "water_leak",
+        "{silences:#}"
+    );
 
     // Home Assistant restarts and announces itself: the config comes again (after the
     // retained copy every new subscriber gets).

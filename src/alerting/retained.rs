@@ -2,16 +2,16 @@
 //! service: [`RouterAlerts`] answers its snapshots from the router and the rules loaded, and
 //! [`state_topic_settings`] reads the state topic prefixes of a routing policy.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use atalaya_bus::delivery::notification::Status;
 use atalaya_connectors::mqtt::MqttPublishConfig;
-use atalaya_connectors::mqtt::keeper::{AlertSnapshot, AlertSource, HeldAlert};
+use atalaya_connectors::mqtt::keeper::{AlertSnapshot, AlertSource, HeldAlert, SourceFuture};
 use atalaya_connectors::mqtt::state_topics::StateTopicSettings;
 use atalaya_rules::routing::config::RoutingPolicy;
-use jiff::SignedDuration;
+use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceMatcher};
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::routing::RouterCommand;
@@ -23,7 +23,7 @@ pub struct RouterAlerts {
 }
 
 impl AlertSource for RouterAlerts {
-    fn snapshot(&self) -> Pin<Box<dyn Future<Output = Option<AlertSnapshot>> + Send + '_>> {
+    fn snapshot(&self) -> SourceFuture<'_, Option<AlertSnapshot>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
             self.router
@@ -47,6 +47,41 @@ impl AlertSource for RouterAlerts {
                 rules: self.rules.borrow().to_vec(),
                 alerts,
             })
+        })
+    }
+
+    fn silence_rule<'a>(
+        &'a self,
+        rule: &'a str,
+        duration: Duration,
+        created_by: &'a str,
+    ) -> SourceFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let ends_at = SignedDuration::try_from(duration)
+                .ok()
+                .and_then(|d| now.checked_add(d).ok())
+                .ok_or("that duration is too long")?;
+            let silence = Silence {
+                id: uuid::Uuid::now_v7().to_string(),
+                matchers: vec![SilenceMatcher::equal("alertname", rule)],
+                starts_at: now,
+                ends_at,
+                created_by: created_by.to_owned(),
+                comment: "from Home Assistant".to_owned(),
+                updated_at: now,
+            };
+            let id = silence.id.clone();
+            let (reply, answer) = oneshot::channel();
+            self.router
+                .send(RouterCommand::AddSilence(silence, MuteAll::Refuse, reply))
+                .await
+                .map_err(|_| "atalaya is shutting down".to_owned())?;
+            answer
+                .await
+                .map_err(|_| "atalaya is shutting down".to_owned())?
+                .map_err(|e| e.to_string())?;
+            Ok(id)
         })
     }
 }

@@ -136,6 +136,9 @@ fn read_discovery(
     if let Some(v) = h.get(ctx, "state_prefix", string) {
         d.state_prefix = v;
     }
+    if let Some(v) = h.get(ctx, "silence_buttons", boolean) {
+        d.silence_buttons = v;
+    }
     for (key, problem) in d.problems() {
         ctx.error(&h.full(key), None, Anchor::Value, problem);
     }

@@ -1,6 +1,9 @@
 //! Home Assistant MQTT discovery: atalaya as one device, with a `binary_sensor` (device class
 //! `problem`) per rule and a sensor counting firing alerts.
 //!
+//! With `silence_buttons`, each rule also has a `button` that silences its alerts (matcher
+//! `alertname=<rule>`) for an hour, created by `Home Assistant`.
+//!
 //! Device-based discovery: one retained config at
 //! `<discovery_prefix>/device/<device_id>/config` holding the device (`dev`), the origin
 //! (`o`) and every entity (`cmps`), each with a `unique_id` and a `default_entity_id`
@@ -41,6 +44,9 @@ pub struct DiscoveryConfig {
     pub device_name: String,
     /// Where entity states are retained. Default `atalaya/ha`.
     pub state_prefix: String,
+    /// A button per rule that silences its alerts for an hour. Default false: whoever may
+    /// publish to the broker could silence alerts with it.
+    pub silence_buttons: bool,
 }
 
 impl DiscoveryConfig {
@@ -52,6 +58,7 @@ impl DiscoveryConfig {
             device_id,
             device_name: "atalaya".to_owned(),
             state_prefix: "atalaya/ha".to_owned(),
+            silence_buttons: false,
         }
     }
 
@@ -89,6 +96,11 @@ impl DiscoveryConfig {
     /// Home Assistant's birth and last will: `<discovery_prefix>/status`.
     pub fn birth_topic(&self) -> String {
         format!("{}/status", self.discovery_prefix)
+    }
+
+    /// Where the silence buttons publish: `<state_prefix>/rule/<rule>/silence`.
+    pub fn silence_pattern(&self) -> String {
+        format!("{}/rule/+rule/silence", self.state_prefix)
     }
 }
 
@@ -129,6 +141,8 @@ pub struct Discovery {
     states: HashMap<String, Vec<u8>>,
     /// Rule names already logged as making no entity.
     warned: BTreeSet<String>,
+    /// `(slug, name)` of the rules last published.
+    rules: Vec<(String, String)>,
 }
 
 impl Discovery {
@@ -141,6 +155,7 @@ impl Discovery {
             seen: BTreeMap::new(),
             states: HashMap::new(),
             warned: BTreeSet::new(),
+            rules: Vec::new(),
         }
     }
 
@@ -187,9 +202,16 @@ impl Discovery {
     pub fn publish(&mut self, snapshot: &AlertSnapshot) -> Vec<Retain> {
         let rules = self.entities(&snapshot.rules);
         let mut out = Vec::new();
+        let buttons = self.config.silence_buttons;
         let components: BTreeMap<String, String> = rules
             .iter()
             .map(|(slug, _)| (format!("rule_{slug}"), "binary_sensor".to_owned()))
+            .chain(
+                rules
+                    .iter()
+                    .filter(|_| buttons)
+                    .map(|(slug, _)| (format!("silence_{slug}"), "button".to_owned())),
+            )
             .chain([(FIRING_COMPONENT.to_owned(), "sensor".to_owned())])
             .collect();
         let gone: BTreeMap<String, String> = self
@@ -254,7 +276,23 @@ impl Discovery {
             format!("{}/firing", self.config.state_prefix),
             firing.to_string().into_bytes(),
         );
+        self.rules = rules;
         out
+    }
+
+    /// The rule whose silence button was pressed, if `topic` is one (and buttons are on).
+    pub fn pressed(&self, topic: &str) -> Option<&str> {
+        if !self.config.silence_buttons {
+            return None;
+        }
+        let slug = topic
+            .strip_prefix(&self.config.state_prefix)?
+            .strip_prefix("/rule/")?
+            .strip_suffix("/silence")?;
+        self.rules
+            .iter()
+            .find(|(s, _)| s == slug)
+            .map(|(_, name)| name.as_str())
     }
 
     /// `(slug, name)` of every rule that makes an entity, in order, once each.
@@ -296,6 +334,20 @@ impl Discovery {
                     "payload_on": "ON",
                     "payload_off": "OFF",
                     "json_attributes_topic": format!("{base}/attributes"),
+                }),
+            );
+        }
+        for (slug, name) in rules.iter().filter(|_| self.config.silence_buttons) {
+            cmps.insert(
+                format!("silence_{slug}"),
+                json!({
+                    "p": "button",
+                    "name": format!("Silence {name} for 1 h"),
+                    "unique_id": format!("{device}_silence_{slug}"),
+                    "default_entity_id": format!("button.{device}_silence_{slug}"),
+                    "command_topic": format!("{}/rule/{slug}/silence", self.config.state_prefix),
+                    "payload_press": "PRESS",
+                    "icon": "mdi:bell-off",
                 }),
             );
         }
@@ -497,6 +549,31 @@ mod tests {
             json!({"p": "binary_sensor"})
         );
         assert_eq!(json_of(&out[1])["cmps"].as_object().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn silence_buttons_when_asked() {
+        let mut d = discovery();
+        let out = d.publish(&snapshot(&["node-lost"], &[]));
+        assert!(json_of(&out[0])["cmps"].get("silence_node_lost").is_none());
+        assert_eq!(
+            d.pressed("atalaya/ha/rule/node_lost/silence"),
+            None,
+            "off by default"
+        );
+        let mut config = DiscoveryConfig::new("atalaya");
+        config.silence_buttons = true;
+        let mut d = Discovery::new(config, None, "1");
+        let out = d.publish(&snapshot(&["node-lost"], &[]));
+        let button = &json_of(&out[0])["cmps"]["silence_node_lost"];
+        assert_eq!(button["p"], "button");
+        assert_eq!(button["command_topic"], "atalaya/ha/rule/node_lost/silence");
+        assert_eq!(
+            d.pressed("atalaya/ha/rule/node_lost/silence"),
+            Some("node-lost")
+        );
+        assert_eq!(d.pressed("atalaya/ha/rule/other/silence"), None);
+        assert_eq!(d.pressed("atalaya/ha/rule/node_lost/state"), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use atalaya_bus::{Labels, Pattern};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::discovery::{Discovery, DiscoveryConfig};
 use super::source::Tapped;
@@ -56,11 +56,27 @@ pub struct AlertSnapshot {
     pub alerts: Vec<HeldAlert>,
 }
 
-/// Where the keeper learns what atalaya holds (the service's router and rules).
+/// A future of the keeper's source.
+pub type SourceFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the keeper learns what atalaya holds (the service's router and rules), and acts on
+/// it.
 pub trait AlertSource: Send + Sync {
     /// `None` when atalaya is shutting down.
-    fn snapshot(&self) -> Pin<Box<dyn Future<Output = Option<AlertSnapshot>> + Send + '_>>;
+    fn snapshot(&self) -> SourceFuture<'_, Option<AlertSnapshot>>;
+
+    /// Silences the alerts of `rule` for `duration`, made by `created_by`: the silence's id,
+    /// or why not.
+    fn silence_rule<'a>(
+        &'a self,
+        rule: &'a str,
+        duration: Duration,
+        created_by: &'a str,
+    ) -> SourceFuture<'a, Result<String, String>>;
 }
+
+/// How long a silence button silences.
+pub const SILENCE_BUTTON_FOR: Duration = Duration::from_secs(3600);
 
 /// What to keep: the state topic prefixes of the routing policy, and discovery if enabled.
 #[derive(Debug, Clone, Default)]
@@ -100,9 +116,11 @@ impl MqttKeeper {
         let mut patterns = state_topics.patterns();
         if let Some(d) = &discovery {
             let config = d.config();
+            let buttons = config.silence_buttons.then(|| config.silence_pattern());
             patterns.extend(
                 [config.config_topic(), config.birth_topic()]
                     .iter()
+                    .chain(buttons.as_ref())
                     .filter_map(|topic| Pattern::parse(topic).ok()),
             );
         }
@@ -146,6 +164,10 @@ impl MqttKeeper {
                     }
                     if self.tapped(&tapped) {
                         // Home Assistant came online: tell it everything now.
+                        next_check = tokio::time::Instant::now();
+                    }
+                    if self.press(&tapped).await {
+                        // Show the silence soon.
                         next_check = tokio::time::Instant::now();
                     }
                 }
@@ -200,6 +222,30 @@ impl MqttKeeper {
                 }
             }
         }
+    }
+
+    /// A silence button pressed (never a retained copy: it would silence at every start);
+    /// whether one was.
+    async fn press(&self, tapped: &Tapped) -> bool {
+        let Some(rule) = self
+            .discovery
+            .as_ref()
+            .filter(|_| !tapped.retained)
+            .and_then(|d| d.pressed(&tapped.topic))
+        else {
+            return false;
+        };
+        match self
+            .source
+            .silence_rule(rule, SILENCE_BUTTON_FOR, "Home Assistant")
+            .await
+        {
+            Ok(id) => info!(%rule, silence = %id, "Silenced a rule from Home Assistant."),
+            Err(error) => {
+                warn!(%rule, %error, "Cannot silence a rule from Home Assistant.");
+            }
+        }
+        true
     }
 
     /// Whether it was Home Assistant's birth.

@@ -1,6 +1,6 @@
 //! A checker of Home Assistant MQTT device-based discovery payloads, after Home Assistant's
 //! documented schema (home-assistant.io, "MQTT — Discovery": device discovery payload; the
-//! `binary_sensor` and `sensor` MQTT platforms): every key known, every required key present,
+//! `binary_sensor`, `sensor` and `button` MQTT platforms): every key known, every required key present,
 //! ids well formed. A payload it accepts is one Home Assistant would take; the abbreviations
 //! Home Assistant also accepts are refused here, since atalaya writes full keys.
 
@@ -60,6 +60,7 @@ const ENTITY_KEYS: &[&str] = &[
     "qos",
 ];
 const BINARY_SENSOR_KEYS: &[&str] = &["payload_on", "payload_off", "off_delay"];
+const BUTTON_KEYS: &[&str] = &["command_topic", "payload_press", "retain"];
 const SENSOR_KEYS: &[&str] = &[
     "state_class",
     "unit_of_measurement",
@@ -175,6 +176,7 @@ pub fn problems(topic: &str, payload: &Value) -> Vec<String> {
         let extra: &[&str] = match platform {
             "binary_sensor" => BINARY_SENSOR_KEYS,
             "sensor" => SENSOR_KEYS,
+            "button" => BUTTON_KEYS,
             other => {
                 problem(format!("{at}: platform `{other}` is not checked here"));
                 continue;
@@ -205,9 +207,15 @@ pub fn problems(topic: &str, payload: &Value) -> Vec<String> {
                 ));
             }
         }
-        match c.get("state_topic").or_else(|| payload.get("state_topic")) {
-            Some(t) => check_topic(&format!("{at}.state_topic"), t, &mut problem),
-            None => problem(format!("{at}.state_topic is required")),
+        // A button is written to, every other platform here is read from.
+        let required = if platform == "button" {
+            "command_topic"
+        } else {
+            "state_topic"
+        };
+        match c.get(required).or_else(|| payload.get(required)) {
+            Some(t) => check_topic(&format!("{at}.{required}"), t, &mut problem),
+            None => problem(format!("{at}.{required} is required")),
         }
         if let Some(t) = c.get("json_attributes_topic") {
             check_topic(&format!("{at}.json_attributes_topic"), t, &mut problem);
