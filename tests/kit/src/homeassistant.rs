@@ -252,6 +252,17 @@ impl FakeHomeAssistant {
         });
     }
 
+    /// Sends a text frame holding `text` (garbage, a huge message) to every logged-in
+    /// connection.
+    pub fn send_text(&self, text: &str) {
+        self.send_frame(Message::text(text.to_owned()));
+    }
+
+    /// Sends a binary frame to every logged-in connection (the API has none).
+    pub fn send_binary(&self, bytes: &[u8]) {
+        self.send_frame(Message::binary(bytes.to_vec()));
+    }
+
     /// Drops every connection without a closing handshake.
     pub fn drop_connections(&self) {
         self.with(|inner| {
