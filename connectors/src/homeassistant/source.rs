@@ -16,7 +16,7 @@ use super::config::HomeAssistantConfig;
 use super::connection::{self, End, Link};
 use super::registry::Registries;
 use super::telemetry::{Failure, Telemetry};
-use crate::tls::{TlsConfig, client_config};
+use crate::tls::client_config;
 
 /// The Home Assistant source: state changes of its entities as events on the bus.
 pub struct HomeAssistantConnector {
@@ -59,7 +59,7 @@ impl HomeAssistantConnector {
         ready: Option<ReadyHandle>,
     ) -> Result<Self, HomeAssistantError> {
         let tls = if config.endpoint.tls {
-            let settings = config.tls.clone().unwrap_or_else(TlsConfig::default);
+            let settings = config.tls.clone().unwrap_or_default();
             Some(Arc::new(client_config(&settings)?))
         } else {
             None

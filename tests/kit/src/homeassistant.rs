@@ -315,6 +315,10 @@ fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 
 /// One connection: login, then commands and controls until either side ends it.
 async fn serve(stream: TcpStream, number: usize, inner: Arc<Mutex<Inner>>, changed: Arc<Notify>) {
+    #[allow(
+        clippy::result_large_err,
+        reason = "the callback's type is tungstenite's, ErrorResponse included"
+    )]
     let only_the_api = |request: &Request, response: Response| {
         if request.uri().path() == "/api/websocket" {
             Ok(response)
@@ -430,9 +434,7 @@ fn answer(command: &Value, id: u64, number: usize, inner: &Mutex<Inner>) -> Opti
     match command["type"].as_str().unwrap_or("") {
         "subscribe_events" => {
             let event_type = command["event_type"].as_str().unwrap_or("*").to_owned();
-            let Some((_, client)) = i.clients.iter_mut().find(|(n, _)| *n == number) else {
-                return None;
-            };
+            let (_, client) = i.clients.iter_mut().find(|(n, _)| *n == number)?;
             if event_type == "state_changed" {
                 client.states = Some(id);
                 i.seen.state_subscriptions += 1;
