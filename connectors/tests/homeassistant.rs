@@ -346,3 +346,40 @@ async fn without_admin_rights_events_go_without_registry_labels() {
     assert_eq!(source.errors("registry"), 3.0);
     source.stop().await;
 }
+
+#[tokio::test]
+async fn wss_with_a_private_ca() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = atalaya_test_kit::make_certs(dir.path());
+    let ha = FakeHomeAssistant::start_tls(TOKEN, &certs.server_cert, &certs.server_key).await;
+    assert!(ha.url.starts_with("wss://"));
+
+    // A CA that did not sign the server's certificate: refused, counted, retried.
+    let mut untrusted = config(&ha, TOKEN);
+    untrusted.tls = Some(atalaya_connectors::tls::TlsConfig {
+        ca_file: Some(certs.other_ca.clone()),
+        ..Default::default()
+    });
+    let source = Source::start(untrusted, 64);
+    source
+        .wait_for("refused TLS handshakes counted", |s| {
+            s.errors("connect") >= 2.0
+        })
+        .await;
+    assert_eq!(ha.seen().logins, 0);
+    source.stop().await;
+
+    let mut trusted = config(&ha, TOKEN);
+    trusted.tls = Some(atalaya_connectors::tls::TlsConfig {
+        ca_file: Some(certs.ca.clone()),
+        ..Default::default()
+    });
+    let mut source = Source::start(trusted, 64);
+    subscribed(&ha, 1).await;
+    ha.push_state("sensor.freezer_temperature", None, Some("-20"), json!({}));
+    let event = source.next().await;
+    assert_eq!(event.data["state"], json!(-20));
+    assert!(event.source.starts_with("homeassistant://127.0.0.1:"));
+    source.stop().await;
+}

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_tungstenite::tungstenite::Message;
@@ -81,9 +82,9 @@ struct Inner {
 
 /// The stand-in. Stops (and drops every connection) when dropped.
 pub struct FakeHomeAssistant {
-    /// `ws://127.0.0.1:PORT/api/websocket`.
+    /// `ws://127.0.0.1:PORT/api/websocket` (`wss://` over TLS).
     pub url: String,
-    /// `http://127.0.0.1:PORT`: Home Assistant's web address.
+    /// `http://127.0.0.1:PORT` (`https://`): Home Assistant's web address.
     pub web_url: String,
     inner: Arc<Mutex<Inner>>,
     changed: Arc<Notify>,
@@ -99,6 +100,17 @@ impl Drop for FakeHomeAssistant {
 impl FakeHomeAssistant {
     /// Starts on a free loopback port, accepting `token`, with [`Self::default_registries`].
     pub async fn start(token: &str) -> Self {
+        Self::start_with(token, None).await
+    }
+
+    /// As [`Self::start`], over TLS (`wss://`, `https://`) with this PEM certificate chain
+    /// and key (see [`crate::make_certs`]).
+    pub async fn start_tls(token: &str, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        Self::start_with(token, Some(tls_acceptor(cert, key))).await
+    }
+
+    async fn start_with(token: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let scheme = if tls.is_some() { "s" } else { "" };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
         let (entities, devices, areas) = Self::default_registries();
@@ -114,10 +126,15 @@ impl FakeHomeAssistant {
             clients: Vec::new(),
         }));
         let changed = Arc::new(Notify::new());
-        let task = tokio::spawn(accept(listener, Arc::clone(&inner), Arc::clone(&changed)));
+        let task = tokio::spawn(accept(
+            listener,
+            tls,
+            Arc::clone(&inner),
+            Arc::clone(&changed),
+        ));
         Self {
-            url: format!("ws://127.0.0.1:{port}/api/websocket"),
-            web_url: format!("http://127.0.0.1:{port}"),
+            url: format!("ws{scheme}://127.0.0.1:{port}/api/websocket"),
+            web_url: format!("http{scheme}://127.0.0.1:{port}"),
             inner,
             changed,
             task,
@@ -290,7 +307,12 @@ impl FakeHomeAssistant {
     }
 }
 
-async fn accept(listener: TcpListener, inner: Arc<Mutex<Inner>>, changed: Arc<Notify>) {
+async fn accept(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    inner: Arc<Mutex<Inner>>,
+    changed: Arc<Notify>,
+) {
     // Owned here: aborting this task (the stand-in dropped) drops every connection.
     let mut connections = JoinSet::new();
     let mut number = 0;
@@ -299,14 +321,38 @@ async fn accept(listener: TcpListener, inner: Arc<Mutex<Inner>>, changed: Arc<No
             continue;
         };
         number += 1;
-        connections.spawn(serve(
-            stream,
-            number,
-            Arc::clone(&inner),
-            Arc::clone(&changed),
-        ));
+        let (inner, changed, tls) = (Arc::clone(&inner), Arc::clone(&changed), tls.clone());
+        connections.spawn(async move {
+            match tls {
+                None => serve(stream, number, inner, changed).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(stream, number, inner, changed).await;
+                    }
+                }
+            }
+        });
         while connections.try_join_next().is_some() {}
     }
+}
+
+/// A TLS acceptor for the PEM certificate chain and key, with ring.
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read a PEM file");
+    let chain = rustls_pemfile::certs(&mut read(cert).as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificates");
+    let key = rustls_pemfile::private_key(&mut read(key).as_slice())
+        .expect("a key")
+        .expect("a key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("a certificate and its key");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -314,7 +360,12 @@ fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 }
 
 /// One connection: login, then commands and controls until either side ends it.
-async fn serve(stream: TcpStream, number: usize, inner: Arc<Mutex<Inner>>, changed: Arc<Notify>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    number: usize,
+    inner: Arc<Mutex<Inner>>,
+    changed: Arc<Notify>,
+) {
     #[allow(
         clippy::result_large_err,
         reason = "the callback's type is tungstenite's, ErrorResponse included"
