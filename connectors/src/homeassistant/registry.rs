@@ -164,6 +164,7 @@ impl Registries {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
@@ -233,5 +234,48 @@ mod tests {
         assert_eq!(labels(&r, "sensor.freezer_temperature")[0].1, "Kitchen");
         assert_eq!(r.replace(RegistryKind::Area, json!([])).unwrap(), 0);
         assert_eq!(labels(&r, "sensor.freezer_temperature")[0].1, "kitchen");
+    }
+
+    /// Any JSON: a string, a number, an object with the registries' keys, lists of them.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            // Few distinct ids, so entities, devices and areas refer to each other.
+            "[ab]{1,2}".prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 48, 6, |inner| {
+            let key = prop_oneof![
+                Just("entity_id".to_owned()),
+                Just("device_id".to_owned()),
+                Just("area_id".to_owned()),
+                Just("id".to_owned()),
+                Just("name".to_owned()),
+                Just("name_by_user".to_owned()),
+                "[a-z]{1,4}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever a registry list answers, it is kept or refused, and labelling never
+        /// panics.
+        #[test]
+        fn any_registry_is_kept_or_refused(entities in any_json(), devices in any_json(), areas in any_json(), entity in "[ab]{1,2}") {
+            let mut r = Registries::default();
+            let _ = r.replace(RegistryKind::Entity, entities);
+            let _ = r.replace(RegistryKind::Device, devices);
+            let _ = r.replace(RegistryKind::Area, areas);
+            let mut labels = Labels::new();
+            r.label(&entity, &mut labels);
+            prop_assert!(atalaya_bus::event::validate_labels(&labels).is_ok());
+        }
     }
 }
