@@ -13,7 +13,12 @@
 
 // A build leaving out some connectors leaves their configuration readers and wiring unused.
 #![cfg_attr(
-    not(all(feature = "mqtt", feature = "nats", feature = "kubernetes")),
+    not(all(
+        feature = "mqtt",
+        feature = "nats",
+        feature = "kubernetes",
+        feature = "homeassistant"
+    )),
     allow(
         unused_imports,
         unused_mut,

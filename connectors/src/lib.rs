@@ -8,7 +8,7 @@
 //! delivers came from.
 //!
 //! Each outside system sits behind its own cargo feature — `mqtt`, `nats`, `kubernetes`,
-//! `telegram`, `mail`, `webhook` — so a build carries only the clients it uses. The console
+//! `homeassistant`, `telegram`, `mail`, `webhook` — so a build carries only the clients it uses. The console
 //! receiver needs nothing outside the process and is always built.
 //!
 //! # Layout
@@ -24,6 +24,8 @@
 //! - `nats` (feature `nats`): NATS core and JetStream source, and publisher, and
 //!   `nats_configs` notifications.
 //! - `kubernetes` (feature `kubernetes`): node, lease, pod and Event watches as a source.
+//! - `homeassistant` (feature `homeassistant`): Home Assistant's state changes as a source,
+//!   over its WebSocket API.
 //! - `webhook` (feature `webhook`): notifications POSTed as Alertmanager's webhook JSON.
 //! - `telegram` (feature `telegram`): notifications as Telegram messages (Bot API), within
 //!   Telegram's limits, edited when their alerts resolve.
@@ -42,6 +44,8 @@ pub mod console;
 pub mod discord;
 #[cfg(feature = "gotify")]
 pub mod gotify;
+#[cfg(feature = "homeassistant")]
+pub mod homeassistant;
 #[cfg(any(feature = "webhook", feature = "push"))]
 pub mod http;
 #[cfg(feature = "kubernetes")]

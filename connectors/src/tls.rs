@@ -1,4 +1,5 @@
-//! TLS settings shared by the connectors that speak TLS (MQTT, NATS). rustls only.
+//! TLS settings shared by the connectors that speak TLS (MQTT, NATS, Home Assistant). rustls
+//! only.
 
 use std::path::PathBuf;
 
@@ -16,7 +17,7 @@ pub struct TlsConfig {
 /// Well-known locations of the system's CA bundle (Debian/Ubuntu/Alpine, Fedora/RHEL,
 /// openSUSE, macOS and BSDs), tried in order when `ca_file` is not set. `SSL_CERT_FILE`, when
 /// set, is tried first.
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
 const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -26,7 +27,7 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
 
 /// Why TLS settings cannot be turned into a rustls client configuration. Errors name the
 /// file and the problem, never the file's contents.
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {what} `{path}`: {source}")]
@@ -61,7 +62,7 @@ pub enum TlsError {
 /// bundle when it is not set), and the client certificate and key for mutual TLS when both
 /// are set. Uses the process's crypto provider (ring, installed at start), or ring if none
 /// was installed.
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
 pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
     use std::sync::Arc;
 
@@ -90,7 +91,7 @@ pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> 
     }
 }
 
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
 fn root_store(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, TlsError> {
     let (what, path) = match ca_file {
         Some(path) => ("tls.ca_file", path.to_path_buf()),
@@ -104,7 +105,7 @@ fn root_store(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore
     Ok(roots)
 }
 
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
 fn system_bundle() -> Result<PathBuf, TlsError> {
     let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
     let candidates: Vec<PathBuf> = from_env
@@ -124,7 +125,7 @@ fn system_bundle() -> Result<PathBuf, TlsError> {
         })
 }
 
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
 fn open(
     what: &'static str,
     path: &std::path::Path,
@@ -138,7 +139,7 @@ fn open(
         })
 }
 
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
 fn read_certificates(
     what: &'static str,
     path: &std::path::Path,
@@ -159,7 +160,7 @@ fn read_certificates(
     Ok(certs)
 }
 
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
 fn read_private_key(
     path: &std::path::Path,
 ) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TlsError> {
@@ -174,7 +175,7 @@ fn read_private_key(
         })
 }
 
-#[cfg(all(test, feature = "mqtt"))]
+#[cfg(all(test, any(feature = "mqtt", feature = "homeassistant")))]
 mod tests {
     use super::*;
 

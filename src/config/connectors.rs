@@ -1,6 +1,8 @@
-//! `mqtt:`, `nats:` and `kubernetes:` — the connectors that are sources, each present only
-//! when configured (and only in builds with its cargo feature).
+//! `mqtt:`, `nats:`, `kubernetes:` and `homeassistant:` — the connectors that are sources,
+//! each present only when configured (and only in builds with its cargo feature).
 
+#[cfg(feature = "homeassistant")]
+use atalaya_connectors::homeassistant::config::{Endpoint, HomeAssistantConfig};
 #[cfg(feature = "kubernetes")]
 use atalaya_connectors::kubernetes::config::{EventsApi, KubernetesConfig};
 #[cfg(feature = "mqtt")]
@@ -10,7 +12,7 @@ use atalaya_connectors::nats::config::{JetStreamConsumer, NatsAuth, NatsConfig, 
 use atalaya_connectors::tls::TlsConfig;
 
 use super::reader::{
-    Anchor, Ctx, Table, boolean, duration, integer, path, pattern, secret, string,
+    Anchor, Ctx, Table, boolean, duration, integer, path, pattern, secret, secret_and_file, string,
 };
 
 /// `tls:` of a connector.
@@ -367,4 +369,68 @@ pub(super) fn read_kubernetes(root: &mut Table, ctx: &mut Ctx) -> Option<Kuberne
     }
     k.finish(ctx);
     Some(c)
+}
+
+/// `homeassistant:`, when present.
+#[cfg(feature = "homeassistant")]
+pub(super) fn read_homeassistant(root: &mut Table, ctx: &mut Ctx) -> Option<HomeAssistantConfig> {
+    if !root.has("homeassistant") {
+        root.take("homeassistant");
+        return None;
+    }
+    let mut h = root.section(ctx, "homeassistant");
+    let endpoint = h.get(ctx, "url", |v| Endpoint::parse(&string(v)?));
+    let endpoint = h.require(ctx, "url", endpoint);
+    let token_given = h.has("token") || h.has("token_file");
+    let token = secret_and_file(&mut h, ctx, "token", "token_file");
+    if !token_given {
+        ctx.error(
+            &root.full("homeassistant"),
+            None,
+            Anchor::Key,
+            "a long-lived access token is required: set token_file, or ATALAYA__HOMEASSISTANT__TOKEN",
+        );
+    }
+    // Read on without a URL or token, so every other mistake is reported too.
+    let mut c = HomeAssistantConfig::new(
+        endpoint.clone().unwrap_or(Endpoint {
+            url: String::new(),
+            source: String::new(),
+            tls: false,
+        }),
+        atalaya_bus::secret::Secret::new(String::new()),
+    );
+    if let Some(v) = h.get(ctx, "entities", |v| {
+        v.clone()
+            .into_array()
+            .map_err(|_| "expected a list of subject patterns, such as [ha/sensor/>]".to_owned())?
+            .iter()
+            .map(pattern)
+            .collect::<Result<Vec<_>, String>>()
+    }) {
+        c.entities = v;
+    }
+    let mut r = h.section(ctx, "reconnect");
+    if let Some(v) = r.get(ctx, "min", duration) {
+        c.reconnect_min = v;
+    }
+    if let Some(v) = r.get(ctx, "max", duration) {
+        c.reconnect_max = v;
+    }
+    r.finish(ctx);
+    if let Some(v) = h.get(ctx, "heartbeat", duration) {
+        c.heartbeat = v;
+    }
+    if let Some(v) = h.get(ctx, "required_for_ready", boolean) {
+        c.required_for_ready = v;
+    }
+    c.tls = read_tls(&mut h, ctx);
+    if let Some(v) = h.get(ctx, "max_frame_bytes", |v| integer(v, 1024, 256 << 20)) {
+        c.max_frame_bytes = v;
+    }
+    h.finish(ctx);
+    let (token, token_file) = token?;
+    c.token = token;
+    c.token_file = token_file;
+    endpoint.map(|_| c)
 }

@@ -313,6 +313,10 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     {
         config.kubernetes = super::connectors::read_kubernetes(&mut root, ctx);
     }
+    #[cfg(feature = "homeassistant")]
+    {
+        config.homeassistant = super::connectors::read_homeassistant(&mut root, ctx);
+    }
     root.finish(ctx);
     config
 }

@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - `load`: reading the sources through the `config` crate and checking every key.
-//! - `connectors`: the `mqtt:`, `nats:` and `kubernetes:` sections.
+//! - `connectors`: the `mqtt:`, `nats:`, `kubernetes:` and `homeassistant:` sections.
 //! - `reader`: taking the merged tree apart key by key, collecting every mistake.
 //! - `locate`: line and column of a key in the YAML text.
 //! - `error`: `ConfigError`, a mistake and where it was made.
@@ -52,6 +52,9 @@ pub struct Config {
     /// `kubernetes:`, when configured.
     #[cfg(feature = "kubernetes")]
     pub kubernetes: Option<atalaya_connectors::kubernetes::config::KubernetesConfig>,
+    /// `homeassistant:`, when configured.
+    #[cfg(feature = "homeassistant")]
+    pub homeassistant: Option<atalaya_connectors::homeassistant::config::HomeAssistantConfig>,
 }
 
 /// `http:` — the HTTP API (ingest, health, metrics).
@@ -220,6 +223,8 @@ impl Default for Config {
             nats: None,
             #[cfg(feature = "kubernetes")]
             kubernetes: None,
+            #[cfg(feature = "homeassistant")]
+            homeassistant: None,
         }
     }
 }

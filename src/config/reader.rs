@@ -21,12 +21,23 @@ pub(super) fn secret(
     key: &'static str,
     file_key: &'static str,
 ) -> Option<Secret> {
+    secret_and_file(table, ctx, key, file_key).map(|(secret, _)| secret)
+}
+
+/// [`secret`], and the file it was read from (for a connector that reads it again).
+pub(super) fn secret_and_file(
+    table: &mut Table,
+    ctx: &mut Ctx,
+    key: &'static str,
+    file_key: &'static str,
+) -> Option<(Secret, Option<PathBuf>)> {
     let inline = table.take(key);
     let file = table.get(ctx, file_key, path);
     let full = table.full(key);
     let full_file = table.full(file_key);
     let env_var = format!("{ENV_PREFIX}__{}", full.replace('.', "__").to_uppercase());
     let key = full.as_str();
+    let from_file = file.clone();
     let token = match (inline, file) {
         (Some(_), Some(_)) => {
             ctx.error(
@@ -71,7 +82,7 @@ pub(super) fn secret(
         ctx.error(key, None, Anchor::Key, "the secret is empty");
         return None;
     }
-    Some(Secret::new(token))
+    Some((Secret::new(token), from_file))
 }
 
 pub(super) struct Ctx {

@@ -318,6 +318,91 @@ fn kubernetes_section_mistakes_are_positioned() {
     );
 }
 
+#[cfg(feature = "homeassistant")]
+#[test]
+fn homeassistant_section() {
+    let (dir, source) = file(
+        "homeassistant:\n  url: https://ha.example.org\n  token_file: token\n  entities: [ha/sensor/>, ha/binary_sensor/+door]\n  reconnect: {min: 2s, max: 30s}\n  heartbeat: 10s\n  max_frame_bytes: 65536\n  required_for_ready: true\n  tls:\n    ca_file: ca.pem\n",
+    );
+    let token = dir.path().join("token");
+    std::fs::write(&token, "abc.def\n").unwrap();
+    // Relative paths are taken from where atalaya runs; the test names the file fully.
+    let text = std::fs::read_to_string(match &source {
+        ConfigSource::File(p) => p,
+        ConfigSource::Defaults => unreachable!(),
+    })
+    .unwrap()
+    .replace(
+        "token_file: token",
+        &format!("token_file: {}", token.display()),
+    );
+    let (_dir, source) = file(&text);
+    let h = load(&source, env(&[])).unwrap().homeassistant.unwrap();
+    assert_eq!(h.endpoint.url, "wss://ha.example.org:443/api/websocket");
+    assert_eq!(h.endpoint.source, "homeassistant://ha.example.org:443");
+    assert_eq!(h.token.expose(), "abc.def");
+    assert_eq!(h.token_file.as_deref(), Some(token.as_path()));
+    let patterns: Vec<&str> = h.entities.iter().map(|p| p.as_str()).collect();
+    assert_eq!(patterns, ["ha/sensor/>", "ha/binary_sensor/+door"]);
+    assert_eq!(
+        (h.reconnect_min, h.reconnect_max, h.heartbeat),
+        (
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            Duration::from_secs(10)
+        )
+    );
+    assert_eq!(h.max_frame_bytes, 65536);
+    assert!(h.required_for_ready);
+    assert_eq!(
+        h.tls.unwrap().ca_file.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
+    );
+
+    // The token from the environment; defaults for the rest.
+    let (_dir, source) = file("homeassistant:\n  url: ws://127.0.0.1:8123/api/websocket\n");
+    let h = load(
+        &source,
+        env(&[("ATALAYA__HOMEASSISTANT__TOKEN", "from-env")]),
+    )
+    .unwrap()
+    .homeassistant
+    .unwrap();
+    assert_eq!(h.token.expose(), "from-env");
+    assert!(h.token_file.is_none() && h.entities.is_empty() && h.tls.is_none());
+    assert_eq!(h.max_frame_bytes, 4 << 20);
+    assert_eq!(h.heartbeat, Duration::from_secs(30));
+    assert!(!h.required_for_ready);
+}
+
+#[cfg(feature = "homeassistant")]
+#[test]
+fn homeassistant_section_mistakes_are_positioned_and_never_show_the_token() {
+    let (_dir, source) = file(
+        "homeassistant:\n  url: homeassistant.local:8123\n  token: s3cr3t-inline\n  entities: [ha/sensor/#/x]\n  heartbeat: 5\n  max_frame_bytes: 12\n  reconect: {}\n",
+    );
+    let all = errors(&source, &[]);
+    assert_eq!(
+        all,
+        [
+            "atalaya.yaml:2:8: homeassistant.url: `homeassistant.local:8123` is not a URL; write ws://homeassistant.local:8123/api/websocket or http://homeassistant.local:8123",
+            "atalaya.yaml:3:3: homeassistant.token: secrets are not read from the config file (it lives in Git): use homeassistant.token_file or the ATALAYA__HOMEASSISTANT__TOKEN environment variable",
+            "atalaya.yaml:4:13: homeassistant.entities: `ha/sensor/#/x`: `#` must be the last token of the pattern",
+            "atalaya.yaml:5:14: homeassistant.heartbeat: expected a duration with a unit such as `5s` or `2m`, found an integer",
+            "atalaya.yaml:6:20: homeassistant.max_frame_bytes: 12 is out of range (1024 to 268435456)",
+            "atalaya.yaml:7:3: homeassistant.reconect: unknown key `reconect`; did you mean `reconnect`?",
+        ]
+    );
+    assert!(!all.concat().contains("s3cr3t-inline"));
+    let (_dir, source) = file("homeassistant:\n  url: http://ha:8123\n");
+    assert_eq!(
+        errors(&source, &[]),
+        [
+            "atalaya.yaml:1:1: homeassistant: a long-lived access token is required: set token_file, or ATALAYA__HOMEASSISTANT__TOKEN"
+        ]
+    );
+}
+
 /// A bare word that is no level would be a `tracing` target — and silence every other log
 /// line, errors included: refused, with the level it probably meant.
 #[test]

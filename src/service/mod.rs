@@ -262,6 +262,10 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     if let Some(kubernetes) = config.kubernetes.clone() {
         sources::kubernetes(&sources, kubernetes).await?;
     }
+    #[cfg(feature = "homeassistant")]
+    if let Some(homeassistant) = config.homeassistant.clone() {
+        sources::homeassistant(&sources, homeassistant)?;
+    }
     // Delivery: each receiver integration retried on its own until delivered or given up,
     // through the current policy's receivers opened as notifiers.
     let mut notifier_context =

@@ -151,6 +151,38 @@ pub(super) async fn kubernetes(
     Ok(())
 }
 
+/// `homeassistant:` — state changes of Home Assistant's entities. An unreachable Home
+/// Assistant or a refused token is retried inside the connector; only the bus closing ends
+/// its task. TLS files that cannot be used end the start with 64.
+#[cfg(feature = "homeassistant")]
+pub(super) fn homeassistant(
+    ctx: &SourceContext<'_>,
+    config: atalaya_connectors::homeassistant::HomeAssistantConfig,
+) -> Result<(), StartError> {
+    let counters = ctx.connectors.connection(
+        "homeassistant",
+        atalaya_connectors::homeassistant::ERROR_STAGES,
+    );
+    let ready = config
+        .required_for_ready
+        .then(|| ctx.readiness.register("homeassistant"));
+    let connector = atalaya_connectors::homeassistant::HomeAssistantConnector::new(
+        config,
+        ctx.publisher.clone(),
+        counters,
+        ready,
+    )
+    .map_err(anyhow::Error::from)
+    .map_err(fail(exit::CONFIG))?;
+    let token = ctx.supervisor.token().clone();
+    ctx.supervisor
+        .spawn(Stage::Source, "homeassistant", async move {
+            connector.run(token).await?;
+            Ok(())
+        });
+    Ok(())
+}
+
 /// `http:` — the API: event ingest onto the bus, and the router's and the reloads' commands.
 /// Returns the address it listens on.
 pub(super) async fn http(

@@ -3,7 +3,7 @@
 //!
 //! Real servers where a user would run one (mosquitto, nats-server, an SMTP server); where
 //! none can run here, a stand-in speaking the real protocol on loopback (the Telegram Bot
-//! API, the Kubernetes API server, a webhook receiver). Everything listens on 127.0.0.1, on a
+//! API, the Kubernetes API server, Home Assistant, a webhook receiver). Everything listens on 127.0.0.1, on a
 //! port of its own, with its files in a directory of its own, and is killed when dropped.
 //!
 //! # Layout
@@ -15,6 +15,8 @@
 //!   Maildir, with STARTTLS, implicit TLS and AUTH.
 //! - [`telegram`]: a Telegram Bot API stand-in, with Telegram's limits and errors.
 //! - [`kubernetes`]: a Kubernetes API server stand-in (list, watch, bookmarks, 410 Gone).
+//! - [`homeassistant`]: Home Assistant's WebSocket API stand-in (login, subscriptions, state
+//!   changes, registries, ping), with garbage, huge frames and dropped connections on demand.
 //! - [`http`]: [`http::Recorder`], an HTTP server recording every request and answering as
 //!   told (statuses, `Retry-After`, outages): the base of every HTTP stand-in.
 //! - [`webhook`]: a webhook receiver recording what it accepts, failing on demand.
@@ -27,6 +29,7 @@
 pub mod alertmanager;
 pub mod certs;
 pub mod ha_discovery;
+pub mod homeassistant;
 pub mod http;
 pub mod kubernetes;
 pub mod logs;
