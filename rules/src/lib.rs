@@ -34,6 +34,9 @@
 //! - [`metrics`]: the engine's metrics.
 //! - [`testing`]: rule unit tests (`atalaya test`), run on virtual time.
 //! - [`notation`]: the compact series notation of rule unit tests (`1+1x3 _ 5`).
+//! - [`recorded`]: recorded events, JSON lines (gzipped or not), read as a stream: what
+//!   `atalaya replay` and a rule test's `events_file:` read.
+//! - [`replay`]: the engine and the router driven together on virtual time.
 //! - [`routing`]: the routing policy (Alertmanager's route tree, receivers, inhibition,
 //!   time intervals), silences, and the sans-IO router that turns alerts into notifications.
 //!
@@ -49,6 +52,8 @@ pub mod index;
 pub mod metrics;
 pub mod model;
 pub mod notation;
+pub mod recorded;
+pub mod replay;
 pub mod routing;
 pub mod template;
 pub mod testing;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::store::{Store, TableBatch};
-use atalaya_rules::alert::{Alert, Output};
+use atalaya_rules::alert::Alert;
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
 use atalaya_rules::routing::router::{
     AlertView, GroupView, LEGACY_KEY, RoutedAlert, Router, RouterChanges, RouterState,
@@ -212,17 +212,6 @@ impl Routing {
         }
         self.update_metrics(now);
         Ok(())
-    }
-
-    /// Routes the alerts among the engine's outputs.
-    pub fn on_outputs(&mut self, now: Timestamp, outputs: &[Output]) {
-        for output in outputs {
-            if let Output::Alert(alert) = output
-                && let Some(alert) = RoutedAlert::from_engine(alert)
-            {
-                self.router.on_alert(now, alert);
-            }
-        }
     }
 
     /// Flushes the groups that are due: the notifications to write to the outbox, in the

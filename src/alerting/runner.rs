@@ -422,7 +422,7 @@ impl RulesRunner {
 
     /// Routes the alerts among `outputs` (in memory; [`RulesRunner::commit`] writes).
     fn route(&mut self, outputs: &[Output]) {
-        self.routing.on_outputs(Timestamp::now(), outputs);
+        self.routing.router.on_outputs(Timestamp::now(), outputs);
     }
 
     async fn deliver(&mut self, outputs: Vec<Output>) {

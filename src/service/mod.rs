@@ -199,7 +199,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     routing.restore(&store, now).map_err(fail(exit::FAILURE))?;
     // Alerts the engine resolved while restoring (their rule changed while atalaya was down)
     // are news for the router too.
-    routing.on_outputs(now, &restored);
+    routing.router.on_outputs(now, &restored);
     // Firing alerts of the engine the router lost track of are routed now. All of this is
     // written by the rules runner's first commit, at once when it starts.
     routing.reconcile(now, &engine.alerts(now));

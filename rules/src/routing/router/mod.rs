@@ -45,7 +45,7 @@ use super::quiet::is_quiet;
 use super::silence::{MuteAll, Silence, SilenceError, SilenceState};
 use super::time_limits::later;
 use super::tree::{GroupBy, Route};
-use crate::alert::{fingerprint_text, fnv1a};
+use crate::alert::{Output, fingerprint_text, fnv1a};
 use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status, common};
 
 /// How long expired silences are kept (listed) before they are forgotten, as Alertmanager's
@@ -147,6 +147,18 @@ impl Router {
         self.changed.alerts.insert(alert.fingerprint.clone());
         self.route(&alert, now);
         self.alerts.insert(alert.fingerprint.clone(), alert);
+    }
+
+    /// Routes the alerts among the rule engine's outputs (actions are not the router's):
+    /// how the service, `atalaya replay` and benchmarks hand the engine's work on.
+    pub fn on_outputs(&mut self, now: Timestamp, outputs: &[Output]) {
+        for output in outputs {
+            if let Output::Alert(alert) = output
+                && let Some(alert) = RoutedAlert::from_engine(alert)
+            {
+                self.on_alert(now, alert);
+            }
+        }
     }
 
     /// Puts `alert` in the group of every route it reaches, creating groups as needed.
