@@ -23,6 +23,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Run rule unit tests (*.test.yaml) on virtual time; exit 1 on any failure.
     Test(TestArgs),
+    /// Run recorded events (JSON lines, gzip or not, `-` for stdin) through the rules and
+    /// routing on virtual time; print every transition and notification. Nothing is sent.
+    Replay(ReplayArgs),
     /// Publish one event to a running atalaya (reads the token from $ATALAYA_TOKEN).
     Send(SendArgs),
     /// Print the JSON Schema of rule files or rule test files, for editors.
@@ -122,6 +125,45 @@ pub struct RoutesTestArgs {
 pub struct TestArgs {
     /// Test files, or directories to search for `*.test.yaml`. Default: the rules directory.
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recorded events: one JSON event a line (CloudEvents, or `{"time", "subject",
+    /// "data", "labels"}`), in time order; gzipped or not; `-` reads stdin.
+    pub events: PathBuf,
+    /// The rules: a directory or one rule file. Default: the rules directory `run` would use.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// A routing policy file. Default: every alert to a `console` receiver, grouped by
+    /// alertname, with `group_wait: 0`.
+    #[arg(long)]
+    pub routing: Option<PathBuf>,
+    /// Skip events before this time (RFC 3339, `2026-01-05T00:00:00Z`).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<jiff::Timestamp>,
+    /// Skip events after this time; timers run up to it at the end.
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<jiff::Timestamp>,
+    /// Stop at the first line that is not an event (exit 1), instead of reporting and
+    /// skipping it.
+    #[arg(long)]
+    pub strict: bool,
+    /// `text`, or `json`: one JSON object a line (`kind`: transition, notification, action,
+    /// summary).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: ReplayOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayOutput {
+    Text,
+    Json,
+}
+
+fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse()
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time such as 2026-01-05T00:00:00Z ({e})"))
 }
 
 #[derive(Debug, Args)]

@@ -92,6 +92,11 @@ fn main() -> ExitCode {
             true => ExitCode::SUCCESS,
             false => ExitCode::FAILURE,
         },
+        Command::Replay(args) => match commands::replay::run(args) {
+            Ok(commands::replay::Outcome::Done) => ExitCode::SUCCESS,
+            Ok(commands::replay::Outcome::Stopped) => ExitCode::FAILURE,
+            Err(e) => finish("replay", Err(e)),
+        },
         Command::Schema(args) => commands::schema::run(args),
         Command::Send(args) => finish("send", runtime().block_on(commands::send::run(args))),
         Command::Alerts(args) => {

@@ -3,6 +3,8 @@
 //! # Layout
 //! - `check`: `atalaya check` — validate configuration, rule, routing and test files.
 //! - `test`: `atalaya test` — rule unit tests on virtual time.
+//! - `replay`: `atalaya replay` — recorded events through the rules and routing on virtual
+//!   time.
 //! - `schema`: `atalaya schema` — the JSON Schemas of rule and test files.
 //! - `send`: `atalaya send` — one event to a running instance.
 //! - `alerts`: `atalaya alerts` and `atalaya silence …`, like amtool, against the HTTP API.
@@ -12,6 +14,7 @@
 pub mod alerts;
 pub mod api_client;
 pub mod check;
+pub mod replay;
 pub mod routes;
 pub mod schema;
 pub mod send;
