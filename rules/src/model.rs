@@ -198,7 +198,8 @@ pub fn parse_duration(text: &str) -> Option<jiff::SignedDuration> {
 
 /// Durations as written: text, or a bare number kept as its text, so that the checker can
 /// say at the key what is wrong with `for: 10` (no unit) instead of "expected a string".
-mod duration_text {
+/// Rule tests read `values: 5` (one event) the same way.
+pub(crate) mod duration_text {
     use std::fmt;
 
     use serde::Deserializer;

@@ -1,5 +1,6 @@
 //! `atalaya test`: run rule unit-test files on virtual time.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use atalaya_rules::testing::{discover_tests, run_test_file};
@@ -31,6 +32,9 @@ pub fn run(args: TestArgs) -> bool {
         return false;
     }
     let (mut passed, mut failed) = (0, 0);
+    // Test files naming the same rules would each report the same rule error: it is
+    // printed once, and referred to after.
+    let mut reported: HashSet<String> = HashSet::new();
     for file in &files {
         match run_test_file(file) {
             Ok(cases) => {
@@ -50,8 +54,16 @@ pub fn run(args: TestArgs) -> bool {
             Err(errors) => {
                 failed += 1;
                 println!("ERROR {}", file.display());
+                let mut repeated = 0;
                 for e in errors {
-                    println!("  {e}");
+                    if reported.insert(e.clone()) {
+                        println!("  {e}");
+                    } else {
+                        repeated += 1;
+                    }
+                }
+                if repeated > 0 {
+                    println!("  ({repeated} error(s) reported above)");
                 }
             }
         }
