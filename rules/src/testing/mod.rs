@@ -486,30 +486,4 @@ pub fn discover_tests(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// After changing the test file format:
-    /// `cargo run -- schema tests > schema/rule-tests.schema.json`.
-    #[test]
-    fn the_committed_schema_is_current() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../schema/rule-tests.schema.json"
-        );
-        let committed: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert!(
-            committed == test_file_schema(),
-            "schema/rule-tests.schema.json is stale: run `cargo run -- schema tests > schema/rule-tests.schema.json`"
-        );
-    }
-
-    #[test]
-    fn test_files_are_told_apart_from_rule_files() {
-        assert!(is_test_file(Path::new("rules/nodes.test.yaml")));
-        assert!(is_test_file(Path::new("nodes_test.yml")));
-        assert!(!is_test_file(Path::new("nodes.yaml")));
-        assert!(!is_test_file(Path::new("latest.yaml")));
-    }
-}
+mod tests;
