@@ -296,3 +296,30 @@ fn json_output_is_one_object_a_line() {
     assert_eq!(summary["from"], "2026-01-05T09:00:00Z");
     assert_eq!(summary["to"], "2026-01-05T12:00:00Z");
 }
+
+/// The recording the rule tests use (`tests/data/recorded`), replayed: the same instants the
+/// test expects.
+#[test]
+fn the_rule_tests_recording_replays_to_the_instants_its_test_expects() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/recorded");
+    let out = replay(
+        &dir,
+        &["freezer-morning.jsonl", "--rules", "freezer.yaml"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let transitions: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.contains(" notify ") && !l.starts_with("--"))
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            "2026-01-05T10:00:00Z pending  freezer_warm {severity=\"critical\"} value=-7.5",
+            "2026-01-05T10:15:00Z firing   freezer_warm {severity=\"critical\"} value=-7.5",
+            "2026-01-05T11:00:00Z resolved freezer_warm {severity=\"critical\"} value=-18.5",
+        ],
+        "{stdout}"
+    );
+}
