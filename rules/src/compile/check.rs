@@ -467,7 +467,11 @@ fn sample_check(expression: &Expression, must_be_bool: bool) -> Result<(), Strin
 /// Whether an evaluation error only says the sample lacked a field.
 fn is_missing_data(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("no such key") || m.contains("undeclared reference") || m.contains("missing")
+    // A missing field reads "`data` has no field `x` (it has …)" (see `expr::diagnose`).
+    m.contains("no such key")
+        || (m.contains(" has no field ") && m.contains("(it has"))
+        || m.contains("undeclared reference")
+        || m.contains("missing")
 }
 /// What the templates of an alert's labels, annotations and severity see: the same in every
 /// state (pending, firing, resolved), so a template that renders for one renders for all.

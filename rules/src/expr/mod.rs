@@ -33,12 +33,14 @@
 //! - this file: [`Expression`] (compiling and evaluating), [`Vars`], [`RuleValue`], their
 //!   errors, and evaluation errors worded for a rule's author.
 //! - `cost`: bounds on the work of an evaluation (loop nesting, loop steps).
+//! - `diagnose`: naming the variable behind an evaluation error, and what it holds.
 //! - `json`: conversion between JSON and CEL values, both ways.
 //! - `syntax`: from source to a checked syntax tree: the nesting limits, the parser on a
 //!   thread of its own, its errors placed by character offset, and the `data.x` rewrite.
 //! - `tree`: walking the syntax tree, and finding the variables an expression reads.
 
 mod cost;
+mod diagnose;
 mod fast;
 mod json;
 mod syntax;
@@ -58,6 +60,7 @@ use cel::{Context, Env, ExecutionError, Value};
 
 use self::cost::Loops;
 pub use self::cost::{LOOP_BUDGET, MAX_LOOP_NESTING, MAX_LOOP_STRING_BYTES};
+use self::diagnose::Explanation;
 use self::fast::Fast;
 use self::json::{json_to_val, json_to_value, labels_to_val, value_to_json};
 use self::syntax::{char_offset_of_byte, check_bracket_depth, parse_on_parser_stack};
@@ -180,10 +183,14 @@ impl Expression {
         let resolver = Resolver(vars);
         let mut context = Context::with_env(Arc::clone(&ENV));
         context.set_variable_resolver(&resolver);
-        context
-            .resolve(&self.ast)
-            .map(RuleValue)
-            .map_err(|error| EvalError(describe_error(&error)))
+        context.resolve(&self.ast).map(RuleValue).map_err(|error| {
+            let message = describe_error(&error);
+            EvalError(match diagnose::explain(&self.ast, &context, &error) {
+                Explanation::Replace(message) => message,
+                Explanation::Notes(notes) if notes.is_empty() => message,
+                Explanation::Notes(notes) => format!("{message}: {}", notes.join("; ")),
+            })
+        })
     }
 
     /// Evaluates the expression as a condition, which must be `true` or `false`.

@@ -108,7 +108,10 @@ fn has_tests_for_a_field() {
 #[test]
 fn a_missing_field_is_an_error() {
     let v = vars(json!({"x": 1}));
-    assert_eq!(eval_error("data.nope > 1", &v), "no such key 'nope'");
+    assert_eq!(
+        eval_error("data.nope > 1", &v),
+        "`data` has no field `nope` (it has x); test with `has(data.nope)` first if it is optional"
+    );
     let unknown = eval_error("dat.x > 1", &v);
     assert!(
         unknown.starts_with("unknown variable or function 'dat'"),
@@ -410,4 +413,42 @@ fn loops_over_long_lists_in_event_data_are_refused_at_run_time() {
     assert!(is_true("data.items.all(a, a >= 0)", &long));
     let short = vars(json!({"items": (0..100).collect::<Vec<_>>()}));
     assert!(is_true(nested, &short));
+}
+
+#[test]
+fn type_errors_name_the_variable_and_what_it_holds() {
+    let warm = vars(json!("warm"));
+    assert_eq!(
+        eval_error("data.temperature > -10.0", &warm),
+        r#"cannot apply '[]' to string and string: `data` is a string ("warm"), not an object, so it has no field `temperature`"#
+    );
+    let text = vars(json!({"sensor": {"temperature": "warm"}, "n": 1}));
+    assert_eq!(
+        eval_error("data.sensor.temperature > -10", &text),
+        r#"cannot apply '>' to string and int: `data.sensor.temperature` is a string ("warm"), not a number"#
+    );
+    assert_eq!(
+        eval_error("data.sensor.temperature * 1.8 + 32.0", &text),
+        r#"cannot apply '*' to string and double: `data.sensor.temperature` is a string ("warm"), not a number"#
+    );
+    let mut set = vars(json!({}));
+    set.set_value(RuleValue::from_json(&json!(true)));
+    assert_eq!(
+        eval_error("value + 1.0", &set),
+        "cannot apply '+' to bool and double: `value` is true, not a number"
+    );
+    // Paths that are fine are not named.
+    assert_eq!(
+        eval_error(r#"data.n > 0.0 && data.sensor["temperature"] > 1.0"#, &text),
+        r#"cannot apply '>' to string and double: `data.sensor.temperature` is a string ("warm"), not a number"#
+    );
+}
+
+#[test]
+fn a_missing_field_names_the_fields_there_are() {
+    let v = vars(json!({"sensor": {"temperature": 1, "battery": 90}}));
+    assert_eq!(
+        eval_error("data.sensor.humidity > 1.0", &v),
+        "`data.sensor` has no field `humidity` (it has battery, temperature); test with `has(data.sensor.humidity)` first if it is optional"
+    );
 }
