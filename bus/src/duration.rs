@@ -1,5 +1,7 @@
 //! Prometheus-style durations, as Alertmanager writes them: `30s`, `5m`, `1h30m`, `1d`,
-//! `1w`, `500ms`, `1y` (365 days).
+//! `1w`, `500ms`, `1y` (365 days); and [`parse_any_duration`], the one grammar every file
+//! atalaya reads (rules, routing, config, rule tests) takes: Prometheus's, or jiff's friendly
+//! form (`90s`, `1h 30m`, `2 hours`).
 //!
 //! The grammar is Prometheus' `model.ParseDuration`: one or more `<integer><unit>` with the
 //! units in decreasing order and none repeated (`1h30m`, not `30m1h`); a bare `0` is allowed.
@@ -69,6 +71,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total))
 }
 
+/// Parses a duration in either form atalaya reads everywhere: Prometheus's (`5d9h`, `1w`,
+/// `500ms`; a day is 24 hours) or jiff's friendly form (`90s`, `1h 30m`, `5 minutes`).
+/// Negative durations are refused; the error says what is accepted.
+pub fn parse_any_duration(text: &str) -> Result<Duration, String> {
+    let prometheus = match parse_duration(text) {
+        Ok(duration) => return Ok(duration),
+        Err(e) => e,
+    };
+    match text.parse::<jiff::SignedDuration>() {
+        Ok(d) if d.is_negative() => Err(format!("`{text}` is negative; a duration is not")),
+        Ok(d) => Duration::try_from(d).map_err(|_| format!("`{text}` is too long a duration")),
+        Err(_) => Err(prometheus),
+    }
+}
+
 /// Formats as Prometheus does (`1h30m`, `0s`).
 ///
 /// Below a millisecond is dropped, as Prometheus durations count milliseconds.
@@ -101,6 +118,27 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    #[test]
+    fn one_grammar_takes_both_forms() {
+        for (text, expected) in [
+            ("5d9h", secs(5 * 86_400 + 9 * 3600)),
+            ("1w", secs(7 * 86_400)),
+            ("1h30m", secs(5400)),
+            ("1h 30m", secs(5400)),
+            ("5 minutes", secs(300)),
+            ("90s", secs(90)),
+            ("0", Duration::ZERO),
+        ] {
+            assert_eq!(parse_any_duration(text), Ok(expected), "{text}");
+        }
+        assert!(parse_any_duration("-5m").unwrap_err().contains("negative"));
+        assert!(
+            parse_any_duration("5q")
+                .unwrap_err()
+                .contains("write it like `30s`")
+        );
     }
 
     #[test]

@@ -184,16 +184,18 @@ pub fn rule_file_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RuleFileSpec)).unwrap_or_default()
 }
 
-/// A rule file's duration: jiff's friendly form (`90s`, `1h30m`, `2 hours`), or
-/// Prometheus's with days and weeks (`5d9h`, `1w`; a day is 24 hours). `None` when it is
-/// neither.
+/// A rule file's duration, in the grammar of every file atalaya reads
+/// ([`atalaya_bus::duration::parse_any_duration`]): Prometheus's with days and weeks (`5d9h`,
+/// `1w`; a day is 24 hours) or jiff's friendly form (`90s`, `1h30m`, `2 hours`). `None` when
+/// it is neither. A negative one (`-5m`) is returned, for the checker to say it must not be.
 pub fn parse_duration(text: &str) -> Option<jiff::SignedDuration> {
-    if let Ok(duration) = text.parse::<jiff::SignedDuration>() {
-        return Some(duration);
+    match atalaya_bus::duration::parse_any_duration(text) {
+        Ok(d) => jiff::SignedDuration::try_from(d).ok(),
+        Err(_) => text
+            .parse::<jiff::SignedDuration>()
+            .ok()
+            .filter(|d| d.is_negative()),
     }
-    atalaya_bus::duration::parse_duration(text)
-        .ok()
-        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
 }
 
 /// Durations as written: text, or a bare number kept as its text, so that the checker can

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Node, NodeKind, Position, Text, from_node};
 use crate::delivery::integration::SecretSource;
-use crate::duration::parse_duration;
+use crate::duration::parse_any_duration;
 
 /// One mistake in a configuration file; `position` is `None` for the file as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl Decoder {
     ) -> Option<Duration> {
         let text = text?;
         let position = node.get(key).map_or(node.position, |v| v.position);
-        match parse_duration(text.as_str()) {
+        match parse_any_duration(text.as_str()) {
             Ok(d) if positive && d.is_zero() => {
                 self.error(position, format!("{key} cannot be zero"));
                 None

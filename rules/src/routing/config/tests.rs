@@ -316,7 +316,7 @@ fn the_console_default_sends_everything_to_the_console() {
 fn every_error_is_reported_at_its_place() {
     let text = r#"
 global:
-  resolve_timeout: 5 minutes
+  resolve_timeout: 5 fortnights
   smtp_smarthostt: x
 route:
   receiver: defualt
@@ -345,7 +345,7 @@ time_intervals:
     assert_eq!(
         errors(text),
         [
-            "3:20: resolve_timeout: `5 minutes`: `5` has no unit; write it like `30s`, `5m`, \
+            "3:20: resolve_timeout: `5 fortnights`: `5` has no unit; write it like `30s`, `5m`, \
              `1h30m` or `1d`: whole numbers with units y, w, d, h, m, s, ms, largest first",
             "4:3: unknown key `smtp_smarthostt`; did you mean `smtp_smarthost`?",
             "6:13: unknown receiver `defualt`; define it under `receivers:`; did you mean \
@@ -615,4 +615,21 @@ mod never_panics {
             }
         }
     }
+}
+
+#[test]
+fn timings_take_the_duration_grammar_of_rule_files() {
+    let policy = parse(
+        "route:\n  receiver: r\n  group_wait: 30 seconds\n  group_interval: 1h 30m\n  repeat_interval: 1d\nreceivers:\n  - name: r\n",
+    );
+    let root = &policy.tree.root;
+    assert_eq!(root.group_wait, Duration::from_secs(30));
+    assert_eq!(root.group_interval, Duration::from_secs(5400));
+    assert_eq!(root.repeat_interval, Duration::from_secs(86_400));
+    let errors = errors("route:\n  receiver: r\n  group_wait: soon\nreceivers:\n  - name: r\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("group_wait: `soon` is not a duration"),
+        "{errors:?}"
+    );
 }
