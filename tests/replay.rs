@@ -323,3 +323,145 @@ fn the_rule_tests_recording_replays_to_the_instants_its_test_expects() {
         "{stdout}"
     );
 }
+
+const WEEK_RULES: &str = r#"rules:
+  - name: freezer_warm
+    subject: zigbee2mqtt/freezer
+    value: data.temperature
+    condition: value > -10
+    for: 15m
+  - name: room_hot
+    subject: home/+room/temperature
+    window: {duration: 15m, aggregate: avg}
+    condition: value > 26
+  - name: node_lost
+    subject: cluster/+node/heartbeat
+    absent_for: 2m
+  - name: washer_done
+    subject: home/washer/power
+    after: value > 100
+    condition: value < 5
+    for: 3m
+    one_shot: true
+"#;
+
+/// A week of one household, about 134 000 events in time order: three nodes' heartbeats
+/// every 30 s, the washer's power every 10 s (a load at 09:00 each day), the freezer every
+/// 2 minutes (warm on day 3 from 10:00 to 10:40), four rooms every 5 minutes (the kitchen
+/// hot on day 5 from 14:00 to 15:00), pi-2 silent on day 4 from 03:00 to 03:20.
+fn write_week(path: &Path) -> usize {
+    let start: Timestamp = START.parse().unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut out = std::io::BufWriter::new(file);
+    let mut count = 0;
+    for tick in 0..7 * 24 * 360 {
+        // 10 s steps.
+        let secs = tick * 10;
+        let t = start + SignedDuration::from_secs(secs);
+        let (day, minute_of_day) = (secs / 86_400, secs % 86_400 / 60);
+        let mut line = |subject: &str, data: String| {
+            writeln!(
+                out,
+                r#"{{"time":"{t}","subject":"{subject}","data":{data}}}"#
+            )
+            .unwrap();
+            count += 1;
+        };
+        let washing = (540..600).contains(&minute_of_day);
+        line(
+            "home/washer/power",
+            if washing { "500".into() } else { "1".into() },
+        );
+        if secs % 30 == 0 {
+            for node in ["pi-1", "pi-2", "pi-3"] {
+                let silent = node == "pi-2" && day == 3 && (180..200).contains(&minute_of_day);
+                if !silent {
+                    line(&format!("cluster/{node}/heartbeat"), "null".into());
+                }
+            }
+        }
+        if secs % 120 == 0 {
+            let warm = day == 2 && (600..640).contains(&minute_of_day);
+            let celsius = if warm { -8.5 } else { -18.0 };
+            line(
+                "zigbee2mqtt/freezer",
+                format!(r#"{{"temperature":{celsius}}}"#),
+            );
+        }
+        if secs % 300 == 0 {
+            for room in ["kitchen", "hall", "bedroom", "office"] {
+                let hot = room == "kitchen" && day == 4 && (840..900).contains(&minute_of_day);
+                let celsius = if hot { 28.5 } else { 21.0 };
+                line(&format!("home/{room}/temperature"), format!("{celsius}"));
+            }
+        }
+    }
+    out.flush().unwrap();
+    count
+}
+
+/// How fast a week replays: `cargo test --release --test replay -- --ignored --nocapture`
+/// (a debug build is some ten times slower). Prints the summary.
+#[test]
+#[ignore = "a measurement; run in release"]
+fn a_week_of_events_replays_in_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("week.yaml"), WEEK_RULES).unwrap();
+    let events = write_week(&dir.path().join("week.jsonl"));
+    let out = replay(
+        dir.path(),
+        &["week.jsonl", "--rules", "week.yaml", "--output", "json"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["events"].as_u64().unwrap() as usize, events);
+    println!(
+        "{events} events in {:.2} s: {:.0} events/s; {} transitions, {} notifications",
+        summary["wall_seconds"].as_f64().unwrap(),
+        summary["events_per_second"].as_f64().unwrap(),
+        summary["transitions"],
+        summary["notifications"]
+    );
+}
+
+#[test]
+fn the_week_holds_its_incidents() {
+    // The measurement's input, checked quickly: its alerts fire when written.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("week.yaml"), WEEK_RULES).unwrap();
+    let events = write_week(&dir.path().join("week.jsonl"));
+    assert!((130_000..140_000).contains(&events), "{events}");
+    let out = replay(
+        dir.path(),
+        &[
+            "week.jsonl",
+            "--rules",
+            "week.yaml",
+            "--from",
+            "2026-01-07T00:00:00Z",
+            "--to",
+            "2026-01-09T23:59:59Z",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let firing: Vec<&str> = stdout.lines().filter(|l| l.contains(" firing ")).collect();
+    assert_eq!(
+        firing,
+        [
+            // The load ends at 09:59:50; 1 W from 10:00 for 3 minutes.
+            "2026-01-07T10:03:00Z firing   washer_done {severity=\"warning\"} value=1",
+            "2026-01-07T10:15:00Z firing   freezer_warm {severity=\"warning\"} value=-8.5",
+            // pi-2's last heartbeat at 02:59:30, two minutes before.
+            "2026-01-08T03:01:30Z firing   node_lost {node=\"pi-2\", severity=\"warning\"} value=null",
+            "2026-01-08T10:03:00Z firing   washer_done {severity=\"warning\"} value=1",
+            "2026-01-09T10:03:00Z firing   washer_done {severity=\"warning\"} value=1",
+            // The 15-minute average passes 26 °C once the 21 °C reading has left it.
+            "2026-01-09T14:10:00Z firing   room_hot {room=\"kitchen\", severity=\"warning\"} value=28.5",
+        ],
+        "{stdout}"
+    );
+}
