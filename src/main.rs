@@ -94,7 +94,9 @@ fn main() -> ExitCode {
         },
         Command::Replay(args) => match commands::replay::run(args) {
             Ok(commands::replay::Outcome::Done) => ExitCode::SUCCESS,
-            Ok(commands::replay::Outcome::Stopped) => ExitCode::FAILURE,
+            Ok(commands::replay::Outcome::Stopped | commands::replay::Outcome::Unreadable) => {
+                ExitCode::FAILURE
+            }
             Err(e) => finish("replay", Err(e)),
         },
         Command::Schema(args) => commands::schema::run(args),

@@ -242,6 +242,27 @@ fn strict_stops_at_the_first_bad_line_with_its_number() {
 }
 
 #[test]
+fn a_truncated_gzip_file_replays_what_it_holds_then_fails() {
+    let (dir, _) = setup();
+    let bytes = std::fs::read(dir.path().join("day.jsonl.gz")).unwrap();
+    std::fs::write(dir.path().join("cut.jsonl.gz"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = replay(dir.path(), &["cut.jsonl.gz", "--rules", "rules"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("cannot read on").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("atalaya replay: cut.jsonl.gz could not be read to its end"),
+        "{stderr}"
+    );
+    // The morning's freezer incident lies in the first half.
+    assert!(
+        text(&out.stdout).contains(TRANSITIONS[1]),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn json_output_is_one_object_a_line() {
     let (dir, events) = setup();
     let out = replay(

@@ -38,6 +38,9 @@ pub enum Outcome {
     Done,
     /// `--strict` met a bad line.
     Stopped,
+    /// The file could not be read to its end (a truncated gzip stream, an I/O error); what
+    /// was read was replayed.
+    Unreadable,
 }
 
 /// Runs the replay; errors are about the rules, the policy or reading the file.
@@ -85,11 +88,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
             let recorded = match read {
                 Ok(recorded) => recorded,
                 Err(error) => {
-                    summary.bad_lines += 1;
                     eprintln!("{name}:{}: {}", error.line(), message(&error));
                     if matches!(error, RecordedError::Io { .. }) {
-                        return Err(io::Error::other(format!("{name}: {error}")));
+                        outcome = Outcome::Unreadable;
+                        break;
                     }
+                    summary.bad_lines += 1;
                     if args.strict {
                         outcome = Outcome::Stopped;
                         break;
@@ -153,8 +157,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(anyhow!(e)),
         _ => {}
     }
-    if let Outcome::Stopped = outcome {
-        eprintln!("atalaya replay: stopped at the first bad line (--strict)");
+    match outcome {
+        Outcome::Stopped => eprintln!("atalaya replay: stopped at the first bad line (--strict)"),
+        Outcome::Unreadable => eprintln!("atalaya replay: {name} could not be read to its end"),
+        Outcome::Done => {}
     }
     Ok(outcome)
 }
