@@ -35,6 +35,57 @@ pub enum Command {
     /// Work with the routing policy (like `amtool config routes`).
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// What happened to an alert: its state changes (with the values that caused them),
+    /// the notifications that held it, each delivery attempt, its silences.
+    Explain(ExplainArgs),
+    /// The latest delivery attempts of a running atalaya, newest first.
+    Notifications(NotificationsArgs),
+    /// Notifications given up on: list them, queue one again, or drop it.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The alert: its fingerprint (16 hex digits, as `atalaya alerts` shows), its rule's
+    /// name, or `alertname=NAME` with other `NAME=VALUE` labels to pick among its alerts.
+    #[arg(required = true)]
+    pub alert: Vec<String>,
+    /// Print the history as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NotificationsArgs {
+    /// Only attempts that failed (retried or given up).
+    #[arg(long)]
+    pub failed: bool,
+    /// How many attempts to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List the dead letters, oldest first.
+    List(ApiArgs),
+    /// Queue dead letters again, by notification id; their attempts count from zero.
+    Retry(DeadLetterIds),
+    /// Forget dead letters, by notification id.
+    Drop(DeadLetterIds),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterIds {
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// Where a running atalaya is; the token comes from `$ATALAYA_TOKEN`.

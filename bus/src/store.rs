@@ -254,6 +254,56 @@ impl Store {
         Ok(entries)
     }
 
+    /// Up to `limit` keys and values of `table` from `from` on (inclusive), in key order:
+    /// a prefix's records (stop at the first key without it), or the oldest of a time-ordered
+    /// table, without reading the rest.
+    pub fn range(&self, table: &str, from: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let t = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb::Error::from(e).into()),
+        };
+        let mut entries = Vec::new();
+        for entry in t.range(from..).map_err(redb::Error::from)?.take(limit) {
+            let (k, v) = entry.map_err(redb::Error::from)?;
+            entries.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(entries)
+    }
+
+    /// The last `limit` keys and values of `table`, last first.
+    pub fn last_n(&self, table: &str, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let t = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb::Error::from(e).into()),
+        };
+        let mut entries = Vec::new();
+        for entry in t.iter().map_err(redb::Error::from)?.rev().take(limit) {
+            let (k, v) = entry.map_err(redb::Error::from)?;
+            entries.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(entries)
+    }
+
+    /// The last key of `table` and its value, if any.
+    pub fn last(&self, table: &str) -> Result<Option<Entry>, StoreError> {
+        let def = TableDefinition::<&[u8], &[u8]>::new(table);
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let t = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(redb::Error::from(e).into()),
+        };
+        Ok(t.last()
+            .map_err(redb::Error::from)?
+            .map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+    }
+
     /// Removes `key` from `table`; returns whether it was there.
     pub fn remove(&self, table: &str, key: &[u8]) -> Result<bool, StoreError> {
         let def = TableDefinition::<&[u8], &[u8]>::new(table);

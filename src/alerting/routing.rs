@@ -15,6 +15,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::store::{Store, TableBatch};
+
+use super::history::{History, HistoryEntry, HistoryRows, What};
 use atalaya_rules::alert::{Alert, Output};
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
 use atalaya_rules::routing::router::{
@@ -136,6 +138,10 @@ pub struct Routing {
     pub policy_tx: watch::Sender<Arc<RoutingPolicy>>,
     pub metrics: RoutingMetrics,
     pub limits: AlertLimits,
+    /// Where what happens to alerts is kept; `None` in tests that do not look.
+    pub history: Option<History>,
+    /// What happened to alerts since the last commit, written with it.
+    pub happened: Vec<HistoryEntry>,
 }
 
 /// Reads the policy the service routes by: the file when one is configured, else every
@@ -228,11 +234,27 @@ impl Routing {
     /// Flushes the groups that are due: the notifications to write to the outbox, in the
     /// transaction that also holds [`Routing::take_changes`].
     pub fn flush_due(&mut self, now: Timestamp) -> Vec<Notification> {
-        if self.router.next_deadline().is_some_and(|d| d <= now) {
-            self.router.on_tick(now)
-        } else {
-            Vec::new()
+        if self.router.next_deadline().is_none_or(|d| d > now) {
+            return Vec::new();
         }
+        let notifications = self.router.on_tick(now);
+        for n in &notifications {
+            for alert in &n.alerts {
+                self.happened.push(HistoryEntry {
+                    at: now,
+                    fingerprint: alert.fingerprint.clone(),
+                    alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+                    what: What::Notified {
+                        notification: n.id.clone(),
+                        receiver: n.receiver.clone(),
+                        integration: n.integration,
+                        group_key: n.group_key.clone(),
+                        status: alert.status.as_str().to_owned(),
+                    },
+                });
+            }
+        }
+        notifications
     }
 
     /// The router's items changed since the last call, as store writes.
@@ -285,10 +307,12 @@ impl Routing {
             }
             RouterCommand::AddSilence(silence, mute_all, reply) => {
                 let id = silence.id.clone();
+                let made = silence.clone();
                 let result = self.router.add_silence(now, silence, mute_all);
                 if result.is_ok() {
                     info!(silence = %id, "Silence set.");
                     self.update_metrics(now);
+                    self.record_silence(now, &made);
                 }
                 let _ = reply.send(result);
             }
@@ -299,6 +323,34 @@ impl Routing {
                     self.update_metrics(now);
                 }
                 let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// The history rows of what happened since the last call, for the commit.
+    pub fn take_history(&mut self) -> HistoryRows {
+        let happened = std::mem::take(&mut self.happened);
+        match &self.history {
+            Some(history) => history.rows(&happened),
+            None => HistoryRows::default(),
+        }
+    }
+
+    /// A silence made: in the history of every alert held that it silences.
+    fn record_silence(&mut self, now: Timestamp, silence: &Silence) {
+        for view in self.router.alerts(now) {
+            if view.silenced_by.contains(&silence.id) {
+                self.happened.push(HistoryEntry {
+                    at: now,
+                    alertname: view.labels.get("alertname").cloned().unwrap_or_default(),
+                    fingerprint: view.fingerprint,
+                    what: What::Silenced {
+                        silence: silence.id.clone(),
+                        created_by: silence.created_by.clone(),
+                        comment: silence.comment.clone(),
+                        ends_at: silence.ends_at,
+                    },
+                });
             }
         }
     }

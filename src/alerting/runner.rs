@@ -22,7 +22,7 @@ use anyhow::Context;
 use atalaya_bus::bus::{Consumer, QueueWatch, Received};
 use atalaya_bus::readiness::ReadyHandle;
 use atalaya_bus::store::{Entry, Store, TableBatch};
-use atalaya_rules::alert::{ActionRequest, Output};
+use atalaya_rules::alert::{ActionRequest, AlertState, Output};
 use atalaya_rules::compile::{RuleError, load_rules};
 use atalaya_rules::engine::{Changes, Engine};
 use jiff::Timestamp;
@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::alerting::flapping::FlapDetector;
+use crate::alerting::history::HistoryEntry;
 use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 
 /// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
@@ -420,9 +421,35 @@ impl RulesRunner {
         Ok(())
     }
 
-    /// Routes the alerts among `outputs` (in memory; [`RulesRunner::commit`] writes).
+    /// Routes the alerts among `outputs` and keeps their changes for the history (in
+    /// memory; [`RulesRunner::commit`] writes).
     fn route(&mut self, outputs: &[Output]) {
-        self.routing.on_outputs(Timestamp::now(), outputs);
+        let now = Timestamp::now();
+        if self.routing.history.is_some() {
+            for output in outputs {
+                if let Output::Alert(alert) = output {
+                    let hash = self
+                        .engine
+                        .rules()
+                        .iter()
+                        .find(|r| r.name == alert.rule)
+                        .map(|r| r.hash);
+                    let at = match alert.state {
+                        AlertState::Pending => Some(alert.active_since),
+                        AlertState::Firing => alert.fired_at,
+                        AlertState::Resolved => alert.resolved_at,
+                    };
+                    self.routing.happened.push(HistoryEntry::state(
+                        at.unwrap_or(now),
+                        &alert.labels,
+                        alert.state.as_str(),
+                        alert.value.clone(),
+                        hash,
+                    ));
+                }
+            }
+        }
+        self.routing.on_outputs(now, outputs);
     }
 
     async fn deliver(&mut self, outputs: Vec<Output>) {
@@ -465,6 +492,7 @@ impl RulesRunner {
             .collect();
         let series_deletes: Vec<Vec<u8>> = deletes.iter().map(|(r, f)| series_key(r, f)).collect();
         let router = self.routing.take_changes()?;
+        let history = self.routing.take_history();
         let heartbeat_due = self
             .clock
             .written
@@ -475,6 +503,7 @@ impl RulesRunner {
             && series_puts.is_empty()
             && series_deletes.is_empty()
             && router.is_empty()
+            && history.is_empty()
         {
             // Nothing changed: no write. `saved_at` is refreshed by the heartbeat alone.
             return Ok(());
@@ -500,6 +529,9 @@ impl RulesRunner {
                 self.clock.metrics = Some(tokio::time::Instant::now());
                 self.routing.update_metrics(now);
             }
+        }
+        if !history.is_empty() {
+            batches.extend(history.batches());
         }
         self.routing
             .outbox
@@ -612,6 +644,8 @@ mod tests {
                 per_request: 10,
                 total: 10,
             },
+            history: None,
+            happened: Vec::new(),
         };
         let rules = match rules {
             Some(yaml) => {

@@ -34,6 +34,7 @@ use self::supervisor::{Stage, Supervisor};
 use crate::alerting::acknowledgements;
 use crate::alerting::actions::{self, ActionPublishers};
 use crate::alerting::flapping::FlapDetector;
+use crate::alerting::history::History;
 use crate::alerting::outbox::Outbox;
 use crate::alerting::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
 use crate::alerting::runner::{self, CommitClock, ReloadMetrics, RulesRunner, RunnerProgress};
@@ -181,8 +182,11 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             });
         }
     };
-    let outbox = Outbox::open(Arc::clone(&store), &registry, config.outbox.clone())
+    let history = History::open(Arc::clone(&store), &registry, config.history)
         .map_err(fail(exit::FAILURE))?;
+    let outbox = Outbox::open(Arc::clone(&store), &registry, config.outbox.clone())
+        .map_err(fail(exit::FAILURE))?
+        .with_history(history.clone());
     let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::clone(&policy));
     let mut routing = Routing {
         router: atalaya_rules::routing::router::Router::new(policy),
@@ -194,7 +198,19 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             per_request: config.routing.max_alerts_per_request,
             total: config.routing.max_alerts,
         },
+        history: Some(history.clone()),
+        happened: Vec::new(),
     };
+    // The history stays within its bounds: the oldest pruned every few minutes, off the
+    // rules runner's path.
+    {
+        let history = history.clone();
+        let token = supervisor.token().clone();
+        supervisor.spawn(Stage::Sink, "history", async move {
+            crate::alerting::history::prune_every(history, token).await;
+            Ok(())
+        });
+    }
     let now = Timestamp::now();
     routing.restore(&store, now).map_err(fail(exit::FAILURE))?;
     // Alerts the engine resolved while restoring (their rule changed while atalaya was down)
@@ -321,7 +337,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     }
     let notifiers = open_notifiers(policy_rx, notifier_context, &supervisor);
     let token = supervisor.token().clone();
-    supervisor.spawn(Stage::Sink, "outbox", outbox.run(notifiers, token));
+    supervisor.spawn(Stage::Sink, "outbox", outbox.clone().run(notifiers, token));
 
     let actions_tx = if action_publishers.is_empty() {
         None
@@ -377,7 +393,15 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         reload::reload_on_sighup(reload_tx.clone(), supervisor.token().clone()),
     );
 
-    let address = sources::http(&sources, &config.http, &registry, reload_tx, router_tx).await?;
+    let address = sources::http(
+        &sources,
+        &config.http,
+        &registry,
+        reload_tx,
+        router_tx,
+        (history, outbox.clone()),
+    )
+    .await?;
     // Every source has its own publisher now: the bus closes when they stop (shutdown).
     drop(publisher);
     info!(address = %address, auth = config.http.token.is_some(), "HTTP API listening.");

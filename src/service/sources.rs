@@ -191,6 +191,10 @@ pub(super) async fn http(
     registry: &Registry,
     reload: mpsc::Sender<ReloadRequest>,
     router: mpsc::Sender<RouterCommand>,
+    delivered: (
+        crate::alerting::history::History,
+        crate::alerting::outbox::Outbox,
+    ),
 ) -> Result<SocketAddr, StartError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -218,6 +222,8 @@ pub(super) async fn http(
         request_timeout: config.request_timeout,
         listen: address,
         started_at: jiff::Timestamp::now(),
+        history: delivered.0,
+        outbox: delivered.1,
     });
     let app = http::router(Arc::clone(&state), config);
     let token = ctx.supervisor.token().clone();
