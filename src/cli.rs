@@ -49,8 +49,11 @@ pub enum Command {
 pub struct ExplainArgs {
     /// The alert: its fingerprint (16 hex digits, as `atalaya alerts` shows), its rule's
     /// name, or `alertname=NAME` with other `NAME=VALUE` labels to pick among its alerts.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "rule")]
     pub alert: Vec<String>,
+    /// Instead: why the rule does or does not fire now, series by series.
+    #[arg(long, conflicts_with = "alert")]
+    pub rule: Option<String>,
     /// Print the history as JSON.
     #[arg(long)]
     pub json: bool,

@@ -157,6 +157,19 @@ async fn an_alert_s_history_says_what_happened_and_a_dead_letter_is_retried() {
     ] {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
+    // And why the rule does not fire now.
+    let (ok, text) = cli(&atalaya, &["explain", "--rule", "kitchen_hot"]).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("kitchen_hot (") && text.contains("1 series of at most"),
+        "{text}"
+    );
+    assert!(
+        text.contains("{room=\"kitchen\"}  condition false when last evaluated"),
+        "{text}"
+    );
+    let (ok, text) = cli(&atalaya, &["explain", "--rule", "nope"]).await;
+    assert!(!ok && text.contains("no rule named nope"), "{text}");
     let (ok, text) = cli(&atalaya, &["explain", "0123456789abcdef"]).await;
     assert!(!ok && text.contains("no history"), "{text}");
 

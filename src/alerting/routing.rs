@@ -45,6 +45,12 @@ pub enum RouterCommand {
     ListSilences(oneshot::Sender<Vec<Silence>>),
     AddSilence(Silence, MuteAll, oneshot::Sender<Result<(), SilenceError>>),
     ExpireSilence(String, oneshot::Sender<Result<(), SilenceError>>),
+    /// Why a rule does or does not fire (`atalaya explain --rule`): answered by the rules
+    /// runner from the engine, beside which the router lives.
+    ExplainRule(
+        String,
+        oneshot::Sender<Option<atalaya_rules::engine::RuleExplanation>>,
+    ),
 }
 
 /// Why posted alerts were refused, whole.
@@ -315,6 +321,10 @@ impl Routing {
                     self.record_silence(now, &made);
                 }
                 let _ = reply.send(result);
+            }
+            // The runner answers it before it gets here; the router has no rules.
+            RouterCommand::ExplainRule(_, reply) => {
+                let _ = reply.send(None);
             }
             RouterCommand::ExpireSilence(id, reply) => {
                 let result = self.router.expire_silence(now, &id);

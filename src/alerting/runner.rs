@@ -360,6 +360,10 @@ impl RulesRunner {
                 // events (Prometheus sends them again at every evaluation anyway).
                 Some(command) = commands.recv() => {
                     self.progress.busy();
+                    if let RouterCommand::ExplainRule(rule, reply) = command {
+                        let _ = reply.send(self.engine.explain(&rule));
+                        continue;
+                    }
                     self.routing.handle(Timestamp::now(), command);
                     held.commands = true;
                     if self.next_commit() <= tokio::time::Instant::now() {

@@ -1,5 +1,5 @@
 //! `atalaya explain`, `atalaya notifications` and `atalaya dead-letters`: what happened to an
-//! alert, what was sent, and what was given up on — read from a running instance's history
+//! alert (or why a rule does not fire), what was sent, and what was given up on — read from a running instance's history
 //! API and printed for a person.
 
 use anyhow::{Context, bail};
@@ -14,6 +14,21 @@ use crate::cli::{DeadLettersCommand, ExplainArgs, NotificationsArgs};
 /// `atalaya explain FINGERPRINT | NAME | NAME=VALUE…`: each matching alert's timeline.
 pub async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let api = ApiClient::new(&args.api.url);
+    if let Some(rule) = &args.rule {
+        let explained = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/rules/{}/explain", query_escape(rule)),
+                None,
+            )
+            .await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&explained)?);
+        } else {
+            print!("{}", rule_report(&explained, &TimeZone::system()));
+        }
+        return Ok(());
+    }
     let alerts = if let [one] = args.alert.as_slice()
         && is_fingerprint(one)
     {
@@ -173,6 +188,74 @@ fn describe(entry: &Value, tz: &TimeZone) -> String {
         }
         other => format!("{other}: {entry}"),
     }
+}
+
+/// Why a rule does or does not fire, as a person reads it: the rule, then a line per
+/// series.
+pub fn rule_report(rule: &Value, tz: &TimeZone) -> String {
+    let at = |key: &Value| {
+        key.as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(|t| {
+                t.to_zoned(tz.clone())
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+    };
+    let mut out = format!(
+        "{} ({}): {} series of at most {}\n",
+        rule["rule"].as_str().unwrap_or("?"),
+        rule["origin"].as_str().unwrap_or("?"),
+        rule["series_count"],
+        rule["max_series"],
+    );
+    if rule["active_now"] == false {
+        out.push_str("  outside its active hours now: it fires only within them\n");
+    }
+    if let Some(hit) = at(&rule["series_limit_hit_at"]) {
+        out.push_str(&format!(
+            "  series limit reached (last at {hit}): new series are ignored; raise max_series\n"
+        ));
+    }
+    if let Some(error) = rule["last_error"].as_str() {
+        out.push_str(&format!(
+            "  evaluation error (last at {}): {error}\n",
+            at(&rule["last_error_at"]).unwrap_or_default()
+        ));
+    }
+    let series = rule["series"].as_array().cloned().unwrap_or_default();
+    if series.is_empty() {
+        out.push_str("  no series yet: no event has matched its subject\n");
+    }
+    for s in &series {
+        let labels: Vec<String> = s["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={:?}", v.as_str().unwrap_or_default()))
+            .collect();
+        let seen = at(&s["last_seen"]).unwrap_or_default();
+        let why = match s["state"].as_str().unwrap_or_default() {
+            "pending" => format!(
+                "pending since {} (value {}); fires at {} if the condition still holds",
+                at(&s["since"]).unwrap_or_default(),
+                s["value"],
+                at(&s["fires_at"]).unwrap_or_default()
+            ),
+            "firing" => format!(
+                "firing since {} (value {})",
+                at(&s["since"]).unwrap_or_default(),
+                s["value"]
+            ),
+            _ if s["held_out_of_hours"] == true => format!(
+                "the condition holds (value {}) but outside the active hours; fires when they begin",
+                s["value"]
+            ),
+            _ => format!("condition false when last evaluated, at {seen}"),
+        };
+        out.push_str(&format!("  {{{}}}  {why}\n", labels.join(", ")));
+    }
+    out
 }
 
 /// Alertmanager's fingerprints are 16 hex digits.
@@ -337,6 +420,23 @@ mod tests {
         assert_eq!(
             text,
             "freezer_warm {device=\"freezer\"} (fingerprint 0123456789abcdef)\n  2026-12-04\n    10:02:00  pending (value -9.6)\n    10:17:00  firing (value -9.4), rule 00000000000000ff\n    10:17:00  in a notification to family #0 as firing (group {}:{}, notification n1)\n    10:17:01  sent: family (telegram), attempt 1, notification n1\n  2026-12-05\n    09:00:00  silenced by Ana (Telegram 111) until 2026-12-05 10:00 (silence s1) — from Telegram\n"
+        );
+    }
+
+    #[test]
+    fn a_rule_report_says_why_each_series_fires_or_not() {
+        let rule = json!({
+            "rule": "hot", "origin": "rules/home.yaml:2:5", "series_count": 2, "max_series": 2,
+            "series_limit_hit_at": "2026-12-04T10:00:00Z",
+            "last_error_at": "2026-12-04T10:01:00Z", "last_error": "condition: no such key: foo",
+            "series": [
+                {"labels": {"room": "a"}, "state": "inactive", "value": null, "last_seen": "2026-12-04T10:00:00Z", "held_out_of_hours": false},
+                {"labels": {"room": "b"}, "state": "pending", "since": "2026-12-04T10:00:00Z", "fires_at": "2026-12-04T10:05:00Z", "value": 35.0, "last_seen": "2026-12-04T10:00:00Z", "held_out_of_hours": false},
+            ],
+        });
+        assert_eq!(
+            rule_report(&rule, &TimeZone::UTC),
+            "hot (rules/home.yaml:2:5): 2 series of at most 2\n  series limit reached (last at 2026-12-04 10:00:00): new series are ignored; raise max_series\n  evaluation error (last at 2026-12-04 10:01:00): condition: no such key: foo\n  {room=\"a\"}  condition false when last evaluated, at 2026-12-04 10:00:00\n  {room=\"b\"}  pending since 2026-12-04 10:00:00 (value 35.0); fires at 2026-12-04 10:05:00 if the condition still holds\n"
         );
     }
 

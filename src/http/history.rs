@@ -1,5 +1,6 @@
 //! What happened, over HTTP: an alert's history (`GET /api/v1/alerts/{fingerprint}/history`,
-//! `GET /api/v1/history?alertname=`), recent delivery attempts (`GET /api/v1/notifications`)
+//! `GET /api/v1/history?alertname=`), why a rule does or does not fire
+//! (`GET /api/v1/rules/{name}/explain`), recent delivery attempts (`GET /api/v1/notifications`)
 //! and the dead letters (`GET /api/v1/dead-letters`, `POST …/{id}/retry`, `DELETE …/{id}`).
 
 use std::collections::BTreeMap;
@@ -117,6 +118,31 @@ pub struct NotificationsQuery {
     failed: bool,
     #[serde(default)]
     limit: Option<usize>,
+}
+
+/// `GET /api/v1/rules/{name}/explain`: why the rule does or does not fire, series by series;
+/// 404 for a rule not loaded.
+pub async fn explain_rule(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Response {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let asked = state
+        .router
+        .send(crate::alerting::routing::RouterCommand::ExplainRule(
+            name.clone(),
+            reply,
+        ))
+        .await;
+    match (asked, answer.await) {
+        (Ok(()), Ok(Some(explained))) => Json(explained).into_response(),
+        (Ok(()), Ok(None)) => not_found(format!("no rule named {name} is loaded")),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "atalaya is shutting down"})),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /api/v1/notifications[?failed=true&limit=N]`: the latest delivery attempts, newest

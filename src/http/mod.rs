@@ -128,6 +128,7 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
             get(history::alert_history),
         )
         .route("/api/v1/history", get(history::rule_history))
+        .route("/api/v1/rules/{name}/explain", get(history::explain_rule))
         .route("/api/v1/notifications", get(history::notifications))
         .route("/api/v1/dead-letters", get(history::dead_letters))
         .route(
