@@ -43,6 +43,19 @@ pub enum Command {
     /// Notifications given up on: list them, queue one again, or drop it.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Live events of a running atalaya, as `mosquitto_sub -v` prints them.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Only events whose subject matches this pattern (`home/#`, `zigbee2mqtt/+device`).
+    pub pattern: Option<String>,
+    /// Also the rules that took each event, and the alert changes it caused.
+    #[arg(long)]
+    pub rules: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Debug, Args)]

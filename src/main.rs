@@ -109,6 +109,7 @@ fn main() -> ExitCode {
             "notifications",
             runtime().block_on(commands::explain::notifications(args)),
         ),
+        Command::Tail(args) => finish("tail", runtime().block_on(commands::explain::tail(args))),
         Command::DeadLetters(command) => finish(
             "dead-letters",
             runtime().block_on(commands::explain::dead_letters(command)),

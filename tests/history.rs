@@ -197,3 +197,71 @@ async fn an_alert_s_history_says_what_happened_and_a_dead_letter_is_retried() {
     let (ok, text) = cli(&atalaya, &["dead-letters", "drop", &id]).await;
     assert!(!ok && text.contains("no dead letter"), "{text}");
 }
+
+#[tokio::test]
+async fn tail_prints_live_events_with_the_rules_that_took_them() {
+    use tokio::io::AsyncBufReadExt;
+
+    let atalaya = Atalaya::start_with(Options {
+        rules: vec![("kitchen.yaml", RULE.to_owned())],
+        routing: Some(support::CONSOLE_AT_ONCE.to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let mut tail = support::command(atalaya.dir.path())
+        .args(["tail", "home/#", "--rules", "--url", &atalaya.url("")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    let client = reqwest::Client::new();
+    let send = |subject: &str, value: f64| {
+        let request = client
+            .post(atalaya.url(&format!("/api/v1/events/{subject}")))
+            .body(value.to_string());
+        async move { assert!(request.send().await.unwrap().status().is_success()) }
+    };
+    // Until tail is listening, events pass unseen: send until one shows.
+    let first = tokio::time::timeout(PATIENCE, async {
+        loop {
+            send("other/noise", 1.0).await;
+            send("home/hall/temperature", 20.0).await;
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), lines.next_line()).await
+            {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("tail never printed an event");
+    assert_eq!(
+        first, "home/hall/temperature 20",
+        "the pattern keeps other/noise out"
+    );
+    send("home/kitchen/temperature", 80.0).await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("kitchen_hot → firing"))
+    {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("no firing line")
+            .unwrap()
+            .unwrap();
+        assert!(!line.starts_with("other/"), "{line}");
+        seen.push(line);
+    }
+    let at = seen
+        .iter()
+        .position(|l| l == "home/kitchen/temperature 80")
+        .unwrap();
+    assert_eq!(
+        seen[at + 1],
+        "    rules: kitchen_hot; kitchen_hot → firing",
+        "{seen:#?}"
+    );
+    tail.kill().await.unwrap();
+}

@@ -15,6 +15,7 @@
 //! - `actions`: rule actions published through the brokers.
 //! - `acknowledgements`: alerts acknowledged in a receiver's app, silenced.
 //! - `chat`: the Telegram bot's way to the router (alerts, silences, status).
+//! - `tail`: each event evaluated, with the rules that took it, for `atalaya tail`.
 //! - `retained`: what the MQTT keeper (alert state topics, Home Assistant discovery) reads
 //!   from the router and the rules.
 
@@ -29,3 +30,4 @@ pub mod outbox;
 pub mod retained;
 pub mod routing;
 pub mod runner;
+pub mod tail;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use atalaya_bus::Event;
 use atalaya_bus::bus::{Consumer, QueueWatch, Received};
 use atalaya_bus::readiness::ReadyHandle;
 use atalaya_bus::store::{Entry, Store, TableBatch};
@@ -33,6 +34,7 @@ use tracing::{debug, error, info, warn};
 use crate::alerting::flapping::FlapDetector;
 use crate::alerting::history::HistoryEntry;
 use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
+use crate::alerting::tail::Tail;
 
 /// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
 pub const SERIES_TABLE: &str = "rule_series";
@@ -204,6 +206,8 @@ pub struct RulesRunner {
     pub progress: RunnerProgress,
     /// The names of the rules loaded, for whoever shows them (Home Assistant discovery).
     pub rule_names: tokio::sync::watch::Sender<Arc<[String]>>,
+    /// Each event evaluated, for `atalaya tail`.
+    pub tail: Tail,
 }
 
 /// The names of `engine`'s rules, in order, each once.
@@ -328,11 +332,11 @@ impl RulesRunner {
                     self.progress.busy();
                     let Some(event) = event else { break };
                     let first = held.outputs.len();
-                    held.outputs.extend(self.engine.on_event(Timestamp::now(), &event));
+                    held.outputs.extend(self.evaluate(&event));
                     held.events.push(event);
                     while held.events.len() < MAX_HELD {
                         let Some(event) = consumer.try_recv() else { break };
-                        held.outputs.extend(self.engine.on_event(Timestamp::now(), &event));
+                        held.outputs.extend(self.evaluate(&event));
                         held.events.push(event);
                     }
                     self.route(&held.outputs[first..]);
@@ -423,6 +427,16 @@ impl RulesRunner {
         let outputs = std::mem::take(&mut held.outputs);
         self.deliver(outputs).await;
         Ok(())
+    }
+
+    /// Evaluates one event, telling `atalaya tail` about it when someone listens.
+    fn evaluate(&mut self, event: &Event) -> Vec<Output> {
+        let outputs = self.engine.on_event(Timestamp::now(), event);
+        if self.tail.listened() {
+            self.tail
+                .send(event, self.engine.rules_for(event), &outputs);
+        }
+        outputs
     }
 
     /// Routes the alerts among `outputs` and keeps their changes for the history (in
@@ -674,6 +688,7 @@ mod tests {
             flapping: FlapDetector::register(registry, 20, Duration::from_secs(600)).unwrap(),
             progress: RunnerProgress::default(),
             rule_names: tokio::sync::watch::channel(Arc::from([])).0,
+            tail: Tail::default(),
         };
         (runner, consumer, publisher)
     }

@@ -23,6 +23,26 @@ impl ApiClient {
         }
     }
 
+    /// A GET of `path` whose body is read as it comes (server-sent events); an error naming
+    /// the status and the reason unless it succeeds.
+    pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach atalaya at {}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let reason = body["error"].as_str().unwrap_or("no reason given");
+            bail!("atalaya answered {status}: {reason}");
+        }
+        Ok(response)
+    }
+
     /// Sends a request to `path` (with a JSON body when given); returns the JSON answer of
     /// a success (`null` for an empty one), or an error naming the status and the reason.
     pub async fn call(

@@ -1,6 +1,6 @@
-//! `atalaya explain`, `atalaya notifications` and `atalaya dead-letters`: what happened to an
-//! alert (or why a rule does not fire), what was sent, and what was given up on — read from a running instance's history
-//! API and printed for a person.
+//! `atalaya explain`, `notifications`, `dead-letters` and `tail`: what happened to an alert
+//! (or why a rule does not fire), what was sent, what was given up on, and what arrives now —
+//! read from a running instance's API and printed for a person.
 
 use anyhow::{Context, bail};
 use jiff::Timestamp;
@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::api_client::ApiClient;
-use crate::cli::{DeadLettersCommand, ExplainArgs, NotificationsArgs};
+use crate::cli::{DeadLettersCommand, ExplainArgs, NotificationsArgs, TailArgs};
 
 /// `atalaya explain FINGERPRINT | NAME | NAME=VALUE…`: each matching alert's timeline.
 pub async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
@@ -339,6 +339,86 @@ pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `atalaya tail [PATTERN] [--rules]`: live events, one line each as `mosquitto_sub -v`
+/// prints them (`subject payload`), until interrupted.
+pub async fn tail(args: TailArgs) -> anyhow::Result<()> {
+    let mut path = "/api/v1/tail".to_owned();
+    if let Some(pattern) = &args.pattern {
+        path.push_str(&format!("?pattern={}", query_escape(pattern)));
+    }
+    let mut response = ApiClient::new(&args.api.url).stream(&path).await?;
+    let mut buffer = String::new();
+    while let Some(chunk) = response.chunk().await.context("reading the event stream")? {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        // Server-sent events end with a blank line.
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            if let Some(line) = sse_line(&message, args.rules) {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one server-sent event of `/api/v1/tail` prints as; `None` for a keep-alive.
+fn sse_line(message: &str, rules: bool) -> Option<String> {
+    let mut kind = "message";
+    let mut data = String::new();
+    for line in message.lines() {
+        if let Some(k) = line.strip_prefix("event:") {
+            kind = k.trim();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            data.push_str(d.trim_start());
+        }
+    }
+    if data.is_empty() {
+        return None;
+    }
+    if kind == "lagged" {
+        return Some(format!("(missed {data} events: this client fell behind)"));
+    }
+    let item: Value = serde_json::from_str(&data).ok()?;
+    let event = &item["event"];
+    let mut line = format!(
+        "{} {}",
+        event["subject"].as_str().unwrap_or("?"),
+        event["data"]
+    );
+    if rules {
+        let names: Vec<&str> = item["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let changes: Vec<String> = item["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{} → {}",
+                    c[0].as_str().unwrap_or("?"),
+                    c[1].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        line.push_str(&format!(
+            "\n    rules: {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ));
+        if !changes.is_empty() {
+            line.push_str(&format!("; {}", changes.join(", ")));
+        }
+    }
+    Some(line)
+}
+
 /// `atalaya dead-letters list | retry ID | drop ID`.
 pub async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
     match command {
@@ -438,6 +518,24 @@ mod tests {
             rule_report(&rule, &TimeZone::UTC),
             "hot (rules/home.yaml:2:5): 2 series of at most 2\n  series limit reached (last at 2026-12-04 10:00:00): new series are ignored; raise max_series\n  evaluation error (last at 2026-12-04 10:01:00): condition: no such key: foo\n  {room=\"a\"}  condition false when last evaluated, at 2026-12-04 10:00:00\n  {room=\"b\"}  pending since 2026-12-04 10:00:00 (value 35.0); fires at 2026-12-04 10:05:00 if the condition still holds\n"
         );
+    }
+
+    #[test]
+    fn tail_lines_read_like_mosquitto_sub() {
+        let message = "data: {\"event\":{\"subject\":\"home/kitchen/temperature\",\"data\":{\"t\":21.5}},\"rules\":[\"kitchen_hot\"],\"changes\":[[\"kitchen_hot\",\"firing\"]]}\n\n";
+        assert_eq!(
+            sse_line(message, false).unwrap(),
+            "home/kitchen/temperature {\"t\":21.5}"
+        );
+        assert_eq!(
+            sse_line(message, true).unwrap(),
+            "home/kitchen/temperature {\"t\":21.5}\n    rules: kitchen_hot; kitchen_hot → firing"
+        );
+        assert_eq!(
+            sse_line("event: lagged\ndata: 12\n\n", false).unwrap(),
+            "(missed 12 events: this client fell behind)"
+        );
+        assert_eq!(sse_line(":\n\n", false), None, "a keep-alive");
     }
 
     #[test]

@@ -145,6 +145,58 @@ pub async fn explain_rule(
     }
 }
 
+#[derive(Deserialize)]
+pub struct TailQuery {
+    #[serde(default)]
+    pattern: Option<String>,
+}
+
+/// `GET /api/v1/tail[?pattern=P]`: live events as server-sent events, each `data:` one JSON
+/// object (`event`, `rules` that took it, `changes` it caused); `event: lagged` with how many
+/// were missed when this listener fell behind. Only events some subscription or ingest put on
+/// the bus, from the moment of connecting.
+pub async fn tail(State(state): State<Arc<ApiState>>, Query(query): Query<TailQuery>) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let pattern = match query.pattern.as_deref().map(atalaya_bus::Pattern::parse) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": format!("pattern: {e}") })),
+            )
+                .into_response();
+        }
+    };
+    let receiver = state.tail.subscribe();
+    let stream =
+        futures_util::stream::unfold((receiver, pattern), |(mut receiver, pattern)| async move {
+            loop {
+                let sse = match receiver.recv().await {
+                    Ok(item) => {
+                        if pattern
+                            .as_ref()
+                            .is_some_and(|p| !p.is_match(&item.event.subject))
+                        {
+                            continue;
+                        }
+                        SseEvent::default().data(serde_json::to_string(&*item).unwrap_or_default())
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        SseEvent::default().event("lagged").data(missed.to_string())
+                    }
+                    Err(RecvError::Closed) => return None,
+                };
+                return Some((Ok::<_, std::convert::Infallible>(sse), (receiver, pattern)));
+            }
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
 /// `GET /api/v1/notifications[?failed=true&limit=N]`: the latest delivery attempts, newest
 /// first, one per notification and attempt (with the alerts it held).
 pub async fn notifications(

@@ -77,6 +77,8 @@ pub struct ApiState {
     pub history: crate::alerting::history::History,
     /// The dead letters (`/api/v1/dead-letters`).
     pub outbox: crate::alerting::outbox::Outbox,
+    /// Live events (`GET /api/v1/tail`).
+    pub tail: crate::alerting::tail::Tail,
 }
 
 impl ApiState {
@@ -130,6 +132,7 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
         .route("/api/v1/history", get(history::rule_history))
         .route("/api/v1/rules/{name}/explain", get(history::explain_rule))
         .route("/api/v1/notifications", get(history::notifications))
+        .route("/api/v1/tail", get(history::tail))
         .route("/api/v1/dead-letters", get(history::dead_letters))
         .route(
             "/api/v1/dead-letters/{id}",

@@ -162,6 +162,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let engine_metrics = EngineMetrics::register(&registry).map_err(registry_error)?;
     let reload_metrics = ReloadMetrics::register(&registry).map_err(registry_error)?;
     let mut engine = Engine::new(rule_set, engine_metrics);
+    let tail = crate::alerting::tail::Tail::default();
     let (rule_names_tx, rule_names_rx) = tokio::sync::watch::channel(runner::rule_names(&engine));
     let store = Arc::new(store);
     let restored =
@@ -364,6 +365,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         .map_err(registry_error)?,
         progress: progress.clone(),
         rule_names: rule_names_tx,
+        tail: tail.clone(),
     };
     supervisor.spawn(
         Stage::Sink,
@@ -399,7 +401,11 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         &registry,
         reload_tx,
         router_tx,
-        (history, outbox.clone()),
+        sources::Told {
+            history,
+            outbox: outbox.clone(),
+            tail,
+        },
     )
     .await?;
     // Every source has its own publisher now: the bus closes when they stop (shutdown).

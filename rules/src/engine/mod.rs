@@ -273,6 +273,25 @@ impl Engine {
         ))
     }
 
+    /// The names of the rules that take `event` (its subject matches their pattern, and
+    /// their `source` and `type` when they set one): what `atalaya tail --rules` shows.
+    pub fn rules_for(&self, event: &Event) -> Vec<&str> {
+        self.rules
+            .index
+            .matches(&event.subject)
+            .into_iter()
+            .map(|id| &*self.rules.rules[id])
+            .filter(|rule| {
+                rule.source.as_ref().is_none_or(|s| *s == event.source)
+                    && rule
+                        .event_type
+                        .as_ref()
+                        .is_none_or(|t| *t == event.event_type)
+            })
+            .map(|rule| rule.name.as_str())
+            .collect()
+    }
+
     /// When [`Engine::on_tick`] next has something to do. It may be early: a deadline that
     /// moved later since it was queued (an absence timer restarted by an event) is found
     /// out, and queued again, by the tick at its old time.
