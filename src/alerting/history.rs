@@ -61,6 +61,9 @@ pub enum What {
         /// The rule definition's hash: the same hash, the same rule.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rule_hash: Option<String>,
+        /// The rules directory's Git commit, when it is a checkout (git-sync, a clone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rules_commit: Option<String>,
     },
     /// The router put it in a notification for a receiver's integration.
     Notified {
@@ -98,8 +101,9 @@ impl HistoryEntry {
         labels: &Labels,
         state: &str,
         value: serde_json::Value,
-        rule_hash: Option<u64>,
+        rule: (Option<u64>, Option<&str>),
     ) -> Self {
+        let (rule_hash, rules_commit) = rule;
         Self {
             at,
             fingerprint: labels_fingerprint(labels),
@@ -109,6 +113,7 @@ impl HistoryEntry {
                 value,
                 labels: labels.clone(),
                 rule_hash: rule_hash.map(|h| format!("{h:016x}")),
+                rules_commit: rules_commit.map(str::to_owned),
             },
         }
     }
@@ -399,6 +404,44 @@ pub async fn prune_every(history: History, stop: tokio_util::sync::CancellationT
     }
 }
 
+/// The Git commit checked out in `dir` or a directory above it (a clone, git-sync's
+/// checkout), read from `.git` without running git: `HEAD`, the ref it names (loose, or in
+/// `packed-refs`), or a detached commit. `None` when there is none.
+pub fn git_commit(dir: &std::path::Path) -> Option<String> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let git = dir
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| g.exists())?;
+    // A worktree or submodule: `.git` is a file naming the real directory.
+    let git = match std::fs::read_to_string(&git) {
+        Ok(text) => {
+            let target = text.strip_prefix("gitdir:")?.trim();
+            git.parent()?.join(target)
+        }
+        Err(_) => git,
+    };
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let commit = match head.strip_prefix("ref:") {
+        None => head.to_owned(),
+        Some(reference) => {
+            let reference = reference.trim();
+            match std::fs::read_to_string(git.join(reference)) {
+                Ok(commit) => commit.trim().to_owned(),
+                Err(_) => std::fs::read_to_string(git.join("packed-refs"))
+                    .ok()?
+                    .lines()
+                    .find_map(|line| {
+                        let (commit, name) = line.split_once(' ')?;
+                        (name == reference).then(|| commit.to_owned())
+                    })?,
+            }
+        }
+    };
+    (commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit())).then_some(commit)
+}
+
 fn name_key(alertname: &str, fingerprint: &str) -> Vec<u8> {
     let mut key = alertname.as_bytes().to_vec();
     key.push(0);
@@ -427,8 +470,8 @@ mod tests {
         {
             let h = history(&dir, HistorySettings::default());
             h.record(&[
-                HistoryEntry::state(at, &freezer, "pending", (-9.6).into(), Some(7)),
-                HistoryEntry::state(at, &labels("other"), "firing", 1.into(), None),
+                HistoryEntry::state(at, &freezer, "pending", (-9.6).into(), (Some(7), None)),
+                HistoryEntry::state(at, &labels("other"), "firing", 1.into(), (None, None)),
             ])
             .unwrap();
         }
@@ -438,7 +481,7 @@ mod tests {
             &freezer,
             "firing",
             (-9.0).into(),
-            Some(7),
+            (Some(7), None),
         )])
         .unwrap();
         let fp = labels_fingerprint(&freezer);
@@ -457,6 +500,28 @@ mod tests {
     }
 
     #[test]
+    fn the_rules_commit_is_read_from_a_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        std::fs::create_dir_all(rules.join("sub")).unwrap();
+        assert_eq!(git_commit(&rules), None, "not a checkout");
+        let git = dir.path().join(".git");
+        std::fs::create_dir_all(git.join("refs/heads")).unwrap();
+        std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        std::fs::write(
+            git.join("packed-refs"),
+            format!("# pack-refs with: peeled\n{commit} refs/heads/main\n"),
+        )
+        .unwrap();
+        assert_eq!(git_commit(&rules.join("sub")).as_deref(), Some(commit));
+        std::fs::write(git.join("refs/heads/main"), "fedcba9876543210\n").unwrap();
+        assert_eq!(git_commit(&rules).as_deref(), Some("fedcba9876543210"));
+        std::fs::write(git.join("HEAD"), format!("{commit}\n")).unwrap();
+        assert_eq!(git_commit(&rules).as_deref(), Some(commit), "detached");
+    }
+
+    #[test]
     fn pruning_drops_the_oldest_by_age_then_by_size() {
         let dir = tempfile::tempdir().unwrap();
         let h = history(
@@ -469,12 +534,24 @@ mod tests {
         let now: Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
         let old = now - jiff::SignedDuration::from_hours(2);
         let l = labels("r");
-        h.record(&[HistoryEntry::state(old, &l, "firing", 1.into(), None)])
-            .unwrap();
+        h.record(&[HistoryEntry::state(
+            old,
+            &l,
+            "firing",
+            1.into(),
+            (None, None),
+        )])
+        .unwrap();
         for minutes in 1..=4 {
             let at = now - jiff::SignedDuration::from_mins(10 - minutes);
-            h.record(&[HistoryEntry::state(at, &l, "firing", minutes.into(), None)])
-                .unwrap();
+            h.record(&[HistoryEntry::state(
+                at,
+                &l,
+                "firing",
+                minutes.into(),
+                (None, None),
+            )])
+            .unwrap();
         }
         assert_eq!(h.prune(now).unwrap(), 2, "one too old, one too many");
         let values: Vec<serde_json::Value> = h

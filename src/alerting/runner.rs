@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::alerting::flapping::FlapDetector;
-use crate::alerting::history::HistoryEntry;
+use crate::alerting::history::{HistoryEntry, git_commit};
 use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 use crate::alerting::tail::Tail;
 
@@ -191,6 +191,9 @@ pub struct RulesRunner {
     pub engine: Engine,
     /// Where rules are reloaded from; `None`: no rules directory, nothing to reload.
     pub dir: Option<PathBuf>,
+    /// The rules directory's Git commit when it is a checkout, read at every load, told in
+    /// the alert history.
+    pub rules_commit: Option<String>,
     /// Actions, to the brokers that publish them (when any is configured).
     pub actions: Option<mpsc::Sender<ActionRequest>>,
     pub reload_metrics: ReloadMetrics,
@@ -462,7 +465,7 @@ impl RulesRunner {
                         &alert.labels,
                         alert.state.as_str(),
                         alert.value.clone(),
-                        hash,
+                        (hash, self.rules_commit.as_deref()),
                     ));
                 }
             }
@@ -604,6 +607,7 @@ impl RulesRunner {
                 count = set.rules.len();
                 outputs = self.engine.reload(set, now);
                 self.rule_names.send_replace(rule_names(&self.engine));
+                self.rules_commit = self.dir.as_deref().and_then(git_commit);
             }
             if let Some(Ok(policy)) = policy {
                 self.routing.set_policy(policy, now);
@@ -679,6 +683,7 @@ mod tests {
         let runner = RulesRunner {
             engine: Engine::new(rules, EngineMetrics::unregistered().unwrap()),
             dir: None,
+            rules_commit: None,
             actions: None,
             reload_metrics: ReloadMetrics::register(registry).unwrap(),
             routing,

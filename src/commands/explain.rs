@@ -136,6 +136,9 @@ fn describe(entry: &Value, tz: &TimeZone) -> String {
             if let Some(hash) = entry["rule_hash"].as_str() {
                 line.push_str(&format!(", rule {hash}"));
             }
+            if let Some(commit) = entry["rules_commit"].as_str() {
+                line.push_str(&format!(" at commit {}", &commit[..commit.len().min(12)]));
+            }
             line
         }
         "notified" => format!(

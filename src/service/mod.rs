@@ -351,6 +351,9 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let runner = RulesRunner {
         engine,
         dir: rules_dir.clone(),
+        rules_commit: rules_dir
+            .as_deref()
+            .and_then(crate::alerting::history::git_commit),
         actions: actions_tx,
         reload_metrics,
         routing,
