@@ -193,8 +193,9 @@ impl History {
         settings: HistorySettings,
     ) -> anyhow::Result<Self> {
         let last = store
-            .last(HISTORY_TABLE)
+            .last_n(HISTORY_TABLE, 1)
             .context("reading the alert history")?
+            .pop()
             .and_then(|(key, _)| {
                 key.get(8..16)
                     .map(|s| u64::from_be_bytes(s.try_into().unwrap_or_default()))
