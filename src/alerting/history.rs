@@ -288,6 +288,11 @@ impl History {
         Ok(entries)
     }
 
+    /// The store the history is kept in (for what other parts kept beside it).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
     /// The fingerprints of the alerts of rule `alertname` with a history.
     pub fn alerts_of(&self, alertname: &str) -> anyhow::Result<Vec<String>> {
         let prefix = name_key(alertname, "");

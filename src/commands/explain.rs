@@ -163,6 +163,21 @@ fn describe(entry: &Value, tz: &TimeZone) -> String {
                 entry["attempt"],
                 s("notification")
             );
+            let messages: Vec<String> = entry["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    format!(
+                        "message {} in chat {}",
+                        m["message_id"],
+                        m["chat"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            if !messages.is_empty() {
+                line.push_str(&format!(" ({})", messages.join(", ")));
+            }
             if let Some(error) = entry["error"].as_str() {
                 line.push_str(&format!(" — {error}"));
             }
@@ -495,14 +510,14 @@ mod tests {
                 {"at": "2026-12-04T10:02:00Z", "kind": "state", "state": "pending", "value": -9.6, "labels": {}},
                 {"at": "2026-12-04T10:17:00Z", "kind": "state", "state": "firing", "value": -9.4, "labels": {}, "rule_hash": "00000000000000ff"},
                 {"at": "2026-12-04T10:17:00Z", "kind": "notified", "notification": "n1", "receiver": "family", "integration": 0, "group_key": "{}:{}", "status": "firing"},
-                {"at": "2026-12-04T10:17:01Z", "kind": "attempt", "notification": "n1", "receiver": "family", "integration": "telegram", "attempt": 1, "outcome": "sent"},
+                {"at": "2026-12-04T10:17:01Z", "kind": "attempt", "notification": "n1", "receiver": "family", "integration": "telegram", "attempt": 1, "outcome": "sent", "messages": [{"chat": "-100", "part": 0, "message_id": 4211}]},
                 {"at": "2026-12-05T09:00:00Z", "kind": "silenced", "silence": "s1", "created_by": "Ana (Telegram 111)", "comment": "from Telegram", "ends_at": "2026-12-05T10:00:00Z"},
             ],
         });
         let text = timeline(&alert, &TimeZone::UTC);
         assert_eq!(
             text,
-            "freezer_warm {device=\"freezer\"} (fingerprint 0123456789abcdef)\n  2026-12-04\n    10:02:00  pending (value -9.6)\n    10:17:00  firing (value -9.4), rule 00000000000000ff\n    10:17:00  in a notification to family #0 as firing (group {}:{}, notification n1)\n    10:17:01  sent: family (telegram), attempt 1, notification n1\n  2026-12-05\n    09:00:00  silenced by Ana (Telegram 111) until 2026-12-05 10:00 (silence s1) — from Telegram\n"
+            "freezer_warm {device=\"freezer\"} (fingerprint 0123456789abcdef)\n  2026-12-04\n    10:02:00  pending (value -9.6)\n    10:17:00  firing (value -9.4), rule 00000000000000ff\n    10:17:00  in a notification to family #0 as firing (group {}:{}, notification n1)\n    10:17:01  sent: family (telegram), attempt 1, notification n1 (message 4211 in chat -100)\n  2026-12-05\n    09:00:00  silenced by Ana (Telegram 111) until 2026-12-05 10:00 (silence s1) — from Telegram\n"
         );
     }
 

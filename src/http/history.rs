@@ -49,9 +49,42 @@ pub async fn alert_history(
         Ok(entries) if entries.is_empty() => {
             not_found(format!("no history for alert {fingerprint}"))
         }
-        Ok(entries) => Json(entries).into_response(),
+        Ok(entries) => Json(with_messages(&state.history, entries)).into_response(),
         Err(e) => failed(&e),
     }
+}
+
+/// `entries` as JSON, each Telegram delivery with the messages it sent (`messages`: chat,
+/// part, message id) while the Telegram integration keeps them (two days).
+fn with_messages(
+    #[cfg_attr(not(feature = "telegram"), allow(unused_variables))]
+    history: &crate::alerting::history::History,
+    entries: Vec<HistoryEntry>,
+) -> Vec<Value> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            let mut value = serde_json::to_value(&entry).unwrap_or(Value::Null);
+            #[cfg(feature = "telegram")]
+            if let What::Attempt {
+                notification,
+                integration,
+                outcome,
+                ..
+            } = &entry.what
+                && integration == "telegram"
+                && outcome == "sent"
+                && let Ok(messages) =
+                    atalaya_connectors::telegram::messages_of(history.store(), notification)
+            {
+                value["messages"] = messages
+                    .into_iter()
+                    .map(|(chat, part, id)| json!({"chat": chat, "part": part, "message_id": id}))
+                    .collect();
+            }
+            value
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -90,7 +123,7 @@ pub async fn rule_history(
                     json!({
                         "fingerprint": fingerprint,
                         "labels": last_labels(&entries),
-                        "entries": entries,
+                        "entries": with_messages(&state.history, entries),
                     })
                 })
                 .collect();
