@@ -126,6 +126,7 @@ async fn an_alert_s_history_says_what_happened_and_a_dead_letter_is_retried() {
     let k = kinds(&entries);
     for expected in [
         "state firing",
+        "routed",
         "notified",
         "attempt console sent",
         "attempt webhook dead_letter",
@@ -148,6 +149,7 @@ async fn an_alert_s_history_says_what_happened_and_a_dead_letter_is_retried() {
     for needle in [
         "kitchen_hot {room=\"kitchen\"",
         "firing (value 80)",
+        "to home",
         "in a notification to home #0 as firing",
         "sent: home (console), attempt 1",
         "given up (dead letter): home (webhook)",

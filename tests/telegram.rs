@@ -115,7 +115,9 @@ async fn an_alert_reaches_the_chat_and_its_resolve_edits_the_message() {
     assert!(!atalaya.logs().contains("FAKE-token"));
 
     // The alert's history names the message sent (and `atalaya explain` shows it).
-    let history = atalaya.get_json("/api/v1/history?alertname=FreezerWarm").await;
+    let history = atalaya
+        .get_json("/api/v1/history?alertname=FreezerWarm")
+        .await;
     let sent: Vec<&serde_json::Value> = history[0]["entries"]
         .as_array()
         .unwrap()

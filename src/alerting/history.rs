@@ -65,6 +65,17 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rules_commit: Option<String>,
     },
+    /// The router took it firing: the routes it matched (their ids: the path through the
+    /// tree), the receivers they reach, and what keeps it from being told.
+    Routed {
+        routes: Vec<String>,
+        receivers: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        silenced_by: Vec<SilencedBy>,
+        /// Fingerprints of the firing alerts that inhibit it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        inhibited_by: Vec<String>,
+    },
     /// The router put it in a notification for a receiver's integration.
     Notified {
         notification: String,
@@ -92,6 +103,13 @@ pub enum What {
         comment: String,
         ends_at: Timestamp,
     },
+}
+
+/// A silence muting an alert, and who made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SilencedBy {
+    pub silence: String,
+    pub created_by: String,
 }
 
 impl HistoryEntry {

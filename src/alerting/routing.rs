@@ -16,7 +16,7 @@ use anyhow::Context;
 use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::store::{Store, TableBatch};
 
-use super::history::{History, HistoryEntry, HistoryRows, What};
+use super::history::{History, HistoryEntry, HistoryRows, SilencedBy, What};
 use atalaya_rules::alert::{Alert, Output};
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
 use atalaya_rules::routing::router::{
@@ -232,9 +232,56 @@ impl Routing {
             if let Output::Alert(alert) = output
                 && let Some(alert) = RoutedAlert::from_engine(alert)
             {
+                let fingerprint = alert.fingerprint.clone();
+                let firing = !alert.is_resolved(now);
                 self.router.on_alert(now, alert);
+                if firing && self.history.is_some() {
+                    self.record_routing(now, &fingerprint);
+                }
             }
         }
+    }
+
+    /// How the router took a firing alert: routes, receivers, silences and inhibitions.
+    fn record_routing(&mut self, now: Timestamp, fingerprint: &str) {
+        let Some(view) = self.router.view_of(fingerprint, now) else {
+            return;
+        };
+        let routes = self
+            .router
+            .policy()
+            .tree
+            .matching(&view.labels)
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
+        let silenced_by = if view.silenced_by.is_empty() {
+            Vec::new()
+        } else {
+            let silences = self.router.silences();
+            view.silenced_by
+                .iter()
+                .map(|id| SilencedBy {
+                    silence: id.clone(),
+                    created_by: silences
+                        .iter()
+                        .find(|s| &s.id == id)
+                        .map(|s| s.created_by.clone())
+                        .unwrap_or_default(),
+                })
+                .collect()
+        };
+        self.happened.push(HistoryEntry {
+            at: now,
+            alertname: view.labels.get("alertname").cloned().unwrap_or_default(),
+            fingerprint: view.fingerprint,
+            what: What::Routed {
+                routes,
+                receivers: view.receivers,
+                silenced_by,
+                inhibited_by: view.inhibited_by,
+            },
+        });
     }
 
     /// Flushes the groups that are due: the notifications to write to the outbox, in the

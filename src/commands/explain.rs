@@ -141,6 +141,27 @@ fn describe(entry: &Value, tz: &TimeZone) -> String {
             }
             line
         }
+        "routed" => {
+            let mut line = format!(
+                "routed by {} to {}",
+                join(&entry["routes"]),
+                join(&entry["receivers"])
+            );
+            for s in entry["silenced_by"].as_array().into_iter().flatten() {
+                line.push_str(&format!(
+                    "; silenced by {} (silence {})",
+                    s["created_by"].as_str().unwrap_or("?"),
+                    s["silence"].as_str().unwrap_or("?")
+                ));
+            }
+            if entry["inhibited_by"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                line.push_str(&format!("; inhibited by {}", join(&entry["inhibited_by"])));
+            }
+            line
+        }
         "notified" => format!(
             "in a notification to {} #{} as {} (group {}, notification {})",
             s("receiver"),
@@ -274,6 +295,21 @@ pub fn rule_report(rule: &Value, tz: &TimeZone) -> String {
         out.push_str(&format!("  {{{}}}  {why}\n", labels.join(", ")));
     }
     out
+}
+
+/// The strings of a JSON array, joined with `, ` (`none` when there are none).
+fn join(list: &Value) -> String {
+    let items: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// Alertmanager's fingerprints are 16 hex digits.
@@ -509,6 +545,7 @@ mod tests {
             "entries": [
                 {"at": "2026-12-04T10:02:00Z", "kind": "state", "state": "pending", "value": -9.6, "labels": {}},
                 {"at": "2026-12-04T10:17:00Z", "kind": "state", "state": "firing", "value": -9.4, "labels": {}, "rule_hash": "00000000000000ff"},
+                {"at": "2026-12-04T10:17:00Z", "kind": "routed", "routes": ["0", "0.1"], "receivers": ["family"], "silenced_by": [{"silence": "s0", "created_by": "Ana"}], "inhibited_by": ["ffff"]},
                 {"at": "2026-12-04T10:17:00Z", "kind": "notified", "notification": "n1", "receiver": "family", "integration": 0, "group_key": "{}:{}", "status": "firing"},
                 {"at": "2026-12-04T10:17:01Z", "kind": "attempt", "notification": "n1", "receiver": "family", "integration": "telegram", "attempt": 1, "outcome": "sent", "messages": [{"chat": "-100", "part": 0, "message_id": 4211}]},
                 {"at": "2026-12-05T09:00:00Z", "kind": "silenced", "silence": "s1", "created_by": "Ana (Telegram 111)", "comment": "from Telegram", "ends_at": "2026-12-05T10:00:00Z"},
@@ -517,7 +554,7 @@ mod tests {
         let text = timeline(&alert, &TimeZone::UTC);
         assert_eq!(
             text,
-            "freezer_warm {device=\"freezer\"} (fingerprint 0123456789abcdef)\n  2026-12-04\n    10:02:00  pending (value -9.6)\n    10:17:00  firing (value -9.4), rule 00000000000000ff\n    10:17:00  in a notification to family #0 as firing (group {}:{}, notification n1)\n    10:17:01  sent: family (telegram), attempt 1, notification n1 (message 4211 in chat -100)\n  2026-12-05\n    09:00:00  silenced by Ana (Telegram 111) until 2026-12-05 10:00 (silence s1) — from Telegram\n"
+            "freezer_warm {device=\"freezer\"} (fingerprint 0123456789abcdef)\n  2026-12-04\n    10:02:00  pending (value -9.6)\n    10:17:00  firing (value -9.4), rule 00000000000000ff\n    10:17:00  routed by 0, 0.1 to family; silenced by Ana (silence s0); inhibited by ffff\n    10:17:00  in a notification to family #0 as firing (group {}:{}, notification n1)\n    10:17:01  sent: family (telegram), attempt 1, notification n1 (message 4211 in chat -100)\n  2026-12-05\n    09:00:00  silenced by Ana (Telegram 111) until 2026-12-05 10:00 (silence s1) — from Telegram\n"
         );
     }
 
