@@ -65,6 +65,9 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rules_commit: Option<String>,
     },
+    /// It changed state more often than the history keeps: `changes` were not recorded
+    /// since `since` (at most [`MAX_CHANGES`] a [`FLAP_WINDOW`] are).
+    Flapping { changes: u32, since: Timestamp },
     /// The router took it firing: the routes it matched (their ids: the path through the
     /// tree), the receivers they reach, and what keeps it from being told.
     Routed {
@@ -134,6 +137,73 @@ impl HistoryEntry {
                 rules_commit: rules_commit.map(str::to_owned),
             },
         }
+    }
+}
+
+/// The most state changes of one alert recorded per [`FLAP_WINDOW`]; more are counted and
+/// told as one [`What::Flapping`] entry, so a flapping rule neither fills the history nor
+/// writes a row per change.
+pub const MAX_CHANGES: u32 = 10;
+pub const FLAP_WINDOW: Duration = Duration::from_secs(60);
+
+/// Which state changes to record: each alert's first [`MAX_CHANGES`] in a [`FLAP_WINDOW`].
+#[derive(Default)]
+pub struct ChangeBudget {
+    /// By the engine's fingerprint of the alert.
+    windows: std::collections::HashMap<String, FlapWindow>,
+}
+
+struct FlapWindow {
+    started: Timestamp,
+    recorded: u32,
+    skipped: u32,
+    /// What the entry telling the skipped changes needs.
+    fingerprint: String,
+    alertname: String,
+}
+
+impl ChangeBudget {
+    /// Whether a state change of the alert (`key`: the engine's fingerprint) is recorded.
+    pub fn admit(&mut self, key: &str, labels: &Labels, now: Timestamp) -> bool {
+        let window = self
+            .windows
+            .entry(key.to_owned())
+            .or_insert_with(|| FlapWindow {
+                started: now,
+                recorded: 0,
+                skipped: 0,
+                fingerprint: labels_fingerprint(labels),
+                alertname: labels.get("alertname").cloned().unwrap_or_default(),
+            });
+        if window.recorded < MAX_CHANGES {
+            window.recorded += 1;
+            true
+        } else {
+            window.skipped += 1;
+            false
+        }
+    }
+
+    /// Ends the windows past [`FLAP_WINDOW`] at `now`: an entry for each that skipped changes.
+    pub fn take_ended(&mut self, now: Timestamp) -> Vec<HistoryEntry> {
+        let mut told = Vec::new();
+        self.windows.retain(|_, w| {
+            let ended = now.duration_since(w.started)
+                >= jiff::SignedDuration::try_from(FLAP_WINDOW).unwrap_or_default();
+            if ended && w.skipped > 0 {
+                told.push(HistoryEntry {
+                    at: now,
+                    fingerprint: std::mem::take(&mut w.fingerprint),
+                    alertname: std::mem::take(&mut w.alertname),
+                    what: What::Flapping {
+                        changes: w.skipped,
+                        since: w.started,
+                    },
+                });
+            }
+            !ended
+        });
+        told
     }
 }
 
@@ -543,6 +613,34 @@ mod tests {
         assert_eq!(git_commit(&rules).as_deref(), Some("fedcba9876543210"));
         std::fs::write(git.join("HEAD"), format!("{commit}\n")).unwrap();
         assert_eq!(git_commit(&rules).as_deref(), Some(commit), "detached");
+    }
+
+    #[test]
+    fn a_flapping_alert_records_its_first_changes_and_counts_the_rest() {
+        let mut budget = ChangeBudget::default();
+        let l = labels("flappy");
+        let t0: Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let admitted = (0..25).filter(|_| budget.admit("e1", &l, t0)).count();
+        assert_eq!(admitted, MAX_CHANGES as usize);
+        assert!(
+            budget
+                .take_ended(t0 + jiff::SignedDuration::from_secs(59))
+                .is_empty()
+        );
+        let told = budget.take_ended(t0 + jiff::SignedDuration::from_secs(60));
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].fingerprint, labels_fingerprint(&l));
+        assert_eq!(
+            told[0].what,
+            What::Flapping {
+                changes: 15,
+                since: t0
+            }
+        );
+        assert!(
+            budget.admit("e1", &l, t0 + jiff::SignedDuration::from_secs(61)),
+            "a new window"
+        );
     }
 
     #[test]

@@ -233,16 +233,18 @@ impl Routing {
                 && let Some(alert) = RoutedAlert::from_engine(alert)
             {
                 let fingerprint = alert.fingerprint.clone();
-                let firing = !alert.is_resolved(now);
+                // How it was routed is told when the router takes it in, not again at each
+                // change of an alert it holds (a flapping one).
+                let new = !alert.is_resolved(now) && !self.router.holds(&fingerprint);
                 self.router.on_alert(now, alert);
-                if firing && self.history.is_some() {
+                if new && self.history.is_some() {
                     self.record_routing(now, &fingerprint);
                 }
             }
         }
     }
 
-    /// How the router took a firing alert: routes, receivers, silences and inhibitions.
+    /// How the router took a firing alert in: routes, receivers, silences and inhibitions.
     fn record_routing(&mut self, now: Timestamp, fingerprint: &str) {
         let Some(view) = self.router.view_of(fingerprint, now) else {
             return;

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::alerting::flapping::FlapDetector;
-use crate::alerting::history::{HistoryEntry, git_commit};
+use crate::alerting::history::{ChangeBudget, HistoryEntry, git_commit};
 use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 use crate::alerting::tail::Tail;
 
@@ -211,6 +211,8 @@ pub struct RulesRunner {
     pub rule_names: tokio::sync::watch::Sender<Arc<[String]>>,
     /// Each event evaluated, for `atalaya tail`.
     pub tail: Tail,
+    /// Which state changes go into the history: a flapping alert's are counted instead.
+    pub change_budget: ChangeBudget,
 }
 
 /// The names of `engine`'s rules, in order, each once.
@@ -449,6 +451,12 @@ impl RulesRunner {
         if self.routing.history.is_some() {
             for output in outputs {
                 if let Output::Alert(alert) = output {
+                    if !self
+                        .change_budget
+                        .admit(&alert.fingerprint, &alert.labels, now)
+                    {
+                        continue;
+                    }
                     let hash = self
                         .engine
                         .rules()
@@ -513,6 +521,8 @@ impl RulesRunner {
             .collect();
         let series_deletes: Vec<Vec<u8>> = deletes.iter().map(|(r, f)| series_key(r, f)).collect();
         let router = self.routing.take_changes()?;
+        let flapped = self.change_budget.take_ended(now);
+        self.routing.happened.extend(flapped);
         let history = self.routing.take_history();
         let heartbeat_due = self
             .clock
@@ -694,6 +704,7 @@ mod tests {
             progress: RunnerProgress::default(),
             rule_names: tokio::sync::watch::channel(Arc::from([])).0,
             tail: Tail::default(),
+            change_budget: ChangeBudget::default(),
         };
         (runner, consumer, publisher)
     }

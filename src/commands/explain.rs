@@ -141,6 +141,15 @@ fn describe(entry: &Value, tz: &TimeZone) -> String {
             }
             line
         }
+        "flapping" => format!(
+            "flapping: {} more changes since {} not recorded",
+            entry["changes"],
+            entry["since"]
+                .as_str()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(|t| t.to_zoned(tz.clone()).strftime("%H:%M:%S").to_string())
+                .unwrap_or_default()
+        ),
         "routed" => {
             let mut line = format!(
                 "routed by {} to {}",

@@ -369,6 +369,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         progress: progress.clone(),
         rule_names: rule_names_tx,
         tail: tail.clone(),
+        change_budget: Default::default(),
     };
     supervisor.spawn(
         Stage::Sink,
