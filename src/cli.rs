@@ -38,6 +38,73 @@ pub enum Command {
     /// Work with the routing policy (like `amtool config routes`).
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// What happened to an alert: its state changes (with the values that caused them),
+    /// the notifications that held it, each delivery attempt, its silences.
+    Explain(ExplainArgs),
+    /// The latest delivery attempts of a running atalaya, newest first.
+    Notifications(NotificationsArgs),
+    /// Notifications given up on: list them, queue one again, or drop it.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+    /// Live events of a running atalaya, as `mosquitto_sub -v` prints them.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Only events whose subject matches this pattern (`home/#`, `zigbee2mqtt/+device`).
+    pub pattern: Option<String>,
+    /// Also the rules that took each event, and the alert changes it caused.
+    #[arg(long)]
+    pub rules: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The alert: its fingerprint (16 hex digits, as `atalaya alerts` shows), its rule's
+    /// name, or `alertname=NAME` with other `NAME=VALUE` labels to pick among its alerts.
+    #[arg(required_unless_present = "rule")]
+    pub alert: Vec<String>,
+    /// Instead: why the rule does or does not fire now, series by series.
+    #[arg(long, conflicts_with = "alert")]
+    pub rule: Option<String>,
+    /// Print the history as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NotificationsArgs {
+    /// Only attempts that failed (retried or given up).
+    #[arg(long)]
+    pub failed: bool,
+    /// How many attempts to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List the dead letters, oldest first.
+    List(ApiArgs),
+    /// Queue dead letters again, by notification id; their attempts count from zero.
+    Retry(DeadLetterIds),
+    /// Forget dead letters, by notification id.
+    Drop(DeadLetterIds),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterIds {
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// Where a running atalaya is; the token comes from `$ATALAYA_TOKEN`.

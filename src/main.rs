@@ -108,6 +108,19 @@ fn main() -> ExitCode {
             "silence",
             runtime().block_on(commands::alerts::silence(command)),
         ),
+        Command::Explain(args) => finish(
+            "explain",
+            runtime().block_on(commands::explain::explain(args)),
+        ),
+        Command::Notifications(args) => finish(
+            "notifications",
+            runtime().block_on(commands::explain::notifications(args)),
+        ),
+        Command::Tail(args) => finish("tail", runtime().block_on(commands::explain::tail(args))),
+        Command::DeadLetters(command) => finish(
+            "dead-letters",
+            runtime().block_on(commands::explain::dead_letters(command)),
+        ),
         Command::Routes(cli::RoutesCommand::Test(args)) => match commands::routes::run(args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,

@@ -113,6 +113,23 @@ async fn an_alert_reaches_the_chat_and_its_resolve_edits_the_message() {
         .await;
     assert!(!metrics.contains("FAKE-token"));
     assert!(!atalaya.logs().contains("FAKE-token"));
+
+    // The alert's history names the message sent (and `atalaya explain` shows it).
+    let history = atalaya
+        .get_json("/api/v1/history?alertname=FreezerWarm")
+        .await;
+    let sent: Vec<&serde_json::Value> = history[0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "attempt" && e["outcome"] == "sent")
+        .collect();
+    assert_eq!(sent.len(), 2, "{history:#}");
+    assert_eq!(
+        sent[0]["messages"],
+        json!([{"chat": "42", "part": 0, "message_id": messages[0].message_id}]),
+        "{history:#}"
+    );
 }
 
 /// The time from an alert posted to the router (`POST /api/v2/alerts`) to its message

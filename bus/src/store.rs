@@ -228,30 +228,40 @@ impl Store {
 
     /// How many keys `table` holds (0 for a table never written).
     pub fn count(&self, table: &str) -> Result<u64, StoreError> {
-        let def = TableDefinition::<&[u8], &[u8]>::new(table);
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
-        match txn.open_table(def) {
-            Ok(t) => Ok(t.len().map_err(redb::Error::from)?),
-            Err(TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(redb::Error::from(e).into()),
-        }
+        self.read(table, 0, |t| t.len().map_err(redb::Error::from))
     }
 
     /// Every key and value of `table`, in key order.
     pub fn scan(&self, table: &str) -> Result<Vec<Entry>, StoreError> {
+        self.read(table, Vec::new(), |t| entries(t.iter()?))
+    }
+
+    /// Up to `limit` keys and values of `table` from `from` on (inclusive), in key order:
+    /// a prefix's records (stop at the first key without it), or the oldest of a time-ordered
+    /// table, without reading the rest.
+    pub fn range(&self, table: &str, from: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.read(table, Vec::new(), |t| entries(t.range(from..)?.take(limit)))
+    }
+
+    /// The last `limit` keys and values of `table`, last first.
+    pub fn last_n(&self, table: &str, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.read(table, Vec::new(), |t| entries(t.iter()?.rev().take(limit)))
+    }
+
+    /// `read` of `table` in a read transaction; `absent` for a table never written.
+    fn read<T>(
+        &self,
+        table: &str,
+        absent: T,
+        read: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
         let def = TableDefinition::<&[u8], &[u8]>::new(table);
         let txn = self.db.begin_read().map_err(redb::Error::from)?;
-        let t = match txn.open_table(def) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(redb::Error::from(e).into()),
-        };
-        let mut entries = Vec::new();
-        for entry in t.iter().map_err(redb::Error::from)? {
-            let (k, v) = entry.map_err(redb::Error::from)?;
-            entries.push((k.value().to_vec(), v.value().to_vec()));
+        match txn.open_table(def) {
+            Ok(t) => Ok(read(&t)?),
+            Err(TableError::TableDoesNotExist(_)) => Ok(absent),
+            Err(e) => Err(redb::Error::from(e).into()),
         }
-        Ok(entries)
     }
 
     /// Removes `key` from `table`; returns whether it was there.
@@ -265,6 +275,25 @@ impl Store {
         self.commit(txn)?;
         Ok(removed)
     }
+}
+
+/// The keys and values an iterator over a table gives, copied out.
+fn entries<'a>(
+    iter: impl Iterator<
+        Item = Result<
+            (
+                redb::AccessGuard<'a, &'static [u8]>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+) -> Result<Vec<Entry>, redb::Error> {
+    iter.map(|entry| {
+        let (k, v) = entry?;
+        Ok((k.value().to_vec(), v.value().to_vec()))
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //!   output, and the console integration of routing (always built).
 //! - [`payload`]: the one payload decoding policy of message brokers (always built).
 //! - [`tls`]: TLS settings shared by the connectors that speak TLS.
+//! - `log_throttle`: one log line per interval for a repeating problem (MQTT, Home
+//!   Assistant).
 //! - `mqtt` (feature `mqtt`): MQTT source and publisher, and `mqtt_configs` notifications.
 //! - `nats` (feature `nats`): NATS core and JetStream source, and publisher, and
 //!   `nats_configs` notifications.
@@ -50,6 +52,8 @@ pub mod homeassistant;
 pub mod http;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(any(feature = "mqtt", feature = "homeassistant"))]
+mod log_throttle;
 #[cfg(feature = "mail")]
 pub mod mail;
 #[cfg(feature = "matrix")]

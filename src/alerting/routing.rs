@@ -15,7 +15,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::store::{Store, TableBatch};
-use atalaya_rules::alert::Alert;
+
+use super::history::{History, HistoryEntry, HistoryRows, SilencedBy, What};
+use atalaya_rules::alert::{Alert, Output};
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
 use atalaya_rules::routing::router::{
     AlertView, GroupView, LEGACY_KEY, RoutedAlert, Router, RouterChanges, RouterState,
@@ -43,6 +45,12 @@ pub enum RouterCommand {
     ListSilences(oneshot::Sender<Vec<Silence>>),
     AddSilence(Silence, MuteAll, oneshot::Sender<Result<(), SilenceError>>),
     ExpireSilence(String, oneshot::Sender<Result<(), SilenceError>>),
+    /// Why a rule does or does not fire (`atalaya explain --rule`): answered by the rules
+    /// runner from the engine, beside which the router lives.
+    ExplainRule(
+        String,
+        oneshot::Sender<Option<atalaya_rules::engine::RuleExplanation>>,
+    ),
 }
 
 /// Why posted alerts were refused, whole.
@@ -136,6 +144,10 @@ pub struct Routing {
     pub policy_tx: watch::Sender<Arc<RoutingPolicy>>,
     pub metrics: RoutingMetrics,
     pub limits: AlertLimits,
+    /// Where what happens to alerts is kept; `None` in tests that do not look.
+    pub history: Option<History>,
+    /// What happened to alerts since the last commit, written with it.
+    pub happened: Vec<HistoryEntry>,
 }
 
 /// Reads the policy the service routes by: the file when one is configured, else every
@@ -214,14 +226,85 @@ impl Routing {
         Ok(())
     }
 
+    /// Routes the alerts among the engine's outputs ([`Router::on_outputs`], as `atalaya
+    /// replay` does), and records how the router took in those it did not hold.
+    pub fn on_outputs(&mut self, now: Timestamp, outputs: &[Output]) {
+        let taken_in = self.router.on_outputs(now, outputs);
+        // How it was routed is told when the router takes it in, not again at each change
+        // of an alert it holds (a flapping one).
+        if self.history.is_some() {
+            for fingerprint in taken_in {
+                self.record_routing(now, &fingerprint);
+            }
+        }
+    }
+
+    /// How the router took a firing alert in: routes, receivers, silences and inhibitions.
+    fn record_routing(&mut self, now: Timestamp, fingerprint: &str) {
+        let Some(view) = self.router.view_of(fingerprint, now) else {
+            return;
+        };
+        let routes = self
+            .router
+            .policy()
+            .tree
+            .matching(&view.labels)
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
+        let silenced_by = if view.silenced_by.is_empty() {
+            Vec::new()
+        } else {
+            let silences = self.router.silences();
+            view.silenced_by
+                .iter()
+                .map(|id| SilencedBy {
+                    silence: id.clone(),
+                    created_by: silences
+                        .iter()
+                        .find(|s| &s.id == id)
+                        .map(|s| s.created_by.clone())
+                        .unwrap_or_default(),
+                })
+                .collect()
+        };
+        self.happened.push(HistoryEntry {
+            at: now,
+            alertname: view.labels.get("alertname").cloned().unwrap_or_default(),
+            fingerprint: view.fingerprint,
+            what: What::Routed {
+                routes,
+                receivers: view.receivers,
+                silenced_by,
+                inhibited_by: view.inhibited_by,
+            },
+        });
+    }
+
     /// Flushes the groups that are due: the notifications to write to the outbox, in the
     /// transaction that also holds [`Routing::take_changes`].
     pub fn flush_due(&mut self, now: Timestamp) -> Vec<Notification> {
-        if self.router.next_deadline().is_some_and(|d| d <= now) {
-            self.router.on_tick(now)
-        } else {
-            Vec::new()
+        if self.router.next_deadline().is_none_or(|d| d > now) {
+            return Vec::new();
         }
+        let notifications = self.router.on_tick(now);
+        for n in &notifications {
+            for alert in &n.alerts {
+                self.happened.push(HistoryEntry {
+                    at: now,
+                    fingerprint: alert.fingerprint.clone(),
+                    alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+                    what: What::Notified {
+                        notification: n.id.clone(),
+                        receiver: n.receiver.clone(),
+                        integration: n.integration,
+                        group_key: n.group_key.clone(),
+                        status: alert.status.as_str().to_owned(),
+                    },
+                });
+            }
+        }
+        notifications
     }
 
     /// The router's items changed since the last call, as store writes.
@@ -274,12 +357,18 @@ impl Routing {
             }
             RouterCommand::AddSilence(silence, mute_all, reply) => {
                 let id = silence.id.clone();
+                let made = silence.clone();
                 let result = self.router.add_silence(now, silence, mute_all);
                 if result.is_ok() {
                     info!(silence = %id, "Silence set.");
                     self.update_metrics(now);
+                    self.record_silence(now, &made);
                 }
                 let _ = reply.send(result);
+            }
+            // The runner answers it before it gets here; the router has no rules.
+            RouterCommand::ExplainRule(_, reply) => {
+                let _ = reply.send(None);
             }
             RouterCommand::ExpireSilence(id, reply) => {
                 let result = self.router.expire_silence(now, &id);
@@ -288,6 +377,34 @@ impl Routing {
                     self.update_metrics(now);
                 }
                 let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// The history rows of what happened since the last call, for the commit.
+    pub fn take_history(&mut self) -> HistoryRows {
+        let happened = std::mem::take(&mut self.happened);
+        match &self.history {
+            Some(history) => history.rows(&happened),
+            None => HistoryRows::default(),
+        }
+    }
+
+    /// A silence made: in the history of every alert held that it silences.
+    fn record_silence(&mut self, now: Timestamp, silence: &Silence) {
+        for view in self.router.alerts(now) {
+            if view.silenced_by.contains(&silence.id) {
+                self.happened.push(HistoryEntry {
+                    at: now,
+                    alertname: view.labels.get("alertname").cloned().unwrap_or_default(),
+                    fingerprint: view.fingerprint,
+                    what: What::Silenced {
+                        silence: silence.id.clone(),
+                        created_by: silence.created_by.clone(),
+                        comment: silence.comment.clone(),
+                        ends_at: silence.ends_at,
+                    },
+                });
             }
         }
     }

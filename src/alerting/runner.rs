@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use atalaya_bus::Event;
 use atalaya_bus::bus::{Consumer, QueueWatch, Received};
 use atalaya_bus::readiness::ReadyHandle;
 use atalaya_bus::store::{Entry, Store, TableBatch};
-use atalaya_rules::alert::{ActionRequest, Output};
+use atalaya_rules::alert::{ActionRequest, AlertState, Output};
 use atalaya_rules::compile::{RuleError, load_rules};
 use atalaya_rules::engine::{Changes, Engine};
 use jiff::Timestamp;
@@ -31,7 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::alerting::flapping::FlapDetector;
+use crate::alerting::history::{ChangeBudget, HistoryEntry, git_commit};
 use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
+use crate::alerting::tail::Tail;
 
 /// The store table of engine state: `rule \0 fingerprint` → series; [`SAVED_AT_KEY`] → when.
 pub const SERIES_TABLE: &str = "rule_series";
@@ -188,6 +191,9 @@ pub struct RulesRunner {
     pub engine: Engine,
     /// Where rules are reloaded from; `None`: no rules directory, nothing to reload.
     pub dir: Option<PathBuf>,
+    /// The rules directory's Git commit when it is a checkout, read at every load, told in
+    /// the alert history.
+    pub rules_commit: Option<String>,
     /// Actions, to the brokers that publish them (when any is configured).
     pub actions: Option<mpsc::Sender<ActionRequest>>,
     pub reload_metrics: ReloadMetrics,
@@ -203,6 +209,10 @@ pub struct RulesRunner {
     pub progress: RunnerProgress,
     /// The names of the rules loaded, for whoever shows them (Home Assistant discovery).
     pub rule_names: tokio::sync::watch::Sender<Arc<[String]>>,
+    /// Each event evaluated, for `atalaya tail`.
+    pub tail: Tail,
+    /// Which state changes go into the history: a flapping alert's are counted instead.
+    pub change_budget: ChangeBudget,
 }
 
 /// The names of `engine`'s rules, in order, each once.
@@ -327,11 +337,11 @@ impl RulesRunner {
                     self.progress.busy();
                     let Some(event) = event else { break };
                     let first = held.outputs.len();
-                    held.outputs.extend(self.engine.on_event(Timestamp::now(), &event));
+                    held.outputs.extend(self.evaluate(&event));
                     held.events.push(event);
                     while held.events.len() < MAX_HELD {
                         let Some(event) = consumer.try_recv() else { break };
-                        held.outputs.extend(self.engine.on_event(Timestamp::now(), &event));
+                        held.outputs.extend(self.evaluate(&event));
                         held.events.push(event);
                     }
                     self.route(&held.outputs[first..]);
@@ -359,6 +369,10 @@ impl RulesRunner {
                 // events (Prometheus sends them again at every evaluation anyway).
                 Some(command) = commands.recv() => {
                     self.progress.busy();
+                    if let RouterCommand::ExplainRule(rule, reply) = command {
+                        let _ = reply.send(self.engine.explain(&rule));
+                        continue;
+                    }
                     self.routing.handle(Timestamp::now(), command);
                     held.commands = true;
                     if self.next_commit() <= tokio::time::Instant::now() {
@@ -420,9 +434,51 @@ impl RulesRunner {
         Ok(())
     }
 
-    /// Routes the alerts among `outputs` (in memory; [`RulesRunner::commit`] writes).
+    /// Evaluates one event, telling `atalaya tail` about it when someone listens.
+    fn evaluate(&mut self, event: &Event) -> Vec<Output> {
+        let outputs = self.engine.on_event(Timestamp::now(), event);
+        if self.tail.listened() {
+            self.tail
+                .send(event, self.engine.rules_for(event), &outputs);
+        }
+        outputs
+    }
+
+    /// Routes the alerts among `outputs` and keeps their changes for the history (in
+    /// memory; [`RulesRunner::commit`] writes).
     fn route(&mut self, outputs: &[Output]) {
-        self.routing.router.on_outputs(Timestamp::now(), outputs);
+        let now = Timestamp::now();
+        if self.routing.history.is_some() {
+            for output in outputs {
+                if let Output::Alert(alert) = output {
+                    if !self
+                        .change_budget
+                        .admit(&alert.fingerprint, &alert.labels, now)
+                    {
+                        continue;
+                    }
+                    let hash = self
+                        .engine
+                        .rules()
+                        .iter()
+                        .find(|r| r.name == alert.rule)
+                        .map(|r| r.hash);
+                    let at = match alert.state {
+                        AlertState::Pending => Some(alert.active_since),
+                        AlertState::Firing => alert.fired_at,
+                        AlertState::Resolved => alert.resolved_at,
+                    };
+                    self.routing.happened.push(HistoryEntry::state(
+                        at.unwrap_or(now),
+                        &alert.labels,
+                        alert.state.as_str(),
+                        alert.value.clone(),
+                        (hash, self.rules_commit.as_deref()),
+                    ));
+                }
+            }
+        }
+        self.routing.on_outputs(now, outputs);
     }
 
     async fn deliver(&mut self, outputs: Vec<Output>) {
@@ -465,6 +521,9 @@ impl RulesRunner {
             .collect();
         let series_deletes: Vec<Vec<u8>> = deletes.iter().map(|(r, f)| series_key(r, f)).collect();
         let router = self.routing.take_changes()?;
+        let flapped = self.change_budget.take_ended(now);
+        self.routing.happened.extend(flapped);
+        let history = self.routing.take_history();
         let heartbeat_due = self
             .clock
             .written
@@ -475,6 +534,7 @@ impl RulesRunner {
             && series_puts.is_empty()
             && series_deletes.is_empty()
             && router.is_empty()
+            && history.is_empty()
         {
             // Nothing changed: no write. `saved_at` is refreshed by the heartbeat alone.
             return Ok(());
@@ -500,6 +560,9 @@ impl RulesRunner {
                 self.clock.metrics = Some(tokio::time::Instant::now());
                 self.routing.update_metrics(now);
             }
+        }
+        if !history.is_empty() {
+            batches.extend(history.batches());
         }
         self.routing
             .outbox
@@ -554,6 +617,7 @@ impl RulesRunner {
                 count = set.rules.len();
                 outputs = self.engine.reload(set, now);
                 self.rule_names.send_replace(rule_names(&self.engine));
+                self.rules_commit = self.dir.as_deref().and_then(git_commit);
             }
             if let Some(Ok(policy)) = policy {
                 self.routing.set_policy(policy, now);
@@ -612,6 +676,8 @@ mod tests {
                 per_request: 10,
                 total: 10,
             },
+            history: None,
+            happened: Vec::new(),
         };
         let rules = match rules {
             Some(yaml) => {
@@ -627,6 +693,7 @@ mod tests {
         let runner = RulesRunner {
             engine: Engine::new(rules, EngineMetrics::unregistered().unwrap()),
             dir: None,
+            rules_commit: None,
             actions: None,
             reload_metrics: ReloadMetrics::register(registry).unwrap(),
             routing,
@@ -636,6 +703,8 @@ mod tests {
             flapping: FlapDetector::register(registry, 20, Duration::from_secs(600)).unwrap(),
             progress: RunnerProgress::default(),
             rule_names: tokio::sync::watch::channel(Arc::from([])).0,
+            tail: Tail::default(),
+            change_budget: ChangeBudget::default(),
         };
         (runner, consumer, publisher)
     }

@@ -280,6 +280,14 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     }
     routing.finish(ctx);
 
+    let mut history = root.section(ctx, "history");
+    if let Some(v) = history.get(ctx, "max_age", duration) {
+        config.history.max_age = v;
+    }
+    if let Some(v) = history.get(ctx, "max_entries", |v| integer(v, 100, 100_000_000)) {
+        config.history.max_entries = v as u64;
+    }
+    history.finish(ctx);
     let mut outbox = root.section(ctx, "outbox");
     let o = &mut config.outbox;
     if let Some(v) = outbox.get(ctx, "initial_backoff", duration) {

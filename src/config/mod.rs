@@ -43,6 +43,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// `outbox:` — delivery of notifications: retries and when to give up.
     pub outbox: crate::alerting::outbox::OutboxSettings,
+    /// `history:` — how much alert history is kept.
+    pub history: crate::alerting::history::HistorySettings,
     /// `mqtt:`, when configured.
     #[cfg(feature = "mqtt")]
     pub mqtt: Option<atalaya_connectors::mqtt::config::MqttConfig>,
@@ -217,6 +219,7 @@ impl Default for Config {
                 max_alerts: 5_000,
             },
             outbox: Default::default(),
+            history: Default::default(),
             #[cfg(feature = "mqtt")]
             mqtt: None,
             #[cfg(feature = "nats")]

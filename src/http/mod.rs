@@ -11,6 +11,7 @@
 mod alertmanager;
 mod alerts;
 mod auth;
+mod history;
 mod ingest;
 mod server;
 
@@ -72,6 +73,12 @@ pub struct ApiState {
     pub listen: std::net::SocketAddr,
     /// When the service started (`uptime` of `GET /api/v2/status`).
     pub started_at: jiff::Timestamp,
+    /// What happened to alerts (`GET /api/v1/alerts/{fingerprint}/history`).
+    pub history: crate::alerting::history::History,
+    /// The dead letters (`/api/v1/dead-letters`).
+    pub outbox: crate::alerting::outbox::Outbox,
+    /// Live events (`GET /api/v1/tail`).
+    pub tail: crate::alerting::tail::Tail,
 }
 
 impl ApiState {
@@ -118,6 +125,23 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
         .route("/api/v1/events", post(ingest::structured))
         .route("/api/v1/events/{*subject}", post(ingest::plain))
         .route("/api/v1/alerts", get(alerts::list_alerts))
+        .route(
+            "/api/v1/alerts/{fingerprint}/history",
+            get(history::alert_history),
+        )
+        .route("/api/v1/history", get(history::rule_history))
+        .route("/api/v1/rules/{name}/explain", get(history::explain_rule))
+        .route("/api/v1/notifications", get(history::notifications))
+        .route("/api/v1/tail", get(history::tail))
+        .route("/api/v1/dead-letters", get(history::dead_letters))
+        .route(
+            "/api/v1/dead-letters/{id}",
+            delete(history::drop_dead_letter),
+        )
+        .route(
+            "/api/v1/dead-letters/{id}/retry",
+            post(history::retry_dead_letter),
+        )
         .merge(alertmanager::routes())
         .route(
             "/api/v1/silences",

@@ -34,6 +34,7 @@ use self::supervisor::{Stage, Supervisor};
 use crate::alerting::acknowledgements;
 use crate::alerting::actions::{self, ActionPublishers};
 use crate::alerting::flapping::FlapDetector;
+use crate::alerting::history::History;
 use crate::alerting::outbox::Outbox;
 use crate::alerting::routing::{AlertLimits, Routing, RoutingMetrics, initial_policy};
 use crate::alerting::runner::{self, CommitClock, ReloadMetrics, RulesRunner, RunnerProgress};
@@ -161,6 +162,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let engine_metrics = EngineMetrics::register(&registry).map_err(registry_error)?;
     let reload_metrics = ReloadMetrics::register(&registry).map_err(registry_error)?;
     let mut engine = Engine::new(rule_set, engine_metrics);
+    let tail = crate::alerting::tail::Tail::default();
     let (rule_names_tx, rule_names_rx) = tokio::sync::watch::channel(runner::rule_names(&engine));
     let store = Arc::new(store);
     let restored =
@@ -181,8 +183,11 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             });
         }
     };
-    let outbox = Outbox::open(Arc::clone(&store), &registry, config.outbox.clone())
+    let history = History::open(Arc::clone(&store), &registry, config.history)
         .map_err(fail(exit::FAILURE))?;
+    let outbox = Outbox::open(Arc::clone(&store), &registry, config.outbox.clone())
+        .map_err(fail(exit::FAILURE))?
+        .with_history(history.clone());
     let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::clone(&policy));
     let mut routing = Routing {
         router: atalaya_rules::routing::router::Router::new(policy),
@@ -194,12 +199,24 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
             per_request: config.routing.max_alerts_per_request,
             total: config.routing.max_alerts,
         },
+        history: Some(history.clone()),
+        happened: Vec::new(),
     };
+    // The history stays within its bounds: the oldest pruned every few minutes, off the
+    // rules runner's path.
+    {
+        let history = history.clone();
+        let token = supervisor.token().clone();
+        supervisor.spawn(Stage::Sink, "history", async move {
+            crate::alerting::history::prune_every(history, token).await;
+            Ok(())
+        });
+    }
     let now = Timestamp::now();
     routing.restore(&store, now).map_err(fail(exit::FAILURE))?;
     // Alerts the engine resolved while restoring (their rule changed while atalaya was down)
     // are news for the router too.
-    routing.router.on_outputs(now, &restored);
+    routing.on_outputs(now, &restored);
     // Firing alerts of the engine the router lost track of are routed now. All of this is
     // written by the rules runner's first commit, at once when it starts.
     routing.reconcile(now, &engine.alerts(now));
@@ -321,7 +338,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     }
     let notifiers = open_notifiers(policy_rx, notifier_context, &supervisor);
     let token = supervisor.token().clone();
-    supervisor.spawn(Stage::Sink, "outbox", outbox.run(notifiers, token));
+    supervisor.spawn(Stage::Sink, "outbox", outbox.clone().run(notifiers, token));
 
     let actions_tx = if action_publishers.is_empty() {
         None
@@ -334,6 +351,9 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let runner = RulesRunner {
         engine,
         dir: rules_dir.clone(),
+        rules_commit: rules_dir
+            .as_deref()
+            .and_then(crate::alerting::history::git_commit),
         actions: actions_tx,
         reload_metrics,
         routing,
@@ -348,6 +368,8 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         .map_err(registry_error)?,
         progress: progress.clone(),
         rule_names: rule_names_tx,
+        tail: tail.clone(),
+        change_budget: Default::default(),
     };
     supervisor.spawn(
         Stage::Sink,
@@ -377,7 +399,19 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         reload::reload_on_sighup(reload_tx.clone(), supervisor.token().clone()),
     );
 
-    let address = sources::http(&sources, &config.http, &registry, reload_tx, router_tx).await?;
+    let address = sources::http(
+        &sources,
+        &config.http,
+        &registry,
+        reload_tx,
+        router_tx,
+        sources::Told {
+            history,
+            outbox: outbox.clone(),
+            tail,
+        },
+    )
+    .await?;
     // Every source has its own publisher now: the bus closes when they stop (shutdown).
     drop(publisher);
     info!(address = %address, auth = config.http.token.is_some(), "HTTP API listening.");

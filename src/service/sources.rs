@@ -34,6 +34,14 @@ pub(super) struct SourceContext<'a> {
     pub store: &'a Arc<Store>,
 }
 
+/// What the HTTP API reads besides the router: what happened, what was given up on, what
+/// happens now.
+pub(super) struct Told {
+    pub history: crate::alerting::history::History,
+    pub outbox: crate::alerting::outbox::Outbox,
+    pub tail: crate::alerting::tail::Tail,
+}
+
 /// `mqtt:` — the broker connection: subscriptions onto the bus; its publisher for rule
 /// actions and `mqtt_configs` notifications.
 #[cfg(feature = "mqtt")]
@@ -191,6 +199,7 @@ pub(super) async fn http(
     registry: &Registry,
     reload: mpsc::Sender<ReloadRequest>,
     router: mpsc::Sender<RouterCommand>,
+    told: Told,
 ) -> Result<SocketAddr, StartError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -218,6 +227,9 @@ pub(super) async fn http(
         request_timeout: config.request_timeout,
         listen: address,
         started_at: jiff::Timestamp::now(),
+        history: told.history,
+        outbox: told.outbox,
+        tail: told.tail,
     });
     let app = http::router(Arc::clone(&state), config);
     let token = ctx.supervisor.token().clone();

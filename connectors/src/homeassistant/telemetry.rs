@@ -14,39 +14,10 @@ use atalaya_bus::readiness::ReadyHandle;
 use tracing::{debug, error, info, warn};
 
 use super::registry::RegistryKind;
+use crate::log_throttle::LogThrottle;
 
 /// At most one line per kind of repeated problem in this interval.
 const LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// Lets one log line through per interval and counts the ones held back.
-struct LogThrottle {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogThrottle {
-    const fn new() -> Self {
-        Self {
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(lines held back since the last one)` when a line may be written now.
-    fn check(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < LOG_EVERY => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
 
 /// Why a connection attempt failed or a connection ended, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,8 +112,8 @@ impl Telemetry {
                 attempts: 0,
                 logged: None,
             }),
-            frames: LogThrottle::new(),
-            entities: LogThrottle::new(),
+            frames: LogThrottle::new(LOG_EVERY),
+            entities: LogThrottle::new(LOG_EVERY),
             registry_logged: false,
             token_file_logged: false,
         }
@@ -204,7 +175,7 @@ impl Telemetry {
     /// A frame that is not a message of the API (`decode`), skipped.
     pub fn frame_skipped(&mut self, stage: &'static str, reason: &str) {
         self.counters.error(stage);
-        if let Some(suppressed) = self.frames.check() {
+        if let Some(suppressed) = self.frames.check(Instant::now()) {
             warn!(url = %self.url, stage, reason, suppressed, "Home Assistant frame skipped.");
         }
     }
@@ -212,7 +183,7 @@ impl Telemetry {
     /// A state change whose entity id cannot be a subject, skipped.
     pub fn entity_skipped(&mut self, entity_id: &str, reason: &str) {
         self.counters.error("subject");
-        if let Some(suppressed) = self.entities.check() {
+        if let Some(suppressed) = self.entities.check(Instant::now()) {
             warn!(
                 entity_id,
                 reason,

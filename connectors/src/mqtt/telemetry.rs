@@ -9,40 +9,10 @@ use rumqttc::{ConnectReturnCode, ConnectionError, StateError};
 use tracing::{debug, error, info, warn};
 
 use super::message::Skip;
+use crate::log_throttle::LogThrottle;
 
 /// At most one line per kind of repeated problem in this interval.
 const LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// Lets one log line through per interval and counts the ones held back.
-pub(crate) struct LogThrottle {
-    every: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogThrottle {
-    pub(crate) fn new(every: Duration) -> Self {
-        Self {
-            every,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(lines held back since the last one)` when a line may be written at `now`.
-    pub(crate) fn check(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.every => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
 
 /// Why a connection attempt failed or a connection broke, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,17 +370,6 @@ fn shorten(topic: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn throttle_lets_one_line_a_minute_through_and_counts_the_rest() {
-        let mut throttle = LogThrottle::new(LOG_EVERY);
-        let start = Instant::now();
-        assert_eq!(throttle.check(start), Some(0));
-        assert_eq!(throttle.check(start + Duration::from_secs(1)), None);
-        assert_eq!(throttle.check(start + Duration::from_secs(59)), None);
-        assert_eq!(throttle.check(start + Duration::from_secs(60)), Some(2));
-        assert_eq!(throttle.check(start + Duration::from_secs(61)), None);
-    }
 
     #[test]
     fn refusals_say_what_to_check() {

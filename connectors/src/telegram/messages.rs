@@ -130,6 +130,27 @@ impl MessageLog {
     }
 }
 
+/// The messages sent for `notification`, as `(chat, part, message id)`, while they are kept
+/// (two days): what `atalaya explain` shows beside a delivery.
+pub fn messages_of(
+    store: &Store,
+    notification: &str,
+) -> Result<Vec<(String, usize, i32)>, StoreError> {
+    let mut prefix = key(&[SENT, notification]);
+    prefix.push(0);
+    Ok(store
+        .range(TELEGRAM_TABLE, &prefix, 256)?
+        .into_iter()
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter_map(|(k, v)| {
+            let rest = String::from_utf8(k[prefix.len()..].to_vec()).ok()?;
+            let (chat, part) = rest.rsplit_once('\0')?;
+            let sent: Sent = serde_json::from_slice(&v).ok()?;
+            Some((chat.to_owned(), part.parse().ok()?, sent.message_id))
+        })
+        .collect())
+}
+
 /// Deletes what is past its retention; the recent sends per chat with their ages.
 fn prune(store: &Store, now: Timestamp) -> Result<Vec<(String, Vec<Duration>)>, StoreError> {
     let now_ms = now.as_millisecond();
@@ -325,6 +346,14 @@ mod tests {
         .unwrap();
         assert_eq!(log.sent("n1", "42", 0).await.unwrap(), Some(7));
         assert_eq!(log.sent("n1", "42", 1).await.unwrap(), None);
+        assert_eq!(
+            messages_of(&store, "n1").unwrap(),
+            [("42".to_owned(), 0, 7)]
+        );
+        assert!(
+            messages_of(&store, "n").unwrap().is_empty(),
+            "not a prefix of n1"
+        );
         assert_eq!(log.head(&group("42")).await.unwrap(), Some(head));
         assert_eq!(log.head(&group("43")).await.unwrap(), None);
 

@@ -44,7 +44,7 @@ pub use config::{
     TelegramConfig,
 };
 pub use error::TelegramError;
-pub use messages::TELEGRAM_TABLE;
+pub use messages::{TELEGRAM_TABLE, messages_of};
 pub use notifier::TelegramNotifier;
 pub use sender::TelegramSender;
 

@@ -22,9 +22,11 @@
 //! - `queues`: the deadline queue and the persistence queues.
 //! - `persist`: handing out changed series for the store ([`Changes`]) and restoring them.
 //! - `reload`: replacing the rules while keeping the state of unchanged ones.
+//! - `explain`: why a rule does or does not fire, series by series.
 
 mod alerts;
 mod conditions;
+mod explain;
 mod persist;
 mod queues;
 mod reload;
@@ -43,6 +45,7 @@ use jiff::{SignedDuration, Timestamp};
 use tracing::warn;
 
 use self::conditions::{holds, on_deadline};
+pub use self::explain::{RuleExplanation, SeriesExplanation};
 pub use self::persist::{Changes, SOFT_PERSIST_INTERVAL, Unreadable};
 use self::queues::Queues;
 pub use self::series::{KeyHash, MAX_WINDOW_SAMPLES, Phase, Series, aggregate};
@@ -84,6 +87,8 @@ struct RuleState {
     /// Last time a series-limit or evaluation problem was logged, to keep logs quiet.
     limit_logged: Option<Timestamp>,
     error_logged: Option<Timestamp>,
+    /// The last failure logged: when, and what (for `atalaya explain --rule`).
+    last_error: Option<(Timestamp, String)>,
 }
 
 impl RuleState {
@@ -94,6 +99,7 @@ impl RuleState {
             series: SeriesMap::default(),
             limit_logged: None,
             error_logged: None,
+            last_error: None,
         }
     }
 
@@ -111,6 +117,7 @@ impl RuleState {
             .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
         {
             self.error_logged = Some(now);
+            self.last_error = Some((now, format!("{}: {}", failure.expression, failure.error)));
             warn!(rule = %rule.name, expression = failure.expression, error = %failure.error, "Rule evaluation failed (logged at most once a minute per rule).");
         }
     }
@@ -250,6 +257,39 @@ impl Engine {
     /// The rules in use.
     pub fn rules(&self) -> &[Arc<Rule>] {
         &self.rules.rules
+    }
+
+    /// Why rule `name` does or does not fire, series by series (`atalaya explain --rule`);
+    /// `None` when there is no such rule.
+    pub fn explain(&self, name: &str) -> Option<explain::RuleExplanation> {
+        let id = self.rules.rules.iter().position(|r| r.name == name)?;
+        let rule = &self.rules.rules[id];
+        let state = &self.states[id];
+        Some(explain::RuleExplanation::of(
+            rule,
+            state.series.iter().map(|(_, s)| s),
+            state.limit_logged,
+            state.last_error.clone(),
+        ))
+    }
+
+    /// The names of the rules that take `event` (its subject matches their pattern, and
+    /// their `source` and `type` when they set one): what `atalaya tail --rules` shows.
+    pub fn rules_for(&self, event: &Event) -> Vec<&str> {
+        self.rules
+            .index
+            .matches(&event.subject)
+            .into_iter()
+            .map(|id| &*self.rules.rules[id])
+            .filter(|rule| {
+                rule.source.as_ref().is_none_or(|s| *s == event.source)
+                    && rule
+                        .event_type
+                        .as_ref()
+                        .is_none_or(|t| *t == event.event_type)
+            })
+            .map(|rule| rule.name.as_str())
+            .collect()
     }
 
     /// When [`Engine::on_tick`] next has something to do. It may be early: a deadline that

@@ -17,6 +17,7 @@ use super::entry::{DEAD_LETTER_TABLE, DeadLetter, OUTBOX_TABLE, QueuedEntry};
 use super::queue::LaneId;
 use super::retry::{AfterFailure, after_failure, expired};
 use super::telemetry::{NotificationDeadLettered, NotificationFailed, NotificationSent};
+use crate::alerting::history::{HistoryEntry, HistoryRows, What};
 
 impl Outbox {
     /// Delivers queued notifications until `cancel`, through the current policy's
@@ -128,8 +129,18 @@ impl LaneTask {
             let failure = match result {
                 Ok(()) => {
                     let removed = key.clone();
+                    let told = self.attempt(&entry, kind, attempts, "sent", None);
                     self.outbox
-                        .store_write(move |store| store.remove(OUTBOX_TABLE, &removed).map(drop))
+                        .store_write(move |store| {
+                            let deletes = [removed];
+                            let mut batches = vec![TableBatch {
+                                table: OUTBOX_TABLE,
+                                puts: &[],
+                                deletes: &deletes,
+                            }];
+                            batches.extend(told.batches());
+                            store.write_tables(&batches)
+                        })
                         .await?;
                     self.outbox.queue().remove(&self.lane, &key);
                     NotificationSent {
@@ -167,8 +178,19 @@ impl LaneTask {
                 AfterFailure::Retry(delay) => {
                     let value = serde_json::to_vec(&entry)?;
                     let stored = key.clone();
+                    let told =
+                        self.attempt(&entry, kind, attempts, "retry", entry.last_error.clone());
                     self.outbox
-                        .store_write(move |store| store.put(OUTBOX_TABLE, &stored, &value))
+                        .store_write(move |store| {
+                            let puts = [(stored, value)];
+                            let mut batches = vec![TableBatch {
+                                table: OUTBOX_TABLE,
+                                puts: &puts,
+                                deletes: &[],
+                            }];
+                            batches.extend(told.batches());
+                            store.write_tables(&batches)
+                        })
                         .await?;
                     self.outbox.queue().update(&self.lane, &key, entry);
                     if !self.wait(delay).await {
@@ -189,6 +211,40 @@ impl LaneTask {
         }
     }
 
+    /// The history rows of an attempt at `entry`'s notification: one per alert in it.
+    fn attempt(
+        &self,
+        entry: &QueuedEntry,
+        kind: &str,
+        attempt: u32,
+        outcome: &str,
+        error: Option<String>,
+    ) -> HistoryRows {
+        let Some(history) = self.outbox.shared.history.get() else {
+            return HistoryRows::default();
+        };
+        let now = Timestamp::now();
+        let n = &entry.notification;
+        let entries: Vec<HistoryEntry> = n
+            .alerts
+            .iter()
+            .map(|alert| HistoryEntry {
+                at: now,
+                fingerprint: alert.fingerprint.clone(),
+                alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+                what: What::Attempt {
+                    notification: n.id.clone(),
+                    receiver: n.receiver.clone(),
+                    integration: kind.to_owned(),
+                    attempt,
+                    outcome: outcome.to_owned(),
+                    error: error.clone(),
+                },
+            })
+            .collect();
+        history.rows(&entries)
+    }
+
     /// Moves the entry under `key` to the dead-letter table, in one transaction.
     async fn dead_letter(
         &self,
@@ -197,6 +253,13 @@ impl LaneTask {
         kind: &'static str,
         reason: String,
     ) -> anyhow::Result<()> {
+        let told = self.attempt(
+            &entry,
+            kind,
+            entry.attempts,
+            "dead_letter",
+            Some(reason.clone()),
+        );
         let letter = DeadLetter {
             notification: entry.notification,
             attempts: entry.attempts,
@@ -207,7 +270,8 @@ impl LaneTask {
         let moved = key.clone();
         self.outbox
             .store_write(move |store| {
-                store.write_tables(&[
+                let letters = [(moved.clone(), value)];
+                let mut batches = vec![
                     TableBatch {
                         table: OUTBOX_TABLE,
                         puts: &[],
@@ -215,10 +279,12 @@ impl LaneTask {
                     },
                     TableBatch {
                         table: DEAD_LETTER_TABLE,
-                        puts: &[(moved.clone(), value)],
+                        puts: &letters,
                         deletes: &[],
                     },
-                ])
+                ];
+                batches.extend(told.batches());
+                store.write_tables(&batches)
             })
             .await?;
         self.outbox.queue().remove(&self.lane, &key);

@@ -65,15 +65,16 @@ mod telemetry;
 mod tests;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use anyhow::Context;
 use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::store::{Store, StoreError, TableBatch};
 use prometheus::Registry;
+
+use super::history::History;
 use tokio::sync::Notify;
 
-#[cfg(test)]
 pub use entry::DeadLetter;
 pub use entry::{DEAD_LETTER_TABLE, OUTBOX_TABLE, QueuedEntry};
 pub use settings::OutboxSettings;
@@ -97,6 +98,8 @@ struct Shared {
     /// Whether a [`Outbox::run`] is delivering: two at once would deliver twice.
     running: AtomicBool,
     metrics: OutboxMetrics,
+    /// Where each attempt is told, in the transaction that records it.
+    history: OnceLock<History>,
 }
 
 impl Outbox {
@@ -142,8 +145,15 @@ impl Outbox {
                 wake: Notify::new(),
                 running: AtomicBool::new(false),
                 metrics,
+                history: OnceLock::new(),
             }),
         })
+    }
+
+    /// Tells every delivery attempt in `history` from now on.
+    pub fn with_history(self, history: History) -> Self {
+        let _ = self.shared.history.set(history);
+        self
     }
 
     /// Queues `notifications` for delivery: written in one store transaction — durable when
@@ -202,15 +212,79 @@ impl Outbox {
     }
 
     /// Everything in the dead-letter table, oldest notification first.
-    #[cfg(test)]
     pub fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
-        self.shared
+        Ok(self
+            .dead_letter_entries()?
+            .into_iter()
+            .map(|(_, letter)| letter)
+            .collect())
+    }
+
+    fn dead_letter_entries(&self) -> anyhow::Result<Vec<(Vec<u8>, DeadLetter)>> {
+        Ok(self
+            .shared
             .store
             .scan(DEAD_LETTER_TABLE)
             .context("reading the dead letters")?
             .into_iter()
-            .map(|(_, value)| serde_json::from_slice(&value).context("a dead letter"))
-            .collect()
+            .filter_map(|(key, value)| Some((key, serde_json::from_slice(&value).ok()?)))
+            .collect())
+    }
+
+    /// Queues the dead letter of notification `id` again, its attempts counted from zero, in
+    /// one transaction (`atalaya dead-letters retry`); whether there was one.
+    pub fn retry_dead_letter(&self, id: &str) -> anyhow::Result<bool> {
+        let Some((key, letter)) = self
+            .dead_letter_entries()?
+            .into_iter()
+            .find(|(_, l)| l.notification.id == id)
+        else {
+            return Ok(false);
+        };
+        let entry = QueuedEntry {
+            notification: letter.notification,
+            attempts: 0,
+            last_error: None,
+        };
+        let puts = [(key.clone(), serde_json::to_vec(&entry)?)];
+        let deletes = [key.clone()];
+        self.shared
+            .store
+            .write_tables(&[
+                TableBatch {
+                    table: DEAD_LETTER_TABLE,
+                    puts: &[],
+                    deletes: &deletes,
+                },
+                TableBatch {
+                    table: OUTBOX_TABLE,
+                    puts: &puts,
+                    deletes: &[],
+                },
+            ])
+            .context("moving a dead letter back to the outbox")?;
+        self.queue().insert(key, entry);
+        self.shared.metrics.dead_letter_left();
+        self.shared.wake.notify_one();
+        Ok(true)
+    }
+
+    /// Removes the dead letter of notification `id` (`atalaya dead-letters drop`); whether
+    /// there was one.
+    pub fn drop_dead_letter(&self, id: &str) -> anyhow::Result<bool> {
+        let Some((key, _)) = self
+            .dead_letter_entries()?
+            .into_iter()
+            .find(|(_, l)| l.notification.id == id)
+        else {
+            return Ok(false);
+        };
+        self.shared
+            .store
+            .remove(DEAD_LETTER_TABLE, &key)
+            .context("removing a dead letter")?;
+        self.shared.metrics.dead_letter_left();
+        Ok(true)
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {

@@ -101,6 +101,11 @@ impl OutboxMetrics {
         self.dead_letters
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
+
+    /// A dead letter was retried or dropped.
+    pub fn dead_letter_left(&self) {
+        self.dead_letters.dec();
+    }
 }
 
 /// `atalaya_outbox_depth` and `atalaya_outbox_oldest_age_seconds`, computed when scraped.

@@ -150,15 +150,22 @@ impl Router {
     }
 
     /// Routes the alerts among the rule engine's outputs (actions are not the router's):
-    /// how the service, `atalaya replay` and benchmarks hand the engine's work on.
-    pub fn on_outputs(&mut self, now: Timestamp, outputs: &[Output]) {
+    /// how the service and `atalaya replay` hand the engine's work on. Returns the
+    /// fingerprints of the firing alerts it took in anew (it did not hold them), for the
+    /// service's history to tell how they were routed.
+    pub fn on_outputs(&mut self, now: Timestamp, outputs: &[Output]) -> Vec<String> {
+        let mut taken_in = Vec::new();
         for output in outputs {
             if let Output::Alert(alert) = output
                 && let Some(alert) = RoutedAlert::from_engine(alert)
             {
+                let new = !alert.is_resolved(now) && !self.holds(&alert.fingerprint);
+                let fingerprint = new.then(|| alert.fingerprint.clone());
                 self.on_alert(now, alert);
+                taken_in.extend(fingerprint);
             }
         }
+        taken_in
     }
 
     /// Puts `alert` in the group of every route it reaches, creating groups as needed.

@@ -337,6 +337,12 @@ impl Router {
         views
     }
 
+    /// The alert the router knows by `fingerprint` (its own identity, [`RoutedAlert`]'s),
+    /// with why it is or is not notified.
+    pub fn view_of(&self, fingerprint: &str, now: Timestamp) -> Option<AlertView> {
+        self.alerts.get(fingerprint).map(|a| self.view(a, now))
+    }
+
     /// The aggregation groups that hold alerts, ordered by key, each with its alerts
     /// (ordered by fingerprint, as Alertmanager orders them).
     pub fn groups(&self, now: Timestamp) -> Vec<GroupView> {
