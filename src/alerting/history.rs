@@ -61,7 +61,8 @@ pub enum What {
         /// The rule definition's hash: the same hash, the same rule.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rule_hash: Option<String>,
-        /// The rules directory's Git commit, when it is a checkout (git-sync, a clone).
+        /// The rules' revision: the directory's Git commit when it is a checkout (git-sync, a
+        /// clone), else its `.revision` file (a ConfigMap key).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rules_commit: Option<String>,
     },
@@ -498,6 +499,26 @@ pub async fn prune_every(history: History, stop: tokio_util::sync::CancellationT
     }
 }
 
+/// The name of the file in a rules directory that names its revision when the directory is
+/// not a checkout: a ConfigMap key set by CI or kustomize (`configMapGenerator` literal
+/// `.revision=<commit>`), as Argo CD or Flux sync it.
+pub const REVISION_FILE: &str = ".revision";
+
+/// The revision of the rules in `dir`: the Git commit checked out there ([`git_commit`]),
+/// else the first line of its [`REVISION_FILE`] (up to 64 letters, digits, `.`, `_`, `-`).
+pub fn rules_revision(dir: &std::path::Path) -> Option<String> {
+    git_commit(dir).or_else(|| {
+        let text = std::fs::read_to_string(dir.join(REVISION_FILE)).ok()?;
+        let revision = text.lines().next()?.trim();
+        let fine = !revision.is_empty()
+            && revision.len() <= 64
+            && revision
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        fine.then(|| revision.to_owned())
+    })
+}
+
 /// The Git commit checked out in `dir` or a directory above it (a clone, git-sync's
 /// checkout), read from `.git` without running git: `HEAD`, the ref it names (loose, or in
 /// `packed-refs`), or a detached commit. `None` when there is none.
@@ -613,6 +634,21 @@ mod tests {
         assert_eq!(git_commit(&rules).as_deref(), Some("fedcba9876543210"));
         std::fs::write(git.join("HEAD"), format!("{commit}\n")).unwrap();
         assert_eq!(git_commit(&rules).as_deref(), Some(commit), "detached");
+        // A ConfigMap's revision key, where there is no checkout.
+        let synced = tempfile::tempdir().unwrap();
+        assert_eq!(rules_revision(synced.path()), None);
+        std::fs::write(synced.path().join(REVISION_FILE), "v1.4.2-3-gabc123\n").unwrap();
+        assert_eq!(
+            rules_revision(synced.path()).as_deref(),
+            Some("v1.4.2-3-gabc123")
+        );
+        std::fs::write(synced.path().join(REVISION_FILE), "not a revision!\n").unwrap();
+        assert_eq!(rules_revision(synced.path()), None);
+        assert_eq!(
+            rules_revision(&rules).as_deref(),
+            Some(commit),
+            "a checkout first"
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::alerting::flapping::FlapDetector;
-use crate::alerting::history::{ChangeBudget, HistoryEntry, git_commit};
+use crate::alerting::history::{ChangeBudget, HistoryEntry, rules_revision};
 use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 use crate::alerting::tail::Tail;
 
@@ -617,7 +617,7 @@ impl RulesRunner {
                 count = set.rules.len();
                 outputs = self.engine.reload(set, now);
                 self.rule_names.send_replace(rule_names(&self.engine));
-                self.rules_commit = self.dir.as_deref().and_then(git_commit);
+                self.rules_commit = self.dir.as_deref().and_then(rules_revision);
             }
             if let Some(Ok(policy)) = policy {
                 self.routing.set_policy(policy, now);

@@ -353,7 +353,7 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
         dir: rules_dir.clone(),
         rules_commit: rules_dir
             .as_deref()
-            .and_then(crate::alerting::history::git_commit),
+            .and_then(crate::alerting::history::rules_revision),
         actions: actions_tx,
         reload_metrics,
         routing,
