@@ -69,16 +69,6 @@ async fn subscribed(ha: &FakeHomeAssistant, count: usize) -> Seen {
     .await
 }
 
-async fn post_event(atalaya: &Atalaya, path: &str, body: &str) -> StatusCode {
-    reqwest::Client::new()
-        .post(atalaya.url(path))
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("POST")
-        .status()
-}
-
 fn errors(stage: &str) -> String {
     format!(r#"{{connector="homeassistant",stage="{stage}"}}"#)
 }
@@ -164,7 +154,9 @@ async fn a_refused_token_is_counted_retried_and_never_written_while_http_ingest_
 
     // Meanwhile, events posted over HTTP go through.
     assert_eq!(
-        post_event(&atalaya, "/api/v1/events/home/kitchen/temperature", "31").await,
+        atalaya
+            .post("/api/v1/events/home/kitchen/temperature", "31")
+            .await,
         StatusCode::ACCEPTED
     );
     atalaya.console_until(&["[firing:", "kitchen_hot"]).await;
@@ -224,7 +216,9 @@ async fn garbage_and_an_oversized_frame_are_counted_and_the_source_goes_on() {
         .await;
     subscribed(&ha, 2).await;
     assert_eq!(
-        post_event(&atalaya, "/api/v1/events/home/kitchen/temperature", "20").await,
+        atalaya
+            .post("/api/v1/events/home/kitchen/temperature", "20")
+            .await,
         StatusCode::ACCEPTED
     );
     ha.push_state("sensor.freezer_temperature", None, Some("-3"), json!({}));

@@ -49,19 +49,9 @@ fn options(dir: &Path, hook: &Webhook) -> Options {
     }
 }
 
-async fn post(atalaya: &Atalaya, path: &str, body: &str) -> StatusCode {
-    reqwest::Client::new()
-        .post(atalaya.url(path))
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("POST")
-        .status()
-}
-
 async fn temperature(atalaya: &Atalaya, room: &str, value: &str) {
     let path = format!("/api/v1/events/home/{room}/temperature");
-    assert_eq!(post(atalaya, &path, value).await, StatusCode::ACCEPTED);
+    assert_eq!(atalaya.post(&path, value).await, StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
@@ -285,22 +275,30 @@ async fn posted_alerts_are_bounded_per_request_and_in_total() {
         )
         .unwrap()
     };
-    let too_many = post(&atalaya, "/api/v2/alerts", &alerts(&["a", "b", "c", "d"])).await;
+    let too_many = atalaya
+        .post("/api/v2/alerts", &alerts(&["a", "b", "c", "d"]))
+        .await;
     assert_eq!(too_many, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
-        post(&atalaya, "/api/v2/alerts", &alerts(&["a", "b", "c"])).await,
+        atalaya
+            .post("/api/v2/alerts", &alerts(&["a", "b", "c"]))
+            .await,
         StatusCode::OK
     );
     // 3 held + 3 new > 5: refused whole, none of them taken.
-    let full = post(&atalaya, "/api/v2/alerts", &alerts(&["d", "e", "f"])).await;
+    let full = atalaya
+        .post("/api/v2/alerts", &alerts(&["d", "e", "f"]))
+        .await;
     assert_eq!(full, StatusCode::TOO_MANY_REQUESTS);
     // Alerts already held are updates, not new: Prometheus re-sends them every minute.
     assert_eq!(
-        post(&atalaya, "/api/v2/alerts", &alerts(&["a", "b", "c"])).await,
+        atalaya
+            .post("/api/v2/alerts", &alerts(&["a", "b", "c"]))
+            .await,
         StatusCode::OK
     );
     assert_eq!(
-        post(&atalaya, "/api/v2/alerts", &alerts(&["d", "e"])).await,
+        atalaya.post("/api/v2/alerts", &alerts(&["d", "e"])).await,
         StatusCode::OK
     );
     let listed: Value = reqwest::get(atalaya.url("/api/v1/alerts"))
@@ -862,15 +860,15 @@ async fn amtool_alert_add_fires_and_unset_times_are_read_as_alertmanager_reads_t
     );
     // Raw: both times zero.
     let zero = "0001-01-01T00:00:00Z";
-    let status = post(
-        &atalaya,
-        "/api/v2/alerts",
-        &json!([
-            {"labels": {"alertname": "Zero", "host": "pi-2"}, "startsAt": zero, "endsAt": zero},
-        ])
-        .to_string(),
-    )
-    .await;
+    let status = atalaya
+        .post(
+            "/api/v2/alerts",
+            &json!([
+                {"labels": {"alertname": "Zero", "host": "pi-2"}, "startsAt": zero, "endsAt": zero},
+            ])
+            .to_string(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let after = jiff::Timestamp::now();
 
@@ -961,7 +959,7 @@ async fn webhook_fingerprints_and_common_labels_are_alertmanagers() {
         .status();
     assert_eq!(status, StatusCode::OK, "{}", alertmanager.log());
     assert_eq!(
-        post(&atalaya, "/api/v2/alerts", &alerts).await,
+        atalaya.post("/api/v2/alerts", &alerts).await,
         StatusCode::OK
     );
 

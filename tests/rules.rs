@@ -17,16 +17,6 @@ const TEMP_RULE: &str = r#"rules:
       summary: "{{ labels.room }} at {{ value }} °C"
 "#;
 
-async fn post(atalaya: &Atalaya, path: &str, body: &str) -> StatusCode {
-    reqwest::Client::new()
-        .post(atalaya.url(path))
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("POST")
-        .status()
-}
-
 #[tokio::test]
 async fn an_event_fires_an_alert_and_another_resolves_it() {
     let mut atalaya = Atalaya::start_with(Options {
@@ -36,7 +26,9 @@ async fn an_event_fires_an_alert_and_another_resolves_it() {
     })
     .await;
     assert_eq!(
-        post(&atalaya, "/api/v1/events/home/kitchen/temperature", "30").await,
+        atalaya
+            .post("/api/v1/events/home/kitchen/temperature", "30")
+            .await,
         StatusCode::ACCEPTED
     );
     let line = atalaya.console_until(&["[firing:"]).await;
@@ -61,23 +53,24 @@ async fn an_event_fires_an_alert_and_another_resolves_it() {
     assert_eq!(sample(&metrics, "atalaya_rules_loaded", ""), Some(1.0));
 
     assert_eq!(
-        post(&atalaya, "/api/v1/events/home/kitchen/temperature", "21").await,
+        atalaya
+            .post("/api/v1/events/home/kitchen/temperature", "21")
+            .await,
         StatusCode::ACCEPTED
     );
     let line = atalaya.console_until(&["[resolved:"]).await;
     assert!(line.contains("temp_high room=kitchen"), "{line}");
     // Garbage for the rule (a string where a number is compared) is counted, not fatal.
     assert_eq!(
-        post(
-            &atalaya,
-            "/api/v1/events/home/kitchen/temperature",
-            "\"warm\""
-        )
-        .await,
+        atalaya
+            .post("/api/v1/events/home/kitchen/temperature", "\"warm\"")
+            .await,
         StatusCode::ACCEPTED
     );
     assert_eq!(
-        post(&atalaya, "/api/v1/events/home/hall/temperature", "26").await,
+        atalaya
+            .post("/api/v1/events/home/hall/temperature", "26")
+            .await,
         StatusCode::ACCEPTED
     );
     assert!(
@@ -116,7 +109,7 @@ async fn reloads_apply_good_rules_and_keep_running_rules_over_broken_ones() {
     atalaya
         .wait_for_logs(&["Rules reloaded.", "\"rules\":2"], 1)
         .await;
-    post(&atalaya, "/api/v1/events/home/door", "\"open\"").await;
+    atalaya.post("/api/v1/events/home/door", "\"open\"").await;
     assert!(
         atalaya
             .console_until(&["[firing:"])
@@ -133,7 +126,9 @@ async fn reloads_apply_good_rules_and_keep_running_rules_over_broken_ones() {
     atalaya.wait_for_logs(&["Rule reload refused"], 1).await;
     let metrics = atalaya.metrics().await;
     assert!(sample(&metrics, "atalaya_rules_reload_failures_total", "").unwrap() >= 1.0);
-    post(&atalaya, "/api/v1/events/home/attic/temperature", "40").await;
+    atalaya
+        .post("/api/v1/events/home/attic/temperature", "40")
+        .await;
     assert!(
         atalaya
             .console_until(&["[firing:"])
@@ -169,7 +164,7 @@ async fn reloads_apply_good_rules_and_keep_running_rules_over_broken_ones() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.json::<Value>().await.unwrap()["rules"], 3);
-    post(&atalaya, "/api/v1/events/home/door", "\"closed\"").await;
+    atalaya.post("/api/v1/events/home/door", "\"closed\"").await;
     let line = atalaya.console_until(&["[resolved:", "door_open"]).await;
     assert!(!line.contains("temp_high"), "{line}");
 }
@@ -182,7 +177,9 @@ async fn firing_alerts_survive_a_sigkill() {
         ..Options::default()
     })
     .await;
-    post(&first, "/api/v1/events/home/garage/temperature", "35").await;
+    first
+        .post("/api/v1/events/home/garage/temperature", "35")
+        .await;
     first.console_until(&["[firing:", "room=garage"]).await;
     first.signal(Signal::SIGKILL);
     first.wait().await;
@@ -206,7 +203,11 @@ async fn firing_alerts_survive_a_sigkill() {
     // Still firing: a hotter reading is no news, a cool one resolves it. (The firing
     // notification may be sent again: its delivery may not have been recorded before the
     // kill, and delivery is at least once.)
-    post(&second, "/api/v1/events/home/garage/temperature", "36").await;
-    post(&second, "/api/v1/events/home/garage/temperature", "20").await;
+    second
+        .post("/api/v1/events/home/garage/temperature", "36")
+        .await;
+    second
+        .post("/api/v1/events/home/garage/temperature", "20")
+        .await;
     second.console_until(&["[resolved:1]", "room=garage"]).await;
 }

@@ -225,6 +225,17 @@ impl Atalaya {
             .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
     }
 
+    /// `POST path` with `body` (no token); the answer's status.
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::StatusCode {
+        reqwest::Client::new()
+            .post(self.url(path))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+            .status()
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.url("/metrics"))
             .await
