@@ -130,6 +130,8 @@ async fn an_alert_reaches_the_chat_and_its_resolve_edits_the_message() {
         json!([{"chat": "42", "part": 0, "message_id": messages[0].message_id}]),
         "{history:#}"
     );
+    // The resolve edited that message: its delivery names it too.
+    assert_eq!(sent[1]["messages"], sent[0]["messages"], "{history:#}");
 }
 
 /// The time from an alert posted to the router (`POST /api/v2/alerts`) to its message
