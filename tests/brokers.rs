@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::Read;
 
-use atalaya_test_kit::mosquitto::Mosquitto;
+use atalaya_test_kit::mosquitto::{Mosquitto, printed};
 use atalaya_test_kit::nats::NatsServer;
 use nix::sys::signal::Signal;
 use support::{Atalaya, CONSOLE_AT_ONCE, Options};
@@ -24,23 +24,6 @@ const LEAK_RULE: &str = r#"rules:
         publish: "home/alerts/{{ labels.device }}"
         payload: "leak at {{ labels.device }}"
 "#;
-
-/// Reads what a `mosquitto_sub` child printed, once it has its messages.
-async fn read_all(mut child: std::process::Child) -> String {
-    tokio::task::spawn_blocking(move || {
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        child.wait().unwrap();
-        out
-    })
-    .await
-    .unwrap()
-}
 
 fn mqtt_config(broker: &Mosquitto, topic: &str) -> String {
     format!(
@@ -240,7 +223,7 @@ async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
             |n| n >= 1.0,
         )
         .await;
-    let state = read_all(broker.subscribe("ha/alerts/#", 1)).await;
+    let state = printed(broker.subscribe("ha/alerts/#", 1)).await;
     let (topic, payload) = state.trim().split_once(' ').expect("topic and payload");
     assert!(topic.starts_with("ha/alerts/"), "{state}");
     let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
@@ -248,7 +231,7 @@ async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
     assert_eq!(payload["labels"]["device"], "leak_kitchen");
 
     broker.publish("zigbee2mqtt/leak_kitchen", r#"{"water_leak": false}"#, 1);
-    let both = read_all(notifications).await;
+    let both = printed(notifications).await;
     let statuses: Vec<String> = both
         .lines()
         .map(|l| {
@@ -258,7 +241,7 @@ async fn mqtt_receivers_get_notifications_and_a_retained_state_per_alert() {
         })
         .collect();
     assert_eq!(statuses, ["firing", "resolved"]);
-    let state = read_all(broker.subscribe(topic, 1)).await;
+    let state = printed(broker.subscribe(topic, 1)).await;
     assert!(state.contains(r#""status":"resolved""#), "{state}");
 }
 

@@ -7,11 +7,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::Duration;
 
 use atalaya_test_kit::ha_discovery;
-use atalaya_test_kit::mosquitto::Mosquitto;
+use atalaya_test_kit::mosquitto::{Mosquitto, printed};
 use serde_json::{Value, json};
 use support::{Atalaya, Options, PATIENCE};
 
@@ -72,22 +71,11 @@ fn state_of<'a>(retained: &'a BTreeMap<String, Value>, rule: &str) -> Option<(&'
         .map(|(topic, state)| (topic.as_str(), state))
 }
 
-/// Reads what a `mosquitto_sub` child printed, once it has its messages: `(topic, payload)`.
-async fn lines_of(mut child: std::process::Child) -> Vec<(String, String)> {
-    let out = tokio::task::spawn_blocking(move || {
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        child.wait().unwrap();
-        out
-    })
-    .await
-    .unwrap();
-    out.lines()
+/// What a `mosquitto_sub -v` child printed, as `(topic, payload)`.
+async fn lines_of(child: std::process::Child) -> Vec<(String, String)> {
+    printed(child)
+        .await
+        .lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(t, p)| (t.to_owned(), p.to_owned()))
         .collect()

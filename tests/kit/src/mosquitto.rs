@@ -309,6 +309,24 @@ impl Mosquitto {
     }
 }
 
+/// What a `mosquitto_sub` child (from [`Mosquitto::subscribe`]) printed, once it has its
+/// messages and has ended.
+pub async fn printed(mut child: Child) -> String {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut out = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            stdout
+                .read_to_string(&mut out)
+                .expect("mosquitto_sub output");
+        }
+        child.wait().expect("mosquitto_sub");
+        out
+    })
+    .await
+    .expect("mosquitto_sub thread")
+}
+
 /// Publishes through `mosquitto_pub` on a fresh connection to the broker on `port` (blocking;
 /// for a publisher thread). True once the broker accepted it (QoS 1: acknowledged it).
 pub fn mosquitto_pub(port: u16, topic: &str, payload: &str, qos: u8) -> bool {
