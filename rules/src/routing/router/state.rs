@@ -215,7 +215,7 @@ impl Router {
     /// The whole state; clears [`Router::is_dirty`].
     pub fn snapshot(&mut self) -> RouterState {
         self.changed = Default::default();
-        let mut alerts: Vec<RoutedAlert> = self.alerts.values().cloned().collect();
+        let mut alerts: Vec<RoutedAlert> = self.alerts.values().map(|a| (**a).clone()).collect();
         alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         RouterState {
             alerts,
@@ -275,7 +275,7 @@ impl Router {
         self.alerts = state
             .alerts
             .into_iter()
-            .map(|a| (a.fingerprint.clone(), a))
+            .map(|a| (a.fingerprint.clone(), Box::new(a)))
             .collect();
         self.groups = state.groups.into_iter().collect();
         self.silences.clear();
