@@ -51,6 +51,20 @@ pub enum RouterCommand {
         String,
         oneshot::Sender<Option<atalaya_rules::engine::RuleExplanation>>,
     ),
+    /// Every rule explained, with the last reload's outcome (the web page's rules): answered
+    /// by the rules runner too.
+    RulesOverview(oneshot::Sender<RulesOverview>),
+}
+
+/// Every loaded rule, series by series, and how the last reload went.
+pub struct RulesOverview {
+    pub rules: Vec<atalaya_rules::engine::RuleExplanation>,
+    /// When the rules were last loaded successfully.
+    pub loaded_at: Option<Timestamp>,
+    /// The errors of the last reload, when it was refused (the running rules were kept).
+    pub reload_error: Option<String>,
+    /// The rules' revision (Git commit or `.revision`), when known.
+    pub rules_commit: Option<String>,
 }
 
 /// Why posted alerts were refused, whole.
@@ -369,6 +383,14 @@ impl Routing {
             // The runner answers it before it gets here; the router has no rules.
             RouterCommand::ExplainRule(_, reply) => {
                 let _ = reply.send(None);
+            }
+            RouterCommand::RulesOverview(reply) => {
+                let _ = reply.send(RulesOverview {
+                    rules: Vec::new(),
+                    loaded_at: None,
+                    reload_error: None,
+                    rules_commit: None,
+                });
             }
             RouterCommand::ExpireSilence(id, reply) => {
                 let result = self.router.expire_silence(now, &id);
