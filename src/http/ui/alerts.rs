@@ -121,6 +121,14 @@ pub async fn page(
     };
     let here = link(page);
     let live = html! {
+        // The one form every alert's silence buttons submit (each with its own `formaction`):
+        // one CSRF token per page, not one per alert.
+        @if ctx.viewer.can_write {
+            form #quick method="post" action="/" {
+                (ctx.csrf_field())
+                input type="hidden" name="back" value=(here);
+            }
+        }
         p.summary {
             (rows.len()) " " (ctx.t(Text::Alerts).to_lowercase())
             @if !pending.is_empty() { " · " (pending.len()) " " (ctx.t(Text::Pending)) }
@@ -133,7 +141,7 @@ pub async fn page(
             @if !row.group.is_empty() && (i == 0 || shown[i - 1].group != row.group) {
                 h2.group { bdi { (clip(&row.group, MAX_LABEL_CHARS)) } }
             }
-            (alert_card(&ctx, row.alert, &here))
+            (alert_card(&ctx, row.alert))
         }
         @if !pending.is_empty() {
             h2.group { (ctx.t(Text::Pending)) }
@@ -227,7 +235,7 @@ fn filter_form(ctx: &Ctx, by: &str, filter: &str, error: Option<&String>) -> Mar
     }
 }
 
-fn alert_card(ctx: &Ctx, alert: &AlertView, here: &str) -> Markup {
+fn alert_card(ctx: &Ctx, alert: &AlertView) -> Markup {
     let silenced = !alert.silenced_by.is_empty();
     let inhibited = !alert.inhibited_by.is_empty();
     let name = alert.labels.get("alertname").map_or("", String::as_str);
@@ -282,12 +290,9 @@ fn alert_card(ctx: &Ctx, alert: &AlertView, here: &str) -> Markup {
             }
             div.actions {
                 @if ctx.viewer.can_write && !silenced {
-                    form method="post" action=(format!("/alerts/{}/silence", encode(&alert.fingerprint))) {
-                        (ctx.csrf_field())
-                        input type="hidden" name="back" value=(here);
-                        button type="submit" name="duration" value="1h" { (ctx.t(Text::Silence1h)) }
-                        button type="submit" name="duration" value="8h" { (ctx.t(Text::Silence8h)) }
-                    }
+                    @let action = format!("/alerts/{}/silence", encode(&alert.fingerprint));
+                    button type="submit" form="quick" formaction=(action) name="duration" value="1h" { (ctx.t(Text::Silence1h)) }
+                    button type="submit" form="quick" formaction=(action) name="duration" value="8h" { (ctx.t(Text::Silence8h)) }
                 }
                 a.button href=(history) { (ctx.t(Text::History)) }
             }
