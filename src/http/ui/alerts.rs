@@ -351,7 +351,7 @@ pub async fn silence(
     let fields = form_fields(&body);
     let ctx = match writer(&state, &headers, &fields) {
         Ok(ctx) => ctx,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(quick) = fields.get("duration").and_then(|d| QuickSilence::parse(d)) else {
         return ctx.message(StatusCode::BAD_REQUEST, ctx.t(Text::Refused));

@@ -125,7 +125,7 @@ async fn act(
     let fields = form_fields(&body);
     let ctx = match writer(&state, &headers, &fields) {
         Ok(ctx) => ctx,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let outbox = state.outbox.clone();
     let done = blocking(move || match action {

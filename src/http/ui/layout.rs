@@ -282,22 +282,24 @@ pub fn form_fields(body: &[u8]) -> HashMap<String, String> {
 
 /// The visitor of a posted form that changes something, when it may: logged in with the
 /// write token (or no token configured), and the form carrying this session's CSRF token.
-/// Else the refusal to answer (403).
+/// Else the refusal to answer (403, or the login page).
 pub fn writer(
     state: &ApiState,
     headers: &HeaderMap,
     fields: &HashMap<String, String>,
-) -> Result<Ctx, Response> {
+) -> Result<Ctx, Box<Response>> {
     let ctx = Ctx::new(state, headers);
     let csrf = fields.get("csrf").map_or("", String::as_str);
     if !state.web.csrf_ok(headers, csrf) {
-        return Err(ctx.message(StatusCode::FORBIDDEN, ctx.t(Text::CsrfRefused)));
+        return Err(Box::new(
+            ctx.message(StatusCode::FORBIDDEN, ctx.t(Text::CsrfRefused)),
+        ));
     }
     if !ctx.viewer.can_write {
-        return Err(match ctx.must_log_in() {
+        return Err(Box::new(match ctx.must_log_in() {
             Some(login) => login,
             None => ctx.message(StatusCode::FORBIDDEN, ctx.t(Text::ReadOnly)),
-        });
+        }));
     }
     Ok(ctx)
 }

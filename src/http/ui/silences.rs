@@ -287,7 +287,7 @@ pub async fn save(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: 
     let fields = form_fields(&body);
     let ctx = match writer(&state, &headers, &fields) {
         Ok(ctx) => ctx,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
     let form = SilenceForm {
@@ -342,7 +342,7 @@ pub async fn expire(
     let fields = form_fields(&body);
     let ctx = match writer(&state, &headers, &fields) {
         Ok(ctx) => ctx,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match ask(&state, |reply| RouterCommand::ExpireSilence(id, reply)).await {
         None => ctx.message(StatusCode::SERVICE_UNAVAILABLE, ctx.t(Text::Unavailable)),
