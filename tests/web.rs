@@ -256,3 +256,95 @@ async fn ten_thousand_alerts_render_a_page_within_a_second_in_bounded_memory() {
         (after - before) / 1e6
     );
 }
+
+/// The session cookie and CSRF token of a page, as a browser would keep and send them.
+async fn session_of(client: &reqwest::Client, url: &str) -> (String, String) {
+    let response = client.get(url).send().await.unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let body = response.text().await.unwrap();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the page")
+        .to_owned();
+    (cookie, csrf)
+}
+
+#[tokio::test]
+async fn a_silence_until_resolved_ends_when_its_alert_resolves() {
+    // No token configured: the page, like the API, is open (and still wants CSRF tokens).
+    let atalaya = Atalaya::start_with(Options {
+        rules: vec![("kitchen.yaml", RULE.to_owned())],
+        routing: Some(support::CONSOLE_AT_ONCE.to_owned()),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(
+        atalaya
+            .post("/api/v1/events/home/kitchen/temperature", "80")
+            .await,
+        202
+    );
+    let alerts = json_until(&atalaya, "/api/v2/alerts", |a| {
+        a.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    let fingerprint = alerts[0]["fingerprint"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (cookie, csrf) = session_of(&client, &atalaya.url("/")).await;
+    let action = atalaya.url(&format!("/alerts/{fingerprint}/silence"));
+
+    // Without the page's CSRF token, nothing is silenced.
+    let refused = client
+        .post(&action)
+        .header("cookie", &cookie)
+        .form(&[("csrf", "forged"), ("duration", "resolved")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let silenced = client
+        .post(&action)
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("duration", "resolved")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(silenced.status(), 303, "{}", silenced.text().await.unwrap());
+    let silences = json_until(&atalaya, "/api/v2/silences", |s| {
+        s[0]["status"]["state"] == "active"
+    })
+    .await;
+    assert_eq!(silences.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        silences[0]["createdBy"], "web",
+        "no token: the page's user is `web`"
+    );
+    let alert = json_until(&atalaya, "/api/v2/alerts", |a| {
+        a[0]["status"]["state"] == "suppressed"
+    })
+    .await;
+    assert_eq!(alert[0]["status"]["silencedBy"][0], silences[0]["id"]);
+
+    // The alert resolves: its silence ends with it (at the runner's next 10 s check).
+    assert_eq!(
+        atalaya
+            .post("/api/v1/events/home/kitchen/temperature", "60")
+            .await,
+        202
+    );
+    json_until(&atalaya, "/api/v2/silences", |s| {
+        s[0]["status"]["state"] == "expired"
+    })
+    .await;
+}

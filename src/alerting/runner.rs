@@ -388,6 +388,9 @@ impl RulesRunner {
                 }
                 _ = heartbeat.tick() => {
                     self.progress.busy();
+                    if self.routing.expire_acknowledged(Timestamp::now()) > 0 {
+                        held.commands = true;
+                    }
                     self.release(&mut held).await?;
                     self.routing.update_metrics(Timestamp::now());
                     self.flapping.check(Timestamp::now());

@@ -22,7 +22,7 @@ use super::layout::{
     local_path, pager, paginate, see_other, writer,
 };
 use super::text::Text;
-use crate::alerting::routing::RouterCommand;
+use crate::alerting::routing::{RouterCommand, UNTIL_RESOLVED, UNTIL_RESOLVED_HOLD};
 use crate::http::ApiState;
 use crate::http::alerts::ask;
 
@@ -212,7 +212,10 @@ async fn pending_series(
 }
 
 fn filter_form(ctx: &Ctx, by: &str, filter: &str, error: Option<&String>) -> Markup {
+    let open = !by.is_empty() || !filter.is_empty() || error.is_some();
     html! {
+        details.filter-box open[open] {
+        summary { (ctx.t(Text::Filter)) " · " (ctx.t(Text::GroupBy)) }
         form.filters method="get" action="/" role="search" {
             div {
                 label for="filter" { (ctx.t(Text::Filter)) }
@@ -231,6 +234,7 @@ fn filter_form(ctx: &Ctx, by: &str, filter: &str, error: Option<&String>) -> Mar
             @if let Some(error) = error {
                 p.notice role="alert" { (ctx.t(Text::BadMatchers)) " " (clip(error, MAX_TEXT_CHARS)) }
             }
+        }
         }
     }
 }
@@ -293,6 +297,7 @@ fn alert_card(ctx: &Ctx, alert: &AlertView) -> Markup {
                     @let action = format!("/alerts/{}/silence", encode(&alert.fingerprint));
                     button type="submit" form="quick" formaction=(action) name="duration" value="1h" { (ctx.t(Text::Silence1h)) }
                     button type="submit" form="quick" formaction=(action) name="duration" value="8h" { (ctx.t(Text::Silence8h)) }
+                    button type="submit" form="quick" formaction=(action) name="duration" value="resolved" { (ctx.t(Text::SilenceUntilResolved)) }
                 }
                 a.button href=(history) { (ctx.t(Text::History)) }
             }
@@ -321,6 +326,9 @@ fn value_text(value: &serde_json::Value) -> String {
 enum QuickSilence {
     OneHour,
     EightHours,
+    /// Until the alert resolves (at most [`UNTIL_RESOLVED_HOLD`]): the rules runner expires
+    /// it then.
+    UntilResolved,
 }
 
 impl QuickSilence {
@@ -328,6 +336,7 @@ impl QuickSilence {
         match text {
             "1h" => Some(Self::OneHour),
             "8h" => Some(Self::EightHours),
+            "resolved" => Some(Self::UntilResolved),
             _ => None,
         }
     }
@@ -336,12 +345,13 @@ impl QuickSilence {
         match self {
             Self::OneHour => SignedDuration::from_hours(1),
             Self::EightHours => SignedDuration::from_hours(8),
+            Self::UntilResolved => UNTIL_RESOLVED_HOLD,
         }
     }
 }
 
-/// `POST /alerts/{fingerprint}/silence` (`duration`: `1h` or `8h`): silences the alert's
-/// exact labels, created by the logged-in user.
+/// `POST /alerts/{fingerprint}/silence` (`duration`: `1h`, `8h` or `resolved`): silences the
+/// alert's exact labels, created by the logged-in user.
 pub async fn silence(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -369,7 +379,10 @@ pub async fn silence(
         starts_at: now,
         ends_at: now.saturating_add(quick.duration()).unwrap_or(now),
         created_by: ctx.viewer.name.clone(),
-        comment: "from the web page".to_owned(),
+        comment: match quick {
+            QuickSilence::UntilResolved => format!("{UNTIL_RESOLVED}{fingerprint}"),
+            _ => "from the web page".to_owned(),
+        },
         updated_at: now,
     };
     match ask(&state, |reply| {

@@ -113,6 +113,7 @@ pub enum Text {
     Receivers,
     Silence1h,
     Silence8h,
+    SilenceUntilResolved,
     Filter,
     GroupBy,
     RouteGroups,
@@ -213,6 +214,7 @@ impl Text {
             Self::Receivers => ("Sent to", "Enviada a"),
             Self::Silence1h => ("🔕 1h", "🔕 1 h"),
             Self::Silence8h => ("🔕 8h", "🔕 8 h"),
+            Self::SilenceUntilResolved => ("🔕 until resolved", "🔕 hasta que se resuelva"),
             Self::Filter => ("Filter (matchers)", "Filtro (etiquetas)"),
             Self::GroupBy => ("Group by", "Agrupar por"),
             Self::RouteGroups => ("route groups", "grupos de la ruta"),
@@ -321,6 +323,7 @@ mod tests {
             for (text, action) in [
                 (Text::Silence1h, Action::Silence1h),
                 (Text::Silence8h, Action::Silence8h),
+                (Text::SilenceUntilResolved, Action::Acknowledge),
             ] {
                 assert_eq!(lang.t(text), texts::button(action, locale));
             }
