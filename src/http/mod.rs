@@ -309,7 +309,7 @@ async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(
-            json!({ "error": "no such endpoint; see /api/v1/events, /api/v1/alerts, /api/v1/silences, /api/v2/ (Alertmanager's API v2), /healthz, /readyz, /metrics" }),
+            json!({ "error": "no such endpoint; see /api/v1/events, /api/v1/alerts, /api/v1/silences, /api/v2/ (Alertmanager's API v2), /healthz, /readyz, /metrics, and the web page at /" }),
         ),
     )
         .into_response()

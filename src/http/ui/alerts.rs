@@ -1,6 +1,6 @@
 //! `/`: the alerts — firing, silenced and inhibited ones from the router, pending ones from
 //! the rules — grouped as the route tree groups them or by a chosen label (Karma's grid), a
-//! page of [`PAGE_SIZE`] at a time; and `POST /alerts/{fingerprint}/silence`, the one-tap
+//! page of [`ALERTS_PER_PAGE`] at a time; and `POST /alerts/{fingerprint}/silence`, the one-tap
 //! silences.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use atalaya_rules::routing::matcher::Matcher;
 use atalaya_rules::routing::router::{AlertView, GroupView};
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceMatcher};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use jiff::{SignedDuration, Timestamp};
@@ -18,8 +18,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{
-    Ctx, MAX_LABEL_CHARS, MAX_TEXT_CHARS, Nav, PAGE_SIZE, clip, encode, form_fields, labels,
-    local_path, pager, paginate, see_other, writer,
+    ALERTS_PER_PAGE, Ctx, MAX_LABEL_CHARS, MAX_TEXT_CHARS, Nav, PAGE_SIZE, clip, encode,
+    form_fields, labels, local_path, pager, paginate, see_other, writer,
 };
 use super::text::Text;
 use crate::alerting::routing::{RouterCommand, UNTIL_RESOLVED, UNTIL_RESOLVED_HOLD};
@@ -37,6 +37,10 @@ pub struct AlertsQuery {
     #[serde(default)]
     page: Option<usize>,
 }
+
+/// The most characters of an alert's description on its card (the API and the notifications
+/// have it whole).
+const MAX_DESCRIPTION_CHARS: usize = 280;
 
 /// One alert under one group heading.
 struct Row<'a> {
@@ -106,7 +110,7 @@ pub async fn page(
                 std::cmp::Reverse(b.alert.starts_at),
             ))
     });
-    let (shown, page, pages) = paginate(&rows, query.page.unwrap_or(1));
+    let (shown, page, pages) = paginate(&rows, query.page.unwrap_or(1), ALERTS_PER_PAGE);
     let pending = if page == 1 {
         pending_series(&state, filter.as_deref().unwrap_or_default()).await
     } else {
@@ -121,10 +125,10 @@ pub async fn page(
     };
     let here = link(page);
     let live = html! {
-        // The one form every alert's silence buttons submit (each with its own `formaction`):
-        // one CSRF token per page, not one per alert.
+        // The one form every alert's silence buttons submit (each button's value: the alert's
+        // fingerprint and how long): one CSRF token per page, not one per alert.
         @if ctx.viewer.can_write {
-            form #quick method="post" action="/" {
+            form #quick method="post" action="/alerts/silence" {
                 (ctx.csrf_field())
                 input type="hidden" name="back" value=(here);
             }
@@ -274,7 +278,7 @@ fn alert_card(ctx: &Ctx, alert: &AlertView) -> Markup {
                 }
             }
             @if let Some(description) = alert.annotations.get("description") {
-                p.description { bdi { (clip(description, MAX_TEXT_CHARS)) } }
+                p.description { bdi { (clip(description, MAX_DESCRIPTION_CHARS)) } }
             }
             @if silenced {
                 p.meta {
@@ -294,10 +298,9 @@ fn alert_card(ctx: &Ctx, alert: &AlertView) -> Markup {
             }
             div.actions {
                 @if ctx.viewer.can_write && !silenced {
-                    @let action = format!("/alerts/{}/silence", encode(&alert.fingerprint));
-                    button type="submit" form="quick" formaction=(action) name="duration" value="1h" { (ctx.t(Text::Silence1h)) }
-                    button type="submit" form="quick" formaction=(action) name="duration" value="8h" { (ctx.t(Text::Silence8h)) }
-                    button type="submit" form="quick" formaction=(action) name="duration" value="resolved" { (ctx.t(Text::SilenceUntilResolved)) }
+                    @for (duration, text) in [("1h", Text::Silence1h), ("8h", Text::Silence8h), ("resolved", Text::SilenceUntilResolved)] {
+                        button form="quick" name="silence" value=(format!("{} {duration}", alert.fingerprint)) { (ctx.t(text)) }
+                    }
                 }
                 a.button href=(history) { (ctx.t(Text::History)) }
             }
@@ -350,12 +353,11 @@ impl QuickSilence {
     }
 }
 
-/// `POST /alerts/{fingerprint}/silence` (`duration`: `1h`, `8h` or `resolved`): silences the
-/// alert's exact labels, created by the logged-in user.
+/// `POST /alerts/silence` (`silence`: the alert's fingerprint and `1h`, `8h` or `resolved`,
+/// space-separated): silences the alert's exact labels, created by the logged-in user.
 pub async fn silence(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path(fingerprint): Path<String>,
     body: Bytes,
 ) -> Response {
     let fields = form_fields(&body);
@@ -363,7 +365,11 @@ pub async fn silence(
         Ok(ctx) => ctx,
         Err(refused) => return *refused,
     };
-    let Some(quick) = fields.get("duration").and_then(|d| QuickSilence::parse(d)) else {
+    let asked = fields
+        .get("silence")
+        .and_then(|s| s.split_once(' '))
+        .and_then(|(fingerprint, d)| Some((fingerprint.to_owned(), QuickSilence::parse(d)?)));
+    let Some((fingerprint, quick)) = asked else {
         return ctx.message(StatusCode::BAD_REQUEST, ctx.t(Text::Refused));
     };
     let Some(alerts) = ask(&state, RouterCommand::ListAlerts).await else {

@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{
-    Ctx, MAX_LABEL_CHARS, MAX_TEXT_CHARS, Nav, clip, encode, labels, pager, paginate,
+    Ctx, MAX_LABEL_CHARS, MAX_TEXT_CHARS, Nav, PAGE_SIZE, clip, encode, labels, pager, paginate,
 };
 use super::text::Text;
 use crate::alerting::history::{HistoryEntry, What};
@@ -54,7 +54,7 @@ pub async fn page(
         What::State { labels, .. } => Some(labels.clone()),
         _ => None,
     });
-    let (shown, page, pages) = paginate(&entries, query.page.unwrap_or(1));
+    let (shown, page, pages) = paginate(&entries, query.page.unwrap_or(1), PAGE_SIZE);
     let link = |p: usize| format!("/alerts/{}/history?page={p}", encode(&fingerprint));
     let title = format!("{} · {}", ctx.t(Text::History), clip(&name, 64));
     let live = html! {

@@ -18,6 +18,8 @@ use crate::http::ApiState;
 pub const REFRESH_SECONDS: u32 = 5;
 /// Rows on one page of a long list.
 pub const PAGE_SIZE: usize = 100;
+/// Alerts on one page: a card weighs up to about 1 KB, and a page stays under 100 KB.
+pub const ALERTS_PER_PAGE: usize = 50;
 /// The most characters of a label value shown; the rest is cut (a 64 KB value is hostile).
 pub const MAX_LABEL_CHARS: usize = 200;
 /// The most characters of an annotation, comment or error shown.
@@ -195,7 +197,7 @@ impl Ctx {
     /// `at` as people read it: `5m` ago, with the UTC time on hover and for machines.
     pub fn ago(&self, at: Timestamp) -> Markup {
         html! {
-            time datetime=(at.to_string()) title=(utc(at)) {
+            time datetime=(seconds(at)) title=(utc(at)) {
                 (self.lang.duration(self.now.duration_since(at)))
             }
         }
@@ -203,7 +205,7 @@ impl Ctx {
 
     /// `at` as a UTC date and time.
     pub fn when(&self, at: Timestamp) -> Markup {
-        html! { time datetime=(at.to_string()) { (utc(at)) } }
+        html! { time datetime=(seconds(at)) { (utc(at)) } }
     }
 
     /// A short message page (an error, a refusal).
@@ -231,6 +233,11 @@ pub fn secure_headers(headers: &mut HeaderMap) {
     set(headers, "x-frame-options", "DENY");
     set(headers, "referrer-policy", "same-origin");
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// `2026-12-04T08:05:07Z`: what `datetime` attributes hold.
+fn seconds(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// `2026-12-04 08:05 UTC`.
@@ -304,12 +311,12 @@ pub fn writer(
     Ok(ctx)
 }
 
-/// Page `page` (from 1) of `rows`, and how many pages there are.
-pub fn paginate<T>(rows: &[T], page: usize) -> (&[T], usize, usize) {
-    let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
+/// Page `page` (from 1) of `rows`, `size` a page, and how many pages there are.
+pub fn paginate<T>(rows: &[T], page: usize, size: usize) -> (&[T], usize, usize) {
+    let pages = rows.len().div_ceil(size).max(1);
     let page = page.clamp(1, pages);
-    let start = (page - 1) * PAGE_SIZE;
-    let end = (start + PAGE_SIZE).min(rows.len());
+    let start = (page - 1) * size;
+    let end = (start + size).min(rows.len());
     (&rows[start..end], page, pages)
 }
 
@@ -372,11 +379,11 @@ mod tests {
     #[test]
     fn pages_of_a_long_list() {
         let rows: Vec<usize> = (0..250).collect();
-        let (shown, page, pages) = paginate(&rows, 3);
+        let (shown, page, pages) = paginate(&rows, 3, PAGE_SIZE);
         assert_eq!((shown.len(), page, pages, shown[0]), (50, 3, 3, 200));
-        let (shown, page, _) = paginate(&rows, 99);
+        let (shown, page, _) = paginate(&rows, 99, PAGE_SIZE);
         assert_eq!((shown.len(), page), (50, 3));
-        let (shown, page, pages) = paginate::<usize>(&[], 1);
+        let (shown, page, pages) = paginate::<usize>(&[], 1, PAGE_SIZE);
         assert_eq!((shown.len(), page, pages), (0, 1, 1));
     }
 }

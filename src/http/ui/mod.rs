@@ -45,7 +45,7 @@ use super::ApiState;
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/", get(alerts::page))
-        .route("/alerts/{fingerprint}/silence", post(alerts::silence))
+        .route("/alerts/silence", post(alerts::silence))
         .route("/alerts/{fingerprint}/history", get(history::page))
         .route("/silences", get(silences::list).post(silences::save))
         .route("/silences/new", get(silences::new))
