@@ -349,3 +349,207 @@ async fn a_silence_until_resolved_ends_when_its_alert_resolves() {
     })
     .await;
 }
+
+/// `POST path` with a form of `fields` and the session `cookie`, not following redirects.
+async fn post_form(
+    atalaya: &Atalaya,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(atalaya.url(path))
+        .header("cookie", cookie)
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_read_only_view_and_the_read_token_show_without_changing() {
+    let read_token = "fake-web-read-token-9a8b";
+    let dir = tempfile::tempdir().unwrap();
+    let read_file = dir.path().join("read-token");
+    std::fs::write(&read_file, read_token).unwrap();
+    let atalaya = Atalaya::start_with(Options {
+        config: format!(
+            "http:\n  web_anonymous_read: true\n  read_token_file: {}\n",
+            read_file.display()
+        ),
+        env: vec![("ATALAYA__HTTP__TOKEN".to_owned(), TOKEN.to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let posted = bearer(reqwest::Client::new().post(atalaya.url("/api/v2/alerts")))
+        .json(&json!([{"labels": {"alertname": "DoorOpen", "room": "hall"}}]))
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_success());
+    let fingerprint = json_until(&atalaya, "/api/v2/alerts", |a| {
+        a.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await[0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let asked = format!("{fingerprint} 1h");
+
+    // A guest sees the alerts, without buttons, and cannot silence.
+    let client = reqwest::Client::new();
+    let page = client.get(atalaya.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains("DoorOpen") && body.contains("Log in"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("name=\"silence\""),
+        "no silence buttons for a guest"
+    );
+    let (cookie, csrf) = session_of(&client, &atalaya.url("/login")).await;
+    let refused = post_form(
+        &atalaya,
+        &cookie,
+        "/alerts/silence",
+        &[("csrf", &csrf), ("silence", &asked)],
+    )
+    .await;
+    assert_eq!(refused.status(), 401, "a guest is asked to log in");
+
+    // The read token logs in read-only: still no silence.
+    let login = post_form(
+        &atalaya,
+        &cookie,
+        "/login",
+        &[("csrf", &csrf), ("name", "Bob"), ("token", read_token)],
+    )
+    .await;
+    assert_eq!(login.status(), 303);
+    let reader = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let page = client
+        .get(atalaya.url("/"))
+        .header("cookie", &reader)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Logged in as <bdi>Bob</bdi> (read only)"),
+        "{page}"
+    );
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let refused = post_form(
+        &atalaya,
+        &reader,
+        "/alerts/silence",
+        &[("csrf", &csrf), ("silence", &asked)],
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    let silences = json_until(&atalaya, "/api/v2/silences", |_| true).await;
+    assert_eq!(silences, json!([]), "nothing was silenced");
+}
+
+#[tokio::test]
+async fn dead_letters_are_retried_and_dropped_from_the_page() {
+    let hook = atalaya_test_kit::http::Recorder::start().await;
+    // The webhook refuses (a permanent failure): its notifications become dead letters.
+    hook.answer("/", atalaya_test_kit::http::Answer::status(400));
+    let routing = format!(
+        "route:\n  receiver: home\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: home\n    webhook_configs:\n      - url: {}/hook\n        send_resolved: false\n",
+        hook.url()
+    );
+    let atalaya = Atalaya::start_with(Options {
+        routing: Some(routing),
+        ..Options::default()
+    })
+    .await;
+    let posted = reqwest::Client::new()
+        .post(atalaya.url("/api/v2/alerts"))
+        .json(&json!([
+            {"labels": {"alertname": "DoorOpen"}},
+            {"labels": {"alertname": "WindowOpen"}},
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_success());
+    let letters = json_until(&atalaya, "/api/v1/dead-letters", |d| {
+        d.as_array().is_some_and(|d| d.len() == 2)
+    })
+    .await;
+    let ids: Vec<String> = letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    let client = reqwest::Client::new();
+    let (cookie, csrf) = session_of(&client, &atalaya.url("/deliveries")).await;
+    let page = client
+        .get(atalaya.url("/deliveries"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for id in &ids {
+        assert!(page.contains(&format!("/deliveries/{id}/retry")), "{page}");
+    }
+    assert!(page.contains("Dead letters (2)"), "{page}");
+
+    let forged = post_form(
+        &atalaya,
+        &cookie,
+        &format!("/deliveries/{}/drop", ids[0]),
+        &[("csrf", "forged")],
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+    let dropped = post_form(
+        &atalaya,
+        &cookie,
+        &format!("/deliveries/{}/drop", ids[0]),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(dropped.status(), 303);
+    let requests_before = hook.requests().len();
+    let retried = post_form(
+        &atalaya,
+        &cookie,
+        &format!("/deliveries/{}/retry", ids[1]),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(retried.status(), 303);
+    // Retried: delivered (and refused) again, and back among the dead letters alone.
+    hook.wait_until("the retried notification", |r| r.len() > requests_before)
+        .await;
+    json_until(&atalaya, "/api/v1/dead-letters", |d| {
+        d.as_array()
+            .is_some_and(|d| d.len() == 1 && d[0]["id"] == ids[1].as_str())
+    })
+    .await;
+}

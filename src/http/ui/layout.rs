@@ -78,15 +78,18 @@ impl Ctx {
 
     /// The login page instead of a page the visitor may not see.
     pub fn must_log_in(&self) -> Option<Response> {
-        (!self.viewer.can_read).then(|| {
-            let body = super::login::form(self, Some(self.t(Text::LoginNeeded)));
-            self.page(
-                StatusCode::UNAUTHORIZED,
-                Nav::None,
-                self.t(Text::LogIn),
-                body,
-            )
-        })
+        (!self.viewer.can_read).then(|| self.login_page())
+    }
+
+    /// The login form, 401.
+    fn login_page(&self) -> Response {
+        let body = super::login::form(self, Some(self.t(Text::LoginNeeded)));
+        self.page(
+            StatusCode::UNAUTHORIZED,
+            Nav::None,
+            self.t(Text::LogIn),
+            body,
+        )
     }
 
     /// A page whose content does not refresh.
@@ -303,9 +306,12 @@ pub fn writer(
         ));
     }
     if !ctx.viewer.can_write {
-        return Err(Box::new(match ctx.must_log_in() {
-            Some(login) => login,
-            None => ctx.message(StatusCode::FORBIDDEN, ctx.t(Text::ReadOnly)),
+        // A guest who could log in is asked to; a reader is refused.
+        let guest = ctx.viewer.role == super::session::Role::Guest;
+        return Err(Box::new(if guest && ctx.viewer.can_log_in {
+            ctx.login_page()
+        } else {
+            ctx.message(StatusCode::FORBIDDEN, ctx.t(Text::ReadOnly))
         }));
     }
     Ok(ctx)
