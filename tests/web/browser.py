@@ -237,6 +237,23 @@ def run(driver):
     ])[0]
     check("grayscale" in door.value_of_css_property("filter"), "the silenced alert is greyed")
 
+    # Edit it: the same silence, longer, with a new comment.
+    driver.get(URL + "/silences")
+    driver.find_element(By.CSS_SELECTOR, f"article[data-silence='{silence_id}'] a.button").click()
+    until("the edit form", lambda: driver.find_element(By.TAG_NAME, "h1").text == "Edit silence")
+    check(driver.find_element(By.ID, "matchers").get_attribute("value") == 'alertname="DoorOpen"', "the form holds the silence's matchers")
+    duration = driver.find_element(By.ID, "duration")
+    duration.clear()
+    duration.send_keys("2h")
+    comment = driver.find_element(By.ID, "comment")
+    comment.clear()
+    comment.send_keys("latch ordered")
+    driver.find_element(By.CSS_SELECTOR, "#silence-form button[type=submit]").click()
+    until("the edit is in /api/v2/silences", lambda: [
+        s for s in api("GET", "/api/v2/silences")
+        if s["id"] == silence_id and s["comment"] == "latch ordered" and s["status"]["state"] == "active"
+    ])
+
     # Expire it from the list.
     driver.get(URL + "/silences")
     form = driver.find_element(By.CSS_SELECTOR, f"article[data-silence='{silence_id}'] form")

@@ -161,7 +161,7 @@ impl Ctx {
                     main #main {
                         h1 { (title) }
                         (fixed)
-                        div #live data-refresh=[refresh] aria-live="polite" { (live) }
+                        div #live data-refresh=[refresh] { (live) }
                     }
                 }
             }

@@ -9,7 +9,10 @@
     var last = null;
     var busy = false;
     var refresh = function () {
-      if (busy || document.hidden) {
+      // Not while the page is hidden, nor under a control someone is on (a refresh would
+      // take the focus away from it).
+      var focused = document.activeElement;
+      if (busy || document.hidden || (focused && focused !== document.body && live.contains(focused))) {
         return;
       }
       busy = true;
