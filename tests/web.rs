@@ -553,3 +553,65 @@ async fn dead_letters_are_retried_and_dropped_from_the_page() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn pending_series_show_on_the_alerts_and_rules_pages() {
+    let rule = "rules:
+  - name: freezer_warm
+    subject: home/+room/freezer
+    condition: value > -10
+    for: 1h
+";
+    let atalaya = Atalaya::start_with(Options {
+        rules: vec![("freezer.yaml", rule.to_owned())],
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(
+        atalaya
+            .post("/api/v1/events/home/garage/freezer", "-4")
+            .await,
+        202
+    );
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let alerts = loop {
+        let page = client
+            .get(atalaya.url("/"))
+            .header("accept-language", "es-ES,es;q=0.9")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.contains("freezer_warm") || tokio::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        alerts.contains("<span class=\"badge pending\">pendiente</span>"),
+        "{alerts}"
+    );
+    assert!(
+        alerts.contains("freezer_warm") && alerts.contains("se activa a las"),
+        "{alerts}"
+    );
+    assert!(
+        alerts.contains("<bdi>room</bdi>=<bdi>garage</bdi>"),
+        "{alerts}"
+    );
+
+    let rules = client
+        .get(atalaya.url("/rules"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(rules.contains("freezer.yaml:2"), "file:line: {rules}");
+    assert!(rules.contains("fires at"), "{rules}");
+    assert!(rules.contains("last value <code>-4</code>"), "{rules}");
+}
