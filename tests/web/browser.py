@@ -272,6 +272,23 @@ def run(driver):
     until("a silence with a forged CSRF token is refused", lambda: "stale or came from another site" in driver.page_source)
     check(len(api("GET", "/api/v2/silences")) == before, "and no silence was made")
 
+    # A refresh keeps the scroll position of a long list.
+    api("POST", "/api/v2/alerts", [
+        {"labels": {"alertname": f"Noise{i:02}", "severity": "info"}, "annotations": {"summary": f"Noise {i}"}}
+        for i in range(40)
+    ])
+    driver.set_window_size(360, 740)
+    driver.get(URL + "/")
+    until("the long list is there", lambda: len(driver.find_elements(By.CSS_SELECTOR, "article.alert")) >= 40)
+    driver.execute_script(
+        "window.scrollTo(0, 1500); window.refreshed = false;"
+        "new MutationObserver(() => { window.refreshed = true; })"
+        ".observe(document.getElementById('live'), {childList: true});"
+    )
+    until("the live part refreshed", lambda: driver.execute_script("return window.refreshed;"))
+    y = driver.execute_script("return window.scrollY;")
+    check(abs(y - 1500) < 2, f"the refresh kept the scroll position ({y})")
+
     # Spanish, following Accept-Language.
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Accept-Language": "es-ES,es;q=0.9"}})
