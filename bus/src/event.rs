@@ -1,15 +1,12 @@
 //! The one event model: CloudEvents attribute names plus flat string labels.
 
-use std::collections::BTreeMap;
-
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::subject::Subject;
 
-/// Flat string labels, sorted by name so renderings and fingerprints are stable.
-pub type Labels = BTreeMap<String, String>;
+pub use crate::labels::Labels;
 
 /// Most labels one event may carry.
 pub const MAX_LABELS: usize = 64;
@@ -44,7 +41,7 @@ pub struct Event {
     /// The payload, any JSON value.
     pub data: Value,
     /// Flat string labels: from the producer and from pattern captures.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "Labels::is_empty")]
     pub labels: Labels,
 }
 

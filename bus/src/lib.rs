@@ -19,6 +19,7 @@
 //! - [`delivery`]: the delivery contract — notifications, receiver configs, the
 //!   [`delivery::Notifier`] trait — shared by the rules (which route) and the connectors
 //!   (which deliver).
+//! - [`labels`]: [`Labels`], flat string labels as a small sorted vector.
 //! - [`fingerprint`]: the stable hash behind alert, series and notification ids.
 //! - [`yaml`]: YAML that keeps every node's position, and serde over it: rule files, the
 //!   routing policy and receivers' settings all report `file:line:col`.
@@ -36,6 +37,7 @@ pub mod delivery;
 pub mod duration;
 pub mod event;
 pub mod fingerprint;
+pub mod labels;
 pub mod pattern;
 pub mod readiness;
 pub mod secret;

@@ -54,7 +54,7 @@ fn notification(id: &str, status: Status) -> Notification {
         status,
         fingerprint: "a1".to_owned(),
         labels: labels.clone(),
-        annotations: BTreeMap::from([
+        annotations: Labels::from([
             (
                 "summary".to_owned(),
                 "Freezer <too> warm & rising".to_owned(),
@@ -74,7 +74,7 @@ fn notification(id: &str, status: Status) -> Notification {
         status,
         group_labels: Labels::from([("alertname".to_owned(), "freezer_warm".to_owned())]),
         common_labels: labels,
-        common_annotations: BTreeMap::new(),
+        common_annotations: Default::default(),
         alerts: vec![alert],
         created_at: "2026-01-10T10:05:00Z".parse().unwrap(),
         silent: false,

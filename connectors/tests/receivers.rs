@@ -24,7 +24,7 @@
     feature = "pushover"
 ))]
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,7 +232,7 @@ fn alert(status: Status) -> NotifiedAlert {
             ("alertname".to_owned(), "freezer_warm".to_owned()),
             ("severity".to_owned(), "critical".to_owned()),
         ]),
-        annotations: BTreeMap::from([("summary".to_owned(), "Freezer at -2 °C".to_owned())]),
+        annotations: Labels::from([("summary".to_owned(), "Freezer at -2 °C".to_owned())]),
         starts_at: "2026-01-10T10:00:00Z".parse().unwrap(),
         ends_at: (status == Status::Resolved).then(|| "2026-01-10T10:20:00Z".parse().unwrap()),
         value: json!(-2),
@@ -249,7 +249,7 @@ fn notification(id: &str, status: Status) -> Notification {
         status,
         group_labels: Labels::from([("alertname".to_owned(), "freezer_warm".to_owned())]),
         common_labels: Labels::new(),
-        common_annotations: BTreeMap::new(),
+        common_annotations: Default::default(),
         alerts: vec![alert(status)],
         created_at: "2026-01-10T10:20:30Z".parse().unwrap(),
         silent: false,

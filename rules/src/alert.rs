@@ -1,8 +1,7 @@
 //! Alerts: what the engine says about a series, and how it moves between states.
 
-use std::collections::BTreeMap;
-
 use atalaya_bus::Labels;
+use atalaya_bus::labels::Annotations;
 use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 use serde::{Deserialize, Serialize};
 
@@ -53,7 +52,7 @@ pub struct Alert {
     pub state: AlertState,
     /// `alertname`, `severity`, the series labels and the rule's extra labels.
     pub labels: Labels,
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Annotations,
     /// The rule's value when the alert last changed.
     pub value: serde_json::Value,
     /// When the condition started holding (pending or firing since).

@@ -152,7 +152,7 @@ fn notification(labels: Labels, summary: &str, resolved: bool) -> Notification {
         status,
         fingerprint: "f".into(),
         labels: labels.clone(),
-        annotations: BTreeMap::from([("summary".to_owned(), summary.to_owned())]),
+        annotations: Labels::from([("summary".to_owned(), summary.to_owned())]),
         starts_at,
         ends_at: resolved.then_some(twelve),
         value: serde_json::Value::Null,

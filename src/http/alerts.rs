@@ -9,10 +9,10 @@
 //!   Alertmanager's API shape (`matchers` with `isRegex`/`isEqual`, `startsAt`, `endsAt`,
 //!   `createdBy`, `comment`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use atalaya_bus::Labels;
+use atalaya_bus::labels::Annotations;
 use atalaya_rules::routing::router::{RoutedAlert, posted_alert_id};
 use atalaya_rules::routing::silence::{
     MuteAll, Silence, SilenceError, SilenceMatcher, SilenceState,
@@ -91,7 +91,7 @@ pub async fn list_alerts(State(state): State<Arc<ApiState>>) -> Response {
 struct PostableAlert {
     labels: Labels,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    annotations: Annotations,
     starts_at: Option<Timestamp>,
     ends_at: Option<Timestamp>,
     #[serde(rename = "generatorURL")]

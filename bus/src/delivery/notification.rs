@@ -1,9 +1,8 @@
 //! Notifications: what the router hands to the outbox, one per aggregation group, receiver
 //! integration and flush; and its Alertmanager webhook form (version 4).
 
-use std::collections::BTreeMap;
-
 use crate::Labels;
+use crate::labels::Annotations;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +31,7 @@ pub struct NotifiedAlert {
     pub fingerprint: String,
     pub labels: Labels,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Annotations,
     pub starts_at: Timestamp,
     /// When it resolved; `None` while firing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,7 +63,7 @@ pub struct Notification {
     pub status: Status,
     pub group_labels: Labels,
     pub common_labels: Labels,
-    pub common_annotations: BTreeMap<String, String>,
+    pub common_annotations: Annotations,
     /// Firing alerts first, then resolved; each by start time.
     pub alerts: Vec<NotifiedAlert>,
     pub created_at: Timestamp,
@@ -128,11 +127,9 @@ impl Notification {
 
 /// The pairs every map holds with the same value (Alertmanager's common labels and
 /// annotations); empty when there are no maps.
-pub fn common<'a>(
-    mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
-) -> BTreeMap<String, String> {
+pub fn common<'a>(mut maps: impl Iterator<Item = &'a Labels>) -> Labels {
     let Some(first) = maps.next() else {
-        return BTreeMap::new();
+        return Labels::new();
     };
     let mut common = first.clone();
     for map in maps {
@@ -151,7 +148,7 @@ mod tests {
             status,
             fingerprint: format!("fp-{name}"),
             labels: Labels::from([("alertname".to_owned(), name.to_owned())]),
-            annotations: BTreeMap::new(),
+            annotations: Default::default(),
             starts_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             ends_at: (status == Status::Resolved).then(|| "2026-01-01T01:00:00Z".parse().unwrap()),
             value: serde_json::Value::Null,
@@ -169,7 +166,7 @@ mod tests {
             status: Status::Firing,
             group_labels: Labels::from([("alertname".to_owned(), "a".to_owned())]),
             common_labels: Labels::new(),
-            common_annotations: BTreeMap::new(),
+            common_annotations: Default::default(),
             alerts: vec![alert(Status::Firing, "a"), alert(Status::Resolved, "b")],
             created_at: "2026-01-01T01:00:00Z".parse().unwrap(),
             silent: false,

@@ -77,7 +77,6 @@ pub fn render_notification(notification: &Notification) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use atalaya_bus::Labels;
     use atalaya_bus::delivery::notification::NotifiedAlert;
@@ -97,7 +96,7 @@ mod tests {
             status,
             fingerprint: "00000000000000aa".into(),
             labels: labels(pairs),
-            annotations: BTreeMap::new(),
+            annotations: Default::default(),
             starts_at: "2026-11-22T10:00:00Z".parse().unwrap(),
             ends_at: None,
             value: serde_json::Value::Null,
@@ -114,7 +113,7 @@ mod tests {
             status,
             group_labels: labels(&[("alertname", "node_lost"), ("node", "pi1")]),
             common_labels: Labels::new(),
-            common_annotations: BTreeMap::new(),
+            common_annotations: Default::default(),
             alerts,
             created_at: "2026-11-22T10:00:30Z".parse().unwrap(),
             silent: false,

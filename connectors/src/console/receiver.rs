@@ -368,7 +368,7 @@ mod tests {
             for data in datas {
                 let mut e = Event::new(&source, subject.clone(), data, Timestamp::UNIX_EPOCH);
                 e.event_type = event_type.clone();
-                e.labels = labels.clone();
+                e.labels = labels.clone().into();
                 let line = render_event(&e);
                 prop_assert!(
                     !line.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),

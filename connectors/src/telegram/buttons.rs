@@ -12,7 +12,9 @@
 //! [`MAX_AGE`]; acknowledgements being held are listed apart (`telegram_acks`), so the bot
 //! finds them without reading every set.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use atalaya_bus::Labels;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,7 +76,7 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ButtonAlert {
     pub fingerprint: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 /// A message's buttons and what was done with them.
@@ -444,7 +446,7 @@ mod tests {
             "🔴 <b>Freezer</b>",
             vec![ButtonAlert {
                 fingerprint: "f1".into(),
-                labels: BTreeMap::from([("alertname".into(), "freezer".into())]),
+                labels: Labels::from([("alertname".into(), "freezer".into())]),
             }],
             now,
         )

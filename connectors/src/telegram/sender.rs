@@ -576,7 +576,6 @@ fn store_error(chat: &str, error: &MessageLogError) -> TelegramError {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use atalaya_bus::Labels;
     use atalaya_bus::delivery::notification::NotifiedAlert;
@@ -592,7 +591,7 @@ mod tests {
             status: Status::Firing,
             group_labels: Labels::new(),
             common_labels: Labels::new(),
-            common_annotations: BTreeMap::new(),
+            common_annotations: Default::default(),
             alerts: alerts
                 .iter()
                 .map(|(fp, status)| NotifiedAlert {
@@ -600,7 +599,7 @@ mod tests {
                     status: *status,
                     fingerprint: (*fp).to_owned(),
                     labels: Labels::new(),
-                    annotations: BTreeMap::new(),
+                    annotations: Default::default(),
                     starts_at: Timestamp::UNIX_EPOCH,
                     ends_at: None,
                     value: serde_json::Value::Null,

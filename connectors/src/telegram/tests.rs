@@ -2,7 +2,6 @@
 //! resolve, a 429 waited out, a retry that sends only what is missing, long messages in
 //! parts, and a token that never shows.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +65,7 @@ fn alert(fingerprint: &str, summary: &str, status: Status) -> NotifiedAlert {
         status,
         fingerprint: fingerprint.to_owned(),
         labels,
-        annotations: BTreeMap::from([("summary".to_owned(), summary.to_owned())]),
+        annotations: Labels::from([("summary".to_owned(), summary.to_owned())]),
         starts_at: "2026-01-10T10:00:00Z".parse().unwrap(),
         ends_at: (status == Status::Resolved).then(|| "2026-01-10T10:20:00Z".parse().unwrap()),
         value: serde_json::json!(-2),
@@ -88,7 +87,7 @@ fn notification(id: &str, alerts: Vec<NotifiedAlert>) -> Notification {
         status,
         group_labels: Labels::new(),
         common_labels: alerts.first().map(|a| a.labels.clone()).unwrap_or_default(),
-        common_annotations: BTreeMap::new(),
+        common_annotations: Default::default(),
         alerts,
         created_at: "2026-01-10T10:05:00Z".parse::<Timestamp>().unwrap(),
         silent: false,

@@ -1,7 +1,5 @@
 //! What the built-in templates write, in both languages, and how values are escaped.
 
-use std::collections::BTreeMap;
-
 use atalaya_bus::Labels;
 use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
 
@@ -16,7 +14,7 @@ fn alert(name: &str, severity: &str, status: Status, minutes: i64) -> NotifiedAl
         status,
         fingerprint: format!("{name}-{minutes}"),
         labels,
-        annotations: BTreeMap::new(),
+        annotations: Default::default(),
         starts_at: "2026-01-10T10:00:00Z".parse().unwrap(),
         ends_at: (status == Status::Resolved).then(|| {
             "2026-01-10T10:00:00Z".parse::<jiff::Timestamp>().unwrap()
@@ -33,7 +31,7 @@ fn notification(alerts: Vec<NotifiedAlert>) -> Notification {
     } else {
         Status::Resolved
     };
-    let common = |f: fn(&NotifiedAlert) -> &BTreeMap<String, String>| {
+    let common = |f: fn(&NotifiedAlert) -> &Labels| {
         let mut maps = alerts.iter().map(f);
         let mut common = maps.next().cloned().unwrap_or_default();
         for m in maps {

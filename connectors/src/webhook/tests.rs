@@ -1,6 +1,5 @@
 //! The sender against a real HTTP server on loopback.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::WebhookConfig;
@@ -41,13 +40,13 @@ fn notification() -> Notification {
         status: Status::Firing,
         group_labels: labels.clone(),
         common_labels: labels.clone(),
-        common_annotations: BTreeMap::new(),
+        common_annotations: Default::default(),
         alerts: vec![NotifiedAlert {
             instant: false,
             status: Status::Firing,
             fingerprint: "00000000000000aa".into(),
             labels,
-            annotations: BTreeMap::new(),
+            annotations: Default::default(),
             starts_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             ends_at: None,
             value: serde_json::json!(1),

@@ -2,9 +2,8 @@
 //! templates, listing the alerts now pending or firing, and keeping the
 //! `atalaya_alerts{state}` gauge in step.
 
-use std::collections::BTreeMap;
-
 use atalaya_bus::Subject;
+use atalaya_bus::labels::Annotations;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use tracing::warn;
@@ -60,7 +59,7 @@ pub(super) fn render_alert(
     }
     labels.insert("alertname".to_owned(), rule.name.clone());
     labels.insert("severity".to_owned(), severity);
-    let annotations: BTreeMap<String, String> = rule
+    let annotations: Annotations = rule
         .annotations
         .iter()
         .map(|(name, template)| (name.clone(), render(name, template, &context)))

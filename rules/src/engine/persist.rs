@@ -2,9 +2,10 @@
 //! change of phase, arm or latch, within [`SOFT_PERSIST_INTERVAL`] for any other — and
 //! restored after a restart, their timers shifted by the downtime.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use atalaya_bus::Labels;
+use atalaya_bus::labels::Annotations;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -273,7 +274,7 @@ fn gone_alert(rule: &str, key: &str, series: Series, now: Timestamp) -> Alert {
         fingerprint: key.to_owned(),
         state: AlertState::Resolved,
         labels,
-        annotations: BTreeMap::new(),
+        annotations: Annotations::new(),
         value: series.value,
         active_since: series.active_since.unwrap_or(now),
         fired_at: series.fired_at,

@@ -211,7 +211,6 @@ fn replay_policy() -> RoutingPolicy {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use atalaya_bus::delivery::notification::{Notification, NotifiedAlert, Status};
     use atalaya_rules::alert::{Alert, AlertState};
@@ -249,7 +248,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-            annotations: BTreeMap::new(),
+            annotations: Default::default(),
             value: serde_json::json!(-9.6),
             active_since: "2026-01-05T10:12:00Z".parse().unwrap(),
             fired_at: None,
@@ -263,7 +262,7 @@ mod tests {
             status: Status::Firing,
             fingerprint: fp.to_owned(),
             labels: a.labels.clone(),
-            annotations: BTreeMap::new(),
+            annotations: Default::default(),
             starts_at: a.active_since,
             ends_at: None,
             value: a.value.clone(),
@@ -278,7 +277,7 @@ mod tests {
             status: Status::Firing,
             group_labels: [("alertname".to_owned(), "freezer_warm".to_owned())].into(),
             common_labels: a.labels.clone(),
-            common_annotations: BTreeMap::new(),
+            common_annotations: Default::default(),
             alerts: vec![notified("abc"), notified("def")],
             created_at: "2026-01-05T10:17:30Z".parse().unwrap(),
             silent: false,

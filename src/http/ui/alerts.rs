@@ -3,7 +3,6 @@
 //! page of [`ALERTS_PER_PAGE`] at a time; and `POST /alerts/{fingerprint}/silence`, the one-tap
 //! silences.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use atalaya_rules::routing::matcher::Matcher;
@@ -406,7 +405,7 @@ pub async fn silence(
 }
 
 /// Matchers for exactly these labels.
-fn exact(labels: &BTreeMap<String, String>) -> Vec<SilenceMatcher> {
+fn exact(labels: &atalaya_bus::Labels) -> Vec<SilenceMatcher> {
     labels
         .iter()
         .map(|(name, value)| SilenceMatcher::equal(name, value))

@@ -1,7 +1,7 @@
 //! [`ChatOps`]: what the bot asks of the service — alerts, silences, status — without
 //! knowing the router. The service implements it over its router commands.
 
-use std::collections::BTreeMap;
+use atalaya_bus::Labels;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub type OpFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatAlert {
     pub fingerprint: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// The `summary` annotation, else the alert name.
     pub summary: String,
     pub starts_at: Timestamp,
@@ -43,7 +43,7 @@ pub struct ChatSilence {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SilenceMatchers {
     /// Exactly these labels (an alert's).
-    Exact(BTreeMap<String, String>),
+    Exact(Labels),
     /// Matchers as a person writes them (`alertname=freezer_warm`, `node=~"pi-.*"`), one
     /// per item; the service parses them.
     Written(Vec<String>),

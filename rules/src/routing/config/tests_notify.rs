@@ -361,7 +361,7 @@ fn quiet_by_severity_or_time_interval() {
         status: Status::Firing,
         group_labels: Default::default(),
         common_labels: Default::default(),
-        common_annotations: BTreeMap::new(),
+        common_annotations: Default::default(),
         alerts: severities
             .iter()
             .map(|s| NotifiedAlert {
@@ -369,7 +369,7 @@ fn quiet_by_severity_or_time_interval() {
                 status: Status::Firing,
                 fingerprint: (*s).to_owned(),
                 labels: [("severity".to_owned(), (*s).to_owned())].into(),
-                annotations: BTreeMap::new(),
+                annotations: Default::default(),
                 starts_at: "2026-01-01T00:00:00Z".parse().unwrap(),
                 ends_at: None,
                 value: serde_json::Value::Null,

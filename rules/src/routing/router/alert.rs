@@ -1,9 +1,8 @@
 //! The alerts the router holds: from the rule engine, or posted by Prometheus.
 
-use std::collections::BTreeMap;
-
 use atalaya_bus::Labels;
 use atalaya_bus::fingerprint::labels_fingerprint;
+use atalaya_bus::labels::Annotations;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +18,7 @@ pub struct RoutedAlert {
     pub fingerprint: String,
     pub labels: Labels,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Annotations,
     /// When it fired.
     pub starts_at: Timestamp,
     /// When it resolved, or (alerts from Prometheus) when it resolves unless sent again.

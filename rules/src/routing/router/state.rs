@@ -171,7 +171,7 @@ pub struct AlertView {
     pub fingerprint: String,
     pub status: Status,
     pub labels: atalaya_bus::Labels,
-    pub annotations: std::collections::BTreeMap<String, String>,
+    pub annotations: atalaya_bus::labels::Annotations,
     pub starts_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ends_at: Option<Timestamp>,

@@ -19,7 +19,7 @@ mod dead_letters;
 mod telegram;
 mod webhook;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,13 +62,13 @@ pub(crate) fn notification(receiver: &str, integration: usize, id: &str) -> Noti
         status: Status::Firing,
         group_labels: labels.clone(),
         common_labels: labels.clone(),
-        common_annotations: BTreeMap::new(),
+        common_annotations: Default::default(),
         alerts: vec![NotifiedAlert {
             instant: false,
             status: Status::Firing,
             fingerprint: "00000000000000aa".to_owned(),
             labels,
-            annotations: BTreeMap::new(),
+            annotations: Default::default(),
             starts_at: Timestamp::now(),
             ends_at: None,
             value: serde_json::json!(1),

@@ -3,8 +3,6 @@
 //! the router grouped into a few messages within Telegram's limits; the bot token kept out
 //! of logs, errors, dead letters and metrics.
 
-use std::collections::BTreeMap;
-
 use atalaya_bus::delivery::integration::SecretSource;
 use atalaya_connectors::telegram::{OnResolve, TelegramChat, TelegramConfig};
 use atalaya_connectors::templates::Locale;
@@ -147,7 +145,7 @@ async fn a_burst_of_200_alerts_becomes_a_few_messages_within_the_limits() {
             RoutedAlert {
                 fingerprint: format!("{i:016x}"),
                 labels,
-                annotations: BTreeMap::from([(
+                annotations: Labels::from([(
                     "summary".to_owned(),
                     format!("Disk of pi{i:03} 90% full"),
                 )]),
