@@ -51,7 +51,29 @@ pub enum RouterCommand {
         String,
         oneshot::Sender<Option<atalaya_rules::engine::RuleExplanation>>,
     ),
+    /// Every rule explained, with the last reload's outcome (the web page's rules): answered
+    /// by the rules runner too.
+    RulesOverview(oneshot::Sender<RulesOverview>),
 }
+
+/// Every loaded rule, series by series, and how the last reload went.
+pub struct RulesOverview {
+    pub rules: Vec<atalaya_rules::engine::RuleExplanation>,
+    /// When the rules were last loaded successfully.
+    pub loaded_at: Option<Timestamp>,
+    /// The errors of the last reload, when it was refused (the running rules were kept).
+    pub reload_error: Option<String>,
+    /// The rules' revision (Git commit or `.revision`), when known.
+    pub rules_commit: Option<String>,
+}
+
+/// How a silence made "until resolved" (the web page's button) starts its comment, followed
+/// by the fingerprint of the alert it was made for: [`Routing::expire_acknowledged`] expires
+/// it once that alert resolves or is gone. Kept in the silence itself, so a restart keeps it.
+pub const UNTIL_RESOLVED: &str = "until resolved: alert ";
+
+/// The longest a silence "until resolved" lasts when its alert never resolves.
+pub const UNTIL_RESOLVED_HOLD: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// Why posted alerts were refused, whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -370,6 +392,14 @@ impl Routing {
             RouterCommand::ExplainRule(_, reply) => {
                 let _ = reply.send(None);
             }
+            RouterCommand::RulesOverview(reply) => {
+                let _ = reply.send(RulesOverview {
+                    rules: Vec::new(),
+                    loaded_at: None,
+                    reload_error: None,
+                    rules_commit: None,
+                });
+            }
             RouterCommand::ExpireSilence(id, reply) => {
                 let result = self.router.expire_silence(now, &id);
                 if result.is_ok() {
@@ -379,6 +409,42 @@ impl Routing {
                 let _ = reply.send(result);
             }
         }
+    }
+
+    /// Expires the silences made "until resolved" ([`UNTIL_RESOLVED`]) whose alert resolved
+    /// or is gone; how many.
+    pub fn expire_acknowledged(&mut self, now: Timestamp) -> usize {
+        let marked: Vec<(String, String)> = self
+            .router
+            .silences()
+            .into_iter()
+            .filter(|s| s.state(now) != SilenceState::Expired)
+            .filter_map(|s| {
+                let fingerprint = s.comment.strip_prefix(UNTIL_RESOLVED)?.trim().to_owned();
+                Some((s.id, fingerprint))
+            })
+            .collect();
+        if marked.is_empty() {
+            return 0;
+        }
+        let firing: std::collections::HashSet<String> = self
+            .router
+            .alerts(now)
+            .into_iter()
+            .filter(|a| a.state() != "resolved")
+            .map(|a| a.fingerprint)
+            .collect();
+        let mut expired = 0;
+        for (id, fingerprint) in marked {
+            if !firing.contains(&fingerprint) && self.router.expire_silence(now, &id).is_ok() {
+                info!(silence = %id, alert = %fingerprint, "The alert resolved; its silence until resolved expired.");
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            self.update_metrics(now);
+        }
+        expired
     }
 
     /// The history rows of what happened since the last call, for the commit.

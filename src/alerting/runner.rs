@@ -369,10 +369,17 @@ impl RulesRunner {
                 // events (Prometheus sends them again at every evaluation anyway).
                 Some(command) = commands.recv() => {
                     self.progress.busy();
-                    if let RouterCommand::ExplainRule(rule, reply) = command {
-                        let _ = reply.send(self.engine.explain(&rule));
-                        continue;
-                    }
+                    let command = match command {
+                        RouterCommand::ExplainRule(rule, reply) => {
+                            let _ = reply.send(self.engine.explain(&rule));
+                            continue;
+                        }
+                        RouterCommand::RulesOverview(reply) => {
+                            let _ = reply.send(self.rules_overview());
+                            continue;
+                        }
+                        command => command,
+                    };
                     self.routing.handle(Timestamp::now(), command);
                     held.commands = true;
                     if self.next_commit() <= tokio::time::Instant::now() {
@@ -381,6 +388,9 @@ impl RulesRunner {
                 }
                 _ = heartbeat.tick() => {
                     self.progress.busy();
+                    if self.routing.expire_acknowledged(Timestamp::now()) > 0 {
+                        held.commands = true;
+                    }
                     self.release(&mut held).await?;
                     self.routing.update_metrics(Timestamp::now());
                     self.flapping.check(Timestamp::now());
@@ -391,6 +401,24 @@ impl RulesRunner {
         self.release(&mut held).await?;
         self.commit(true)?;
         Ok(())
+    }
+
+    /// Every rule explained, and how the last reload went (the web page's rules).
+    fn rules_overview(&self) -> crate::alerting::routing::RulesOverview {
+        let mut seen = std::collections::HashSet::new();
+        let rules = self
+            .engine
+            .rules()
+            .iter()
+            .filter(|r| seen.insert(r.name.as_str()))
+            .filter_map(|r| self.engine.explain(&r.name))
+            .collect();
+        crate::alerting::routing::RulesOverview {
+            rules,
+            loaded_at: Timestamp::from_second(self.reload_metrics.last_success.get()).ok(),
+            reload_error: self.reload_metrics.last_error(),
+            rules_commit: self.rules_commit.clone(),
+        }
     }
 
     /// Whether committing now would write anything (so holding the events until the next

@@ -145,11 +145,16 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     if let Some(v) = http.get(ctx, "anonymous_read", boolean) {
         h.anonymous_read = v;
     }
-    if h.token.is_none() && (h.read_token.is_some() || h.anonymous_read) {
+    if let Some(v) = http.get(ctx, "web_anonymous_read", boolean) {
+        h.web_anonymous_read = v;
+    }
+    if h.token.is_none() && (h.read_token.is_some() || h.anonymous_read || h.web_anonymous_read) {
         let key = if h.read_token.is_some() {
             "http.read_token_file"
-        } else {
+        } else if h.anonymous_read {
             "http.anonymous_read"
+        } else {
+            "http.web_anonymous_read"
         };
         ctx.error(
             key,

@@ -73,6 +73,9 @@ pub struct HttpConfig {
     pub read_token: Option<Secret>,
     /// Reads (`GET` on `/api/…`) need no token at all; writes still need `token`.
     pub anonymous_read: bool,
+    /// The web page (`/`) shows read-only to visitors who have not logged in (a wall screen,
+    /// the household on the LAN); changing anything still takes the token. Needs `token`.
+    pub web_anonymous_read: bool,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
     /// How long an ingest request may wait for room on a full bus before getting 503.
@@ -180,6 +183,7 @@ impl Default for Config {
                 token: None,
                 read_token: None,
                 anonymous_read: false,
+                web_anonymous_read: false,
                 max_body_bytes: 1024 * 1024,
                 publish_timeout: Duration::from_secs(5),
                 max_concurrent_requests: 64,

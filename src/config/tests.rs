@@ -125,6 +125,14 @@ fn opened_reads_need_a_token_for_writes() {
             .starts_with("atalaya.yaml:2:19: http.anonymous_read: opens reads beside http.token"),
         "{errs:?}"
     );
+    let (_d, source) = file("http:\n  web_anonymous_read: true\n");
+    let errs = errors(&source, &[]);
+    assert!(
+        errs[0].starts_with(
+            "atalaya.yaml:2:23: http.web_anonymous_read: opens reads beside http.token"
+        ),
+        "{errs:?}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let read = dir.path().join("read");
     std::fs::write(&read, "fake-read\n").unwrap();

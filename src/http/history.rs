@@ -29,7 +29,7 @@ fn failed(error: &anyhow::Error) -> Response {
 }
 
 /// Runs a store read off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     read: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(read)
@@ -230,25 +230,34 @@ pub async fn tail(State(state): State<Arc<ApiState>>, Query(query): Query<TailQu
         .into_response()
 }
 
-/// `GET /api/v1/notifications[?failed=true&limit=N]`: the latest delivery attempts, newest
-/// first, one per notification and attempt (with the alerts it held).
-pub async fn notifications(
-    State(state): State<Arc<ApiState>>,
-    Query(query): Query<NotificationsQuery>,
-) -> Response {
-    let history = state.history.clone();
-    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+/// One delivery attempt of a notification, with the alerts it held.
+pub(super) struct AttemptLine {
+    pub at: jiff::Timestamp,
+    pub notification: String,
+    pub receiver: String,
+    pub integration: String,
+    pub attempt: u32,
+    /// `sent`, `retry` or `dead_letter`.
+    pub outcome: String,
+    pub error: Option<String>,
+    /// (fingerprint, alertname) of each alert it held.
+    pub alerts: Vec<(String, String)>,
+}
+
+/// The latest `limit` delivery attempts, newest first (only failed ones with `failed`): what
+/// `GET /api/v1/notifications` and the web page's deliveries show.
+pub(super) async fn recent_attempts(
+    history: crate::alerting::history::History,
+    limit: usize,
+    failed: bool,
+) -> anyhow::Result<Vec<AttemptLine>> {
     let wanted = move |e: &HistoryEntry| match &e.what {
-        What::Attempt { outcome, .. } => !query.failed || outcome != "sent",
+        What::Attempt { outcome, .. } => !failed || outcome != "sent",
         _ => false,
     };
     // One line per attempt of a notification, with the alerts it held.
-    let found = blocking(move || history.recent(limit * 20, wanted)).await;
-    let entries = match found {
-        Ok(entries) => entries,
-        Err(e) => return failed(&e),
-    };
-    let mut attempts: BTreeMap<(String, u32), Value> = BTreeMap::new();
+    let entries = blocking(move || history.recent(limit * 20, wanted)).await?;
+    let mut attempts: BTreeMap<(String, u32), AttemptLine> = BTreeMap::new();
     let mut order = Vec::new();
     for entry in entries {
         let What::Attempt {
@@ -265,25 +274,53 @@ pub async fn notifications(
         let key = (notification.clone(), attempt);
         let line = attempts.entry(key.clone()).or_insert_with(|| {
             order.push(key);
-            json!({
-                "at": entry.at.to_string(),
-                "notification": notification,
-                "receiver": receiver,
-                "integration": integration,
-                "attempt": attempt,
-                "outcome": outcome,
-                "error": error,
-                "alerts": [],
-            })
+            AttemptLine {
+                at: entry.at,
+                notification,
+                receiver,
+                integration,
+                attempt,
+                outcome,
+                error,
+                alerts: Vec::new(),
+            }
         });
-        if let Some(alerts) = line["alerts"].as_array_mut() {
-            alerts.push(json!({"fingerprint": entry.fingerprint, "alertname": entry.alertname}));
-        }
+        line.alerts.push((entry.fingerprint, entry.alertname));
     }
-    let body: Vec<Value> = order
+    Ok(order
         .into_iter()
         .take(limit)
         .filter_map(|key| attempts.remove(&key))
+        .collect())
+}
+
+/// `GET /api/v1/notifications[?failed=true&limit=N]`: the latest delivery attempts, newest
+/// first, one per notification and attempt (with the alerts it held).
+pub async fn notifications(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<NotificationsQuery>,
+) -> Response {
+    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let lines = match recent_attempts(state.history.clone(), limit, query.failed).await {
+        Ok(lines) => lines,
+        Err(e) => return failed(&e),
+    };
+    let body: Vec<Value> = lines
+        .into_iter()
+        .map(|line| {
+            json!({
+                "at": line.at.to_string(),
+                "notification": line.notification,
+                "receiver": line.receiver,
+                "integration": line.integration,
+                "attempt": line.attempt,
+                "outcome": line.outcome,
+                "error": line.error,
+                "alerts": line.alerts.into_iter().map(|(fingerprint, alertname)| {
+                    json!({"fingerprint": fingerprint, "alertname": alertname})
+                }).collect::<Vec<_>>(),
+            })
+        })
         .collect();
     Json(body).into_response()
 }

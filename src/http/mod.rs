@@ -6,6 +6,9 @@
 //! - `alerts`: `GET /api/v1/alerts`, `POST /api/v2/alerts` (from Prometheus), and silences
 //!   under `/api/v1/silences`.
 //! - `auth`: the optional bearer token on `/api/…`.
+//! - `history`: alert history, explain, notifications, dead letters, tail.
+//! - `ui`: the web page (`/`, `/silences`, `/rules`, …): server-rendered HTML with its own
+//!   login (a signed session cookie) and CSRF tokens.
 //! - this module: the router, the probes, `/metrics`, and error responses.
 
 mod alertmanager;
@@ -14,8 +17,10 @@ mod auth;
 mod history;
 mod ingest;
 mod server;
+mod ui;
 
 pub use self::server::{ConnectionLimits, serve};
+pub use self::ui::WebAccess;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +84,8 @@ pub struct ApiState {
     pub outbox: crate::alerting::outbox::Outbox,
     /// Live events (`GET /api/v1/tail`).
     pub tail: crate::alerting::tail::Tail,
+    /// The web page's sessions and who may do what there.
+    pub web: WebAccess,
 }
 
 impl ApiState {
@@ -155,6 +162,9 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
             Arc::clone(&state),
             auth::require_token,
         ));
+    let web = ui::routes()
+        .layer(DefaultBodyLimit::max(config.max_body_bytes.min(64 * 1024)))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), bounded));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -165,6 +175,7 @@ pub fn router(state: Arc<ApiState>, config: &HttpConfig) -> Router {
         )
         .route("/-/ready", get(alertmanager_ready).head(alertmanager_ready))
         .merge(api)
+        .merge(web)
         .fallback(not_found)
         .with_state(state)
 }
@@ -298,7 +309,7 @@ async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(
-            json!({ "error": "no such endpoint; see /api/v1/events, /api/v1/alerts, /api/v1/silences, /api/v2/ (Alertmanager's API v2), /healthz, /readyz, /metrics" }),
+            json!({ "error": "no such endpoint; see /api/v1/events, /api/v1/alerts, /api/v1/silences, /api/v2/ (Alertmanager's API v2), /healthz, /readyz, /metrics, and the web page at /" }),
         ),
     )
         .into_response()

@@ -230,6 +230,11 @@ pub(super) async fn http(
         history: told.history,
         outbox: told.outbox,
         tail: told.tail,
+        web: http::WebAccess::new(
+            config.token.clone(),
+            config.read_token.clone(),
+            config.web_anonymous_read || config.anonymous_read,
+        ),
     });
     let app = http::router(Arc::clone(&state), config);
     let token = ctx.supervisor.token().clone();

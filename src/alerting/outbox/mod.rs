@@ -211,6 +211,11 @@ impl Outbox {
         self.queue().depth()
     }
 
+    /// Notifications queued in each lane (a receiver's integration), lanes with none left out.
+    pub fn lanes(&self) -> Vec<((String, usize), usize)> {
+        self.queue().lanes()
+    }
+
     /// Everything in the dead-letter table, oldest notification first.
     pub fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
         Ok(self

@@ -95,6 +95,18 @@ impl Queue {
         self.lanes.values().map(|l| l.entries.len()).sum()
     }
 
+    /// Notifications queued in each lane, by lane.
+    pub fn lanes(&self) -> Vec<(LaneId, usize)> {
+        let mut lanes: Vec<(LaneId, usize)> = self
+            .lanes
+            .iter()
+            .map(|(id, lane)| (id.clone(), lane.entries.len()))
+            .filter(|(_, depth)| *depth > 0)
+            .collect();
+        lanes.sort();
+        lanes
+    }
+
     /// When the oldest queued notification was created (each lane's head is its oldest).
     pub fn oldest(&self) -> Option<Timestamp> {
         self.lanes
