@@ -115,7 +115,7 @@ impl Replica {
         }
     }
 
-    /// `/readyz`: 200 on the leader, 503 on a follower, nothing from a dead replica.
+    /// `/readyz`: the status and body; nothing from a dead (or paused) replica.
     async fn readyz(&self) -> Option<(u16, String)> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(500))
@@ -171,14 +171,16 @@ impl Deployment {
         }
     }
 
-    /// The replica whose `/readyz` says ready, waited for within `bound`; exactly one.
+    /// The replica whose `/readyz` says ready as the leader (followers say `ha follower`),
+    /// waited for within `bound`; never two.
     async fn leader_within(&self, bound: Duration) -> usize {
         let deadline = Instant::now() + bound;
         loop {
             let mut ready = Vec::new();
             for (i, replica) in self.replicas.iter().enumerate() {
                 if replica.child.is_some()
-                    && let Some((200, _)) = replica.readyz().await
+                    && let Some((200, body)) = replica.readyz().await
+                    && !body.contains("ha follower")
                 {
                     ready.push(i);
                 }
@@ -435,7 +437,7 @@ async fn a_leader_cut_off_from_nats_steps_down_and_a_follower_takes_over() {
 async fn wait_for_follower(replica: &Replica) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        if let Some((503, body)) = replica.readyz().await
+        if let Some((_, body)) = replica.readyz().await
             && body.contains("ha follower")
         {
             return;

@@ -75,6 +75,18 @@ pub(super) fn read_ha(root: &mut Table, ctx: &mut Ctx) -> Option<HaConfig> {
     if let Some(v) = h.get(ctx, "stream_max_messages", |v| integer(v, 1000, 1 << 40)) {
         c.stream_max_messages = v as i64;
     }
+    if let Some(v) = h.get(ctx, "advertise_url", string) {
+        if v.starts_with("http://") || v.starts_with("https://") {
+            c.advertise_url = Some(v);
+        } else {
+            ctx.error(
+                &h.full("advertise_url"),
+                h.last.as_ref(),
+                Anchor::Value,
+                "expected an http:// or https:// URL",
+            );
+        }
+    }
     if c.lease_ttl < Duration::from_secs(3) {
         ctx.error(
             &h.full("lease_ttl"),

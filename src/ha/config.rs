@@ -36,6 +36,9 @@ pub struct HaConfig {
     pub snapshot_every: u64,
     /// Most messages the stream keeps (oldest dropped first); several snapshots' worth.
     pub stream_max_messages: i64,
+    /// Where the other replicas reach this one's HTTP API when it leads (followers forward
+    /// ingest there). Default: `http://$POD_IP:<port>`, else the listen address.
+    pub advertise_url: Option<String>,
 }
 
 /// The replica name from the environment: `POD_NAME` (a StatefulSet's `atalaya-0`), else
@@ -68,6 +71,7 @@ impl HaConfig {
             max_clock_skew: Duration::from_secs(2),
             snapshot_every: 10_000,
             stream_max_messages: 1_000_000,
+            advertise_url: None,
         }
     }
 
@@ -80,6 +84,25 @@ impl HaConfig {
     pub fn description(&self) -> String {
         format!("atalaya cluster {}", self.cluster)
     }
+}
+
+/// The URL followers forward to when this replica leads: `advertise_url`, else the pod's IP
+/// (`POD_IP`) or the listen address, with the listen port.
+pub fn advertised(config: &HaConfig, listen: std::net::SocketAddr) -> String {
+    if let Some(url) = &config.advertise_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = std::env::var("POD_IP")
+        .ok()
+        .filter(|ip| !ip.is_empty())
+        .unwrap_or_else(|| {
+            if listen.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                listen.ip().to_string()
+            }
+        });
+    format!("http://{host}:{}", listen.port())
 }
 
 /// A bucket, stream, cluster or replica name: letters, digits, `-` and `_` (safe in a NATS

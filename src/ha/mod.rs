@@ -92,6 +92,7 @@ pub async fn follow_until_leader(
     let (requests_tx, requests_rx) = mpsc::unbounded_channel();
     let thread_config = config.clone();
     let thread_store = Arc::clone(store);
+    let url = config::advertised(config, listen);
     std::thread::Builder::new()
         .name("ha".into())
         .spawn(move || {
@@ -106,7 +107,7 @@ pub async fn follow_until_leader(
                 }
             };
             runtime.block_on(async move {
-                match node::connect(&thread_config, thread_store, status_tx).await {
+                match node::connect(&thread_config, thread_store, status_tx, url).await {
                     Ok(node) => {
                         let _ = setup_tx.send(Ok(()));
                         node.run(promoted_tx, requests_rx).await;
@@ -162,24 +163,99 @@ pub async fn follow_until_leader(
     outcome
 }
 
-/// What a follower serves: alive, and not ready (it does not take events).
+/// What a follower serves: `/healthz`; `/readyz`, ready while a leader is known (the
+/// Service may route to every replica); everything else is forwarded to the leader.
 fn follower_routes(status: watch::Receiver<FollowerStatus>) -> Router {
+    let client = reqwest::Client::builder()
+        .timeout(FORWARD_TIMEOUT)
+        .build()
+        .unwrap_or_default();
+    let readyz = {
+        let status = status.clone();
+        move || {
+            let status = status.borrow().clone();
+            async move {
+                let code = if status.leader_url.is_some() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                (
+                    code,
+                    format!(
+                        "ha follower of {} at journal position {}\n",
+                        status.leader.as_deref().unwrap_or("(no leader yet)"),
+                        status.position
+                    ),
+                )
+            }
+        }
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let status = status.borrow().clone();
-                async move {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "not ready: ha follower of {} at journal position {}\n",
-                            status.leader.as_deref().unwrap_or("(no leader yet)"),
-                            status.position
-                        ),
-                    )
+        .route("/readyz", get(readyz))
+        .fallback(move |request: axum::extract::Request| {
+            let leader = status.borrow().leader_url.clone();
+            let client = client.clone();
+            async move { forward(&client, leader, request).await }
+        })
+}
+
+/// How long a forwarded request may take.
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The largest body forwarded.
+const FORWARD_MAX_BODY: usize = 8 << 20;
+
+/// Forwards `request` to the leader's HTTP API and hands back its answer; 503 while no leader
+/// is known or it cannot be reached (the caller retries, as with any unready instance).
+async fn forward(
+    client: &reqwest::Client,
+    leader: Option<String>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    let Some(leader) = leader else {
+        return unavailable("no leader yet (high availability: a failover is under way)\n".into());
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, FORWARD_MAX_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n").into_response();
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str);
+    let mut outgoing = client.request(parts.method.clone(), format!("{leader}{path}"));
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::HOST && name != axum::http::header::CONNECTION {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    match outgoing.body(body).send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let headers = answer.headers().clone();
+            let body = answer.bytes().await.unwrap_or_default();
+            let mut response = (status, body).into_response();
+            for (name, value) in &headers {
+                if name != axum::http::header::CONTENT_LENGTH
+                    && name != axum::http::header::TRANSFER_ENCODING
+                    && name != axum::http::header::CONNECTION
+                {
+                    response.headers_mut().insert(name, value.clone());
                 }
-            }),
-        )
+            }
+            response
+        }
+        // Never the URL's user info or the request's token: only the error's kind.
+        Err(e) => unavailable(format!(
+            "the leader cannot be reached ({})\n",
+            if e.is_timeout() {
+                "timeout"
+            } else {
+                "connection"
+            }
+        )),
+    }
 }

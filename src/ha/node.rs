@@ -38,6 +38,8 @@ const SETUP_PATIENCE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FollowerStatus {
     pub leader: Option<String>,
+    /// Where the leader's HTTP API is (from its lease record).
+    pub leader_url: Option<String>,
     pub position: u64,
 }
 
@@ -50,6 +52,8 @@ pub(super) struct Node {
     pub stream: stream::Stream,
     pub lease: Arc<Lease>,
     pub status: watch::Sender<FollowerStatus>,
+    /// This replica's HTTP API, for followers to forward to while it leads.
+    pub url: String,
 }
 
 /// Connects and checks the NATS side (step 1).
@@ -57,6 +61,7 @@ pub(super) async fn connect(
     config: &HaConfig,
     store: Arc<Store>,
     status: watch::Sender<FollowerStatus>,
+    url: String,
 ) -> Result<Node, HaSetupError> {
     let (servers, options) = atalaya_connectors::nats::client_options(&config.nats)
         .await
@@ -111,6 +116,7 @@ pub(super) async fn connect(
         stream,
         lease: Lease::global(),
         status,
+        url,
     })
 }
 
@@ -124,9 +130,13 @@ impl Node {
     }
 
     fn lease_value(&self) -> bytes::Bytes {
-        serde_json::json!({ "replica": self.config.replica, "cluster": self.config.cluster })
-            .to_string()
-            .into()
+        serde_json::json!({
+            "replica": self.config.replica,
+            "cluster": self.config.cluster,
+            "url": self.url,
+        })
+        .to_string()
+        .into()
     }
 
     /// Steps 2 and 3: follows until elected, takes over, then serves the lease and the
@@ -183,9 +193,13 @@ impl Node {
                     let holder = self.read_holder().await;
                     match holder {
                         Ok(holder) => {
-                            let leader = holder.as_ref().map(|h| h.replica.clone());
-                            self.status.send_modify(|s| s.leader = leader);
-                            election.on_read(Instant::now(), holder)
+                            let leader = holder.as_ref().map(|(h, _)| h.replica.clone());
+                            let url = holder.as_ref().and_then(|(_, url)| url.clone());
+                            self.status.send_modify(|s| {
+                                s.leader = leader;
+                                s.leader_url = url;
+                            });
+                            election.on_read(Instant::now(), holder.map(|(h, _)| h))
                         }
                         Err(e) => {
                             warn!(error = %e, "ha: cannot read the lease.");
@@ -217,19 +231,28 @@ impl Node {
         }
     }
 
-    async fn read_holder(&self) -> Result<Option<LeaseHolder>, String> {
+    /// The lease holder and its HTTP API's URL.
+    async fn read_holder(&self) -> Result<Option<(LeaseHolder, Option<String>)>, String> {
         let entry = tokio::time::timeout(REQUEST_TIMEOUT, self.kv.entry(LEADER_KEY))
             .await
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| e.to_string())?;
         Ok(entry
             .filter(|e| e.operation == kv::Operation::Put)
-            .map(|e| LeaseHolder {
-                replica: serde_json::from_slice::<serde_json::Value>(&e.value)
-                    .ok()
-                    .and_then(|v| v["replica"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "?".to_owned()),
-                revision: e.revision,
+            .map(|e| {
+                let record = serde_json::from_slice::<serde_json::Value>(&e.value).ok();
+                let field = |name: &str| {
+                    record
+                        .as_ref()
+                        .and_then(|v| v[name].as_str().map(str::to_owned))
+                };
+                (
+                    LeaseHolder {
+                        replica: field("replica").unwrap_or_else(|| "?".to_owned()),
+                        revision: e.revision,
+                    },
+                    field("url"),
+                )
             }))
     }
 

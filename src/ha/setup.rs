@@ -59,21 +59,41 @@ pub async fn lease_bucket(
                 )))
             }
         }
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: config.bucket.clone(),
-                description: config.description(),
-                history: 1,
-                max_age: config.lease_ttl,
-                num_replicas: config.nats_replicas,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| HaSetupError::CreateBucket {
-                bucket: config.bucket.clone(),
-                reason: e.to_string(),
-            }),
+        Err(_) => {
+            // The bucket's stream, as async-nats's `create_key_value` makes it; made here
+            // because that call first asks for the account's limits in a form nats-server
+            // 2.9 (Debian 12's) does not answer.
+            js.create_stream(bucket_stream_config(config))
+                .await
+                .map_err(|e| HaSetupError::CreateBucket {
+                    bucket: config.bucket.clone(),
+                    reason: e.to_string(),
+                })?;
+            js.get_key_value(&config.bucket)
+                .await
+                .map_err(|e| HaSetupError::CreateBucket {
+                    bucket: config.bucket.clone(),
+                    reason: e.to_string(),
+                })
+        }
+    }
+}
+
+/// The lease bucket's stream: a KV bucket keeping one value per key for the lease TTL.
+pub fn bucket_stream_config(config: &HaConfig) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{}", config.bucket),
+        description: Some(config.description()),
+        subjects: vec![format!("$KV.{}.>", config.bucket)],
+        max_messages_per_subject: 1,
+        max_age: config.lease_ttl,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: config.nats_replicas,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
     }
 }
 
