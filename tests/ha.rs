@@ -412,10 +412,12 @@ async fn a_leader_cut_off_from_nats_steps_down_and_a_follower_takes_over() {
     proxies[first].cut();
     let cut = Instant::now();
     // The cut-off leader exits when its lease lapses by its own clock; another leads.
-    let status = tokio::time::timeout(PATIENCE, d.replicas[first].child.as_mut().unwrap().wait())
-        .await
-        .expect("the cut-off leader exits")
-        .unwrap();
+    let Ok(status) =
+        tokio::time::timeout(PATIENCE, d.replicas[first].child.as_mut().unwrap().wait()).await
+    else {
+        panic!("the cut-off leader does not exit:\n{}", d.all_logs());
+    };
+    let status = status.unwrap();
     assert_eq!(status.code(), Some(75), "{}", d.replicas[first].logs());
     d.replicas[first].child = None;
     let second = d.leader_within(FAILOVER_BOUND).await;
