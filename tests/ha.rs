@@ -62,8 +62,13 @@ impl Replica {
         )
         .unwrap();
         let servers: Vec<String> = nats_urls.iter().map(|u| format!("\"{u}\"")).collect();
+        let cluster = if ha_extra.contains("cluster:") {
+            ""
+        } else {
+            "  cluster: test\n"
+        };
         let config = format!(
-            "state:\n  dir: {data}\n  commit_interval: 5ms\nrules:\n  dir: {rules}\nrouting:\n  file: {routing}\noutbox:\n  initial_backoff: 200ms\n  max_backoff: 1s\nreceivers:\n  console:\n    enabled: false\nha:\n  servers: [{servers}]\n  cluster: test\n  replica: {name}\n  poll_interval: 1s\n{ha_extra}",
+            "state:\n  dir: {data}\n  commit_interval: 5ms\nrules:\n  dir: {rules}\nrouting:\n  file: {routing}\noutbox:\n  initial_backoff: 200ms\n  max_backoff: 1s\nreceivers:\n  console:\n    enabled: false\nha:\n  servers: [{servers}]\n{cluster}  replica: {name}\n  poll_interval: 1s\n{ha_extra}",
             data = dir.path().join("data").display(),
             rules = rules.display(),
             routing = routing.display(),
@@ -80,9 +85,21 @@ impl Replica {
     }
 
     fn start(&mut self) {
+        self.start_with("atalaya.yaml");
+    }
+
+    /// Starts as a single replica, without `ha:` (the config before going to three).
+    fn start_single(&mut self) {
+        let config = std::fs::read_to_string(self.dir.path().join("atalaya.yaml")).unwrap();
+        let single = config.split("ha:\n").next().unwrap().to_owned();
+        std::fs::write(self.dir.path().join("single.yaml"), single).unwrap();
+        self.start_with("single.yaml");
+    }
+
+    fn start_with(&mut self, config: &str) {
         let mut cmd = support::command(self.dir.path());
         cmd.args(["run", "-c"])
-            .arg(self.dir.path().join("atalaya.yaml"))
+            .arg(self.dir.path().join(config))
             .args(["--log-format", "json"])
             .env("ATALAYA__HTTP__LISTEN", self.addr.to_string())
             .stdin(Stdio::null())
@@ -452,4 +469,134 @@ async fn wait_for_follower(replica: &Replica) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_from_one_replica_to_three_keeps_the_state() {
+    let nats = NatsCluster::started(3).await;
+    let hook = Webhook::start().await;
+    let ha = "  lease_ttl: 6s\n  renew_interval: 2s\n";
+    let replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::new(i, &nats.urls(), &hook, ha))
+        .collect();
+    let mut d = Deployment {
+        nats,
+        hook,
+        replicas,
+        acknowledged: Vec::new(),
+    };
+    // One replica as today, no NATS: alerts fire and are notified, a `for:` timer runs.
+    d.replicas[0].start_single();
+    d.leader_within(PATIENCE).await;
+    d.send_numbered(1..=5).await;
+    d.assert_all_notified(&[]).await;
+    d.send("ha/slow/1").await;
+    d.replicas[0].signal(Signal::SIGTERM);
+    d.replicas[0].child.as_mut().unwrap().wait().await.unwrap();
+
+    // The same replica with `ha:` first: it leads and writes its state into the journal.
+    d.replicas[0].start();
+    assert_eq!(d.leader_within(PATIENCE).await, 0);
+    // Then two fresh ones, which start from that snapshot.
+    d.replicas[1].start();
+    d.replicas[2].start();
+    wait_for_follower(&d.replicas[1]).await;
+    wait_for_follower(&d.replicas[2]).await;
+    d.replicas[0].kill9().await;
+    let leader = d.leader_within(FAILOVER_BOUND).await;
+    assert_ne!(leader, 0);
+    // The fresh leader knows the alerts the single replica raised...
+    let alerts = reqwest::get(format!("http://{}/api/v1/alerts", d.replicas[leader].addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for n in 1..=5 {
+        assert!(
+            alerts.contains(&format!("\"n\":\"{n}\"")),
+            "alert {n} missing: {alerts}"
+        );
+    }
+    // ...the timer went on, and what was notified is not notified again.
+    d.send_numbered(6..=8).await;
+    d.assert_all_notified(&["delayed/1"]).await;
+    assert!(
+        d.per_group().values().all(|n| *n == 1),
+        "{:?}",
+        d.per_group()
+    );
+}
+
+/// The replica's exit code and what it logged, started against `nats` after `prepare`
+/// set up the NATS side wrongly.
+async fn start_refused(nats_url: &str, extra: &str) -> (Option<i32>, String) {
+    let hook = Webhook::start().await;
+    let mut replica = Replica::new(0, &[nats_url.to_owned()], &hook, extra);
+    replica.start();
+    let status = tokio::time::timeout(PATIENCE, replica.child.as_mut().unwrap().wait())
+        .await
+        .expect("a misconfigured replica stops at start")
+        .unwrap();
+    // The log reader may lag the exit by a moment: wait for the error line.
+    let deadline = Instant::now() + PATIENCE;
+    while !replica.logs().contains("cannot start") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replica.child = None;
+    (status.code(), replica.logs())
+}
+
+#[tokio::test]
+async fn a_bucket_or_stream_set_up_wrong_or_owned_by_another_cluster_is_refused_at_start() {
+    let server = atalaya_test_kit::nats::NatsServer::started().await;
+    let js = async_nats::jetstream::new(atalaya_test_kit::nats::client(&server.url()).await);
+    let single = "  nats_replicas: 1\n";
+
+    // A lease bucket keeping history, with another TTL.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "KV_wrong-bucket".into(),
+        description: Some("atalaya cluster test".into()),
+        subjects: vec!["$KV.wrong-bucket.>".into()],
+        max_messages_per_subject: 5,
+        max_age: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (code, logs) =
+        start_refused(&server.url(), &format!("{single}  bucket: wrong-bucket\n")).await;
+    assert_eq!(code, Some(1), "{logs}");
+    assert!(logs.contains("keeps 5 values per key, not 1"), "{logs}");
+    assert!(logs.contains("not after the lease TTL"), "{logs}");
+
+    // A journal stream that would lose entries.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "WRONG_JOURNAL".into(),
+        description: Some("atalaya cluster test".into()),
+        subjects: vec!["atalaya.test.journal.>".into()],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (code, logs) = start_refused(
+        &server.url(),
+        &format!("{single}  bucket: b2\n  stream: WRONG_JOURNAL\n"),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{logs}");
+    assert!(logs.contains("has retention WorkQueue"), "{logs}");
+
+    // A second deployment on the same bucket: refused, naming the owner.
+    let (code, logs) = start_refused(
+        &server.url(),
+        &format!("{single}  bucket: wrong-bucket\n  cluster: garage\n"),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{logs}");
+    assert!(
+        logs.contains("belongs to `atalaya cluster test`, not to `atalaya cluster garage`"),
+        "{logs}"
+    );
 }

@@ -107,7 +107,7 @@ pub fn bucket_problems(
     let mut problems = Vec::new();
     if description.as_deref() != Some(config.description().as_str()) {
         problems.push(format!(
-            "belongs to {} (its description), not to `{}` (ha.cluster): two deployments sharing one lease would take turns leading each other's work",
+            "belongs to {}, not to `{}` (ha.cluster; the bucket's description names its owner): two deployments sharing one lease would take turns leading each other's work",
             description
                 .as_deref()
                 .filter(|d| !d.is_empty())
