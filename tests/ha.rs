@@ -600,3 +600,59 @@ async fn a_bucket_or_stream_set_up_wrong_or_owned_by_another_cluster_is_refused_
         "{logs}"
     );
 }
+
+/// The journal position a follower reports on `/readyz`.
+async fn follower_position(replica: &Replica) -> Option<u64> {
+    let (_, body) = replica.readyz().await?;
+    body.split("journal position ").nth(1)?.trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_apply_the_journal_within_a_few_hundred_ms_and_appends_cost_what_changed() {
+    let mut d = Deployment::start("  lease_ttl: 6s\n  renew_interval: 2s\n").await;
+    let leader = d.leader_within(PATIENCE).await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for &f in &followers {
+        wait_for_follower(&d.replicas[f]).await;
+    }
+    let js = async_nats::jetstream::new(
+        async_nats::ConnectOptions::new()
+            .connect(d.nats.urls())
+            .await
+            .unwrap(),
+    );
+    let mut stream = js.get_stream("ATALAYA_JOURNAL").await.unwrap();
+    let before = stream.info().await.unwrap().state.clone();
+
+    let mut lags = Vec::new();
+    for round in 0..10u32 {
+        d.send_numbered(round * 5 + 1..=round * 5 + 5).await;
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let acked = Instant::now();
+        for &f in &followers {
+            let deadline = Instant::now() + PATIENCE;
+            while follower_position(&d.replicas[f]).await.unwrap_or(0) < last {
+                assert!(Instant::now() < deadline, "follower {f} stuck below {last}");
+                // Another process's progress: polled, bounded.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        lags.push(acked.elapsed());
+    }
+    lags.sort();
+    println!(
+        "follower lag after a durable ack (both followers at the stream's end): median {:?}, max {:?}",
+        lags[lags.len() / 2],
+        lags[lags.len() - 1]
+    );
+    assert!(lags[lags.len() - 1] < Duration::from_secs(2), "{lags:?}");
+
+    let after = stream.info().await.unwrap().state.clone();
+    let appends = after.messages - before.messages;
+    let bytes = after.bytes - before.bytes;
+    println!(
+        "journal: {appends} appends for 50 events, {} bytes each on average (stored, with headers)",
+        bytes / appends.max(1)
+    );
+    d.assert_all_notified(&[]).await;
+}
