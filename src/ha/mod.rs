@@ -7,9 +7,9 @@
 //!           renew, history 1, max_age = lease TTL, followers poll)       sources acked
 //! ```
 //!
-//! A replica starts as a follower: it applies the leader's journal to its own store and
-//! serves only `/healthz` and `/readyz` (not ready: the Kubernetes Service routes HTTP ingest
-//! to the leader alone). Elected, it catches up, fences off the previous leader (an epoch
+//! A replica starts as a follower: it applies the leader's journal to its own store, serves
+//! `/healthz` and `/readyz` (ready while a leader is known) and forwards every other HTTP
+//! request to the leader (its address is in the lease record). Elected, it catches up, fences off the previous leader (an epoch
 //! entry: the stream refuses any append that does not expect it), writes a snapshot, and then
 //! starts the service from its store exactly as a single replica would — rules, router,
 //! outbox, sources. From then on every store transaction is appended to the journal before it
@@ -75,7 +75,8 @@ pub enum HaError {
 }
 
 /// Follows the leader until this replica is elected (or `stop` fires): checks the NATS side,
-/// applies the journal to `store`, serves `/healthz` and a not-ready `/readyz` on `listen`.
+/// applies the journal to `store`, serves `/healthz` and `/readyz` on `listen` and forwards
+/// the rest of the API to the leader.
 /// Elected, it installs the journal into `store` and returns; the HTTP port is free again.
 pub async fn follow_until_leader(
     config: &HaConfig,
@@ -126,7 +127,7 @@ pub async fn follow_until_leader(
         () = &mut stop => return Ok(Following::Stopped),
     };
     setup?;
-    info!(replica = %config.replica, cluster = %config.cluster, "ha: following; this replica serves only /healthz and /readyz until it leads.");
+    info!(replica = %config.replica, cluster = %config.cluster, "ha: following; the API is forwarded to the leader until this replica leads.");
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -32,6 +32,9 @@ pub const SNAPSHOT_START_HEADER: &str = "Atalaya-Snapshot-Start";
 const CHUNK_BYTES: usize = 256 * 1024;
 /// The longest one append attempt waits for the stream's answer.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest an append is retried (a NATS server lost, its stream's leader re-elected)
+/// before this replica gives up leading.
+const APPEND_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Which subject of the journal a message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +191,7 @@ impl Appender {
     }
 
     async fn append(&mut self, message: &JournalMessage) -> Result<u64, String> {
+        let give_up = std::time::Instant::now() + APPEND_PATIENCE;
         loop {
             if !self.lease.is_valid() {
                 return Err("the lease ended before the journal took the transaction".into());
@@ -202,6 +206,15 @@ impl Appender {
                         "the journal refused term {}'s append: another replica leads now",
                         self.term
                     ));
+                }
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(format!(
+                        "a transaction of {} bytes is larger than NATS's max_payload",
+                        message.payload.len()
+                    ));
+                }
+                Err(e) if std::time::Instant::now() >= give_up => {
+                    return Err(format!("the journal did not take the transaction: {e}"));
                 }
                 Err(e) => {
                     warn!(error = %e, "ha: journal append failed; retrying.");
