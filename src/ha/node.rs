@@ -304,7 +304,7 @@ impl Node {
         self.publish_lease(election, term);
         let epoch = journal::encode_epoch(term, &self.config.replica);
         loop {
-            self.check_lease(election)?;
+            self.check_lease(election).await?;
             let last = self
                 .stream
                 .info()
@@ -313,10 +313,13 @@ impl Node {
                 .state
                 .last_sequence;
             while follower.position < last {
-                self.check_lease(election)?;
-                tokio::time::timeout(REQUEST_TIMEOUT, follower.next(self))
-                    .await
-                    .map_err(|_| "the journal did not arrive in time".to_owned())??;
+                self.check_lease(election).await?;
+                // A slow consumer is waited for (the lease is renewed meanwhile).
+                if let Ok(applied) =
+                    tokio::time::timeout(REQUEST_TIMEOUT, follower.next(self)).await
+                {
+                    applied?;
+                }
             }
             let message = JournalMessage {
                 kind: Kind::Changes,
@@ -353,7 +356,7 @@ impl Node {
         let dump = self.store.dump().map_err(|e| e.to_string())?;
         let messages = super::replication::snapshot_messages(term, position + 1, &dump);
         for message in &messages {
-            self.check_lease(election)?;
+            self.check_lease(election).await?;
             position = super::replication::publish(
                 &self.js,
                 &self.config.subject_prefix(),
@@ -377,10 +380,23 @@ impl Node {
         }
     }
 
-    /// Renews while catching up: the take-over may take longer than a renewal interval.
-    fn check_lease(&self, election: &mut Election) -> Result<(), String> {
+    /// Renews while catching up (the take-over may take longer than a renewal interval);
+    /// an error once the lease is lost.
+    async fn check_lease(&self, election: &mut Election) -> Result<(), String> {
         match election.step(Instant::now()) {
             ElectionStep::Deposed { .. } => Err("the lease ended while taking over".into()),
+            ElectionStep::Renew { revision } => {
+                let sent = Instant::now();
+                let outcome = self.renew(revision).await;
+                election.on_renew(sent, Instant::now(), outcome);
+                match election.role() {
+                    Role::Leader { term } => {
+                        self.publish_lease(election, term);
+                        Ok(())
+                    }
+                    _ => Err("the lease was lost while taking over".into()),
+                }
+            }
             _ => Ok(()),
         }
     }
