@@ -60,7 +60,7 @@ async fn a_paused_leader_sends_nothing_after_it_was_deposed() {
         "failover after SIGSTOP of the leader: {:?}",
         paused.elapsed()
     );
-    assert_ne!(first, second);
+    assert_ne!(first, second, "{}", d.all_logs());
     d.hook.set_failing(false);
     d.assert_all_notified(&[]).await;
 

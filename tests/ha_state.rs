@@ -37,12 +37,13 @@ async fn going_from_one_replica_to_three_keeps_the_state() {
     d.replicas[0].signal(Signal::SIGTERM);
     d.replicas[0].child.as_mut().unwrap().wait().await.unwrap();
 
-    // The same replica with `ha:` first: it leads and writes its state into the journal.
-    d.replicas[0].start();
-    assert_eq!(d.leader_within(PATIENCE).await, 0);
-    // Then two fresh ones, which start from that snapshot.
-    d.replicas[1].start();
-    d.replicas[2].start();
+    // The same replica with `ha:`, and two fresh ones, all at once: the fresh ones (empty
+    // store, empty journal) leave the first election to the one with state, which writes it
+    // into the journal as a snapshot; they start from it.
+    for replica in &mut d.replicas {
+        replica.start();
+    }
+    assert_eq!(d.leader_within(PATIENCE).await, 0, "{}", d.all_logs());
     wait_for_follower(&d.replicas[1]).await;
     wait_for_follower(&d.replicas[2]).await;
     d.replicas[0].kill9().await;

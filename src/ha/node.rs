@@ -177,8 +177,25 @@ impl Node {
     /// Follows: applies the journal and takes part in the election until elected.
     async fn follow(&mut self) -> Result<(Election, Follower), String> {
         let mut follower = Follower::start(self).await?;
-        let mut election =
-            Election::new(self.config.replica.clone(), self.timings(), Instant::now());
+        // A replica with nothing at all — an empty store and an empty journal — lets one with
+        // state lead first: when a single replica's store goes to three (started together),
+        // it is the one with the state that must write it into the journal.
+        let empty = follower.stream_empty
+            && self
+                .store
+                .dump()
+                .map(|tables| tables.iter().all(|(_, entries)| entries.is_empty()))
+                .unwrap_or(false);
+        let first_try = if empty {
+            info!(
+                wait = ?self.config.lease_ttl,
+                "ha: an empty store and an empty journal: leaving the first election to a replica with state."
+            );
+            Instant::now() + self.config.lease_ttl
+        } else {
+            Instant::now()
+        };
+        let mut election = Election::new(self.config.replica.clone(), self.timings(), first_try);
         let mut step = election.step(Instant::now());
         loop {
             step = match step {
@@ -433,6 +450,8 @@ pub(super) struct Follower {
     applier: Applier,
     /// The last stream sequence the local store reflects.
     pub position: u64,
+    /// The journal held nothing when following began.
+    stream_empty: bool,
 }
 
 impl Follower {
@@ -488,9 +507,8 @@ impl Follower {
         Ok(Self {
             messages,
             applier: Applier::new(needs_snapshot),
-            position: start
-                .saturating_sub(1)
-                .max(position.min(start.saturating_sub(1))),
+            position: start.saturating_sub(1),
+            stream_empty: state.last_sequence == 0,
         })
     }
 

@@ -39,6 +39,8 @@ pub struct Replica {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// Stopped with SIGSTOP: not a candidate for the leader until SIGCONT.
+    pub paused: bool,
 }
 
 impl Replica {
@@ -87,6 +89,7 @@ impl Replica {
             dir,
             child: None,
             logs: Arc::default(),
+            paused: false,
         }
     }
 
@@ -127,8 +130,13 @@ impl Replica {
         Pid::from_raw(self.child.as_ref().unwrap().id().expect("running") as i32)
     }
 
-    pub fn signal(&self, signal: Signal) {
+    pub fn signal(&mut self, signal: Signal) {
         kill(self.pid(), signal).expect("signal");
+        match signal {
+            Signal::SIGSTOP => self.paused = true,
+            Signal::SIGCONT => self.paused = false,
+            _ => {}
+        }
     }
 
     pub async fn kill9(&mut self) {
@@ -202,6 +210,7 @@ impl Deployment {
             let mut ready = Vec::new();
             for (i, replica) in self.replicas.iter().enumerate() {
                 if replica.child.is_some()
+                    && !replica.paused
                     && let Some((200, body)) = replica.readyz().await
                     && !body.contains("ha follower")
                 {
