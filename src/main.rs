@@ -6,6 +6,7 @@
 //! - `service`: `atalaya run` — wiring (one function per source), supervision, reload
 //!   triggers, shutdown.
 //! - `alerting`: the rules runner, the router beside it, the outbox, rule actions.
+//! - `ha`: high availability (`ha:`): leader election and the replicated journal on NATS.
 //! - `http`: the HTTP API (ingest, alerts, silences, health, metrics).
 //! - `commands`: every other command, one file each (`check`, `test`, `schema`, `send`,
 //!   `alerts`, `silence`, `routes test`).
@@ -31,6 +32,8 @@ mod alerting;
 mod cli;
 mod commands;
 mod config;
+#[cfg(feature = "nats")]
+mod ha;
 mod http;
 mod internal_events;
 mod service;

@@ -74,6 +74,26 @@ fn documents(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// atalaya's workload: its Deployment (one replica) or StatefulSet (`ha` overlay).
+fn workload(docs: &[Value]) -> &Value {
+    let found: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            (d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+                && d["metadata"]["name"] == "atalaya"
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one atalaya Deployment or StatefulSet");
+    found[0]
+}
+
+/// The object of `kind` named `name`.
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
 fn find<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
@@ -159,8 +179,21 @@ struct Pod {
 impl Pod {
     fn of(overlay: &Path) -> Self {
         let docs = documents(&kustomize(overlay));
-        let deployment = one(&docs, "Deployment").clone();
+        let deployment = workload(&docs).clone();
         let spec = &deployment["spec"]["template"]["spec"];
+        // A StatefulSet's claim templates are volumes of its pods too.
+        let mut volumes = spec["volumes"].as_array().unwrap().clone();
+        for template in deployment["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = template["metadata"]["name"].clone();
+            volumes.push(serde_json::json!({
+                "name": name,
+                "persistentVolumeClaim": {"claimName": name, "template": true},
+            }));
+        }
         let container = spec["containers"][0].clone();
         let args: Vec<&str> = container["args"]
             .as_array()
@@ -173,7 +206,6 @@ impl Pod {
             .find(|w| w[0] == "--config" || w[0] == "-c")
             .map(|w| w[1].to_owned())
             .expect("--config in the container args");
-        let volumes = spec["volumes"].as_array().unwrap();
         let mounts = container["volumeMounts"]
             .as_array()
             .unwrap()
@@ -356,7 +388,7 @@ fn ports_match_between_config_container_and_service() {
         let container_port = &pod.container["ports"][0];
         assert_eq!(container_port["containerPort"], port, "{listen}");
         let port_name = container_port["name"].as_str().unwrap();
-        let service = one(&pod.docs, "Service");
+        let service = named(&pod.docs, "Service", "atalaya");
         assert_eq!(service["spec"]["ports"][0]["targetPort"], port_name);
         for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
             assert_eq!(
@@ -421,7 +453,7 @@ fn the_pod_runs_locked_down_and_the_role_only_reads() {
         assert_eq!(security["readOnlyRootFilesystem"], true);
         assert_eq!(security["allowPrivilegeEscalation"], false);
         assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
-        let deployment = one(&pod.docs, "Deployment");
+        let deployment = workload(&pod.docs);
         let spec = &deployment["spec"]["template"]["spec"]["securityContext"];
         assert_eq!(spec["runAsNonRoot"], true);
         assert_eq!(spec["seccompProfile"]["type"], "RuntimeDefault");
@@ -445,8 +477,7 @@ fn the_pod_runs_locked_down_and_the_role_only_reads() {
     // The image runs as the same user, on the same port.
     let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
     let pod = Pod::of(&repo().join("deploy/kustomize/overlays/minimal"));
-    let user =
-        &one(&pod.docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"];
+    let user = &workload(&pod.docs)["spec"]["template"]["spec"]["securityContext"]["runAsUser"];
     assert!(
         dockerfile.contains(&format!("\nUSER {user}:")),
         "Dockerfile USER differs from runAsUser {user}"
@@ -809,10 +840,19 @@ fn argo_cd_neither_prunes_nor_deletes_the_state_volume() {
     );
     for overlay in overlays() {
         let pod = Pod::of(&overlay);
-        let claim = pod.volume_at("/var/lib/atalaya")["persistentVolumeClaim"]["claimName"]
+        let state = &pod.volume_at("/var/lib/atalaya")["persistentVolumeClaim"];
+        let claim = state["claimName"]
             .as_str()
             .expect("the state volume is a claim")
             .to_owned();
+        if state["template"] == true {
+            // A StatefulSet's claims are made by Kubernetes, not synced by Argo CD (so never
+            // pruned); they must outlive the StatefulSet and a scale-down.
+            let policy = &workload(&pod.docs)["spec"]["persistentVolumeClaimRetentionPolicy"];
+            assert_eq!(policy["whenDeleted"], "Retain", "{}", overlay.display());
+            assert_eq!(policy["whenScaled"], "Retain", "{}", overlay.display());
+            continue;
+        }
         let pvc = find(&pod.docs, "PersistentVolumeClaim")
             .into_iter()
             .find(|p| p["metadata"]["name"] == claim.as_str())
@@ -972,4 +1012,44 @@ async fn the_prometheus_config_in_the_routing_docs_pushes_alerts_with_the_token(
     assert_eq!(received["status"]["state"], "active", "{received}");
     assert_eq!(refused, Some(0.0), "a push was refused for its token");
     prometheus.kill().await.ok();
+}
+
+/// The `ha` overlay: three replicas, one per node, two kept through a drain, each named by
+/// its pod; a three-node NATS cluster beside them; the config's `ha:` on those servers.
+#[test]
+fn the_ha_overlay_runs_three_replicas_on_separate_nodes_beside_a_nats_cluster() {
+    let overlay = repo().join("deploy/kustomize/overlays/ha");
+    let pod = Pod::of(&overlay);
+    let sts = workload(&pod.docs);
+    assert_eq!(sts["kind"], "StatefulSet");
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+    let anti = &sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        [0];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    let env = pod.container["env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e["name"] == "POD_NAME"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name")
+    );
+    let pdb = named(&pod.docs, "PodDisruptionBudget", "atalaya");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    assert!(find(&pod.docs, "Deployment").is_empty());
+
+    let nats = named(&pod.docs, "StatefulSet", "nats");
+    assert_eq!(nats["spec"]["replicas"], 3);
+    assert_eq!(nats["metadata"]["namespace"], "atalaya");
+    let config = pod.config();
+    let servers = config["ha"]["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 3);
+    for (i, server) in servers.iter().enumerate() {
+        assert!(
+            server
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("nats://nats-{i}.nats-cluster.atalaya.svc:")),
+            "{server}"
+        );
+    }
+    assert_eq!(config["ha"]["nats_replicas"], 3);
 }

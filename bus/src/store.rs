@@ -6,8 +6,8 @@
 //! named tables of byte keys and values, encoded as they see fit.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
@@ -37,7 +37,24 @@ pub enum StoreError {
     },
     #[error("state store: {0}")]
     Storage(#[from] redb::Error),
+    /// The replication journal refused the transaction (high availability: this replica is no
+    /// longer the leader, or the journal is unreachable); nothing was written.
+    #[error("state store: not replicated, so not written: {0}")]
+    NotReplicated(String),
 }
+
+/// High availability's seam into the store: every write transaction is shown to the journal
+/// before it commits, and commits only if the journal took it (see `src/ha/`).
+pub trait Journal: Send + Sync {
+    /// Appends the changes of one transaction (`store` reads the state committed before it);
+    /// returns the journal position the transaction will have, or why it must not commit.
+    fn append(&self, store: &Store, changes: &[TableBatch<'_>]) -> Result<u64, String>;
+}
+
+/// The table holding the journal position the store's state corresponds to (`position`: a
+/// big-endian u64), written in the same transaction as the changes it stands for.
+pub const JOURNAL_TABLE: &str = "ha_journal";
+const JOURNAL_POSITION: &[u8] = b"position";
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -59,6 +76,8 @@ pub struct Store {
     commits: AtomicU64,
     /// `atalaya_state_records_set_aside_total{table}`, once registered.
     set_aside: OnceLock<IntCounterVec>,
+    /// The replication journal, on the leader of a highly available deployment only.
+    journal: OnceLock<Arc<dyn Journal>>,
 }
 
 /// redb's page cache. Its default (1 GiB) lets the cache grow with every page ever written,
@@ -94,6 +113,7 @@ impl Store {
             db,
             commits: AtomicU64::new(0),
             set_aside: OnceLock::new(),
+            journal: OnceLock::new(),
         })
     }
 
@@ -147,6 +167,78 @@ impl Store {
         self.commits.load(Ordering::Relaxed)
     }
 
+    /// From now on every write transaction goes through `journal` first (a replica that
+    /// became the leader). Once set, it stays.
+    pub fn set_journal(&self, journal: Arc<dyn Journal>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// The journal position of the state in the store (0: none).
+    pub fn journal_position(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .get(JOURNAL_TABLE, JOURNAL_POSITION)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Commits `txn` whose changes are `changes`: through the journal first when there is one,
+    /// recording the position it gave in the same transaction.
+    fn commit_changes(
+        &self,
+        txn: redb::WriteTransaction,
+        changes: &[TableBatch<'_>],
+    ) -> Result<(), StoreError> {
+        if let Some(journal) = self.journal.get() {
+            let position = journal
+                .append(self, changes)
+                .map_err(StoreError::NotReplicated)?;
+            write_position(&txn, position)?;
+        }
+        self.commit(txn)
+    }
+
+    /// Writes the changes of a replicated transaction at journal `position`, in one
+    /// transaction (a follower applying the leader's journal). `replace` first empties every
+    /// table (a snapshot).
+    pub fn apply_replicated(
+        &self,
+        changes: &[TableBatch<'_>],
+        position: u64,
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        if replace {
+            let names: Vec<String> = txn
+                .list_tables()
+                .map_err(redb::Error::from)?
+                .map(|t| redb::TableHandle::name(&t).to_owned())
+                .collect();
+            for name in names {
+                let def = TableDefinition::<&[u8], &[u8]>::new(&name);
+                txn.delete_table(def).map_err(redb::Error::from)?;
+            }
+        }
+        write_changes(&txn, changes)?;
+        write_position(&txn, position)?;
+        self.commit(txn)
+    }
+
+    /// Every table's name and entries (a snapshot for the journal), except the journal's own.
+    pub fn dump(&self) -> Result<Vec<(String, Vec<Entry>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let mut tables = Vec::new();
+        for handle in txn.list_tables().map_err(redb::Error::from)? {
+            let name = redb::TableHandle::name(&handle).to_owned();
+            if name == JOURNAL_TABLE {
+                continue;
+            }
+            let def = TableDefinition::<&[u8], &[u8]>::new(&name);
+            let t = txn.open_table(def).map_err(redb::Error::from)?;
+            tables.push((name, entries(t.iter().map_err(redb::Error::from)?)?));
+        }
+        Ok(tables)
+    }
+
     fn commit(&self, txn: redb::WriteTransaction) -> Result<(), StoreError> {
         txn.commit().map_err(redb::Error::from)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
@@ -165,6 +257,15 @@ impl Store {
         {
             let mut t = txn.open_table(def).map_err(redb::Error::from)?;
             t.insert(key, value).map_err(redb::Error::from)?;
+        }
+        if self.journal.get().is_some() {
+            let puts = [(key.to_vec(), value.to_vec())];
+            let changes = [TableBatch {
+                table,
+                puts: &puts,
+                deletes: &[],
+            }];
+            return self.commit_changes(txn, &changes);
         }
         self.commit(txn)?;
         Ok(())
@@ -202,8 +303,14 @@ impl Store {
                     .map_err(redb::Error::from)?;
             }
         }
-        self.commit(txn)?;
-        Ok(())
+        self.commit_changes(
+            txn,
+            &[TableBatch {
+                table,
+                puts,
+                deletes,
+            }],
+        )
     }
 
     /// Writes and deletes keys of several tables in one durable transaction: all or none
@@ -222,8 +329,7 @@ impl Store {
                     .map_err(redb::Error::from)?;
             }
         }
-        self.commit(txn)?;
-        Ok(())
+        self.commit_changes(txn, batches)
     }
 
     /// How many keys `table` holds (0 for a table never written).
@@ -272,9 +378,43 @@ impl Store {
             let mut t = txn.open_table(def).map_err(redb::Error::from)?;
             t.remove(key).map_err(redb::Error::from)?.is_some()
         };
-        self.commit(txn)?;
+        if self.journal.get().is_some() {
+            let deletes = [key.to_vec()];
+            let changes = [TableBatch {
+                table,
+                puts: &[],
+                deletes: &deletes,
+            }];
+            self.commit_changes(txn, &changes)?;
+        } else {
+            self.commit(txn)?;
+        }
         Ok(removed)
     }
+}
+
+/// Writes `batches` in `txn`; deletes of a table before its writes.
+fn write_changes(
+    txn: &redb::WriteTransaction,
+    batches: &[TableBatch<'_>],
+) -> Result<(), redb::Error> {
+    for batch in batches {
+        let def = TableDefinition::<&[u8], &[u8]>::new(batch.table);
+        let mut t = txn.open_table(def)?;
+        for key in batch.deletes {
+            t.remove(key.as_slice())?;
+        }
+        for (key, value) in batch.puts {
+            t.insert(key.as_slice(), value.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+fn write_position(txn: &redb::WriteTransaction, position: u64) -> Result<(), redb::Error> {
+    let mut t = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(JOURNAL_TABLE))?;
+    t.insert(JOURNAL_POSITION, position.to_be_bytes().as_slice())?;
+    Ok(())
 }
 
 /// The keys and values an iterator over a table gives, copied out.
@@ -382,5 +522,75 @@ mod tests {
             err.to_string()
                 .contains("in use by another atalaya process")
         );
+    }
+
+    /// A journal that numbers transactions, refusing them once told to.
+    struct Numbering {
+        next: std::sync::Mutex<u64>,
+        refuse: std::sync::atomic::AtomicBool,
+        seen: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Journal for Numbering {
+        fn append(&self, _store: &Store, changes: &[TableBatch<'_>]) -> Result<u64, String> {
+            if self.refuse.load(Ordering::Relaxed) {
+                return Err("deposed".to_owned());
+            }
+            let mut seen = self.seen.lock().unwrap();
+            for c in changes {
+                seen.push(format!("{}:{}+{}-", c.table, c.puts.len(), c.deletes.len()));
+            }
+            let mut next = self.next.lock().unwrap();
+            *next += 1;
+            Ok(*next)
+        }
+    }
+
+    #[test]
+    fn every_write_goes_through_the_journal_and_a_refused_one_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put("before", b"k", b"v").unwrap();
+        assert_eq!(store.journal_position().unwrap(), 0);
+        let journal = Arc::new(Numbering {
+            next: std::sync::Mutex::new(10),
+            refuse: Default::default(),
+            seen: Default::default(),
+        });
+        store.set_journal(journal.clone());
+        store.put("t", b"a", b"1").unwrap();
+        store
+            .write_batch("t", &[(b"b".to_vec(), b"2".to_vec())], &[])
+            .unwrap();
+        store.remove("t", b"a").unwrap();
+        assert_eq!(store.journal_position().unwrap(), 13);
+        assert_eq!(
+            *journal.seen.lock().unwrap(),
+            ["t:1+0-", "t:1+0-", "t:0+1-"]
+        );
+        journal.refuse.store(true, Ordering::Relaxed);
+        let err = store.put("t", b"c", b"3").unwrap_err();
+        assert!(matches!(err, StoreError::NotReplicated(_)), "{err}");
+        assert_eq!(store.get("t", b"c").unwrap(), None);
+        assert_eq!(store.journal_position().unwrap(), 13);
+    }
+
+    #[test]
+    fn a_replicated_snapshot_replaces_every_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put("old", b"k", b"v").unwrap();
+        let puts = [(b"x".to_vec(), b"1".to_vec())];
+        let changes = [TableBatch {
+            table: "new",
+            puts: &puts,
+            deletes: &[],
+        }];
+        store.apply_replicated(&changes, 7, true).unwrap();
+        assert_eq!(store.count("old").unwrap(), 0);
+        assert_eq!(store.get("new", b"x").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.journal_position().unwrap(), 7);
+        let dump = store.dump().unwrap();
+        assert_eq!(dump, [("new".to_owned(), puts.to_vec())]);
     }
 }

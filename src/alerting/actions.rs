@@ -33,6 +33,9 @@ pub async fn run(
     publishers: ActionPublishers,
 ) -> anyhow::Result<()> {
     while let Some(action) = actions.recv().await {
+        // A deposed leader (high availability) ends here rather than publish.
+        #[cfg(feature = "nats")]
+        crate::ha::ensure_leading("publish a rule action");
         #[cfg(feature = "mqtt")]
         if let Some(mqtt) = &publishers.mqtt
             && let Err(e) = mqtt

@@ -156,56 +156,7 @@ pub(super) fn read_nats(root: &mut Table, ctx: &mut Ctx) -> Option<NatsConfig> {
         return None;
     }
     let mut n = root.section(ctx, "nats");
-    let servers: Option<Vec<String>> = n.get(ctx, "servers", |v| {
-        v.clone()
-            .into_array()
-            .map_err(|_| "expected a list of URLs such as nats://127.0.0.1:4222".to_owned())?
-            .iter()
-            .map(string)
-            .collect()
-    });
-    let servers = n.require(ctx, "servers", servers.filter(|s| !s.is_empty()));
-    let mut c = NatsConfig::new(String::new());
-    c.servers = servers.clone().unwrap_or_default();
-    if let Some(v) = n.get(ctx, "name", string) {
-        c.name = v;
-    }
-    let token = secret(&mut n, ctx, "token", "token_file");
-    let user = n.get(ctx, "user", string);
-    let password = secret(&mut n, ctx, "password", "password_file");
-    let nkey = secret(&mut n, ctx, "nkey_seed", "nkey_seed_file");
-    let creds = n.get(ctx, "credentials_file", path);
-    let chosen = [
-        token.is_some(),
-        user.is_some(),
-        nkey.is_some(),
-        creds.is_some(),
-    ];
-    if chosen.iter().filter(|c| **c).count() > 1 {
-        ctx.error(
-            &n.full("token"),
-            None,
-            Anchor::Key,
-            "choose one of token, user/password, nkey_seed or credentials_file",
-        );
-    }
-    c.auth = match (token, user, password, nkey, creds) {
-        (Some(t), ..) => NatsAuth::Token(t),
-        (_, Some(user), Some(password), ..) => NatsAuth::UserPassword { user, password },
-        (_, Some(_), None, ..) => {
-            ctx.error(
-                &n.full("user"),
-                None,
-                Anchor::Key,
-                "user needs password_file or ATALAYA__NATS__PASSWORD",
-            );
-            NatsAuth::None
-        }
-        (_, _, _, Some(seed), _) => NatsAuth::NKey(seed),
-        (_, _, _, _, Some(file)) => NatsAuth::CredentialsFile(file),
-        _ => NatsAuth::None,
-    };
-    c.tls = read_tls(&mut n, ctx);
+    let (servers, mut c) = read_nats_connection(&mut n, ctx);
     for mut s in n.list(ctx, "subscriptions") {
         let subject = s.get(ctx, "subject", pattern);
         let queue_group = s.get(ctx, "queue_group", string);
@@ -253,6 +204,66 @@ pub(super) fn read_nats(root: &mut Table, ctx: &mut Ctx) -> Option<NatsConfig> {
     }
     n.finish(ctx);
     servers.map(|_| c)
+}
+
+/// The connection keys of a NATS section (`nats:`, `ha:`): servers, name, auth, TLS. The
+/// servers are `None` (and an error recorded) when missing.
+#[cfg(feature = "nats")]
+pub(super) fn read_nats_connection(
+    n: &mut Table,
+    ctx: &mut Ctx,
+) -> (Option<Vec<String>>, NatsConfig) {
+    let servers: Option<Vec<String>> = n.get(ctx, "servers", |v| {
+        v.clone()
+            .into_array()
+            .map_err(|_| "expected a list of URLs such as nats://127.0.0.1:4222".to_owned())?
+            .iter()
+            .map(string)
+            .collect()
+    });
+    let servers = n.require(ctx, "servers", servers.filter(|s| !s.is_empty()));
+    let mut c = NatsConfig::new(String::new());
+    c.servers = servers.clone().unwrap_or_default();
+    if let Some(v) = n.get(ctx, "name", string) {
+        c.name = v;
+    }
+    let token = secret(n, ctx, "token", "token_file");
+    let user = n.get(ctx, "user", string);
+    let password = secret(n, ctx, "password", "password_file");
+    let nkey = secret(n, ctx, "nkey_seed", "nkey_seed_file");
+    let creds = n.get(ctx, "credentials_file", path);
+    let chosen = [
+        token.is_some(),
+        user.is_some(),
+        nkey.is_some(),
+        creds.is_some(),
+    ];
+    if chosen.iter().filter(|c| **c).count() > 1 {
+        ctx.error(
+            &n.full("token"),
+            None,
+            Anchor::Key,
+            "choose one of token, user/password, nkey_seed or credentials_file",
+        );
+    }
+    c.auth = match (token, user, password, nkey, creds) {
+        (Some(t), ..) => NatsAuth::Token(t),
+        (_, Some(user), Some(password), ..) => NatsAuth::UserPassword { user, password },
+        (_, Some(_), None, ..) => {
+            ctx.error(
+                &n.full("user"),
+                None,
+                Anchor::Key,
+                "user needs password_file or ATALAYA__NATS__PASSWORD",
+            );
+            NatsAuth::None
+        }
+        (_, _, _, Some(seed), _) => NatsAuth::NKey(seed),
+        (_, _, _, _, Some(file)) => NatsAuth::CredentialsFile(file),
+        _ => NatsAuth::None,
+    };
+    c.tls = read_tls(n, ctx);
+    (servers, c)
 }
 
 /// A list of non-empty strings (`[Warning]`, `[media, home]`).

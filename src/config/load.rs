@@ -326,6 +326,10 @@ fn read_config(root: Value, ctx: &mut Ctx) -> Config {
     {
         config.kubernetes = super::connectors::read_kubernetes(&mut root, ctx);
     }
+    #[cfg(feature = "nats")]
+    {
+        config.ha = super::ha::read_ha(&mut root, ctx);
+    }
     #[cfg(feature = "homeassistant")]
     {
         config.homeassistant = super::connectors::read_homeassistant(&mut root, ctx);

@@ -8,12 +8,15 @@
 //! # Layout
 //! - `load`: reading the sources through the `config` crate and checking every key.
 //! - `connectors`: the `mqtt:`, `nats:`, `kubernetes:` and `homeassistant:` sections.
+//! - `ha`: the `ha:` section (high availability).
 //! - `reader`: taking the merged tree apart key by key, collecting every mistake.
 //! - `locate`: line and column of a key in the YAML text.
 //! - `error`: `ConfigError`, a mistake and where it was made.
 
 mod connectors;
 mod error;
+#[cfg(feature = "nats")]
+mod ha;
 mod load;
 mod locate;
 mod reader;
@@ -57,6 +60,9 @@ pub struct Config {
     /// `homeassistant:`, when configured.
     #[cfg(feature = "homeassistant")]
     pub homeassistant: Option<atalaya_connectors::homeassistant::config::HomeAssistantConfig>,
+    /// `ha:` — several replicas, one leader, on NATS JetStream. `None`: one replica.
+    #[cfg(feature = "nats")]
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 /// `http:` — the HTTP API (ingest, health, metrics).
@@ -232,6 +238,8 @@ impl Default for Config {
             kubernetes: None,
             #[cfg(feature = "homeassistant")]
             homeassistant: None,
+            #[cfg(feature = "nats")]
+            ha: None,
         }
     }
 }

@@ -502,3 +502,42 @@ fn the_config_schema_names_every_key_the_loader_reads() {
         assert_eq!(in_schema, known, "{path:?}");
     }
 }
+
+#[cfg(feature = "nats")]
+#[test]
+fn ha_is_off_by_default_and_its_section_is_checked() {
+    let config = load(&ConfigSource::Defaults, env(&[])).unwrap();
+    assert!(config.ha.is_none(), "one replica, no NATS, by default");
+
+    let (_dir, source) = file(
+        "ha:\n  servers: [nats://127.0.0.1:4222]\n  cluster: home\n  replica: atalaya-1\n  token_file: /nonexistent/token\n",
+    );
+    let found = errors(&source, &[]);
+    assert!(found.iter().any(|e| e.contains("token_file")), "{found:?}");
+
+    let (_dir, source) =
+        file("ha:\n  servers: [nats://127.0.0.1:4222]\n  cluster: home\n  replica: atalaya-1\n");
+    let ha = load(&source, env(&[])).unwrap().ha.expect("ha: on");
+    assert_eq!(ha.cluster, "home");
+    assert_eq!(ha.replica, "atalaya-1");
+    assert_eq!(ha.lease_ttl, Duration::from_secs(15));
+    assert_eq!(ha.renew_interval, Duration::from_secs(5));
+
+    let (_dir, source) = file(
+        "ha:\n  servers: [nats://127.0.0.1:4222]\n  cluster: \"my home\"\n  lease_ttl: 10s\n  renew_interval: 6s\n  bukcet: x\n",
+    );
+    let errors = errors(&source, &[]);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("ha.cluster")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("renew at least twice")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("did you mean `bucket`")),
+        "{errors:?}"
+    );
+}

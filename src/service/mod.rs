@@ -165,6 +165,21 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     let tail = crate::alerting::tail::Tail::default();
     let (rule_names_tx, rule_names_rx) = tokio::sync::watch::channel(runner::rule_names(&engine));
     let store = Arc::new(store);
+    // High availability: follow the leader's journal until this replica leads (`crate::ha`).
+    #[cfg(feature = "nats")]
+    if let Some(ha) = &config.ha {
+        let stop = async {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        };
+        match crate::ha::follow_until_leader(ha, &store, config.http.listen, stop).await {
+            Ok(crate::ha::Following::Leading) => {}
+            Ok(crate::ha::Following::Stopped) => return Ok(0),
+            Err(e) => return Err(fail(exit::FAILURE)(e.into())),
+        }
+    }
     let restored =
         runner::restore(&mut engine, &store, Timestamp::now()).map_err(fail(exit::FAILURE))?;
     rules_ready.set(true);

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses its own part of the helper")]
 
+pub mod ha;
+
 pub use atalaya_test_kit::PATIENCE;
 pub use atalaya_test_kit::metrics::sample_text as sample;
 

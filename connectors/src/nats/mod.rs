@@ -59,6 +59,20 @@ pub const RECEIVER: crate::notifiers::ReceiverKind = crate::notifiers::ReceiverK
     },
 };
 pub use publisher::NatsPublisher;
+
+/// The checked servers and client options of `config`'s connection (servers, auth, TLS), for
+/// another user of NATS than the connector (high availability's lease and journal), or every
+/// problem found.
+pub async fn client_options(
+    config: &NatsConfig,
+) -> Result<(Vec<async_nats::ServerAddr>, async_nats::ConnectOptions), Vec<NatsConfigError>> {
+    let mut errors = Vec::new();
+    let options = connection::connect_options(config, &mut errors).await;
+    match options {
+        Some(options) if errors.is_empty() => Ok(options),
+        _ => Err(errors),
+    }
+}
 pub use source::NatsConnector;
 
 /// The `stage` labels of the connector's error counter, to create them at zero

@@ -120,6 +120,9 @@ impl LaneTask {
                 continue;
             };
 
+            // A deposed leader (high availability) ends here rather than send.
+            #[cfg(feature = "nats")]
+            crate::ha::ensure_leading("deliver a notification");
             let result = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return Ok(()),

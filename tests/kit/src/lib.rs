@@ -20,6 +20,7 @@
 //! - [`http`]: [`http::Recorder`], an HTTP server recording every request and answering as
 //!   told (statuses, `Retry-After`, outages): the base of every HTTP stand-in.
 //! - [`webhook`]: a webhook receiver recording what it accepts, failing on demand.
+//! - [`proxy`]: a TCP proxy the test can cut (a partition of one client) and restore.
 //! - [`certs`]: certificates made with the `openssl` CLI.
 //! - [`ha_discovery`]: a checker of Home Assistant MQTT discovery payloads, after its
 //!   documented schema.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod mosquitto;
 pub mod nats;
 pub mod openapi;
+pub mod proxy;
 pub mod smtp;
 pub mod telegram;
 pub mod webhook;

@@ -143,7 +143,9 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// `size` servers routed to each other, started, and ready once every one accepts
+    /// `size` servers routed to each other (not advertising each other to clients, so a
+    /// client reaches only the servers it was given — through a proxy, say), started, and
+    /// ready once every one accepts
     /// clients (the cluster then elects its JetStream leader by itself; a client asking for
     /// a stream before that gets a retryable error).
     pub async fn started(size: usize) -> Self {
@@ -155,7 +157,7 @@ impl NatsCluster {
         let mut nodes = Vec::with_capacity(size);
         for (i, port) in cluster_ports.iter().enumerate() {
             let config = format!(
-                "server_name: n{i}\ncluster {{\n  name: atalaya-test\n  listen: \"127.0.0.1:{port}\"\n  routes: [{}]\n}}\n",
+                "server_name: n{i}\ncluster {{\n  name: atalaya-test\n  listen: \"127.0.0.1:{port}\"\n  no_advertise: true\n  routes: [{}]\n}}\n",
                 routes.join(", ")
             );
             let mut node = NatsServer::new(&config);
