@@ -34,7 +34,7 @@ async fn killing_the_leader_hands_over_timers_and_the_outbox_without_loss() {
     d.replicas[first].kill9().await;
     let second = d.leader_within(FAILOVER_BOUND).await;
     let failover = killed.elapsed();
-    println!("failover after SIGKILL of the leader: {failover:?} (lease TTL 15 s, poll 1 s)");
+    println!("failover after SIGKILL of the leader: {failover:?} (lease TTL 15 s, poll 0.5 s)");
     assert_ne!(first, second);
 
     d.send_numbered(31..=40).await;

@@ -67,7 +67,7 @@ impl HaConfig {
             nats_replicas: 3,
             lease_ttl: Duration::from_secs(15),
             renew_interval: Duration::from_secs(5),
-            poll_interval: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(500),
             max_clock_skew: Duration::from_secs(2),
             snapshot_every: 10_000,
             stream_max_messages: 1_000_000,

@@ -4,6 +4,12 @@
 //! - A follower reads the key every `poll_interval`; when it is gone (the lease expired: the
 //!   bucket's `max_age` is the lease TTL), it asks to `create` it. Creation is refused unless
 //!   the key is absent, so one replica wins.
+//! - A follower that has seen the same revision for `ttl − margin / 2` by its own clock takes
+//!   the key over with `update(key, that revision)` without waiting for the server to expire
+//!   it: the holder's lease ended by then (it counts `ttl − margin` from *sending* the write
+//!   that made the revision, which was before anyone read it), and the compare-and-swap is
+//!   refused if the holder renewed meanwhile. That keeps a failover under the TTL: at most
+//!   `ttl − margin / 2 + poll_interval` after the leader's last renewal.
 //! - The winner is leader; the revision its `create` got is its **term**, the fencing token
 //!   every replicated write carries. It renews with `update(key, revision)`: compare-and-swap,
 //!   refused if anyone else wrote the key since.
@@ -23,6 +29,9 @@ pub enum ElectionStep {
     Read,
     /// Create the key (only if absent); answer with [`Election::on_take`].
     Take,
+    /// Take over a stale key: update it if its revision is still `revision`; answer with
+    /// [`Election::on_take`].
+    TakeOver { revision: u64 },
     /// Update the key if its revision is still `revision`; answer with [`Election::on_renew`].
     Renew { revision: u64 },
     /// The lease is lost: stop acting at once.
@@ -103,6 +112,12 @@ impl ElectionTimings {
         (self.ttl / 10).max(Duration::from_millis(500))
     }
 
+    /// How long a follower must see the same revision before the holder's lease has surely
+    /// ended: its lease ends `margin` earlier, counted from before the revision existed.
+    fn stale_after(&self) -> Duration {
+        self.ttl - self.margin() / 2
+    }
+
     /// After a failed renewal, the next try.
     fn retry(&self) -> Duration {
         (self.renew_interval / 4).max(Duration::from_millis(200))
@@ -115,6 +130,8 @@ pub struct Election {
     replica: String,
     timings: ElectionTimings,
     state: State,
+    /// Another replica's record as last read: its revision and when it was first seen.
+    seen: Option<(u64, Instant)>,
 }
 
 impl Election {
@@ -123,6 +140,7 @@ impl Election {
             replica,
             timings,
             state: State::Following { next_read: now },
+            seen: None,
         }
     }
 
@@ -204,8 +222,21 @@ impl Election {
                 };
                 self.step(now)
             }
-            Some(_) => {
-                self.follow(now);
+            Some(holder) => {
+                let since = match self.seen {
+                    Some((revision, since)) if revision == holder.revision => since,
+                    _ => now,
+                };
+                self.seen = Some((holder.revision, since));
+                let stale_at = since + self.timings.stale_after();
+                if now >= stale_at {
+                    return ElectionStep::TakeOver {
+                        revision: holder.revision,
+                    };
+                }
+                self.state = State::Following {
+                    next_read: (now + self.timings.poll_interval).min(stale_at),
+                };
                 self.step(now)
             }
         }
@@ -218,7 +249,7 @@ impl Election {
         }
     }
 
-    /// The answer to `create`, sent at `sent_at`.
+    /// The answer to `create` (or to the update taking over a stale key), sent at `sent_at`.
     pub fn on_take(&mut self, sent_at: Instant, now: Instant, outcome: WriteOutcome) {
         if self.state != State::Asking {
             return;
@@ -331,6 +362,58 @@ mod tests {
         let next = e.on_read(t0, holder("a", 3));
         assert_eq!(next, ElectionStep::WaitUntil(t0 + Duration::from_secs(2)));
         assert_eq!(e.step(t0 + Duration::from_secs(2)), ElectionStep::Read);
+        assert_eq!(e.role(), Role::Follower);
+    }
+
+    #[test]
+    fn a_revision_unchanged_past_the_holders_lease_is_taken_over_before_it_expires() {
+        let t0 = Instant::now();
+        let mut e = Election::new("b".into(), TIMINGS, t0);
+        let mut now = t0;
+        let step = loop {
+            match e.step(now) {
+                ElectionStep::Read => match e.on_read(now, holder("a", 3)) {
+                    ElectionStep::WaitUntil(until) => now = until,
+                    other => break other,
+                },
+                ElectionStep::WaitUntil(until) => now = until,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(step, ElectionStep::TakeOver { revision: 3 });
+        // The holder's lease (13.5 s from before t0) ended; the server's expiry (15 s) has not.
+        assert_eq!(now, t0 + Duration::from_millis(14_250));
+        e.on_take(now, now, WriteOutcome::Written { revision: 4 });
+        assert_eq!(e.role(), Role::Leader { term: 4 });
+    }
+
+    #[test]
+    fn a_renewed_revision_restarts_the_wait_and_a_refused_take_over_means_following() {
+        let t0 = Instant::now();
+        let mut e = Election::new("b".into(), TIMINGS, t0);
+        e.step(t0);
+        e.on_read(t0, holder("a", 3));
+        // Renewed at 10 s: seen anew, so not stale at 14.25 s.
+        let t10 = t0 + Duration::from_secs(10);
+        assert_eq!(e.step(t10), ElectionStep::Read);
+        assert!(matches!(
+            e.on_read(t10, holder("a", 4)),
+            ElectionStep::WaitUntil(_)
+        ));
+        let t15 = t0 + Duration::from_millis(14_250);
+        assert_eq!(e.step(t15), ElectionStep::Read);
+        assert!(matches!(
+            e.on_read(t15, holder("a", 4)),
+            ElectionStep::WaitUntil(_)
+        ));
+        // Stale at last, but the holder renewed just before the take-over: refused.
+        let stale = t10 + Duration::from_millis(14_250);
+        assert_eq!(e.step(stale), ElectionStep::Read);
+        assert_eq!(
+            e.on_read(stale, holder("a", 4)),
+            ElectionStep::TakeOver { revision: 4 }
+        );
+        e.on_take(stale, stale, WriteOutcome::Refused);
         assert_eq!(e.role(), Role::Follower);
     }
 

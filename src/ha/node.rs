@@ -225,9 +225,12 @@ impl Node {
                         }
                     }
                 }
-                ElectionStep::Take => {
+                ElectionStep::Take | ElectionStep::TakeOver { .. } => {
                     let sent = Instant::now();
-                    let outcome = self.take().await;
+                    let outcome = match step {
+                        ElectionStep::TakeOver { revision } => self.renew(revision).await,
+                        _ => self.take().await,
+                    };
                     election.on_take(sent, Instant::now(), outcome);
                     if let Role::Leader { .. } = election.role() {
                         return Ok((election, follower));
@@ -436,7 +439,7 @@ impl Node {
                 ElectionStep::Deposed { term } => depose(&format!(
                     "term {term}: the lease could not be renewed in time"
                 )),
-                ElectionStep::Read | ElectionStep::Take => {
+                ElectionStep::Read | ElectionStep::Take | ElectionStep::TakeOver { .. } => {
                     depose("the election went back to following")
                 }
             }
