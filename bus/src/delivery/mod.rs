@@ -15,6 +15,8 @@
 //!   delivered, retry, or permanent failure), and [`Notifiers`], a policy's integrations
 //!   opened for delivery.
 //! - [`error`]: [`DeliveryError`], why an attempt failed.
+//! - [`locale`]: [`locale::Locale`], the languages texts for people come in, and
+//!   [`locale::duration_text`], how every one of them writes a duration.
 //! - [`acknowledgement`]: [`Acknowledgement`], alerts a person acknowledged in a receiver's
 //!   app, on their way back to the router.
 
@@ -22,6 +24,7 @@ pub mod acknowledgement;
 pub mod compile;
 pub mod error;
 pub mod integration;
+pub mod locale;
 pub mod notification;
 pub mod notifier;
 

@@ -29,22 +29,7 @@ pub const MESSAGE_TEMPLATE_VARIABLES: &[&str] = &[
 /// The longest custom template, in bytes: a message, not a program.
 const MAX_TEMPLATE_BYTES: usize = 8192;
 
-/// The language of the built-in message templates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Locale {
-    #[default]
-    En,
-    Es,
-}
-
-impl Locale {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::En => "en",
-            Self::Es => "es",
-        }
-    }
-}
+pub use atalaya_bus::delivery::locale::Locale;
 
 /// `locale:`, `en` (the default) or `es`.
 pub fn locale(ctx: &mut IntegrationContext<'_>, node: &Node, locale: Option<&str>) -> Locale {

@@ -2,6 +2,7 @@
 //! says what a notification or the Telegram bot says (the silence buttons, "silenced",
 //! "for 5m"), it uses the same words; a test checks them against the Telegram texts.
 
+use atalaya_bus::delivery::locale::{Locale, duration_text};
 use axum::http::HeaderMap;
 use axum::http::header::ACCEPT_LANGUAGE;
 use jiff::SignedDuration;
@@ -52,26 +53,14 @@ impl Lang {
     /// A duration for people, at most two units, as the notifications write it: `2h 5m`
     /// (English) or `2 h 5 min` (Spanish).
     pub fn duration(self, duration: SignedDuration) -> String {
-        let secs = duration.as_secs().max(0);
-        let (d, h, m, s) = (
-            secs / 86_400,
-            secs % 86_400 / 3600,
-            secs % 3600 / 60,
-            secs % 60,
-        );
-        let units: [(i64, &str, &str); 4] =
-            [(d, "d", "d"), (h, "h", "h"), (m, "m", "min"), (s, "s", "s")];
-        let first = units.iter().position(|(n, ..)| *n > 0).unwrap_or(3);
-        units[first..]
-            .iter()
-            .take(2)
-            .filter(|(n, ..)| *n > 0 || first == 3)
-            .map(|(n, en, es)| match self {
-                Self::En => format!("{n}{en}"),
-                Self::Es => format!("{n} {es}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        duration_text(duration, self.locale())
+    }
+
+    fn locale(self) -> Locale {
+        match self {
+            Self::En => Locale::En,
+            Self::Es => Locale::Es,
+        }
     }
 
     pub fn t(self, text: Text) -> &'static str {
