@@ -37,13 +37,14 @@ async fn going_from_one_replica_to_three_keeps_the_state() {
     d.replicas[0].signal(Signal::SIGTERM);
     d.replicas[0].child.as_mut().unwrap().wait().await.unwrap();
 
-    // The same replica with `ha:`, and two fresh ones, all at once: the fresh ones (empty
-    // store, empty journal) leave the first election to the one with state, which writes it
-    // into the journal as a snapshot; they start from it.
-    for replica in &mut d.replicas {
-        replica.start();
-    }
+    // As docs/high-availability.md says: the same replica with `ha:` first, which leads and
+    // writes its store into the journal as a snapshot; then two fresh ones, which start from
+    // it. (Started all at once, the fresh ones leave the first election to it for one lease
+    // TTL; on a loaded machine its start can take longer than that.)
+    d.replicas[0].start();
     assert_eq!(d.leader_within(PATIENCE).await, 0, "{}", d.all_logs());
+    d.replicas[1].start();
+    d.replicas[2].start();
     wait_for_follower(&d.replicas[1]).await;
     wait_for_follower(&d.replicas[2]).await;
     d.replicas[0].kill9().await;
