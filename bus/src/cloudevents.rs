@@ -273,8 +273,8 @@ mod tests {
         assert_eq!(e.subject.as_str(), "home/kitchen/temp");
         assert_eq!(e.time, "2026-11-22T08:00:00Z".parse::<Timestamp>().unwrap());
         assert_eq!(e.data["t"], 21.5);
-        assert_eq!(e.labels["room"], "kitchen");
-        assert_eq!(e.labels["floor"], "1");
+        assert_eq!(&e.labels["room"], "kitchen");
+        assert_eq!(&e.labels["floor"], "1");
     }
 
     #[test]

@@ -95,11 +95,11 @@ pub fn validate_labels(labels: &Labels) -> Result<(), LabelError> {
     }
     for (name, value) in labels {
         if !is_valid_label_name(name) {
-            return Err(LabelError::InvalidName(name.clone()));
+            return Err(LabelError::InvalidName(name.to_owned()));
         }
         if value.len() > MAX_LABEL_VALUE_BYTES {
             return Err(LabelError::ValueTooLong {
-                name: name.clone(),
+                name: name.to_owned(),
                 len: value.len(),
             });
         }

@@ -39,7 +39,7 @@ impl Fnv {
 
 /// The fingerprint of `rule`'s series with `labels`, as a number (no allocation).
 pub fn fingerprint_hash(rule: &str, labels: &Labels) -> u64 {
-    fingerprint_hash_sorted(rule, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    fingerprint_hash_sorted(rule, labels.iter())
 }
 
 /// [`fingerprint_hash`] over label pairs already sorted by name.
@@ -76,10 +76,7 @@ pub fn fingerprint_hash_from<'a>(
 /// separator byte. What Alertmanager shows as an alert's `fingerprint` in its API and
 /// webhooks, so consumers that deduplicate by it see the same ids from atalaya.
 pub fn labels_fingerprint(labels: &Labels) -> String {
-    fingerprint_text(fingerprint_hash_from(
-        Fnv::default().0,
-        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ))
+    fingerprint_text(fingerprint_hash_from(Fnv::default().0, labels.iter()))
 }
 
 /// A fingerprint as written in alerts and the store: 16 hex digits. Written digit by

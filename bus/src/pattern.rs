@@ -315,7 +315,7 @@ mod tests {
         let p = Pattern::parse("k8s/node/+node/ready").unwrap();
         let mut labels = Labels::from([("node".to_owned(), "old".to_owned())]);
         assert!(p.capture_into(&subject("k8s/node/pi1/ready"), &mut labels));
-        assert_eq!(labels["node"], "pi1");
+        assert_eq!(&labels["node"], "pi1");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Urgency {
             .alerts
             .iter()
             .filter(|a| a.status == Status::Firing)
-            .map(|a| match a.labels.get("severity").map(String::as_str) {
+            .map(|a| match a.labels.get("severity") {
                 Some("critical" | "page" | "emergency") => Self::Critical,
                 Some("warning" | "warn") => Self::Warning,
                 _ => Self::Info,

@@ -147,11 +147,7 @@ async fn state_changes_arrive_labelled_and_follow_a_reconnection() {
     assert_eq!(event.data["state"], json!(-12));
     assert_eq!(event.data["old_state"], json!(-18.5));
     assert_eq!(event.data["attributes"]["unit_of_measurement"], "°C");
-    let labels: Vec<(&str, &str)> = event
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let labels: Vec<(&str, &str)> = event.labels.iter().collect();
     assert_eq!(
         labels,
         [
@@ -180,8 +176,8 @@ async fn state_changes_arrive_labelled_and_follow_a_reconnection() {
     let event = source.next().await;
     assert_eq!(event.subject.as_str(), "ha/binary_sensor/front_door");
     assert_eq!(event.data["state"], "on");
-    assert_eq!(event.labels["area"], "Hall");
-    assert_eq!(event.labels["device_name"], "Door contact");
+    assert_eq!(&event.labels["area"], "Hall");
+    assert_eq!(&event.labels["device_name"], "Door contact");
 
     // A registry changes: labels follow.
     ha.set_registries(
@@ -208,8 +204,8 @@ async fn state_changes_arrive_labelled_and_follow_a_reconnection() {
         json!({}),
     );
     let event = source.next().await;
-    assert_eq!(event.labels["area"], "Porch");
-    assert_eq!(event.labels["device_name"], "Door contact");
+    assert_eq!(&event.labels["area"], "Porch");
+    assert_eq!(&event.labels["device_name"], "Door contact");
     assert_eq!(
         ha.seen().ids_out_of_order,
         0,
@@ -341,7 +337,7 @@ async fn without_admin_rights_events_go_without_registry_labels() {
     subscribed(&ha, 1).await;
     ha.push_state("sensor.freezer_temperature", None, Some("-18"), json!({}));
     let event = source.next().await;
-    let names: Vec<&str> = event.labels.keys().map(String::as_str).collect();
+    let names: Vec<&str> = event.labels.keys().collect();
     assert_eq!(names, ["domain", "entity_id"]);
     assert_eq!(source.errors("registry"), 3.0);
     source.stop().await;

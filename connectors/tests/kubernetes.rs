@@ -55,8 +55,8 @@ async fn a_node_going_not_ready_is_one_event_and_ready_again_another() {
     assert_eq!(lost.subject.as_str(), "k8s/node/pi-1/ready");
     assert_eq!(lost.event_type, EVENT_TYPE);
     assert_eq!(lost.source, api.url);
-    assert_eq!(lost.labels["node"], "pi-1");
-    assert_eq!(lost.labels["reason"], "KubeletReadyUnknown");
+    assert_eq!(&lost.labels["node"], "pi-1");
+    assert_eq!(&lost.labels["reason"], "KubeletReadyUnknown");
     assert_eq!(lost.data["ready"], false);
     assert_eq!(lost.data["status"], "Unknown");
     assert!(lost.data["for_seconds"].as_i64().unwrap() >= 30);
@@ -102,7 +102,7 @@ async fn a_node_going_not_ready_is_one_event_and_ready_again_another() {
         pressure.subject.as_str(),
         "k8s/node/pi-1/condition/DiskPressure"
     );
-    assert_eq!(pressure.labels["condition"], "DiskPressure");
+    assert_eq!(&pressure.labels["condition"], "DiskPressure");
     assert_eq!(pressure.data["active"], true);
     drop(pressure);
     api.delete(Resource::Nodes, "pi-2");

@@ -64,11 +64,11 @@ async fn pod_failures_become_events_once_each() {
         crash.subject.as_str(),
         "k8s/pod/media/api-0/app/CrashLoopBackOff"
     );
-    assert_eq!(crash.labels["namespace"], "media");
-    assert_eq!(crash.labels["pod"], "api-0");
-    assert_eq!(crash.labels["container"], "app");
-    assert_eq!(crash.labels["reason"], "CrashLoopBackOff");
-    assert_eq!(crash.labels["node"], "pi-2");
+    assert_eq!(&crash.labels["namespace"], "media");
+    assert_eq!(&crash.labels["pod"], "api-0");
+    assert_eq!(&crash.labels["container"], "app");
+    assert_eq!(&crash.labels["reason"], "CrashLoopBackOff");
+    assert_eq!(&crash.labels["node"], "pi-2");
     assert_eq!(crash.data["restarts"], 4);
     drop(crash);
     bridge.until_ready().await;
@@ -186,7 +186,7 @@ async fn stale_heartbeats_are_told_once_and_fresh_again_once() {
 
     let stale = bridge.next().await;
     assert_eq!(stale.subject.as_str(), "k8s/node/pi-1/heartbeat");
-    assert_eq!(stale.labels["node"], "pi-1");
+    assert_eq!(&stale.labels["node"], "pi-1");
     assert_eq!(stale.data["stale"], true);
     assert!(stale.data["age_seconds"].as_i64().unwrap() >= 3600);
     assert_eq!(stale.data["threshold_seconds"], 2);
@@ -250,9 +250,9 @@ async fn events_are_filtered_and_deduplicated_by_uid_and_count() {
         backoff.subject.as_str(),
         "k8s/event/media/Pod/web-0/BackOff"
     );
-    assert_eq!(backoff.labels["kind"], "Pod");
-    assert_eq!(backoff.labels["name"], "web-0");
-    assert_eq!(backoff.labels["type"], "Warning");
+    assert_eq!(&backoff.labels["kind"], "Pod");
+    assert_eq!(&backoff.labels["name"], "web-0");
+    assert_eq!(&backoff.labels["type"], "Warning");
     assert_eq!(backoff.data["message"], "BackOff on web-0");
     assert_eq!(backoff.data["count"], 1);
     drop(backoff);

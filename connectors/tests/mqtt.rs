@@ -104,8 +104,8 @@ async fn messages_become_events_with_labels_and_bad_ones_are_counted_skipped_and
     let retained = bus.next().await;
     assert_eq!(retained.subject.as_str(), "sensors/old/state");
     assert_eq!(retained.data, json!(12));
-    assert_eq!(retained.labels["device"], "old");
-    assert_eq!(retained.labels["mqtt_retained"], "true");
+    assert_eq!(&retained.labels["device"], "old");
+    assert_eq!(&retained.labels["mqtt_retained"], "true");
     assert_eq!(retained.event_type, EVENT_TYPE);
     assert_eq!(retained.source, format!("mqtt://127.0.0.1:{}", broker.port));
     drop(retained);
@@ -132,7 +132,7 @@ async fn messages_become_events_with_labels_and_bad_ones_are_counted_skipped_and
         got.push((
             event.subject.to_string(),
             event.data.clone(),
-            event.labels.get("device").cloned(),
+            event.labels.get("device").map(str::to_owned),
         ));
         if event.subject.as_str() == "text/after" {
             break;
@@ -179,10 +179,7 @@ async fn messages_become_events_with_labels_and_bad_ones_are_counted_skipped_and
     // session gets only the retained replay of its subscription, then news.
     let running = start(config, &bus, None);
     let replay = bus.next().await;
-    assert_eq!(
-        replay.labels.get("mqtt_retained").map(String::as_str),
-        Some("true")
-    );
+    assert_eq!(replay.labels.get("mqtt_retained"), Some("true"));
     drop(replay);
     client.publish("text/marker", "m", false).await;
     assert_eq!(bus.next().await.subject.as_str(), "text/marker");

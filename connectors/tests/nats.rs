@@ -67,18 +67,18 @@ async fn core_messages_become_events_and_bad_ones_are_counted_and_skipped() {
     let json_event = bus.next().await;
     assert_eq!(json_event.subject.as_str(), "sensors/kitchen/state");
     assert_eq!(json_event.data, json!({"t": 21.5}));
-    assert_eq!(json_event.labels["room"], "kitchen");
-    assert_eq!(json_event.labels["header_x_device"], "esp-1");
+    assert_eq!(&json_event.labels["room"], "kitchen");
+    assert_eq!(&json_event.labels["header_x_device"], "esp-1");
     assert_eq!(json_event.event_type, EVENT_TYPE);
     assert_eq!(json_event.source, server.url());
     let number = bus.next().await;
     assert_eq!(
-        (number.data.clone(), number.labels["room"].as_str()),
+        (number.data.clone(), &number.labels["room"]),
         (json!(21.5), "hall")
     );
     let text = bus.next().await;
     assert_eq!(
-        (text.data.clone(), text.labels["room"].as_str()),
+        (text.data.clone(), &text.labels["room"]),
         (json!("online"), "cellar")
     );
     // Two subscriptions: the order between them is not defined.
@@ -232,7 +232,7 @@ async fn jetstream_messages_are_acked_only_once_the_bus_is_done() {
 
     let (numbers, held) = take_numbers(&mut bus, 5).await;
     assert_eq!(numbers, [0, 1, 2, 3, 4]);
-    assert_eq!(held[0].labels["kind"], "door");
+    assert_eq!(&held[0].labels["kind"], "door");
     assert_eq!(held[0].subject.as_str(), "events/door/front");
     // Held by a bus consumer: delivered, not acked.
     tokio::time::sleep(Duration::from_millis(500)).await;

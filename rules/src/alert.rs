@@ -67,7 +67,7 @@ pub struct Alert {
 
 impl Alert {
     pub fn severity(&self) -> &str {
-        self.labels.get("severity").map_or("", String::as_str)
+        self.labels.get("severity").unwrap_or("")
     }
 }
 

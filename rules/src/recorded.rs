@@ -297,7 +297,7 @@ mod tests {
         let reader = open_reader(LINES.as_bytes()).expect("in memory");
         let last = RecordedEvents::new(reader).last().unwrap().unwrap();
         assert_eq!(last.event.time.to_string(), "2026-01-05T09:02:00Z");
-        assert_eq!(last.event.labels["room"], "kitchen");
+        assert_eq!(&last.event.labels["room"], "kitchen");
         assert_eq!(last.event.source, RECORDED_SOURCE);
     }
 

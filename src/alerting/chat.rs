@@ -109,7 +109,7 @@ impl ChatOps for RouterOps {
                         .annotations
                         .get("summary")
                         .filter(|s| !s.trim().is_empty())
-                        .cloned()
+                        .map(str::to_owned)
                         .or_else(|| v.labels.get("alertname").map(ToString::to_string))
                         .unwrap_or_default(),
                     fingerprint: v.fingerprint,

@@ -129,7 +129,10 @@ impl HistoryEntry {
         Self {
             at,
             fingerprint: labels_fingerprint(labels),
-            alertname: labels.get("alertname").cloned().unwrap_or_default(),
+            alertname: labels
+                .get("alertname")
+                .map(str::to_owned)
+                .unwrap_or_default(),
             what: What::State {
                 state: state.to_owned(),
                 value,
@@ -174,7 +177,10 @@ impl ChangeBudget {
                 recorded: 0,
                 skipped: 0,
                 fingerprint: labels_fingerprint(labels),
-                alertname: labels.get("alertname").cloned().unwrap_or_default(),
+                alertname: labels
+                    .get("alertname")
+                    .map(str::to_owned)
+                    .unwrap_or_default(),
             });
         if window.recorded < MAX_CHANGES {
             window.recorded += 1;

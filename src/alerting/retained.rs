@@ -34,10 +34,10 @@ impl AlertSource for RouterAlerts {
             let alerts = views
                 .into_iter()
                 .map(|view| HeldAlert {
-                    rule: view.labels.get("alertname").cloned(),
+                    rule: view.labels.get("alertname").map(str::to_owned),
                     firing: view.status == Status::Firing,
                     silenced: !view.silenced_by.is_empty(),
-                    summary: view.annotations.get("summary").cloned(),
+                    summary: view.annotations.get("summary").map(str::to_owned),
                     fingerprint: view.fingerprint,
                     labels: view.labels,
                     starts_at: view.starts_at,

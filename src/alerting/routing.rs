@@ -292,7 +292,11 @@ impl Routing {
         };
         self.happened.push(HistoryEntry {
             at: now,
-            alertname: view.labels.get("alertname").cloned().unwrap_or_default(),
+            alertname: view
+                .labels
+                .get("alertname")
+                .map(str::to_owned)
+                .unwrap_or_default(),
             fingerprint: view.fingerprint,
             what: What::Routed {
                 routes,
@@ -315,7 +319,11 @@ impl Routing {
                 self.happened.push(HistoryEntry {
                     at: now,
                     fingerprint: alert.fingerprint.clone(),
-                    alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+                    alertname: alert
+                        .labels
+                        .get("alertname")
+                        .map(str::to_owned)
+                        .unwrap_or_default(),
                     what: What::Notified {
                         notification: n.id.clone(),
                         receiver: n.receiver.clone(),
@@ -462,7 +470,11 @@ impl Routing {
             if view.silenced_by.contains(&silence.id) {
                 self.happened.push(HistoryEntry {
                     at: now,
-                    alertname: view.labels.get("alertname").cloned().unwrap_or_default(),
+                    alertname: view
+                        .labels
+                        .get("alertname")
+                        .map(str::to_owned)
+                        .unwrap_or_default(),
                     fingerprint: view.fingerprint,
                     what: What::Silenced {
                         silence: silence.id.clone(),

@@ -34,7 +34,7 @@ pub fn render_notification(notification: &Notification) -> String {
     let others: Vec<String> = notification
         .group_labels
         .iter()
-        .filter(|(name, _)| name.as_str() != "alertname")
+        .filter(|(name, _)| *name != "alertname")
         .map(|(name, value)| format!("{}={}", text(name), text(value)))
         .collect();
     if !others.is_empty() {
@@ -47,9 +47,7 @@ pub fn render_notification(notification: &Notification) -> String {
         .enumerate()
     {
         line.push_str(if i == 0 { " — " } else { "; " });
-        line.push_str(&text(
-            alert.labels.get("alertname").map_or("?", String::as_str),
-        ));
+        line.push_str(&text(alert.labels.get("alertname").unwrap_or("?")));
         for (name, value) in &alert.labels {
             if name == "alertname" || notification.group_labels.contains_key(name) {
                 continue;

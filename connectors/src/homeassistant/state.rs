@@ -272,7 +272,7 @@ mod tests {
             Timestamp::now(),
         )
         .unwrap();
-        assert_eq!(event.labels["name"], "freezer_temperature");
+        assert_eq!(&event.labels["name"], "freezer_temperature");
         let text = r#"{"id":1,"type":"event","event":{"event_type":"state_changed","data":{"entity_id":"light.hall","new_state":{"state":"on"}}}}"#;
         let (data, _) = change(text);
         assert_eq!(

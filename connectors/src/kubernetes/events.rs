@@ -487,8 +487,8 @@ mod tests {
             told.subject.as_str(),
             "k8s/event/media/Pod/jellyfin-0/BackOff"
         );
-        assert_eq!(told.labels["kind"], "Pod");
-        assert_eq!(told.labels["type"], "Warning");
+        assert_eq!(&told.labels["kind"], "Pod");
+        assert_eq!(&told.labels["type"], "Warning");
         assert_eq!(told.data["count"], 2);
         assert_eq!(told.data["component"], "kubelet");
         assert_eq!(

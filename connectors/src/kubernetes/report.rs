@@ -129,7 +129,7 @@ mod tests {
         );
         let event = &report.events[0];
         assert_eq!(event.subject.as_str(), "k8s/node/pi_1/ready");
-        assert_eq!(event.labels["node"], "pi/1");
+        assert_eq!(&event.labels["node"], "pi/1");
         assert!(
             !event.labels.contains_key("reason"),
             "empty labels are left out"

@@ -201,8 +201,8 @@ mod tests {
         assert_eq!(event.event_type, EVENT_TYPE);
         assert_eq!(event.subject.as_str(), "zigbee2mqtt/plug");
         assert_eq!(event.data, json!({"state": "ON"}));
-        assert_eq!(event.labels["device"], "plug");
-        assert_eq!(event.labels[RETAINED_LABEL], "true");
+        assert_eq!(&event.labels["device"], "plug");
+        assert_eq!(&event.labels[RETAINED_LABEL], "true");
         let plain = subs.to_event(&publish("tele/x/temp", b"21.5", false), now);
         assert_eq!(plain.unwrap().labels.len(), 0);
     }
@@ -218,10 +218,10 @@ mod tests {
             ("x-Y z".to_owned(), "1".to_owned()),
         ];
         let event = subs.to_event(&message, Timestamp::UNIX_EPOCH).unwrap();
-        assert_eq!(event.labels["device"], "plug");
-        assert_eq!(event.labels["property_room"], "kitchen", "the first wins");
-        assert_eq!(event.labels["property_device"], "not the capture");
-        assert_eq!(event.labels["property_x_y_z"], "1");
+        assert_eq!(&event.labels["device"], "plug");
+        assert_eq!(&event.labels["property_room"], "kitchen", "the first wins");
+        assert_eq!(&event.labels["property_device"], "not the capture");
+        assert_eq!(&event.labels["property_x_y_z"], "1");
         assert_eq!(event.labels.len(), 4);
     }
 

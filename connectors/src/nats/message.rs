@@ -149,9 +149,9 @@ mod tests {
         assert_eq!(event.data, json!(21.5));
         assert_eq!(event.event_type, EVENT_TYPE);
         assert_eq!(event.source, "nats://127.0.0.1:4222");
-        assert_eq!(event.labels["room"], "kitchen");
-        assert_eq!(event.labels["header_x_device"], "esp-1");
-        assert_eq!(event.labels["header_header_room"], "from-header");
+        assert_eq!(&event.labels["room"], "kitchen");
+        assert_eq!(&event.labels["header_x_device"], "esp-1");
+        assert_eq!(&event.labels["header_header_room"], "from-header");
     }
 
     #[test]

@@ -446,7 +446,7 @@ mod tests {
             "🔴 <b>Freezer</b>",
             vec![ButtonAlert {
                 fingerprint: "f1".into(),
-                labels: Labels::from([("alertname".into(), "freezer".into())]),
+                labels: Labels::from([("alertname", "freezer")]),
             }],
             now,
         )

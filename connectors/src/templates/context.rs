@@ -97,13 +97,17 @@ pub fn context(notification: &Notification, external_url: &str, locale: Locale) 
 }
 
 fn alert_context(alert: &NotifiedAlert, now: Timestamp, locale: Locale) -> Value {
-    let name = alert.labels.get("alertname").cloned().unwrap_or_default();
+    let name = alert
+        .labels
+        .get("alertname")
+        .map(str::to_owned)
+        .unwrap_or_default();
     let where_ = WHERE_LABELS
         .iter()
-        .filter_map(|l| alert.labels.get(*l))
+        .filter_map(|l| alert.labels.get(l))
         .filter(|v| !v.is_empty())
         .fold(Vec::<&str>::new(), |mut seen, v| {
-            if !seen.contains(&v.as_str()) {
+            if !seen.contains(&v) {
                 seen.push(v);
             }
             seen
@@ -116,7 +120,7 @@ fn alert_context(alert: &NotifiedAlert, now: Timestamp, locale: Locale) -> Value
     json!({
         "status": alert.status.as_str(),
         "marker": marker(alert),
-        "severity": alert.labels.get("severity").cloned().unwrap_or_default(),
+        "severity": alert.labels.get("severity").map(str::to_owned).unwrap_or_default(),
         "name": name,
         "summary": summary(alert),
         "description": annotation(alert, &["description", "message"]).unwrap_or_default(),
@@ -135,16 +139,16 @@ fn alert_context(alert: &NotifiedAlert, now: Timestamp, locale: Locale) -> Value
 fn annotation(alert: &NotifiedAlert, names: &[&str]) -> Option<String> {
     names
         .iter()
-        .filter_map(|n| alert.annotations.get(*n))
+        .filter_map(|n| alert.annotations.get(n))
         .find(|v| !v.trim().is_empty())
-        .cloned()
+        .map(str::to_owned)
 }
 
 /// What happened, in a few words: the `summary` (or `title`) annotation, else the alert's
 /// name.
 fn summary(alert: &NotifiedAlert) -> String {
     annotation(alert, &["summary", "title"])
-        .or_else(|| alert.labels.get("alertname").cloned())
+        .or_else(|| alert.labels.get("alertname").map(str::to_owned))
         .unwrap_or_else(|| "alert".to_owned())
 }
 
@@ -159,16 +163,12 @@ fn title(notification: &Notification) -> String {
         .get("summary")
         .filter(|s| !s.trim().is_empty())
     {
-        return summary.clone();
+        return summary.to_owned();
     }
     if let Some(name) = notification.common_labels.get("alertname") {
-        return name.clone();
+        return name.to_owned();
     }
-    let values: Vec<&str> = notification
-        .group_labels
-        .values()
-        .map(String::as_str)
-        .collect();
+    let values: Vec<&str> = notification.group_labels.values().collect();
     if values.is_empty() {
         format!("{} alerts", notification.alerts.len())
     } else {

@@ -133,7 +133,7 @@ mod tests {
         let states: Vec<(&str, &str)> = hot
             .series
             .iter()
-            .map(|s| (s.labels["room"].as_str(), s.state.as_str()))
+            .map(|s| (&s.labels["room"], s.state.as_str()))
             .collect();
         assert_eq!(states, [("a", "inactive"), ("b", "pending")]);
         assert_eq!(

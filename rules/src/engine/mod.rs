@@ -218,9 +218,7 @@ impl<'a, C: Iterator<Item = (&'a str, &'a str)> + Clone> SeriesId<C> {
     fn key(&self, seed: u64) -> u64 {
         match self {
             Self::Captures(pairs) => fingerprint_hash_from(seed, pairs.clone()),
-            Self::Labels(labels) => {
-                fingerprint_hash_from(seed, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            }
+            Self::Labels(labels) => fingerprint_hash_from(seed, labels.iter()),
         }
     }
 
@@ -358,7 +356,12 @@ impl Engine {
                     let labels = all_labels();
                     let chosen: Labels = names
                         .iter()
-                        .map(|n| (n.clone(), labels.get(n).cloned().unwrap_or_default()))
+                        .map(|n| {
+                            (
+                                n.clone(),
+                                labels.get(n).map(str::to_owned).unwrap_or_default(),
+                            )
+                        })
                         .collect();
                     SeriesId::Labels(chosen)
                 }

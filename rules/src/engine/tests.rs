@@ -291,11 +291,11 @@ fn captures_make_one_series_per_label_set_and_render_templates() {
     let Output::Alert(alert) = &out[0] else {
         panic!()
     };
-    assert_eq!(alert.labels["host"], "pi-1");
-    assert_eq!(alert.labels["alertname"], "r");
-    assert_eq!(alert.labels["severity"], "warning");
-    assert_eq!(alert.labels["team"], "home");
-    assert_eq!(alert.annotations["summary"], "pi-1 at 81");
+    assert_eq!(&alert.labels["host"], "pi-1");
+    assert_eq!(&alert.labels["alertname"], "r");
+    assert_eq!(&alert.labels["severity"], "warning");
+    assert_eq!(&alert.labels["team"], "home");
+    assert_eq!(&alert.annotations["summary"], "pi-1 at 81");
     assert_eq!(e.alerts(at(0)).len(), 2);
 }
 

@@ -53,8 +53,8 @@ pub(super) fn labels_to_val(labels: &atalaya_bus::Labels) -> Box<dyn Val> {
         labels
             .iter()
             .map(|(k, v)| {
-                let v: Box<dyn Val> = Box::new(CelString::from(v.clone()));
-                (CelMapKey::from(k.clone()), v)
+                let v: Box<dyn Val> = Box::new(CelString::from(v.to_owned()));
+                (CelMapKey::from(k.to_owned()), v)
             })
             .collect::<HashMap<_, _>>(),
     ))

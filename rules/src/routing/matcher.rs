@@ -110,7 +110,7 @@ impl Matcher {
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {
-        let value = labels.get(&self.name).map_or("", String::as_str);
+        let value = labels.get(&self.name).unwrap_or("");
         match (&self.op, &self.regex) {
             (MatchOp::Equal, _) => value == self.value,
             (MatchOp::NotEqual, _) => value != self.value,

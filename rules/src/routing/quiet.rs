@@ -42,7 +42,7 @@ fn applies(
             && notification.alerts.iter().all(|a| {
                 a.labels
                     .get("severity")
-                    .is_some_and(|s| rule.severities.contains(s))
+                    .is_some_and(|s| rule.severities.iter().any(|x| x == s))
             }));
     let by_time = rule.time_intervals.is_empty()
         || rule

@@ -460,7 +460,7 @@ impl TransitionLog {
             let labels: Vec<String> = alert
                 .labels
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "severity"))
+                .filter(|(k, _)| !matches!(*k, "alertname" | "severity"))
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             text.push_str(&format!(

@@ -234,7 +234,11 @@ impl LaneTask {
             .map(|alert| HistoryEntry {
                 at: now,
                 fingerprint: alert.fingerprint.clone(),
-                alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+                alertname: alert
+                    .labels
+                    .get("alertname")
+                    .map(str::to_owned)
+                    .unwrap_or_default(),
                 what: What::Attempt {
                     notification: n.id.clone(),
                     receiver: n.receiver.clone(),

@@ -132,7 +132,6 @@ impl<'p, W: Write> Report<'p, W> {
                     .labels
                     .iter()
                     .filter(|(k, _)| *k != "alertname")
-                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 format!(
                     "{at} {:<8} {} {} value={}",
@@ -298,7 +297,7 @@ fn alert_names(notification: &Notification) -> String {
     let mut names: Vec<&str> = notification
         .alerts
         .iter()
-        .filter_map(|a| a.labels.get("alertname").map(String::as_str))
+        .filter_map(|a| a.labels.get("alertname"))
         .collect();
     names.sort_unstable();
     names.dedup();

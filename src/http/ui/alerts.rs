@@ -91,7 +91,7 @@ pub async fn page(
             let group = if by.is_empty() {
                 heading.clone()
             } else {
-                format!("{by}={}", alert.labels.get(by).map_or("", String::as_str))
+                format!("{by}={}", alert.labels.get(by).unwrap_or(""))
             };
             rows.push(Row { group, alert });
         }
@@ -245,12 +245,12 @@ fn filter_form(ctx: &Ctx, by: &str, filter: &str, error: Option<&String>) -> Mar
 fn alert_card(ctx: &Ctx, alert: &AlertView) -> Markup {
     let silenced = !alert.silenced_by.is_empty();
     let inhibited = !alert.inhibited_by.is_empty();
-    let name = alert.labels.get("alertname").map_or("", String::as_str);
+    let name = alert.labels.get("alertname").unwrap_or("");
     let summary = alert
         .annotations
         .get("summary")
         .filter(|s| !s.trim().is_empty())
-        .map_or(name, String::as_str);
+        .unwrap_or(name);
     let (badge, badge_text) = if silenced {
         ("silenced", Text::Silenced)
     } else if inhibited {

@@ -258,7 +258,7 @@ pub fn clip(text: &str, max: usize) -> String {
 
 /// Labels as chips, values cut and isolated (`bdi`: a right-to-left mark in a value stays in
 /// it).
-pub fn labels<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Markup {
+pub fn labels<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Markup {
     html! {
         ul.labels {
             @for (name, value) in labels {
@@ -366,7 +366,7 @@ mod tests {
             "A".repeat(64 * 1024)
         );
         let pairs = [("room".to_owned(), hostile)];
-        let shown = labels(pairs.iter().map(|(k, v)| (k, v))).into_string();
+        let shown = labels(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into_string();
         assert!(!shown.contains("<script>"), "{shown}");
         assert!(shown.contains("&lt;script&gt;"));
         assert!(shown.contains("<bdi>"));

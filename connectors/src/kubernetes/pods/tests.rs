@@ -147,7 +147,7 @@ fn pending_too_long_is_told_by_the_timer_and_its_end_once() {
     assert_eq!(report.events.len(), 1);
     assert_eq!(report.events[0].data["active"], true);
     assert_eq!(report.events[0].data["for_seconds"], 300);
-    assert_eq!(report.events[0].labels["node"], "pi-2");
+    assert_eq!(&report.events[0].labels["node"], "pi-2");
     assert_eq!(pods().next_check(&summary), None);
 
     let (_, told) = tell(Before::Known(&summary), &pod("Running", running(0, None)));

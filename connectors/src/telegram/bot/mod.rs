@@ -801,7 +801,11 @@ impl Poller {
         };
         let mut groups: BTreeMap<String, Vec<&ChatAlert>> = BTreeMap::new();
         for alert in alerts.iter().filter(|a| a.firing) {
-            let name = alert.labels.get("alertname").cloned().unwrap_or_default();
+            let name = alert
+                .labels
+                .get("alertname")
+                .map(str::to_owned)
+                .unwrap_or_default();
             groups.entry(name).or_default().push(alert);
         }
         metrics.update("command", "done");

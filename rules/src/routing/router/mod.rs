@@ -59,13 +59,11 @@ pub struct Router {
     routes: HashMap<String, Route>,
     /// Every alert some group holds, by fingerprint. Boxed: the table keeps its spare
     /// slots (up to half of them) a pointer wide instead of an alert wide.
-    alerts: HashMap<String, Box<RoutedAlert>>,
+    alerts: HashMap<String, Box<Held>>,
     /// Aggregation groups by group key.
     groups: BTreeMap<String, Group>,
     /// Silences by id, with their compiled matchers.
     silences: BTreeMap<String, (Silence, Matchers)>,
-    /// Per alert, how many groups hold it: it is forgotten when none does.
-    holders: HashMap<String, u32>,
     /// Every group's next flush, soonest first.
     deadlines: BTreeSet<(Timestamp, String)>,
     /// What changed since the last [`Router::take_changes`].
@@ -85,6 +83,12 @@ impl Changed {
     fn is_empty(&self) -> bool {
         self.alerts.is_empty() && self.groups.is_empty() && self.silences.is_empty()
     }
+}
+
+/// An alert the router holds, and how many groups hold it: it is forgotten when none does.
+struct Held {
+    alert: RoutedAlert,
+    groups: u32,
 }
 
 /// An aggregation group: the alerts one route groups together under one set of label
@@ -121,7 +125,6 @@ impl Router {
             alerts: HashMap::new(),
             groups: BTreeMap::new(),
             silences: BTreeMap::new(),
-            holders: HashMap::new(),
             deadlines: BTreeSet::new(),
             changed: Changed::default(),
         }
@@ -139,19 +142,16 @@ impl Router {
     /// Takes in a new or updated alert. A resolved alert the router never saw firing is
     /// dropped: there is nobody to tell.
     pub fn on_alert(&mut self, now: Timestamp, alert: RoutedAlert) {
-        let mut alert = match self.alerts.get(&alert.fingerprint) {
-            Some(known) => known.merge(alert),
+        let (mut alert, groups) = match self.alerts.get(&alert.fingerprint) {
+            Some(known) => (known.alert.merge(alert), known.groups),
             None if alert.is_resolved(now) => return,
-            None => alert,
+            None => (alert, 0),
         };
         alert.updated_at = Some(now);
-        // Held for as long as it fires: without the room left from building them.
-        alert.labels.shrink_to_fit();
-        alert.annotations.shrink_to_fit();
         self.changed.alerts.insert(alert.fingerprint.clone());
-        self.route(&alert, now);
+        let groups = groups + self.route(&alert, now);
         self.alerts
-            .insert(alert.fingerprint.clone(), Box::new(alert));
+            .insert(alert.fingerprint.clone(), Box::new(Held { alert, groups }));
     }
 
     /// Routes the alerts among the rule engine's outputs (actions are not the router's):
@@ -173,8 +173,10 @@ impl Router {
         taken_in
     }
 
-    /// Puts `alert` in the group of every route it reaches, creating groups as needed.
-    fn route(&mut self, alert: &RoutedAlert, now: Timestamp) {
+    /// Puts `alert` in the group of every route it reaches, creating groups as needed;
+    /// returns how many groups took it in (did not hold it already).
+    fn route(&mut self, alert: &RoutedAlert, now: Timestamp) -> u32 {
+        let mut taken = 0;
         for route in self.policy.tree.matching(&alert.labels) {
             let labels = group_labels(&route.group_by, &alert.labels);
             let key = group_key(&route.id, &labels);
@@ -196,7 +198,7 @@ impl Router {
                 }
             });
             if group.alerts.insert(alert.fingerprint.clone()) {
-                *self.holders.entry(alert.fingerprint.clone()).or_default() += 1;
+                taken += 1;
             }
             let before = group.next_flush;
             // An alert that has been firing longer than the wait needs no waiting for
@@ -211,6 +213,7 @@ impl Router {
                 self.changed.groups.insert(key);
             }
         }
+        taken
     }
 
     /// Flushes every group that is due; returns the notifications to write to the outbox.
@@ -254,7 +257,7 @@ impl Router {
         let mut alerts: Vec<&RoutedAlert> = group
             .alerts
             .iter()
-            .filter_map(|fp| self.alerts.get(fp).map(|a| &**a))
+            .filter_map(|fp| self.alert(fp))
             .filter(|a| self.inhibited_by(a, now).is_none() && self.silenced_by(a, now).is_empty())
             .collect();
         alerts.sort_by(|a, b| {
@@ -318,7 +321,7 @@ impl Router {
             let stays = self
                 .alerts
                 .get(fp)
-                .is_some_and(|a| !a.is_resolved(now) || (a.is_instant() && muted));
+                .is_some_and(|a| !a.alert.is_resolved(now) || (a.alert.is_instant() && muted));
             if !stays {
                 left.push(fp.clone());
             }
@@ -336,13 +339,24 @@ impl Router {
     /// A group let go of an alert: once no group holds it (resolved, and told), it is
     /// forgotten.
     fn release(&mut self, fingerprint: String) {
-        let holders = self.holders.entry(fingerprint.clone()).or_default();
-        *holders = holders.saturating_sub(1);
-        if *holders == 0 {
-            self.holders.remove(&fingerprint);
+        let Some(held) = self.alerts.get_mut(&fingerprint) else {
+            return;
+        };
+        held.groups = held.groups.saturating_sub(1);
+        if held.groups == 0 {
             self.alerts.remove(&fingerprint);
             self.changed.alerts.insert(fingerprint);
         }
+    }
+
+    /// The alert held by this fingerprint.
+    fn alert(&self, fingerprint: &str) -> Option<&RoutedAlert> {
+        self.alerts.get(fingerprint).map(|held| &held.alert)
+    }
+
+    /// Every alert held, in no order.
+    fn held(&self) -> impl Iterator<Item = &RoutedAlert> {
+        self.alerts.values().map(|held| &held.alert)
     }
 
     /// Whether notifications of `route` are muted at `now` by its time intervals.
@@ -367,7 +381,7 @@ impl Router {
             // An alert matching both sides is not inhibited by another that does too
             // (Alertmanager's rule, so such alerts cannot mute each other).
             let two_sided = rule.source.matches(&alert.labels);
-            let source = self.alerts.values().map(|s| &**s).find(|s| {
+            let source = self.held().find(|s| {
                 s.fingerprint != alert.fingerprint
                     && !s.is_resolved(now)
                     && rule.source.matches(&s.labels)
@@ -440,12 +454,12 @@ impl Router {
         self.routes = routes_by_id(&policy);
         self.policy = policy;
         let old = std::mem::take(&mut self.groups);
-        self.holders.clear();
         self.deadlines.clear();
-        let alerts: Vec<RoutedAlert> = self.alerts.values().map(|a| (**a).clone()).collect();
-        for alert in &alerts {
-            self.route(alert, now);
+        let mut alerts = std::mem::take(&mut self.alerts);
+        for held in alerts.values_mut() {
+            held.groups = self.route(&held.alert, now);
         }
+        self.alerts = alerts;
         for (key, group) in &mut self.groups {
             if let Some(previous) = old.get(key)
                 && previous.receiver == group.receiver
@@ -515,7 +529,7 @@ fn group_labels(group_by: &GroupBy, labels: &Labels) -> Labels {
         GroupBy::All => labels.clone(),
         GroupBy::Labels(names) => names
             .iter()
-            .filter_map(|n| labels.get(n).map(|v| (n.clone(), v.clone())))
+            .filter_map(|n| labels.get(n).map(|v| (n, v)))
             .collect(),
     }
 }
@@ -529,7 +543,7 @@ fn group_key(route_id: &str, labels: &Labels) -> String {
         }
         key.push_str(name);
         key.push('=');
-        key.push_str(&serde_json::Value::String(value.clone()).to_string());
+        key.push_str(&serde_json::Value::String(value.to_owned()).to_string());
     }
     key.push('}');
     key

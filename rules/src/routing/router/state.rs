@@ -9,7 +9,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Group, RoutedAlert, Router};
+use super::{Group, Held, RoutedAlert, Router};
 use crate::routing::silence::Silence;
 use atalaya_bus::delivery::notification::Status;
 use atalaya_bus::fingerprint::labels_fingerprint;
@@ -215,7 +215,7 @@ impl Router {
     /// The whole state; clears [`Router::is_dirty`].
     pub fn snapshot(&mut self) -> RouterState {
         self.changed = Default::default();
-        let mut alerts: Vec<RoutedAlert> = self.alerts.values().map(|a| (**a).clone()).collect();
+        let mut alerts: Vec<RoutedAlert> = self.held().cloned().collect();
         alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         RouterState {
             alerts,
@@ -235,7 +235,7 @@ impl Router {
         let mut changes = RouterChanges::default();
         for fingerprint in changed.alerts {
             let key = key(ALERT_PREFIX, &fingerprint);
-            match self.alerts.get(&fingerprint) {
+            match self.alert(&fingerprint) {
                 Some(alert) => changes.puts.push((key, serde_json::to_vec(alert)?)),
                 None => changes.deletes.push(key),
             }
@@ -275,7 +275,11 @@ impl Router {
         self.alerts = state
             .alerts
             .into_iter()
-            .map(|a| (a.fingerprint.clone(), Box::new(a)))
+            .map(|alert| {
+                let fingerprint = alert.fingerprint.clone();
+                // How many groups hold it: counted when set_policy routes it, below.
+                (fingerprint, Box::new(Held { alert, groups: 0 }))
+            })
             .collect();
         self.groups = state.groups.into_iter().collect();
         self.silences.clear();
@@ -306,7 +310,7 @@ impl Router {
     /// alert's labels each time).
     pub fn alert_states(&self, now: Timestamp) -> [(&'static str, i64); 3] {
         let (mut active, mut suppressed, mut resolved) = (0, 0, 0);
-        for alert in self.alerts.values() {
+        for alert in self.held() {
             if alert.is_resolved(now) {
                 resolved += 1;
             } else if self.silenced_by(alert, now).is_empty()
@@ -326,7 +330,7 @@ impl Router {
 
     /// Every alert held, firing first then by start, with why it is or is not notified.
     pub fn alerts(&self, now: Timestamp) -> Vec<AlertView> {
-        let mut views: Vec<AlertView> = self.alerts.values().map(|a| self.view(a, now)).collect();
+        let mut views: Vec<AlertView> = self.held().map(|a| self.view(a, now)).collect();
         views.sort_by(|a, b| {
             (a.status == Status::Resolved, a.starts_at, &a.fingerprint).cmp(&(
                 b.status == Status::Resolved,
@@ -340,7 +344,7 @@ impl Router {
     /// The alert the router knows by `fingerprint` (its own identity, [`RoutedAlert`]'s),
     /// with why it is or is not notified.
     pub fn view_of(&self, fingerprint: &str, now: Timestamp) -> Option<AlertView> {
-        self.alerts.get(fingerprint).map(|a| self.view(a, now))
+        self.alert(fingerprint).map(|a| self.view(a, now))
     }
 
     /// The aggregation groups that hold alerts, ordered by key, each with its alerts
@@ -353,7 +357,7 @@ impl Router {
                 let mut alerts: Vec<AlertView> = g
                     .alerts
                     .iter()
-                    .filter_map(|fp| self.alerts.get(fp))
+                    .filter_map(|fp| self.alert(fp))
                     .map(|a| self.view(a, now))
                     .collect();
                 alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));

@@ -77,7 +77,7 @@ fn summary(sent: &[(Timestamp, Notification)]) -> Vec<(Timestamp, String)> {
                 .map(|a| {
                     format!(
                         "{}{}",
-                        a.labels.get("alertname").map_or("?", String::as_str),
+                        a.labels.get("alertname").unwrap_or("?"),
                         if a.status == Status::Resolved {
                             "(resolved)"
                         } else {
@@ -230,13 +230,7 @@ receivers:
     let sent = run(&mut router, t("1m"));
     let silent: Vec<(&str, usize, bool)> = sent
         .iter()
-        .map(|(_, n)| {
-            (
-                n.group_labels["alertname"].as_str(),
-                n.integration,
-                n.silent,
-            )
-        })
+        .map(|(_, n)| (&n.group_labels["alertname"], n.integration, n.silent))
         .collect();
     assert_eq!(
         silent,
@@ -346,7 +340,7 @@ fn a_firing_source_inhibits_targets_with_equal_labels() {
         .filter(|v| !v.inhibited_by.is_empty())
         .collect();
     assert_eq!(inhibited.len(), 1);
-    assert_eq!(inhibited[0].labels["node"], "pi1");
+    assert_eq!(&inhibited[0].labels["node"], "pi1");
     assert_eq!(inhibited[0].state(), "suppressed");
 
     // The source resolves: the target is told at its next flush.
@@ -667,7 +661,7 @@ fn notification_ids_are_unique_and_alerts_ordered() {
         .1
         .alerts
         .iter()
-        .map(|a| a.labels["alertname"].as_str())
+        .map(|a| &a.labels["alertname"])
         .collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(second[0].1.group_key, "{}:{room=\"hall\"}");
