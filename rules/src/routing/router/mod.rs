@@ -66,6 +66,8 @@ pub struct Router {
     silences: BTreeMap<String, (Silence, Matchers)>,
     /// Every group's next flush, soonest first.
     deadlines: BTreeSet<(Timestamp, String)>,
+    /// The store key number the next alert taken in gets ([`Held::record`]).
+    next_record: u64,
     /// What changed since the last [`Router::take_changes`].
     changed: Changed,
 }
@@ -74,14 +76,20 @@ pub struct Router {
 /// and no longer held is deleted from the store.
 #[derive(Default)]
 struct Changed {
+    /// Alerts to write, by fingerprint (an alert no longer held is in `deleted`).
     alerts: HashSet<String>,
+    /// Store keys of alert records to delete: alerts forgotten, records moved.
+    deleted: Vec<Vec<u8>>,
     groups: HashSet<String>,
     silences: HashSet<String>,
 }
 
 impl Changed {
     fn is_empty(&self) -> bool {
-        self.alerts.is_empty() && self.groups.is_empty() && self.silences.is_empty()
+        self.alerts.is_empty()
+            && self.deleted.is_empty()
+            && self.groups.is_empty()
+            && self.silences.is_empty()
     }
 }
 
@@ -89,6 +97,11 @@ impl Changed {
 struct Held {
     alert: RoutedAlert,
     groups: u32,
+    /// Its record's number in the store's key ([`state::alert_key`]): given in the order
+    /// alerts are taken in, so a commit of new alerts adds to the end of the store's tree
+    /// instead of a leaf here and there (what made each commit's cost grow with the
+    /// alerts held when records were keyed by fingerprint).
+    record: u64,
 }
 
 /// An aggregation group: the alerts one route groups together under one set of label
@@ -126,6 +139,7 @@ impl Router {
             groups: BTreeMap::new(),
             silences: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            next_record: 0,
             changed: Changed::default(),
         }
     }
@@ -142,16 +156,25 @@ impl Router {
     /// Takes in a new or updated alert. A resolved alert the router never saw firing is
     /// dropped: there is nobody to tell.
     pub fn on_alert(&mut self, now: Timestamp, alert: RoutedAlert) {
-        let (mut alert, groups) = match self.alerts.get(&alert.fingerprint) {
-            Some(known) => (known.alert.merge(alert), known.groups),
+        let (mut alert, groups, record) = match self.alerts.get(&alert.fingerprint) {
+            Some(known) => (known.alert.merge(alert), known.groups, known.record),
             None if alert.is_resolved(now) => return,
-            None => (alert, 0),
+            None => {
+                self.next_record += 1;
+                (alert, 0, self.next_record)
+            }
         };
         alert.updated_at = Some(now);
         self.changed.alerts.insert(alert.fingerprint.clone());
         let groups = groups + self.route(&alert, now);
-        self.alerts
-            .insert(alert.fingerprint.clone(), Box::new(Held { alert, groups }));
+        self.alerts.insert(
+            alert.fingerprint.clone(),
+            Box::new(Held {
+                alert,
+                groups,
+                record,
+            }),
+        );
     }
 
     /// Routes the alerts among the rule engine's outputs (actions are not the router's):
@@ -344,8 +367,9 @@ impl Router {
         };
         held.groups = held.groups.saturating_sub(1);
         if held.groups == 0 {
+            self.changed.deleted.push(state::alert_key(held.record));
             self.alerts.remove(&fingerprint);
-            self.changed.alerts.insert(fingerprint);
+            self.changed.alerts.remove(&fingerprint);
         }
     }
 

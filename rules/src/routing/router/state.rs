@@ -1,10 +1,12 @@
 //! The router's state for the store, and the views of alerts listed by the API.
 //!
 //! In the store every alert, group and silence is its own record, under a key that says what
-//! it is ([`ALERT_PREFIX`] + fingerprint, [`GROUP_PREFIX`] + group key, [`SILENCE_PREFIX`] +
-//! id), so a change writes only the items it touched. Versions before 0.2 kept the whole
-//! state in one record under [`LEGACY_KEY`]; it is still read, and replaced by item records
-//! at the first write.
+//! it is ([`ALERT_PREFIX`] + `#` + the alert's record number in 16 hex digits, given in the
+//! order alerts are taken in; [`GROUP_PREFIX`] + group key; [`SILENCE_PREFIX`] + id), so a
+//! change writes only the items it touched, and new alerts land at the end of the table.
+//! Alert records keyed by fingerprint (as earlier builds wrote them) are read, and moved to a numbered key at
+//! the next write. Versions before 0.2 kept the whole state in one record under
+//! [`LEGACY_KEY`]; it is still read, and replaced by item records at the first write.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -14,7 +16,8 @@ use crate::routing::silence::Silence;
 use atalaya_bus::delivery::notification::Status;
 use atalaya_bus::fingerprint::labels_fingerprint;
 
-/// Store key prefix of an alert's record (then its fingerprint).
+/// Store key prefix of an alert's record (then `#` and its record number, [`alert_key`]; or,
+/// as earlier builds wrote it, its fingerprint).
 pub const ALERT_PREFIX: &[u8] = b"alert\0";
 /// Store key prefix of a group's record (then its group key).
 pub const GROUP_PREFIX: &[u8] = b"group\0";
@@ -36,6 +39,21 @@ impl RouterChanges {
     }
 }
 
+/// The store key of the alert record numbered `record`: in the table's order, numbers in
+/// the order given.
+pub(super) fn alert_key(record: u64) -> Vec<u8> {
+    key(ALERT_PREFIX, &format!("#{record:016x}"))
+}
+
+/// The record number in an alert record's key; `None` for a key of the older form.
+fn alert_record(key: &[u8]) -> Option<u64> {
+    let hex = key.strip_prefix(ALERT_PREFIX)?.strip_prefix(b"#")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
 fn key(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + id.len());
     key.extend_from_slice(prefix);
@@ -48,6 +66,10 @@ fn key(prefix: &[u8], id: &str) -> Vec<u8> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RouterState {
     alerts: Vec<RoutedAlert>,
+    /// The store key each alert was read from, by position (shorter when some came from
+    /// the legacy record, which has none).
+    #[serde(skip)]
+    alert_keys: Vec<Vec<u8>>,
     groups: Vec<(String, Group)>,
     silences: Vec<Silence>,
 }
@@ -113,7 +135,12 @@ impl RouterState {
                 continue;
             }
             let read = if key.starts_with(ALERT_PREFIX) {
-                read_record(&value, "alert", &mut state.alerts)
+                let read = read_record(&value, "alert", &mut state.alerts);
+                if read.is_ok() {
+                    state.alert_keys.resize(state.alerts.len() - 1, Vec::new());
+                    state.alert_keys.push(key.clone());
+                }
+                read
             } else if key.starts_with(GROUP_PREFIX) {
                 read_record(&value, "group", &mut state.groups)
             } else if key.starts_with(SILENCE_PREFIX) {
@@ -215,10 +242,11 @@ impl Router {
     /// The whole state; clears [`Router::is_dirty`].
     pub fn snapshot(&mut self) -> RouterState {
         self.changed = Default::default();
-        let mut alerts: Vec<RoutedAlert> = self.held().cloned().collect();
-        alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        let mut held: Vec<&Held> = self.alerts.values().map(|h| &**h).collect();
+        held.sort_by(|a, b| a.alert.fingerprint.cmp(&b.alert.fingerprint));
         RouterState {
-            alerts,
+            alerts: held.iter().map(|h| h.alert.clone()).collect(),
+            alert_keys: held.iter().map(|h| alert_key(h.record)).collect(),
             groups: self
                 .groups
                 .iter()
@@ -234,12 +262,12 @@ impl Router {
         let changed = std::mem::take(&mut self.changed);
         let mut changes = RouterChanges::default();
         for fingerprint in changed.alerts {
-            let key = key(ALERT_PREFIX, &fingerprint);
-            match self.alert(&fingerprint) {
-                Some(alert) => changes.puts.push((key, serde_json::to_vec(alert)?)),
-                None => changes.deletes.push(key),
+            if let Some(held) = self.alerts.get(&fingerprint) {
+                let record = serde_json::to_vec(&held.alert)?;
+                changes.puts.push((alert_key(held.record), record));
             }
         }
+        changes.deletes.extend(changed.deleted);
         for group_key in changed.groups {
             let key = key(GROUP_PREFIX, &group_key);
             match self.groups.get(&group_key) {
@@ -272,15 +300,39 @@ impl Router {
     /// returned, for the caller to set aside. Groups whose flush fell due while down flush
     /// at the next tick.
     pub fn restore(&mut self, state: RouterState, now: Timestamp) -> Vec<UnrestorableItem> {
-        self.alerts = state
-            .alerts
-            .into_iter()
-            .map(|alert| {
-                let fingerprint = alert.fingerprint.clone();
-                // How many groups hold it: counted when set_policy routes it, below.
-                (fingerprint, Box::new(Held { alert, groups: 0 }))
-            })
-            .collect();
+        let keys = state.alert_keys;
+        let numbered = |at: usize| keys.get(at).and_then(|key| alert_record(key));
+        self.next_record = (0..state.alerts.len())
+            .filter_map(numbered)
+            .max()
+            .unwrap_or(0);
+        self.alerts.clear();
+        for (at, alert) in state.alerts.into_iter().enumerate() {
+            let fingerprint = alert.fingerprint.clone();
+            let record = match numbered(at) {
+                Some(record) => record,
+                // Keyed by fingerprint (or in the legacy record): numbered now, and moved
+                // at the next write.
+                None => {
+                    self.next_record += 1;
+                    self.changed.alerts.insert(fingerprint.clone());
+                    self.changed
+                        .deleted
+                        .extend(keys.get(at).filter(|key| !key.is_empty()).cloned());
+                    self.next_record
+                }
+            };
+            // How many groups hold it: counted when set_policy routes it, below.
+            let held = Box::new(Held {
+                alert,
+                groups: 0,
+                record,
+            });
+            if let Some(twin) = self.alerts.insert(fingerprint, held) {
+                // Two records of one alert: the later read stays.
+                self.changed.deleted.push(alert_key(twin.record));
+            }
+        }
         self.groups = state.groups.into_iter().collect();
         self.silences.clear();
         let mut unrestorable = Vec::new();

@@ -900,3 +900,87 @@ fn alert_state_counts_agree_with_the_views() {
     }
     assert_eq!(router.alert_states(now)[2], ("resolved", 1));
 }
+
+#[test]
+fn alert_records_are_numbered_in_arrival_order_and_old_keys_move() {
+    let mut router = Router::new(policy(GROUPING));
+    let mut store = BTreeMap::new();
+    for name in ["zebra", "apple", "mango"] {
+        router.on_alert(
+            t("0s"),
+            firing(&[("alertname", name), ("room", "hall")], t("0s")),
+        );
+    }
+    apply(&mut store, router.take_changes().unwrap());
+    // Keys in the order the alerts came, whatever their fingerprints: a commit of new
+    // alerts adds to the end of the table.
+    let names: Vec<String> = store
+        .iter()
+        .filter(|(k, _)| k.starts_with(ALERT_PREFIX))
+        .map(|(_, v)| {
+            let alert: RoutedAlert = serde_json::from_slice(v).unwrap();
+            alert.labels.get("alertname").unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["zebra", "apple", "mango"]);
+
+    // A record written under its fingerprint (as earlier builds did) is read, and moved to a
+    // numbered key after the newest at the next write; numbered ones stay where they are.
+    let (old_key, old_record) = {
+        let mut other = Router::new(policy(GROUPING));
+        other.on_alert(
+            t("0s"),
+            firing(&[("alertname", "old"), ("room", "hall")], t("0s")),
+        );
+        let alert = other.held().next().unwrap().clone();
+        let mut key = ALERT_PREFIX.to_vec();
+        key.extend_from_slice(alert.fingerprint.as_bytes());
+        (key, serde_json::to_vec(&alert).unwrap())
+    };
+    store.insert(old_key.clone(), old_record);
+    let (state, unreadable) =
+        RouterState::from_records(store.clone().into_iter().collect()).unwrap();
+    assert!(unreadable.is_empty());
+    let mut restored = Router::new(policy(GROUPING));
+    restored.restore(state, t("1s"));
+    assert_eq!(restored.alert_count(), 4);
+    let changes = restored.take_changes().unwrap();
+    assert_eq!(changes.deletes, std::slice::from_ref(&old_key));
+    let moved: Vec<&Vec<u8>> = changes
+        .puts
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(ALERT_PREFIX))
+        .collect();
+    assert_eq!(moved.len(), 1, "only the old record is written again");
+    assert!(
+        store
+            .keys()
+            .filter(|k| k.starts_with(ALERT_PREFIX) && **k != old_key)
+            .all(|k| k < moved[0]),
+        "after the numbered ones"
+    );
+    apply(&mut store, changes);
+    assert_eq!(
+        store.keys().filter(|k| k.starts_with(ALERT_PREFIX)).count(),
+        4,
+        "every alert once"
+    );
+
+    // A new alert after the restore numbers after all of them; a forgotten one's record
+    // is deleted under its number.
+    restored.on_alert(
+        t("2s"),
+        firing(&[("alertname", "late"), ("room", "hall")], t("2s")),
+    );
+    let changes = restored.take_changes().unwrap();
+    assert!(
+        changes.puts[0].0
+            > *store
+                .keys()
+                .filter(|k| k.starts_with(ALERT_PREFIX))
+                .max()
+                .unwrap()
+    );
+    apply(&mut store, changes);
+}
