@@ -114,7 +114,7 @@ struct Group {
     /// Fingerprints of the alerts in the group. Not stored: a restore routes the alerts
     /// again, which fills it (and keeps a group record small whatever its size).
     #[serde(skip)]
-    alerts: BTreeSet<String>,
+    alerts: HashSet<String>,
     next_flush: Timestamp,
     has_flushed: bool,
     /// Per integration of the receiver: what it was last notified of (Alertmanager's
@@ -214,7 +214,7 @@ impl Router {
                     route_id: route.id.clone(),
                     receiver: route.receiver.clone(),
                     labels,
-                    alerts: BTreeSet::new(),
+                    alerts: HashSet::new(),
                     next_flush: later(now, route.group_wait),
                     has_flushed: false,
                     notified: vec![None; integrations],
