@@ -4,9 +4,9 @@
 //! it is ([`ALERT_PREFIX`] + `#` + the alert's record number in 16 hex digits, given in the
 //! order alerts are taken in; [`GROUP_PREFIX`] + group key; [`SILENCE_PREFIX`] + id), so a
 //! change writes only the items it touched, and new alerts land at the end of the table.
-//! Alert records keyed by fingerprint (as earlier builds wrote them) are read, and moved to a numbered key at
-//! the next write. Versions before 0.2 kept the whole state in one record under
-//! [`LEGACY_KEY`]; it is still read, and replaced by item records at the first write.
+//! Alert records keyed by fingerprint (as earlier builds wrote them) are read, and moved to
+//! a numbered key at the next write. Versions before 0.2 kept the whole state in one record
+//! under [`LEGACY_KEY`]; it is still read, and replaced by item records at the first write.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
