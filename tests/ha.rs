@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use atalaya_test_kit::PATIENCE;
+use atalaya_test_kit::metrics::sample_text;
 use atalaya_test_kit::nats::NatsCluster;
 use atalaya_test_kit::proxy::TcpProxy;
 use atalaya_test_kit::webhook::Webhook;
@@ -23,6 +24,29 @@ async fn killing_the_leader_hands_over_timers_and_the_outbox_without_loss() {
     let first = d.leader_within(PATIENCE).await;
     d.send_numbered(1..=20).await;
     d.assert_all_notified(&[]).await;
+
+    // Each replica is scraped for itself: the leader says it leads, under which term;
+    // followers say they follow (their /metrics is not the leader's, forwarded).
+    for (i, replica) in d.replicas.iter().enumerate() {
+        let metrics = replica.get("/metrics").await;
+        let value = |name| sample_text(&metrics, name, "").unwrap_or(-1.0);
+        let leading = i == first;
+        assert_eq!(
+            value("atalaya_ha_leader"),
+            f64::from(u8::from(leading)),
+            "{metrics}"
+        );
+        assert_eq!(value("atalaya_ha_term") > 0.0, leading, "{metrics}");
+        assert_eq!(
+            metrics.contains("atalaya_bus_"),
+            leading,
+            "only the leader runs the bus: {metrics}"
+        );
+        assert!(
+            value("atalaya_ha_journal_position") > 0.0,
+            "replica {i} has a journal position: {metrics}"
+        );
+    }
 
     // Notifications wait in the outbox (the receiver is down), a `for:` timer runs.
     d.hook.set_failing(true);

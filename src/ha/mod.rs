@@ -8,8 +8,8 @@
 //! ```
 //!
 //! A replica starts as a follower: it applies the leader's journal to its own store, serves
-//! `/healthz` and `/readyz` (ready while a leader is known) and forwards every other HTTP
-//! request to the leader (its address is in the lease record). Elected, it catches up, fences off the previous leader (an epoch
+//! `/healthz`, `/readyz` (ready while a leader is known) and its own `/metrics` ([`HaMetrics`]:
+//! each replica is scraped for itself), and forwards every other HTTP request to the leader (its address is in the lease record). Elected, it catches up, fences off the previous leader (an epoch
 //! entry: the stream refuses any append that does not expect it), writes a snapshot, and then
 //! starts the service from its store exactly as a single replica would — rules, router,
 //! outbox, sources. From then on every store transaction is appended to the journal before it
@@ -41,7 +41,9 @@ use std::sync::Arc;
 use atalaya_bus::store::Store;
 use axum::Router;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus::{IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
@@ -50,6 +52,39 @@ pub use self::lease::ensure_leading;
 use self::node::FollowerStatus;
 use self::replication::NatsJournal;
 use self::setup::HaSetupError;
+
+/// Which replica leads, under which term, and how far its journal has gone: each replica's
+/// own, on its `/metrics`, leading or following.
+#[derive(Clone)]
+pub struct HaMetrics {
+    leader: IntGauge,
+    term: IntGauge,
+    position: IntGauge,
+}
+
+impl HaMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let gauge = IntGauge::new(name, help)?;
+            registry.register(Box::new(gauge.clone()))?;
+            Ok(gauge)
+        };
+        Ok(Self {
+            leader: gauge(
+                "atalaya_ha_leader",
+                "1 while this replica leads, 0 while it follows.",
+            )?,
+            term: gauge(
+                "atalaya_ha_term",
+                "The term this replica leads under (the lease's KV revision, its fencing token); 0 while it follows.",
+            )?,
+            position: gauge(
+                "atalaya_ha_journal_position",
+                "The journal's position (stream sequence) of the last transaction this replica appended (leading) or applied (following).",
+            )?,
+        })
+    }
+}
 
 /// How following ended.
 pub enum Following {
@@ -72,18 +107,24 @@ pub enum HaError {
     },
     #[error("ha: the replication thread ended")]
     ThreadEnded,
+    #[error("ha: metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// Follows the leader until this replica is elected (or `stop` fires): checks the NATS side,
 /// applies the journal to `store`, serves `/healthz` and `/readyz` on `listen` and forwards
 /// the rest of the API to the leader.
 /// Elected, it installs the journal into `store` and returns; the HTTP port is free again.
+/// The replica's [`HaMetrics`] are registered in `registry`, which its `/metrics` serves while
+/// following.
 pub async fn follow_until_leader(
     config: &HaConfig,
     store: &Arc<Store>,
     listen: SocketAddr,
+    registry: &Registry,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Following, HaError> {
+    let metrics = HaMetrics::register(registry)?;
     let (status_tx, status_rx) = watch::channel(FollowerStatus {
         position: store.journal_position().unwrap_or(0),
         ..Default::default()
@@ -136,21 +177,28 @@ pub async fn follow_until_leader(
             source,
         })?;
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
+    let (served_registry, served_metrics) = (registry.clone(), metrics.clone());
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, follower_routes(status_rx))
-            .with_graceful_shutdown(async {
-                let _ = http_stop_rx.await;
-            })
-            .await;
+        let _ = axum::serve(
+            listener,
+            follower_routes(status_rx, served_registry, served_metrics),
+        )
+        .with_graceful_shutdown(async {
+            let _ = http_stop_rx.await;
+        })
+        .await;
     });
     let outcome = tokio::select! {
         term = promoted_rx => match term {
             Ok(term) => {
+                metrics.leader.set(1);
+                metrics.term.set(i64::try_from(term).unwrap_or(i64::MAX));
                 store.set_journal(Arc::new(NatsJournal::new(
                     requests_tx,
                     term,
                     config.snapshot_every,
                     store.journal_position().unwrap_or(0),
+                    metrics.position.clone(),
                 )));
                 info!(term, "ha: this replica leads; starting the service.");
                 Ok(Following::Leading)
@@ -165,8 +213,13 @@ pub async fn follow_until_leader(
 }
 
 /// What a follower serves: `/healthz`; `/readyz`, ready while a leader is known (the
-/// Service may route to every replica); everything else is forwarded to the leader.
-fn follower_routes(status: watch::Receiver<FollowerStatus>) -> Router {
+/// Service may route to every replica); its own `/metrics`; everything else is forwarded to
+/// the leader.
+fn follower_routes(
+    status: watch::Receiver<FollowerStatus>,
+    registry: Registry,
+    metrics: HaMetrics,
+) -> Router {
     let client = reqwest::Client::builder()
         .timeout(FORWARD_TIMEOUT)
         .build()
@@ -192,9 +245,39 @@ fn follower_routes(status: watch::Receiver<FollowerStatus>) -> Router {
             }
         }
     };
+    let own_metrics = {
+        let status = status.clone();
+        move || {
+            let position = status.borrow().position;
+            metrics.leader.set(0);
+            metrics
+                .position
+                .set(i64::try_from(position).unwrap_or(i64::MAX));
+            let text = crate::telemetry::encode(&registry);
+            async move {
+                match text {
+                    Ok(text) => (
+                        StatusCode::OK,
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response(),
+                    Err(e) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot encode metrics: {e}\n"),
+                    )
+                        .into_response(),
+                }
+            }
+        }
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(own_metrics))
         .fallback(move |request: axum::extract::Request| {
             let leader = status.borrow().leader_url.clone();
             let client = client.clone();
@@ -214,7 +297,6 @@ async fn forward(
     leader: Option<String>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
     let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
     let Some(leader) = leader else {
         return unavailable("no leader yet (high availability: a failover is under way)\n".into());

@@ -235,6 +235,8 @@ pub struct NatsJournal {
     since_snapshot: AtomicU64,
     /// The position of the last append (to number a snapshot's first chunk).
     last: AtomicU64,
+    /// `atalaya_ha_journal_position`.
+    position: prometheus::IntGauge,
 }
 
 impl NatsJournal {
@@ -243,13 +245,16 @@ impl NatsJournal {
         term: u64,
         snapshot_every: u64,
         last: u64,
+        position: prometheus::IntGauge,
     ) -> Self {
+        position.set(i64::try_from(last).unwrap_or(i64::MAX));
         Self {
             requests,
             term,
             snapshot_every,
             since_snapshot: AtomicU64::new(0),
             last: AtomicU64::new(last),
+            position,
         }
     }
 }
@@ -285,6 +290,8 @@ impl Journal for NatsJournal {
             .recv()
             .map_err(|_| "the journal is closed".to_owned())??;
         self.last.store(position, Ordering::SeqCst);
+        self.position
+            .set(i64::try_from(position).unwrap_or(i64::MAX));
         Ok(position)
     }
 }

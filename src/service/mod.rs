@@ -174,7 +174,8 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
                 _ = interrupt.recv() => {}
             }
         };
-        match crate::ha::follow_until_leader(ha, &store, config.http.listen, stop).await {
+        match crate::ha::follow_until_leader(ha, &store, config.http.listen, &registry, stop).await
+        {
             Ok(crate::ha::Following::Leading) => {}
             Ok(crate::ha::Following::Stopped) => return Ok(0),
             Err(e) => return Err(fail(exit::FAILURE)(e.into())),

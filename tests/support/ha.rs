@@ -162,6 +162,17 @@ impl Replica {
         Some((status, response.text().await.unwrap_or_default()))
     }
 
+    /// The body of `GET path` on this replica.
+    pub async fn get(&self, path: &str) -> String {
+        reqwest::get(format!("http://{}{path}", self.addr))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("the replica answers")
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
