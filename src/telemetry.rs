@@ -2,6 +2,9 @@
 
 use std::io::IsTerminal;
 
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 use tracing_subscriber::EnvFilter;
 
@@ -62,9 +65,19 @@ pub fn new_registry() -> prometheus::Result<Registry> {
     Ok(registry)
 }
 
-/// The registry in Prometheus text format.
-pub fn encode(registry: &Registry) -> Result<String, prometheus::Error> {
-    let mut buf = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut buf)?;
-    String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+/// `registry` as `/metrics` answers it (Prometheus's text format), or a 500 saying why not.
+pub fn metrics_response(registry: &Registry) -> Response {
+    let mut text = Vec::new();
+    match TextEncoder::new().encode(&registry.gather(), &mut text) {
+        Ok(()) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}\n"),
+        )
+            .into_response(),
+    }
 }

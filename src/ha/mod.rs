@@ -253,25 +253,8 @@ fn follower_routes(
             metrics
                 .position
                 .set(i64::try_from(position).unwrap_or(i64::MAX));
-            let text = crate::telemetry::encode(&registry);
-            async move {
-                match text {
-                    Ok(text) => (
-                        StatusCode::OK,
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        text,
-                    )
-                        .into_response(),
-                    Err(e) => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("cannot encode metrics: {e}\n"),
-                    )
-                        .into_response(),
-                }
-            }
+            let response = crate::telemetry::metrics_response(&registry);
+            async move { response }
         }
     };
     Router::new()

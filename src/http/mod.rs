@@ -274,21 +274,7 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    match crate::telemetry::encode(&state.registry) {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {e}\n"),
-        )
-            .into_response(),
-    }
+    crate::telemetry::metrics_response(&state.registry)
 }
 
 /// Alertmanager's liveness endpoint, for tools that probe it.
