@@ -82,6 +82,13 @@ pub(super) async fn connect(
             servers: config.nats.servers.len().to_string() + " server(s)",
             reason: e.to_string(),
         })?;
+    let version = client.server_info().version;
+    if setup::racy_compare_and_swap(&version) {
+        warn!(
+            version = %version,
+            "ha: this nats-server may accept two compare-and-swap writes of the same revision at once (nats-io/nats-server#4320, fixed after 2.9.20): two followers taking over together can both lose the lease, and a failover then waits for a restart. Run nats-server 2.10 or later."
+        );
+    }
     let js = jetstream::new(client);
     let deadline = Instant::now() + SETUP_PATIENCE;
     // The NATS cluster may still be electing its JetStream leaders: retry what is not a

@@ -275,6 +275,24 @@ pub fn skew_check(
     Ok(())
 }
 
+/// Whether a nats-server of this version may accept two writes that expect the same last
+/// revision of a key at once in a cluster (nats-io/nats-server#4320: the check ran before the
+/// write was replicated, not as part of it; fixed after 2.9.20). Two followers taking over a
+/// stale lease in the same few milliseconds can then both win it: the journal's fencing
+/// refuses the later one's appends and it exits, but the earlier one's lease is gone too.
+pub fn racy_compare_and_swap(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().ok());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Some(major)), Some(Some(minor)), Some(Some(patch))) => {
+            (major, minor, patch) < (2, 9, 21)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +341,15 @@ mod tests {
         assert!(skew_check(before, rtt, before - 1_500_000_000, max).is_ok());
         let err = skew_check(before, rtt, before + 5_004_000_000, max).unwrap_err();
         assert!(err.to_string().contains("5000 ms off"), "{err}");
+    }
+
+    #[test]
+    fn servers_before_2_9_21_are_known_for_racy_compare_and_swap() {
+        for racy in ["2.9.10", "v2.9.20", "2.8.4", "2.9.15-beta"] {
+            assert!(racy_compare_and_swap(racy), "{racy}");
+        }
+        for fixed in ["2.9.21", "2.10.0", "v2.11.4", "3.0.0", "", "unknown"] {
+            assert!(!racy_compare_and_swap(fixed), "{fixed}");
+        }
     }
 }
