@@ -267,14 +267,30 @@ async fn session_of(client: &reqwest::Client, url: &str) -> (String, String) {
         .and_then(|v| v.split(';').next())
         .expect("a session cookie")
         .to_owned();
-    let body = response.text().await.unwrap();
-    let csrf = body
-        .split("name=\"csrf\" value=\"")
+    let csrf = csrf_in(&response.text().await.unwrap());
+    (cookie, csrf)
+}
+
+/// The CSRF token of a page's forms.
+fn csrf_in(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("a CSRF token in the page")
-        .to_owned();
-    (cookie, csrf)
+        .to_owned()
+}
+
+/// The body of `GET path` with the session `cookie`.
+async fn page_with_cookie(atalaya: &Atalaya, path: &str, cookie: &str) -> String {
+    reqwest::Client::new()
+        .get(atalaya.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -302,25 +318,25 @@ async fn a_silence_until_resolved_ends_when_its_alert_resolves() {
         .build()
         .unwrap();
     let (cookie, csrf) = session_of(&client, &atalaya.url("/")).await;
-    let action = atalaya.url("/alerts/silence");
+    let action = "/alerts/silence";
     let asked = format!("{fingerprint} resolved");
 
     // Without the page's CSRF token, nothing is silenced.
-    let refused = client
-        .post(&action)
-        .header("cookie", &cookie)
-        .form(&[("csrf", "forged"), ("silence", asked.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let refused = post_form(
+        &atalaya,
+        &cookie,
+        action,
+        &[("csrf", "forged"), ("silence", asked.as_str())],
+    )
+    .await;
     assert_eq!(refused.status(), 403);
-    let silenced = client
-        .post(&action)
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("silence", asked.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let silenced = post_form(
+        &atalaya,
+        &cookie,
+        action,
+        &[("csrf", csrf.as_str()), ("silence", asked.as_str())],
+    )
+    .await;
     assert_eq!(silenced.status(), 303, "{}", silenced.text().await.unwrap());
     let silences = json_until(&atalaya, "/api/v2/silences", |s| {
         s[0]["status"]["state"] == "active"
@@ -438,25 +454,12 @@ async fn the_read_only_view_and_the_read_token_show_without_changing() {
         .and_then(|v| v.split(';').next())
         .unwrap()
         .to_owned();
-    let page = client
-        .get(atalaya.url("/"))
-        .header("cookie", &reader)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_with_cookie(&atalaya, "/", &reader).await;
     assert!(
         page.contains("Logged in as <bdi>Bob</bdi> (read only)"),
         "{page}"
     );
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let csrf = csrf_in(&page);
     let refused = post_form(
         &atalaya,
         &reader,
@@ -505,15 +508,7 @@ async fn dead_letters_are_retried_and_dropped_from_the_page() {
         .collect();
     let client = reqwest::Client::new();
     let (cookie, csrf) = session_of(&client, &atalaya.url("/deliveries")).await;
-    let page = client
-        .get(atalaya.url("/deliveries"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_with_cookie(&atalaya, "/deliveries", &cookie).await;
     for id in &ids {
         assert!(page.contains(&format!("/deliveries/{id}/retry")), "{page}");
     }
