@@ -10,6 +10,12 @@
 //!   that made the revision, which was before anyone read it), and the compare-and-swap is
 //!   refused if the holder renewed meanwhile. That keeps a failover under the TTL: at most
 //!   `ttl − margin / 2 + poll_interval` after the leader's last renewal.
+//! - Followers do not act in step: each read comes up to a quarter of `poll_interval` early
+//!   and each take-over up to a quarter of `margin` early (still after the holder's lease
+//!   ended), at random. Replicas started together would otherwise read, and take over, in
+//!   the same millisecond — and a nats-server older than 2.9.21 can accept both of two
+//!   compare-and-swap writes that arrive that close (nats-io/nats-server#4320). Drawn apart,
+//!   the later one reads the winner's revision and keeps following.
 //! - The winner is leader; the revision its `create` got is its **term**, the fencing token
 //!   every replicated write carries. It renews with `update(key, revision)`: compare-and-swap,
 //!   refused if anyone else wrote the key since.
@@ -130,18 +136,28 @@ pub struct Election {
     replica: String,
     timings: ElectionTimings,
     state: State,
-    /// Another replica's record as last read: its revision and when it was first seen.
+    /// Another replica's record as last read: its revision and when this replica may take it
+    /// over (`stale_after`, less this replica's random share, from when it was first seen).
     seen: Option<(u64, Instant)>,
+    /// Draws the random shares that keep followers out of step (seeded by the caller).
+    rng: fastrand::Rng,
 }
 
 impl Election {
-    pub fn new(replica: String, timings: ElectionTimings, now: Instant) -> Self {
+    /// `seed` seeds the random shares; give each replica its own.
+    pub fn new(replica: String, timings: ElectionTimings, now: Instant, seed: u64) -> Self {
         Self {
             replica,
             timings,
             state: State::Following { next_read: now },
             seen: None,
+            rng: fastrand::Rng::with_seed(seed),
         }
+    }
+
+    /// A random share of a quarter of `span`.
+    fn early_by(&mut self, span: Duration) -> Duration {
+        (span / 4).mul_f64(self.rng.f64())
     }
 
     pub fn role(&self) -> Role {
@@ -223,20 +239,18 @@ impl Election {
                 self.step(now)
             }
             Some(holder) => {
-                let since = match self.seen {
-                    Some((revision, since)) if revision == holder.revision => since,
-                    _ => now,
+                let stale_at = match self.seen {
+                    Some((revision, stale_at)) if revision == holder.revision => stale_at,
+                    _ => now + self.timings.stale_after() - self.early_by(self.timings.margin()),
                 };
-                self.seen = Some((holder.revision, since));
-                let stale_at = since + self.timings.stale_after();
+                self.seen = Some((holder.revision, stale_at));
                 if now >= stale_at {
                     return ElectionStep::TakeOver {
                         revision: holder.revision,
                     };
                 }
-                self.state = State::Following {
-                    next_read: (now + self.timings.poll_interval).min(stale_at),
-                };
+                let next_read = self.next_read(now).min(stale_at);
+                self.state = State::Following { next_read };
                 self.step(now)
             }
         }
@@ -306,8 +320,13 @@ impl Election {
 
     fn follow(&mut self, now: Instant) {
         self.state = State::Following {
-            next_read: now + self.timings.poll_interval,
+            next_read: self.next_read(now),
         };
+    }
+
+    /// When a follower reads next: `poll_interval` from now, less a random share.
+    fn next_read(&mut self, now: Instant) -> Instant {
+        now + self.timings.poll_interval - self.early_by(self.timings.poll_interval)
     }
 
     fn lead(&mut self, term: u64, revision: u64, sent_at: Instant) {
@@ -339,7 +358,7 @@ mod tests {
     }
 
     fn leader(now: Instant) -> Election {
-        let mut e = Election::new("a".into(), TIMINGS, now);
+        let mut e = Election::new("a".into(), TIMINGS, now, 1);
         assert_eq!(e.step(now), ElectionStep::Read);
         assert_eq!(e.on_read(now, None), ElectionStep::Take);
         e.on_take(now, now, WriteOutcome::Written { revision: 7 });
@@ -357,18 +376,21 @@ mod tests {
     #[test]
     fn a_follower_polls_while_someone_else_holds_the_key() {
         let t0 = Instant::now();
-        let mut e = Election::new("b".into(), TIMINGS, t0);
+        let mut e = Election::new("b".into(), TIMINGS, t0, 2);
         assert_eq!(e.step(t0), ElectionStep::Read);
-        let next = e.on_read(t0, holder("a", 3));
-        assert_eq!(next, ElectionStep::WaitUntil(t0 + Duration::from_secs(2)));
-        assert_eq!(e.step(t0 + Duration::from_secs(2)), ElectionStep::Read);
+        let ElectionStep::WaitUntil(next) = e.on_read(t0, holder("a", 3)) else {
+            panic!("a follower waits");
+        };
+        // Every 2 s, up to a quarter of that early.
+        assert!(next > t0 + Duration::from_millis(1_500) && next <= t0 + Duration::from_secs(2));
+        assert_eq!(e.step(next), ElectionStep::Read);
         assert_eq!(e.role(), Role::Follower);
     }
 
-    #[test]
-    fn a_revision_unchanged_past_the_holders_lease_is_taken_over_before_it_expires() {
-        let t0 = Instant::now();
-        let mut e = Election::new("b".into(), TIMINGS, t0);
+    /// When a follower first reading `a`'s revision 3 at `t0`, and every read after, takes
+    /// the key over; `seed` seeds its random shares.
+    fn take_over_at(t0: Instant, seed: u64) -> (Election, Instant) {
+        let mut e = Election::new("b".into(), TIMINGS, t0, seed);
         let mut now = t0;
         let step = loop {
             match e.step(now) {
@@ -381,16 +403,44 @@ mod tests {
             }
         };
         assert_eq!(step, ElectionStep::TakeOver { revision: 3 });
-        // The holder's lease (13.5 s from before t0) ended; the server's expiry (15 s) has not.
-        assert_eq!(now, t0 + Duration::from_millis(14_250));
+        (e, now)
+    }
+
+    #[test]
+    fn a_revision_unchanged_past_the_holders_lease_is_taken_over_before_it_expires() {
+        let t0 = Instant::now();
+        let (mut e, now) = take_over_at(t0, 2);
+        // The holder's lease (13.5 s from before t0) ended; the server's expiry (15 s) has
+        // not: `ttl − margin / 2` (14.25 s), up to a quarter of the margin early.
+        assert!(now >= t0 + Duration::from_millis(13_875), "{:?}", now - t0);
+        assert!(now <= t0 + Duration::from_millis(14_250), "{:?}", now - t0);
         e.on_take(now, now, WriteOutcome::Written { revision: 4 });
         assert_eq!(e.role(), Role::Leader { term: 4 });
     }
 
     #[test]
+    fn followers_that_saw_the_same_revision_together_take_it_over_apart() {
+        // Replicas started together read in step; a nats-server before 2.9.21 can accept two
+        // compare-and-swap writes a few milliseconds apart, so they must not write in step.
+        let t0 = Instant::now();
+        let mut times: Vec<Instant> = (0..20).map(|seed| take_over_at(t0, seed).1).collect();
+        times.sort();
+        let closest = times.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+        assert!(
+            closest > Duration::ZERO,
+            "two followers took over at the same instant"
+        );
+        let spread = *times.last().unwrap() - times[0];
+        assert!(
+            spread > Duration::from_millis(200),
+            "take-overs within {spread:?}"
+        );
+    }
+
+    #[test]
     fn a_renewed_revision_restarts_the_wait_and_a_refused_take_over_means_following() {
         let t0 = Instant::now();
-        let mut e = Election::new("b".into(), TIMINGS, t0);
+        let mut e = Election::new("b".into(), TIMINGS, t0, 2);
         e.step(t0);
         e.on_read(t0, holder("a", 3));
         // Renewed at 10 s: seen anew, so not stale at 14.25 s.
@@ -420,7 +470,7 @@ mod tests {
     #[test]
     fn losing_the_race_to_create_means_following() {
         let t0 = Instant::now();
-        let mut e = Election::new("b".into(), TIMINGS, t0);
+        let mut e = Election::new("b".into(), TIMINGS, t0, 2);
         e.step(t0);
         assert_eq!(e.on_read(t0, None), ElectionStep::Take);
         e.on_take(t0, t0, WriteOutcome::Refused);
@@ -487,7 +537,7 @@ mod tests {
     #[test]
     fn a_create_whose_answer_was_lost_is_adopted_by_renewing_it() {
         let t0 = Instant::now();
-        let mut e = Election::new("a".into(), TIMINGS, t0);
+        let mut e = Election::new("a".into(), TIMINGS, t0, 1);
         e.step(t0);
         e.on_read(t0, None);
         e.on_take(t0, t0, WriteOutcome::Unknown);

@@ -202,7 +202,12 @@ impl Node {
         } else {
             Instant::now()
         };
-        let mut election = Election::new(self.config.replica.clone(), self.timings(), first_try);
+        let mut election = Election::new(
+            self.config.replica.clone(),
+            self.timings(),
+            first_try,
+            fastrand::u64(..),
+        );
         let mut step = election.step(Instant::now());
         loop {
             step = match step {
