@@ -49,7 +49,7 @@ impl Event {
     /// An event with a fresh id, received `now` from `source`.
     pub fn new(source: &str, subject: Subject, data: Value, now: Timestamp) -> Self {
         Self {
-            id: new_event_id(),
+            id: event_id_at(now),
             source: source.to_owned(),
             event_type: DEFAULT_EVENT_TYPE.to_owned(),
             subject,
@@ -62,7 +62,24 @@ impl Event {
 
 /// A fresh, time-ordered event id (UUIDv7).
 pub fn new_event_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    event_id_at(Timestamp::now())
+}
+
+/// A fresh event id (UUIDv7) for an event received `now`: the caller's reading of the clock,
+/// not another one, and ordered after every id made before in this process.
+pub fn event_id_at(now: Timestamp) -> String {
+    static CONTEXT: std::sync::Mutex<uuid::ContextV7> =
+        std::sync::Mutex::new(uuid::ContextV7::new());
+    let since_1970 = uuid::Timestamp::from_unix(
+        &CONTEXT,
+        u64::try_from(now.as_second()).unwrap_or(0),
+        u32::try_from(now.subsec_nanosecond()).unwrap_or(0),
+    );
+    let mut text = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v7(since_1970)
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 /// Whether `name` is a valid label name: a letter or `_`, then letters, digits or `_`.
@@ -110,6 +127,20 @@ pub fn validate_labels(labels: &Labels) -> Result<(), LabelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_carry_the_reception_time_and_never_repeat() {
+        let now: Timestamp = "2026-12-04T14:05:00.123456Z".parse().unwrap();
+        let ids: Vec<String> = (0..1000).map(|_| event_id_at(now)).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+        }
+        let id = uuid::Uuid::parse_str(&ids[0]).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
+        assert_eq!((seconds, nanos / 1_000_000), (1_796_393_100, 123));
+        assert_eq!(ids[0].len(), 36);
+    }
 
     #[test]
     fn label_names() {

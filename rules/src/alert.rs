@@ -97,8 +97,45 @@ pub struct ActionRequest {
 /// give an alert's times and as the store keeps them, so an alert's `startsAt` reads the
 /// same when it fires and when it resolves after a restart.
 pub fn alert_time(at: Timestamp) -> Timestamp {
+    // Since 1970 flooring is truncating, done here without the 128-bit division of jiff's
+    // general rounding: this runs twice for every event.
+    let nanos = at.subsec_nanosecond();
+    if at.as_second() >= 0 && nanos >= 0 {
+        return Timestamp::new(at.as_second(), nanos - nanos % 1_000_000).unwrap_or(at);
+    }
     let millisecond = TimestampRound::new()
         .smallest(Unit::Millisecond)
         .mode(RoundMode::Floor);
     at.round(millisecond).unwrap_or(at)
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn alert_time_floors_to_the_millisecond_on_both_sides_of_1970() {
+        let floor = |at: Timestamp| {
+            at.round(
+                TimestampRound::new()
+                    .smallest(Unit::Millisecond)
+                    .mode(RoundMode::Floor),
+            )
+            .unwrap()
+        };
+        for seconds in [-2_000_000_000, -1, 0, 1, 1_733_320_201, 4_000_000_000] {
+            for nanos in (0..1_000_000_000).step_by(999_983) {
+                for sign in [1, -1] {
+                    let Ok(at) = Timestamp::new(seconds, sign * nanos) else {
+                        continue;
+                    };
+                    assert_eq!(alert_time(at), floor(at), "{at}");
+                }
+            }
+        }
+        let at: Timestamp = "2026-12-04T13:50:01.123999999Z".parse().unwrap();
+        assert_eq!(alert_time(at).to_string(), "2026-12-04T13:50:01.123Z");
+        let before: Timestamp = "1969-12-31T23:59:59.9995Z".parse().unwrap();
+        assert_eq!(alert_time(before).to_string(), "1969-12-31T23:59:59.999Z");
+    }
 }

@@ -355,6 +355,7 @@ async fn handle(
         subject,
         &message.payload,
         message.headers.as_ref(),
+        jiff::Timestamp::now(),
     ) else {
         // Poison or not ours: acked, so it does not come back forever.
         settle(&acker, AckKind::Ack, spec, shared).await;

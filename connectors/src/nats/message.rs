@@ -35,13 +35,15 @@ pub(crate) struct Rejected {
 }
 
 impl EventRecipe {
-    /// The event for a message, `Ok(None)` when its subject does not match the pattern (NATS
-    /// delivered more than the pattern means), or why the message cannot be an event.
+    /// The event for a message received `now`, `Ok(None)` when its subject does not match the
+    /// pattern (NATS delivered more than the pattern means), or why the message cannot be an
+    /// event.
     pub fn event(
         &self,
         nats_subject: &str,
         payload: &[u8],
         headers: Option<&HeaderMap>,
+        now: jiff::Timestamp,
     ) -> Result<Option<Event>, Rejected> {
         let subject = Subject::from_nats(nats_subject).map_err(|e| Rejected {
             stage: "decode",
@@ -60,10 +62,11 @@ impl EventRecipe {
         if let Some(headers) = headers {
             add_header_labels(headers, &mut labels);
         }
-        let mut event = Event::new(&self.source, subject, data, jiff::Timestamp::now());
-        event.event_type = EVENT_TYPE.to_owned();
-        event.labels = labels;
-        Ok(Some(event))
+        Ok(Some(Event {
+            event_type: EVENT_TYPE.to_owned(),
+            labels,
+            ..Event::new(&self.source, subject, data, now)
+        }))
     }
 }
 
@@ -87,17 +90,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The event of a message, or `None` after reporting why there is none: a subject the
-    /// pattern does not match is logged; an unusable message is counted and logged without
-    /// flooding. Either way the caller skips (and, for JetStream, acks) the message.
+    /// The event of a message received `now`, or `None` after reporting why there is none: a
+    /// subject the pattern does not match is logged; an unusable message is counted and logged
+    /// without flooding. Either way the caller skips (and, for JetStream, acks) the message.
     pub(crate) fn event_or_report(
         &self,
         recipe: &EventRecipe,
         subject: &str,
         payload: &[u8],
         headers: Option<&async_nats::HeaderMap>,
+        now: jiff::Timestamp,
     ) -> Option<atalaya_bus::Event> {
-        match recipe.event(subject, payload, headers) {
+        match recipe.event(subject, payload, headers, now) {
             Ok(Some(event)) => Some(event),
             Ok(None) => {
                 MessageNotMatching {
@@ -127,6 +131,10 @@ mod tests {
 
     use super::*;
 
+    fn now() -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+
     fn recipe(pattern: Option<&str>) -> EventRecipe {
         EventRecipe {
             source: "nats://127.0.0.1:4222".to_owned(),
@@ -142,7 +150,7 @@ mod tests {
         headers.append("X-Device", "ignored");
         headers.insert("header_room", "from-header");
         let event = recipe(Some("sensors/+room/temp"))
-            .event("sensors.kitchen.temp", b"21.5", Some(&headers))
+            .event("sensors.kitchen.temp", b"21.5", Some(&headers), now())
             .unwrap()
             .unwrap();
         assert_eq!(event.subject.as_str(), "sensors/kitchen/temp");
@@ -157,15 +165,17 @@ mod tests {
     #[test]
     fn rejects_and_skips() {
         let r = recipe(Some("home/#"));
-        assert!(r.event("garden.x", b"1", None).unwrap().is_none());
-        let bad = r.event("home.a/b", b"1", None).unwrap_err();
+        assert!(r.event("garden.x", b"1", None, now()).unwrap().is_none());
+        let bad = r.event("home.a/b", b"1", None, now()).unwrap_err();
         assert_eq!(bad.stage, "decode");
         assert_eq!(
-            r.event("home.x", &[0xff], None).unwrap_err().stage,
+            r.event("home.x", &[0xff], None, now()).unwrap_err().stage,
             "decode"
         );
         assert_eq!(
-            r.event("home.x", &[b'1'; 65], None).unwrap_err().stage,
+            r.event("home.x", &[b'1'; 65], None, now())
+                .unwrap_err()
+                .stage,
             "size"
         );
     }
@@ -202,7 +212,7 @@ mod tests {
                 map.insert(name.as_str(), value.as_str());
             }
             for pattern in [None, Some("home/+room/#"), Some(">")] {
-                match recipe(pattern).event(&subject, &payload, Some(&map)) {
+                match recipe(pattern).event(&subject, &payload, Some(&map), now()) {
                     Ok(Some(event)) => {
                         proptest::prop_assert!(event.labels.len() <= MAX_LABELS);
                         proptest::prop_assert!(Subject::parse(event.subject.as_str()).is_ok());

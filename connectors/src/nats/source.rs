@@ -241,15 +241,21 @@ async fn core_loop(
             () = stop.cancelled() => return Ok(()),
             message = subscriber.next() => message,
         };
+        // One reading of the clock for the messages drained together.
+        let now = jiff::Timestamp::now();
         let mut message = Some(message);
         while let Some(next) = message.take() {
             // The client ends a subscription only when the connection is closed for good.
             let Some(next) = next else {
                 return Err(NatsError::ConnectionClosed);
             };
-            if let Some(event) =
-                shared.event_or_report(&recipe, &next.subject, &next.payload, next.headers.as_ref())
-            {
+            if let Some(event) = shared.event_or_report(
+                &recipe,
+                &next.subject,
+                &next.payload,
+                next.headers.as_ref(),
+                now,
+            ) {
                 events.push(event);
             }
             if events.len() < max_batch {
