@@ -610,3 +610,66 @@ async fn pending_series_show_on_the_alerts_and_rules_pages() {
     assert!(rules.contains("fires at"), "{rules}");
     assert!(rules.contains("last value <code>-4</code>"), "{rules}");
 }
+
+#[tokio::test]
+async fn logging_in_from_a_page_leads_back_to_it() {
+    let atalaya = Atalaya::start_with(Options {
+        env: vec![("ATALAYA__HTTP__TOKEN".to_owned(), TOKEN.to_owned())],
+        ..Options::default()
+    })
+    .await;
+    // A link to the silences page, followed without a session: the login form, which
+    // carries where the visitor was going.
+    let client = reqwest::Client::new();
+    let asked = atalaya.url("/silences/new?matchers=room%3D%22hall%22");
+    let page = client.get(&asked).send().await.unwrap();
+    assert_eq!(page.status(), 401);
+    let body = page.text().await.unwrap();
+    let (cookie, csrf) = session_of(&client, &asked).await;
+    let next = body
+        .split("name=\"next\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the login form says where to go next")
+        .replace("&amp;", "&");
+    assert_eq!(next, "/silences/new?matchers=room%3D%22hall%22");
+
+    // A wrong token keeps the way back; the right one follows it.
+    let wrong = post_form(
+        &atalaya,
+        &cookie,
+        "/login",
+        &[("csrf", &csrf), ("token", "wrong"), ("next", &next)],
+    )
+    .await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.unwrap().contains("name=\"next\""));
+    let login = post_form(
+        &atalaya,
+        &cookie,
+        "/login",
+        &[
+            ("csrf", &csrf),
+            ("name", "Ana"),
+            ("token", TOKEN),
+            ("next", &next),
+        ],
+    )
+    .await;
+    assert_eq!(login.status(), 303);
+    assert_eq!(login.headers()["location"], next.as_str());
+
+    // Only to a path of this site.
+    let elsewhere = post_form(
+        &atalaya,
+        &cookie,
+        "/login",
+        &[
+            ("csrf", &csrf),
+            ("token", TOKEN),
+            ("next", "//evil.example/"),
+        ],
+    )
+    .await;
+    assert_eq!(elsewhere.headers()["location"], "/");
+}

@@ -9,7 +9,7 @@ use atalaya_rules::routing::matcher::Matcher;
 use atalaya_rules::routing::router::{AlertView, GroupView};
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceMatcher};
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use jiff::{SignedDuration, Timestamp};
@@ -50,10 +50,11 @@ struct Row<'a> {
 pub async fn page(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     Query(query): Query<AlertsQuery>,
 ) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let filter = parse_filter(&query.filter);

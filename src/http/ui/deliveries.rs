@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
@@ -20,9 +20,13 @@ use crate::http::history::{blocking, recent_attempts};
 /// Recent attempts shown.
 const RECENT: usize = 50;
 
-pub async fn page(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+pub async fn page(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let lanes = state.outbox.lanes();

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -27,11 +27,12 @@ pub struct PageQuery {
 pub async fn page(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     Path(fingerprint): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let history = state.history.clone();

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, html};
@@ -76,14 +76,16 @@ impl Ctx {
         self.lang.t(text)
     }
 
-    /// The login page instead of a page the visitor may not see.
-    pub fn must_log_in(&self) -> Option<Response> {
-        (!self.viewer.can_read).then(|| self.login_page())
+    /// The login page instead of the page at `uri`, which the visitor may not see; logging in
+    /// leads back to it.
+    pub fn must_log_in(&self, uri: &Uri) -> Option<Response> {
+        let back = uri.path_and_query().map(|p| p.as_str());
+        (!self.viewer.can_read).then(|| self.login_page(back))
     }
 
-    /// The login form, 401.
-    fn login_page(&self) -> Response {
-        let body = super::login::form(self, Some(self.t(Text::LoginNeeded)));
+    /// The login form, 401; logging in leads to `next` (a local path), else to `/`.
+    fn login_page(&self, next: Option<&str>) -> Response {
+        let body = super::login::form(self, Some(self.t(Text::LoginNeeded)), next);
         self.page(
             StatusCode::UNAUTHORIZED,
             Nav::None,
@@ -309,7 +311,7 @@ pub fn writer(
         // A guest who could log in is asked to; a reader is refused.
         let guest = ctx.viewer.role == super::session::Role::Guest;
         return Err(Box::new(if guest && ctx.viewer.can_log_in {
-            ctx.login_page()
+            ctx.login_page(None)
         } else {
             ctx.message(StatusCode::FORBIDDEN, ctx.t(Text::ReadOnly))
         }));

@@ -14,12 +14,13 @@ use super::session::{Role, add_cookie};
 use super::text::Text;
 use crate::http::ApiState;
 
-/// The login form, with `notice` above it.
-pub fn form(ctx: &Ctx, notice: Option<&str>) -> Markup {
+/// The login form, with `notice` above it; it leads to `next` once logged in.
+pub fn form(ctx: &Ctx, notice: Option<&str>, next: Option<&str>) -> Markup {
     html! {
         @if let Some(notice) = notice { p.notice role="alert" { (notice) } }
         form.stack method="post" action="/login" {
             (ctx.csrf_field())
+            @if let Some(next) = next { input type="hidden" name="next" value=(next); }
             label for="login-name" { (ctx.t(Text::Name)) }
             input #login-name type="text" name="name" autocomplete="username" maxlength="64";
             label for="login-token" { (ctx.t(Text::Token)) }
@@ -35,7 +36,7 @@ pub async fn page(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Res
         StatusCode::OK,
         Nav::None,
         ctx.t(Text::LogIn),
-        form(&ctx, None),
+        form(&ctx, None, None),
     )
 }
 
@@ -54,8 +55,13 @@ pub async fn submit(
         return ctx.message(StatusCode::FORBIDDEN, ctx.t(Text::CsrfRefused));
     }
     let token = fields.get("token").map_or("", |t| t.trim());
+    let next = fields.get("next");
     let Some(role) = state.web.role_of_token(token) else {
-        let refused = form(&ctx, Some(ctx.t(Text::WrongToken)));
+        let refused = form(
+            &ctx,
+            Some(ctx.t(Text::WrongToken)),
+            next.map(String::as_str),
+        );
         return ctx.page(
             StatusCode::UNAUTHORIZED,
             Nav::None,
@@ -65,7 +71,7 @@ pub async fn submit(
     };
     let name = fields.get("name").map_or("", String::as_str);
     info!(user = %name, read_only = (role == Role::Reader), "Logged in to the web page.");
-    let mut response = see_other(&local_path(fields.get("next"), "/"));
+    let mut response = see_other(&local_path(next, "/"));
     add_cookie(
         response.headers_mut(),
         state.web.login_cookie(role, name, &headers),

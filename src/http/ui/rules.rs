@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use atalaya_rules::engine::{RuleExplanation, SeriesExplanation};
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -16,9 +16,13 @@ use crate::alerting::routing::RouterCommand;
 use crate::http::ApiState;
 use crate::http::alerts::ask;
 
-pub async fn page(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+pub async fn page(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let Some(overview) = ask(&state, RouterCommand::RulesOverview).await else {

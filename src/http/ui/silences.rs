@@ -8,7 +8,7 @@ use atalaya_bus::duration::{format_duration, parse_any_duration};
 use atalaya_rules::routing::matcher::Matchers;
 use atalaya_rules::routing::silence::{MuteAll, Silence, SilenceMatcher, SilenceState};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use jiff::{SignedDuration, Timestamp};
@@ -46,9 +46,13 @@ fn matchers_text(matchers: &[SilenceMatcher]) -> String {
     shown.join(", ")
 }
 
-pub async fn list(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let Some(mut silences) = ask(&state, RouterCommand::ListSilences).await else {
@@ -132,10 +136,11 @@ pub struct NewQuery {
 pub async fn new(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     Query(query): Query<NewQuery>,
 ) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let form = SilenceForm {
@@ -150,10 +155,11 @@ pub async fn new(
 pub async fn edit(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     Path(id): Path<String>,
 ) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let Some(silences) = ask(&state, RouterCommand::ListSilences).await else {
@@ -268,10 +274,11 @@ fn to_silence(text: &str, now: Timestamp, duration: SignedDuration) -> Result<Si
 pub async fn preview(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     Query(query): Query<NewQuery>,
 ) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let text = preview_text(&state, &ctx, &query.matchers).await;

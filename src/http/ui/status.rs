@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use maud::html;
@@ -12,9 +12,13 @@ use super::layout::{Ctx, MAX_LABEL_CHARS, Nav, clip};
 use super::text::Text;
 use crate::http::ApiState;
 
-pub async fn page(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+pub async fn page(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
     let ctx = Ctx::new(&state, &headers);
-    if let Some(login) = ctx.must_log_in() {
+    if let Some(login) = ctx.must_log_in(&uri) {
         return login;
     }
     let report = state.readiness.report();
