@@ -110,7 +110,7 @@ pub fn alert_time(at: Timestamp) -> Timestamp {
 }
 
 #[cfg(test)]
-mod time_tests {
+mod tests {
     use super::*;
 
     #[test]
