@@ -3,7 +3,6 @@
 //! pattern's captures and from the message's headers.
 
 use async_nats::HeaderMap;
-use atalaya_bus::event::event_id_at;
 use atalaya_bus::{Event, Labels, Pattern, Subject};
 
 use atalaya_bus::bus::Publisher;
@@ -63,15 +62,10 @@ impl EventRecipe {
         if let Some(headers) = headers {
             add_header_labels(headers, &mut labels);
         }
-        Ok(Some(Event {
-            id: event_id_at(now),
-            source: self.source.clone(),
-            event_type: EVENT_TYPE.to_owned(),
-            subject,
-            time: now,
-            data,
-            labels,
-        }))
+        let mut event = Event::new(&self.source, subject, data, now);
+        EVENT_TYPE.clone_into(&mut event.event_type);
+        event.labels = labels;
+        Ok(Some(event))
     }
 }
 
