@@ -16,7 +16,7 @@ use anyhow::Context;
 use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::store::{Store, TableBatch};
 
-use super::history::{History, HistoryEntry, HistoryRows, SilencedBy, What};
+use super::history::{History, HistoryEntry, SilencedBy, What};
 use atalaya_rules::alert::{Alert, Output};
 use atalaya_rules::routing::config::{RoutingPolicy, load_policy};
 use atalaya_rules::routing::router::{
@@ -453,15 +453,6 @@ impl Routing {
             self.update_metrics(now);
         }
         expired
-    }
-
-    /// The history rows of what happened since the last call, for the commit.
-    pub fn take_history(&mut self) -> HistoryRows {
-        let happened = std::mem::take(&mut self.happened);
-        match &self.history {
-            Some(history) => history.rows(&happened),
-            None => HistoryRows::default(),
-        }
     }
 
     /// A silence made: in the history of every alert held that it silences.

@@ -12,6 +12,11 @@
 //! arrive sooner are evaluated and routed at once, and *held* — their sources do not
 //! acknowledge them — until the transaction that holds their effects commits, so a burst with
 //! thousands of alert changes a second costs a couple of hundred fsyncs, not thousands.
+//!
+//! The transaction itself (the store's inserts, its commit and fsync, the history's and the
+//! outbox's records) is written on a blocking thread while the runner goes on evaluating
+//! and routing: one write in flight at a time, in order. The events it holds are let go, and
+//! their outputs handed on, when it has committed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,18 +26,21 @@ use std::time::Duration;
 use anyhow::Context;
 use atalaya_bus::Event;
 use atalaya_bus::bus::{Consumer, QueueWatch, Received};
+use atalaya_bus::delivery::notification::Notification;
 use atalaya_bus::readiness::ReadyHandle;
 use atalaya_bus::store::{Entry, Store, TableBatch};
 use atalaya_rules::alert::{ActionRequest, AlertState, Output};
 use atalaya_rules::compile::{RuleError, load_rules};
 use atalaya_rules::engine::{Changes, Engine};
+use atalaya_rules::routing::router::RouterChanges;
 use jiff::Timestamp;
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::alerting::flapping::FlapDetector;
-use crate::alerting::history::{ChangeBudget, HistoryEntry, rules_revision};
+use crate::alerting::history::{ChangeBudget, History, HistoryEntry, HistoryRows, rules_revision};
+use crate::alerting::outbox::Outbox;
 use crate::alerting::routing::{ROUTER_TABLE, RouterCommand, Routing, initial_policy};
 use crate::alerting::tail::Tail;
 
@@ -215,6 +223,16 @@ pub struct RulesRunner {
     pub change_budget: ChangeBudget,
 }
 
+/// Waits for the write in flight to commit (at once when there is none).
+async fn written(in_flight: &mut Option<InFlight>) -> anyhow::Result<()> {
+    match in_flight {
+        Some(in_flight) => (&mut in_flight.task)
+            .await
+            .context("the store write panicked")?,
+        None => Ok(()),
+    }
+}
+
 /// The names of `engine`'s rules, in order, each once.
 pub fn rule_names(engine: &Engine) -> Arc<[String]> {
     let mut seen = std::collections::HashSet::new();
@@ -235,6 +253,8 @@ pub struct CommitClock {
     attempted: Option<tokio::time::Instant>,
     /// When the router's gauges were last recomputed.
     metrics: Option<tokio::time::Instant>,
+    /// The write being committed, when one is.
+    in_flight: Option<InFlight>,
 }
 
 /// Events evaluated but not yet committed, and what they caused.
@@ -251,6 +271,57 @@ impl Held {
     fn is_empty(&self) -> bool {
         self.events.is_empty() && !self.commands
     }
+}
+
+/// What one transaction writes, gathered from the engine and the router on the runner's
+/// task, written on a blocking thread ([`Write::run`]).
+struct Write {
+    series_puts: Vec<Entry>,
+    series_deletes: Vec<Vec<u8>>,
+    router: RouterChanges,
+    /// Made rows (serialized) by the writer.
+    happened: Vec<HistoryEntry>,
+    notifications: Vec<Notification>,
+    outbox: Outbox,
+    history: Option<History>,
+}
+
+impl Write {
+    /// Writes it all in **one** transaction: a crash leaves all of a step or none of it. The
+    /// outbox takes the notifications once it has committed.
+    fn run(self) -> anyhow::Result<()> {
+        let mut batches = vec![TableBatch {
+            table: SERIES_TABLE,
+            puts: &self.series_puts,
+            deletes: &self.series_deletes,
+        }];
+        if !self.router.is_empty() {
+            batches.push(TableBatch {
+                table: ROUTER_TABLE,
+                puts: &self.router.puts,
+                deletes: &self.router.deletes,
+            });
+        }
+        let history = match &self.history {
+            Some(history) if !self.happened.is_empty() => history.rows(&self.happened),
+            _ => HistoryRows::default(),
+        };
+        if !history.is_empty() {
+            batches.extend(history.batches());
+        }
+        self.outbox
+            .enqueue_with(self.notifications, &batches)
+            .context("persisting rule and router state")
+    }
+}
+
+/// The write being committed, and the events and outputs that wait for it.
+struct InFlight {
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Let go (their sources may acknowledge them) once it has committed.
+    events: Vec<Received>,
+    /// Handed on once it has committed.
+    outputs: Vec<Output>,
 }
 
 /// The store key of a series: `rule \0 fingerprint`.
@@ -309,7 +380,8 @@ impl RulesRunner {
     ) -> anyhow::Result<()> {
         // What the start changed (restored timers shifted by the downtime, alerts routed by
         // reconciliation, a new policy's groups) is written before anything else happens.
-        self.commit(false)?;
+        self.commit(false, Held::default()).await?;
+        self.settle().await?;
         let mut heartbeat = tokio::time::interval(HEARTBEAT_CHECK);
         let mut held = Held::default();
         loop {
@@ -333,6 +405,9 @@ impl RulesRunner {
                 self.progress.idle();
             }
             tokio::select! {
+                written = written(&mut self.clock.in_flight), if self.clock.in_flight.is_some() => {
+                    self.finish(written).await?;
+                }
                 event = consumer.recv(), if held.events.len() < MAX_HELD => {
                     self.progress.busy();
                     let Some(event) = event else { break };
@@ -405,7 +480,28 @@ impl RulesRunner {
         }
         // The bus is drained: save everything, minor changes included.
         self.release(&mut held).await?;
-        self.commit(true)?;
+        self.commit(true, Held::default()).await?;
+        self.settle().await
+    }
+
+    /// Waits for the write in flight, if any, to commit, and lets its events go.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        let result = written(&mut self.clock.in_flight).await;
+        self.finish(result).await
+    }
+
+    /// After the write in flight has committed (or failed: fatal): lets its events go and
+    /// hands its outputs on.
+    async fn finish(&mut self, result: anyhow::Result<()>) -> anyhow::Result<()> {
+        let in_flight = self.clock.in_flight.take();
+        result?;
+        if let Some(InFlight {
+            events, outputs, ..
+        }) = in_flight
+        {
+            drop(events);
+            self.deliver(outputs).await;
+        }
         Ok(())
     }
 
@@ -454,18 +550,14 @@ impl RulesRunner {
         }
     }
 
-    /// Commits what the held events (and anything since the last commit) changed, lets the
-    /// events go — their sources may acknowledge them now — and hands their outputs on.
+    /// Commits what the held events (and anything since the last commit) changed; once
+    /// committed, the events are let go — their sources may acknowledge them — and their
+    /// outputs handed on.
     async fn release(&mut self, held: &mut Held) -> anyhow::Result<()> {
         // A publisher waiting for durability gets every change written now, minor ones
         // included.
         let durable = held.events.iter().any(Received::wants_durable);
-        self.commit(durable)?;
-        held.events.clear();
-        held.commands = false;
-        let outputs = std::mem::take(&mut held.outputs);
-        self.deliver(outputs).await;
-        Ok(())
+        self.commit(durable, std::mem::take(held)).await
     }
 
     /// Evaluates one event at `now`, telling `atalaya tail` about it when someone listens.
@@ -535,12 +627,13 @@ impl RulesRunner {
         }
     }
 
-    /// Flushes the router's groups that are due, and writes their notifications, the changed
-    /// series (`all`: minor changes too, not only those due), the heartbeat and the router's
-    /// state in **one** transaction: a crash leaves all of a step or none of it, never a
-    /// series firing that the router never heard of. A store failure is fatal: going on would
-    /// lose state silently.
-    fn commit(&mut self, all: bool) -> anyhow::Result<()> {
+    /// Flushes the router's groups that are due, and starts the write of their notifications,
+    /// the changed series (`all`: minor changes too, not only those due), the heartbeat and
+    /// the router's state in **one** transaction ([`Write::run`]) once the write before it has
+    /// committed: a crash leaves all of a step or none of it, never a series firing that the
+    /// router never heard of. `held` is let go once it has committed, at once when there is
+    /// nothing to write. A store failure is fatal: going on would lose state silently.
+    async fn commit(&mut self, all: bool, held: Held) -> anyhow::Result<()> {
         let now = Timestamp::now();
         self.clock.attempted = Some(tokio::time::Instant::now());
         let notifications = self.routing.flush_due(now);
@@ -557,7 +650,7 @@ impl RulesRunner {
         let router = self.routing.take_changes()?;
         let flapped = self.change_budget.take_ended(now);
         self.routing.happened.extend(flapped);
-        let history = self.routing.take_history();
+        let happened = std::mem::take(&mut self.routing.happened);
         let heartbeat_due = self
             .clock
             .written
@@ -568,40 +661,50 @@ impl RulesRunner {
             && series_puts.is_empty()
             && series_deletes.is_empty()
             && router.is_empty()
-            && history.is_empty()
+            && happened.is_empty()
         {
-            // Nothing changed: no write. `saved_at` is refreshed by the heartbeat alone.
+            // Nothing changed: no write. `saved_at` is refreshed by the heartbeat alone. The
+            // events go with the write in flight, if any, so outputs keep their order.
+            match &mut self.clock.in_flight {
+                Some(in_flight) => {
+                    in_flight.events.extend(held.events);
+                    in_flight.outputs.extend(held.outputs);
+                }
+                None => {
+                    drop(held.events);
+                    self.deliver(held.outputs).await;
+                }
+            }
             return Ok(());
         }
         self.clock.written = Some(tokio::time::Instant::now());
         series_puts.push((SAVED_AT_KEY.to_vec(), now.to_string().into_bytes()));
-        let mut batches = vec![TableBatch {
-            table: SERIES_TABLE,
-            puts: &series_puts,
-            deletes: &series_deletes,
-        }];
-        if !router.is_empty() {
-            batches.push(TableBatch {
-                table: ROUTER_TABLE,
-                puts: &router.puts,
-                deletes: &router.deletes,
-            });
-            if self
+        if !router.is_empty()
+            && self
                 .clock
                 .metrics
                 .is_none_or(|last| last.elapsed() >= METRICS_EVERY)
-            {
-                self.clock.metrics = Some(tokio::time::Instant::now());
-                self.routing.update_metrics(now);
-            }
+        {
+            self.clock.metrics = Some(tokio::time::Instant::now());
+            self.routing.update_metrics(now);
         }
-        if !history.is_empty() {
-            batches.extend(history.batches());
-        }
-        self.routing
-            .outbox
-            .enqueue_with(notifications, &batches)
-            .context("persisting rule and router state")
+        let write = Write {
+            series_puts,
+            series_deletes,
+            router,
+            happened,
+            notifications,
+            outbox: self.routing.outbox.clone(),
+            history: self.routing.history.clone(),
+        };
+        // One write in flight: the one before commits first.
+        self.settle().await?;
+        self.clock.in_flight = Some(InFlight {
+            task: tokio::task::spawn_blocking(move || write.run()),
+            events: held.events,
+            outputs: held.outputs,
+        });
+        Ok(())
     }
 
     /// Reloads the rules and the routing policy together: both are read and compiled first,
@@ -657,8 +760,15 @@ impl RulesRunner {
                 self.routing.set_policy(policy, now);
             }
             self.route(&outputs);
-            self.commit(false)?;
-            self.deliver(outputs).await;
+            self.commit(
+                false,
+                Held {
+                    outputs,
+                    ..Held::default()
+                },
+            )
+            .await?;
+            self.settle().await?;
             self.reload_metrics
                 .last_success
                 .set(Timestamp::now().as_second());
@@ -792,6 +902,99 @@ mod tests {
         );
         drop(publisher);
         task.await.unwrap().unwrap();
+    }
+
+    /// `what`, or a failed test after ten seconds.
+    async fn bounded<T>(what: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), what)
+            .await
+            .expect("done within ten seconds")
+    }
+
+    /// A store write that waits for the HA journal, one item at a time.
+    struct GatedJournal {
+        /// One `()` lets one write through.
+        permits: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+        /// Told when a write has come to the gate.
+        arrived: tokio::sync::mpsc::UnboundedSender<()>,
+        position: std::sync::atomic::AtomicU64,
+    }
+
+    impl atalaya_bus::store::Journal for GatedJournal {
+        fn append(&self, _: &Store, _: &[TableBatch<'_>]) -> Result<u64, String> {
+            let _ = self.arrived.send(());
+            let permits = self.permits.lock().unwrap();
+            permits
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|e| e.to_string())?;
+            Ok(self.position.fetch_add(1, Ordering::Relaxed) + 1)
+        }
+    }
+
+    /// The transaction is written off the runner's task: while it is being committed (here
+    /// held at the HA journal) the runner still answers, and the event whose effects it holds
+    /// is not let go — its source does not acknowledge it — until it has committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_runner_answers_while_a_write_commits_and_holds_its_events_until_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let registry = Registry::new();
+        let (permit, permits) = std::sync::mpsc::channel();
+        let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+        store.set_journal(Arc::new(GatedJournal {
+            permits: std::sync::Mutex::new(permits),
+            arrived: arrived_tx,
+            position: std::sync::atomic::AtomicU64::new(0),
+        }));
+        let rules =
+            "rules:\n  - name: hot\n    subject: kitchen/temperature\n    condition: value > 70\n";
+        let (runner, consumer, publisher) = runner(&store, &registry, Some(rules));
+        let (_reload_tx, reloads) = mpsc::channel(1);
+        let (commands_tx, commands) = mpsc::channel(1);
+        // The start's write goes through.
+        permit.send(()).unwrap();
+        let task = tokio::spawn(runner.run(consumer, reloads, commands));
+        bounded(arrived.recv()).await.unwrap();
+        let event = atalaya_bus::Event::new(
+            "/test",
+            atalaya_bus::Subject::parse("kitchen/temperature").unwrap(),
+            serde_json::json!(75),
+            Timestamp::now(),
+        );
+        let delivery = publisher.publish_tracked(vec![event]).await.unwrap();
+        let mut done = std::pin::pin!(delivery.done());
+        // The alert's write has come to the journal, and waits there.
+        bounded(arrived.recv()).await.unwrap();
+        assert!(
+            futures_util::poll!(done.as_mut()).is_pending(),
+            "the event was let go before the write holding its effects committed"
+        );
+        let (reply, answer) = oneshot::channel();
+        commands_tx
+            .send(RouterCommand::ListAlerts(reply))
+            .await
+            .unwrap();
+        let alerts = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("the runner answers while a write is being committed")
+            .unwrap();
+        assert_eq!(alerts.len(), 1, "the firing alert is routed meanwhile");
+        assert!(futures_util::poll!(done.as_mut()).is_pending());
+        // Every write from now on goes through.
+        for _ in 0..100 {
+            permit.send(()).unwrap();
+        }
+        bounded(done).await;
+        assert!(
+            store
+                .scan(SERIES_TABLE)
+                .unwrap()
+                .iter()
+                .any(|(key, _)| key.starts_with(b"hot\0")),
+            "the series is stored when its event is let go"
+        );
+        drop(publisher);
+        bounded(task).await.unwrap().unwrap();
     }
 
     /// Group commit holds only events with something to write: an event that changed
