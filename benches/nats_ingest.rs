@@ -231,7 +231,10 @@ fn spawn_atalaya(
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_atalaya"))
+    // ATALAYA_BIN: another build of atalaya (scripts/bench-peers passes it on).
+    let binary =
+        std::env::var_os("ATALAYA_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_atalaya").into());
+    let child = Command::new(binary)
         .args(["run", "-c"])
         .arg(&config)
         .stdout(Stdio::null())

@@ -19,7 +19,8 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-ATALAYA = ROOT / "target" / "release" / "atalaya"
+# ATALAYA_BIN measures another build (e.g. target/dist/atalaya); the NATS bench honours it too.
+ATALAYA = pathlib.Path(os.environ.get("ATALAYA_BIN") or ROOT / "target" / "release" / "atalaya")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"

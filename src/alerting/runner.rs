@@ -279,7 +279,7 @@ struct Write {
     series_puts: Vec<Entry>,
     series_deletes: Vec<Vec<u8>>,
     router: RouterChanges,
-    /// Made rows (serialized) by the writer.
+    /// Serialized into history rows on the writing thread.
     happened: Vec<HistoryEntry>,
     notifications: Vec<Notification>,
     outbox: Outbox,
