@@ -612,8 +612,10 @@ def bench_nats(args, work):
             },
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout
+        )
+        if out.returncode != 0:
+            sys.exit(f"bench-peers: the NATS bench failed ({out.returncode}):\n{out.stderr[-2000:]}")
+        out = out.stdout
         base = ours = js_base = js_ours = None
         received = {}
         for line in out.splitlines():
