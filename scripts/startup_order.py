@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""The body of scripts/startup-order: runs an unstripped atalaya binary under ptrace with a
+one-shot breakpoint (int3) on the entry of every function in its symbol table, starts it the
+way the image does and the way bench-peers does, lets it idle while its HTTP probes are
+polled, and writes the functions it entered, in the order first entered, as an lld symbol
+ordering file. Linux on x86_64 only (the registers' layout); run as a user allowed to ptrace
+its own children.
+
+Usage: startup_order.py BINARY OUTPUT [SECONDS]
+"""
+
+import ctypes
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PTRACE_TRACEME, PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 0, 7, 12, 13
+PTRACE_SETOPTIONS, PTRACE_O_TRACECLONE, PTRACE_O_EXITKILL = 0x4200, 0x8, 0x100000
+WALL = 0x40000000
+RIP = 16  # index of rip in struct user_regs_struct
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.restype = ctypes.c_long
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+Regs = ctypes.c_ulong * 27
+
+
+def functions(binary):
+    """Link-time entry address -> (name, size), for every defined function of non-zero size."""
+    out = subprocess.run(["readelf", "-sW", binary], capture_output=True, text=True, check=True)
+    names = {}
+    for line in out.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 8 and f[3] == "FUNC" and f[6] != "UND" and int(f[2], 0) > 0:
+            names.setdefault(int(f[1], 16), (f[7], int(f[2], 0)))
+    return names
+
+
+def load_base(pid, exe):
+    """Where a position-independent executable was loaded (a fixed one is where it says)."""
+    with open(exe, "rb") as f:
+        if f.read(18)[16] == 2:  # ET_EXEC
+            return 0
+    for line in open(f"/proc/{pid}/maps"):
+        f = line.split()
+        if len(f) >= 6 and f[5] == exe and int(f[2], 16) == 0:
+            return int(f[0].split("-")[0], 16)
+    sys.exit(f"startup-order: {exe} is not mapped in process {pid}")
+
+
+class TimeUp(Exception):
+    pass
+
+
+def trace(binary, args, env, cwd, seconds, port, names):
+    """Runs binary under ptrace for `seconds`, polling its probes; returns the entry addresses
+    first entered, in order."""
+    child = subprocess.Popen(
+        [binary, *args], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: libc.ptrace(PTRACE_TRACEME, 0, None, None),
+    )
+    pid = child.pid
+    os.waitpid(pid, 0)  # stopped at exec
+    libc.ptrace(PTRACE_SETOPTIONS, pid, None, PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL)
+    base = load_base(pid, os.path.realpath(binary))
+    mem = os.open(f"/proc/{pid}/mem", os.O_RDWR)
+    original = {}
+    for address in names:
+        original[address] = os.pread(mem, 1, base + address)
+        os.pwrite(mem, b"\xcc", base + address)
+
+    stop = threading.Event()
+    answered = []
+
+    def poll():
+        while not stop.is_set():
+            try:
+                for path in ("readyz", "healthz", "metrics"):
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=2).read()
+                answered.append(path)
+                stop.wait(1)
+            except Exception:
+                stop.wait(0.1)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+
+    def time_up(*_):
+        raise TimeUp
+
+    signal.signal(signal.SIGALRM, time_up)
+    signal.alarm(seconds)
+    entered = []
+    regs = Regs()
+    libc.ptrace(PTRACE_CONT, pid, None, None)
+    try:
+        while True:
+            try:
+                thread, status = os.waitpid(-1, WALL)
+            except ChildProcessError:
+                break
+            if not os.WIFSTOPPED(status):
+                continue
+            sig, deliver = os.WSTOPSIG(status), 0
+            if sig == signal.SIGTRAP and status >> 16 == 0:
+                libc.ptrace(PTRACE_GETREGS, thread, None, ctypes.byref(regs))
+                address = regs[RIP] - 1 - base
+                if address in original:
+                    if original[address] is not None:
+                        os.pwrite(mem, original[address], base + address)
+                        original[address] = None
+                        entered.append(address)
+                    regs[RIP] -= 1
+                    libc.ptrace(PTRACE_SETREGS, thread, None, ctypes.byref(regs))
+                else:
+                    deliver = sig
+            elif sig not in (signal.SIGTRAP, signal.SIGSTOP):
+                deliver = sig
+            libc.ptrace(PTRACE_CONT, thread, None, deliver)
+    except TimeUp:
+        pass
+    stop.set()
+    child.kill()
+    # Every traced thread is reaped here, the leader last (a plain wait would hang).
+    while True:
+        try:
+            os.waitpid(-1, WALL)
+        except ChildProcessError:
+            break
+    child.returncode = -signal.SIGKILL
+    os.close(mem)
+    if not answered:
+        sys.exit(f"startup-order: `atalaya {' '.join(args)}` never answered its probes")
+    return entered
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    if len(sys.argv) not in (3, 4):
+        sys.exit(__doc__)
+    binary, output = os.path.realpath(sys.argv[1]), pathlib.Path(sys.argv[2])
+    seconds = int(sys.argv[3]) if len(sys.argv) == 4 else 15
+    names = functions(binary)
+    if not names:
+        sys.exit(f"startup-order: {binary} has no symbol table (build it with -C strip=none)")
+    order, seen = [], set()
+    with tempfile.TemporaryDirectory() as work:
+        work = pathlib.Path(work)
+        # As the image runs it: embedded defaults, JSON logs, the example rules.
+        port = free_port()
+        (work / "image").mkdir()
+        os.symlink(ROOT / "examples", work / "image" / "examples")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "ATALAYA__HTTP__LISTEN": f"127.0.0.1:{port}",
+            "ATALAYA__STATE__DIR": str(work / "image" / "state"),
+        }
+        runs = [(["run", "--log-format", "json"], env, work / "image", port)]
+        # As scripts/bench-peers measures idle RSS: a config file, one rule, warnings only.
+        port = free_port()
+        (work / "rules").mkdir()
+        (work / "rules" / "idle.yaml").write_text(
+            "rules:\n  - {name: idle, subject: a/b, condition: value > 1}\n"
+        )
+        (work / "atalaya.yaml").write_text(
+            f'http: {{listen: "127.0.0.1:{port}"}}\n'
+            f'state: {{dir: "{work}/data"}}\n'
+            f'rules: {{dir: "{work}/rules"}}\n'
+            "log: {level: warn}\n"
+            "receivers: {console: {events: false}}\n"
+        )
+        runs.append((["run", "-c", str(work / "atalaya.yaml")], {"PATH": env["PATH"]}, work, port))
+        for args, env, cwd, port in runs:
+            entered = trace(binary, args, env, cwd, seconds, port, names)
+            print(f"startup-order: `atalaya {' '.join(args)}` entered {len(entered)} functions")
+            for address in entered:
+                if address not in seen:
+                    seen.add(address)
+                    order.append(address)
+    output.write_text(
+        "# Functions atalaya enters from exec to idle, in the order first entered: lld places\n"
+        "# them first in .text (build.rs), so start-up touches few pages. Written by\n"
+        "# scripts/startup-order for the image's build; symbols it no longer finds are skipped.\n"
+        + "".join(names[a][0] + "\n" for a in order)
+    )
+    size = sum(names[a][1] for a in order)
+    print(f"startup-order: {len(order)} functions, {size / 1e6:.2f} MB of code -> {output}")
+
+
+if __name__ == "__main__":
+    main()
