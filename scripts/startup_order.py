@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""The body of scripts/startup-order: runs an unstripped atalaya binary under ptrace with a
-one-shot breakpoint (int3) on the entry of every function in its symbol table, starts it the
-way the image does and the way bench-peers does, lets it idle while its HTTP probes are
-polled, and writes the functions it entered, in the order first entered, as an lld symbol
-ordering file. Linux on x86_64 only (the registers' layout); run as a user allowed to ptrace
+"""The body of scripts/startup-order: runs atalaya builds that keep their symbols under ptrace
+with a one-shot breakpoint (int3) on the entry of every function in their symbol tables,
+starts each the way the image does and the way bench-peers does, lets it idle while its HTTP
+probes are polled, and writes the functions entered, in the order first entered (build after
+build), as an lld symbol ordering file. Linux on x86_64 only (the registers' layout); run as a user allowed to ptrace
 its own children.
 
-Usage: startup_order.py BINARY OUTPUT [SECONDS]
+Usage: startup_order.py [--seconds N] OUTPUT BINARY...
 """
 
+import argparse
 import ctypes
 import os
 import pathlib
@@ -147,56 +148,66 @@ def free_port():
         return s.getsockname()[1]
 
 
+def runs(work):
+    """The two ways atalaya is started: (args, environment, working directory, API port)."""
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    # As the image runs it: embedded defaults, JSON logs, the example rules.
+    port = free_port()
+    (work / "image").mkdir()
+    os.symlink(ROOT / "examples", work / "image" / "examples")
+    env = {
+        "PATH": path,
+        "ATALAYA__HTTP__LISTEN": f"127.0.0.1:{port}",
+        "ATALAYA__STATE__DIR": str(work / "image" / "state"),
+    }
+    yield ["run", "--log-format", "json"], env, work / "image", port
+    # As scripts/bench-peers measures idle RSS: a config file, one rule, warnings only.
+    port = free_port()
+    (work / "rules").mkdir()
+    (work / "rules" / "idle.yaml").write_text(
+        "rules:\n  - {name: idle, subject: a/b, condition: value > 1}\n"
+    )
+    (work / "atalaya.yaml").write_text(
+        f'http: {{listen: "127.0.0.1:{port}"}}\n'
+        f'state: {{dir: "{work}/data"}}\n'
+        f'rules: {{dir: "{work}/rules"}}\n'
+        "log: {level: warn}\n"
+        "receivers: {console: {events: false}}\n"
+    )
+    yield ["run", "-c", str(work / "atalaya.yaml")], {"PATH": path}, work, port
+
+
 def main():
-    if len(sys.argv) not in (3, 4):
-        sys.exit(__doc__)
-    binary, output = os.path.realpath(sys.argv[1]), pathlib.Path(sys.argv[2])
-    seconds = int(sys.argv[3]) if len(sys.argv) == 4 else 15
-    names = functions(binary)
-    if not names:
-        sys.exit(f"startup-order: {binary} has no symbol table (build it with -C strip=none)")
-    order, seen = [], set()
-    with tempfile.TemporaryDirectory() as work:
-        work = pathlib.Path(work)
-        # As the image runs it: embedded defaults, JSON logs, the example rules.
-        port = free_port()
-        (work / "image").mkdir()
-        os.symlink(ROOT / "examples", work / "image" / "examples")
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "ATALAYA__HTTP__LISTEN": f"127.0.0.1:{port}",
-            "ATALAYA__STATE__DIR": str(work / "image" / "state"),
-        }
-        runs = [(["run", "--log-format", "json"], env, work / "image", port)]
-        # As scripts/bench-peers measures idle RSS: a config file, one rule, warnings only.
-        port = free_port()
-        (work / "rules").mkdir()
-        (work / "rules" / "idle.yaml").write_text(
-            "rules:\n  - {name: idle, subject: a/b, condition: value > 1}\n"
-        )
-        (work / "atalaya.yaml").write_text(
-            f'http: {{listen: "127.0.0.1:{port}"}}\n'
-            f'state: {{dir: "{work}/data"}}\n'
-            f'rules: {{dir: "{work}/rules"}}\n'
-            "log: {level: warn}\n"
-            "receivers: {console: {events: false}}\n"
-        )
-        runs.append((["run", "-c", str(work / "atalaya.yaml")], {"PATH": env["PATH"]}, work, port))
-        for args, env, cwd, port in runs:
-            entered = trace(binary, args, env, cwd, seconds, port, names)
-            print(f"startup-order: `atalaya {' '.join(args)}` entered {len(entered)} functions")
-            for address in entered:
-                if address not in seen:
-                    seen.add(address)
-                    order.append(address)
-    output.write_text(
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=15, help="how long each run idles")
+    parser.add_argument("output", type=pathlib.Path)
+    parser.add_argument("binaries", nargs="+", help="builds with symbols, each traced in turn")
+    args = parser.parse_args()
+    order, seen, size = [], set(), 0
+    for binary in map(os.path.realpath, args.binaries):
+        # Each build's part begins with this line; scripts/image counts the first part.
+        order.append(f"# build: {os.path.relpath(binary, ROOT)}")
+        names = functions(binary)
+        if not names:
+            sys.exit(f"startup-order: {binary} has no symbol table (build it with -C strip=none)")
+        with tempfile.TemporaryDirectory() as work:
+            for run, env, cwd, port in runs(pathlib.Path(work)):
+                entered = trace(binary, run, env, cwd, args.seconds, port, names)
+                print(f"startup-order: {binary} {' '.join(run[:2])}…: {len(entered)} functions")
+                for address in entered:
+                    name = names[address][0]
+                    if name not in seen:
+                        seen.add(name)
+                        order.append(name)
+                        size += names[address][1]
+    args.output.write_text(
         "# Functions atalaya enters from exec to idle, in the order first entered: lld places\n"
         "# them first in .text (build.rs), so start-up touches few pages. Written by\n"
-        "# scripts/startup-order for the image's build; symbols it no longer finds are skipped.\n"
-        + "".join(names[a][0] + "\n" for a in order)
+        "# scripts/startup-order for the image's and the release build; names a build does\n"
+        "# not have are skipped.\n" + "".join(name + "\n" for name in order)
     )
-    size = sum(names[a][1] for a in order)
-    print(f"startup-order: {len(order)} functions, {size / 1e6:.2f} MB of code -> {output}")
+    count = len(seen)
+    print(f"startup-order: {count} functions, {size / 1e6:.2f} MB of code -> {args.output}")
 
 
 if __name__ == "__main__":
