@@ -99,20 +99,30 @@ def metric(text, name, labels=None):
 # --- atalaya ------------------------------------------------------------------------------
 
 
+# The one rule atalaya idles with when its footprint is measured (and its start-up traced).
+IDLE_RULES = "rules:\n  - {name: idle, subject: a/b, condition: value > 1}\n"
+
+
+def write_config(work, port, config_extra, rules):
+    """atalaya's config file (and rules directory) under work, serving on port; its path."""
+    (work / "rules").mkdir(parents=True, exist_ok=True)
+    (work / "rules" / "bench.yaml").write_text(rules)
+    config = work / "atalaya.yaml"
+    config.write_text(
+        f'http: {{listen: "127.0.0.1:{port}"}}\n'
+        f'state: {{dir: "{work}/data"}}\n'
+        f'rules: {{dir: "{work}/rules"}}\n'
+        "log: {level: warn}\n"
+        "receivers: {console: {events: false}}\n" + config_extra
+    )
+    return config
+
+
 class Atalaya:
     def __init__(self, work, config_extra, rules, binary=None):
         self.work = pathlib.Path(work)
         self.port = free_port()
-        (self.work / "rules").mkdir(parents=True, exist_ok=True)
-        (self.work / "rules" / "bench.yaml").write_text(rules)
-        config = self.work / "atalaya.yaml"
-        config.write_text(
-            f'http: {{listen: "127.0.0.1:{self.port}"}}\n'
-            f'state: {{dir: "{self.work}/data"}}\n'
-            f'rules: {{dir: "{self.work}/rules"}}\n'
-            "log: {level: warn}\n"
-            "receivers: {console: {events: false}}\n" + config_extra
-        )
+        config = write_config(self.work, self.port, config_extra, rules)
         self.log = open(self.work / "atalaya.log", "wb")
         self.process = start(
             [str(binary or ATALAYA), "run", "-c", str(config)],
@@ -670,8 +680,7 @@ def bench_footprint(args, work):
         if cold:
             os.sync()
             pathlib.Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        rules = "rules:\n  - {name: idle, subject: a/b, condition: value > 1}\n"
-        atalaya = Atalaya(pathlib.Path(work) / f"idle-{len(rows)}", "", rules, binary)
+        atalaya = Atalaya(pathlib.Path(work) / f"idle-{len(rows)}", "", IDLE_RULES, binary)
         time.sleep(2)
         threads = len(os.listdir(f"/proc/{atalaya.process.pid}/task"))
         cache = "page cache dropped first" if cold else "page cache warm (not root)"

@@ -14,12 +14,13 @@ import ctypes
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import urllib.request
+
+from bench_peers import IDLE_RULES, free_port, write_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PTRACE_TRACEME, PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 0, 7, 12, 13
@@ -142,12 +143,6 @@ def trace(binary, args, env, cwd, seconds, port, names):
     return entered
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def runs(work):
     """The two ways atalaya is started: (args, environment, working directory, API port)."""
     path = os.environ.get("PATH", "/usr/bin:/bin")
@@ -161,20 +156,10 @@ def runs(work):
         "ATALAYA__STATE__DIR": str(work / "image" / "state"),
     }
     yield ["run", "--log-format", "json"], env, work / "image", port
-    # As scripts/bench-peers measures idle RSS: a config file, one rule, warnings only.
+    # As scripts/bench-peers measures idle RSS: its config file and idle rule.
     port = free_port()
-    (work / "rules").mkdir()
-    (work / "rules" / "idle.yaml").write_text(
-        "rules:\n  - {name: idle, subject: a/b, condition: value > 1}\n"
-    )
-    (work / "atalaya.yaml").write_text(
-        f'http: {{listen: "127.0.0.1:{port}"}}\n'
-        f'state: {{dir: "{work}/data"}}\n'
-        f'rules: {{dir: "{work}/rules"}}\n'
-        "log: {level: warn}\n"
-        "receivers: {console: {events: false}}\n"
-    )
-    yield ["run", "-c", str(work / "atalaya.yaml")], {"PATH": path}, work, port
+    config = write_config(work / "bench", port, "", IDLE_RULES)
+    yield ["run", "-c", str(config)], {"PATH": path}, work / "bench", port
 
 
 def main():
@@ -206,8 +191,7 @@ def main():
         "# scripts/startup-order for the image's and the release build; names a build does\n"
         "# not have are skipped.\n" + "".join(name + "\n" for name in order)
     )
-    count = len(seen)
-    print(f"startup-order: {count} functions, {size / 1e6:.2f} MB of code -> {args.output}")
+    print(f"startup-order: {len(seen)} functions, {size / 1e6:.2f} MB of code -> {args.output}")
 
 
 if __name__ == "__main__":
