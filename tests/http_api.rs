@@ -332,6 +332,42 @@ async fn probes_report_health_and_readiness() {
 }
 
 #[tokio::test]
+async fn with_console_events_off_the_console_takes_nothing_from_the_bus() {
+    let atalaya = Atalaya::start_with(Options {
+        config: "receivers:\n  console:\n    events: false\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let event = json!({"subject": "home/kitchen/temperature", "data": 21.5});
+    let (status, body) = post(&client, atalaya.url("/api/v1/events"), event.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let ready: Value = client
+        .get(atalaya.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["components"],
+        json!({"bus": true, "http": true, "rules": true})
+    );
+    let metrics = atalaya.metrics().await;
+    assert_eq!(published(&metrics), Some(1.0));
+    assert_eq!(
+        sample(
+            &metrics,
+            "atalaya_bus_events_delivered_total",
+            r#"{consumer="console"}"#
+        ),
+        None
+    );
+    assert!(sample(&metrics, "atalaya_bus_queue_depth", r#"{consumer="rules"}"#).is_some());
+}
+
+#[tokio::test]
 async fn promtool_accepts_the_metrics() {
     let atalaya = Atalaya::start().await;
     let client = reqwest::Client::new();

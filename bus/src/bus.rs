@@ -93,37 +93,42 @@ struct Outlet {
 /// event of a tracked batch, that batch's [`Delivery`] is pending: a consumer finishes with
 /// an event by dropping it, after it has done what the event asks (printed it, or made the
 /// state it caused durable).
+///
+/// The events of one publish share one allocation, freed with the last of them: publishing
+/// moves the batch's vector, not each event.
 #[derive(Clone)]
-pub struct Received(Arc<Envelope>);
+pub struct Received {
+    batch: Arc<Envelope>,
+    index: usize,
+}
 
 struct Envelope {
-    event: Event,
+    events: Vec<Event>,
     /// Its publisher waits for every change it causes to be on disk, minor ones included
     /// (see [`Publisher::publish_durable`]).
     durable: bool,
-    /// Shared by the events of one tracked batch; dropped with the last of them, which is
-    /// what completes the batch's [`Delivery`].
-    _done: Option<Arc<oneshot::Sender<()>>>,
+    /// Dropped with the batch, which is what completes its [`Delivery`].
+    _done: Option<oneshot::Sender<()>>,
 }
 
 impl Received {
     /// Whether the publisher waits for every change this event causes to be on disk:
     /// consumers that defer minor writes must write them before dropping it.
     pub fn wants_durable(&self) -> bool {
-        self.0.durable
+        self.batch.durable
     }
 }
 
 impl Deref for Received {
     type Target = Event;
     fn deref(&self) -> &Event {
-        &self.0.event
+        &self.batch.events[self.index]
     }
 }
 
 impl std::fmt::Debug for Received {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.event.fmt(f)
+        (**self).fmt(f)
     }
 }
 
@@ -245,8 +250,7 @@ impl Publisher {
     /// every consumer has finished with every event of the batch.
     pub async fn publish_tracked(&self, events: Vec<Event>) -> Result<Delivery, PublishError> {
         let (done, delivery) = oneshot::channel();
-        self.publish_inner(events, Some(Arc::new(done)), false)
-            .await?;
+        self.publish_inner(events, Some(done), false).await?;
         Ok(Delivery(delivery))
     }
 
@@ -255,15 +259,14 @@ impl Publisher {
     /// minor changes for up to 30 s): `POST /api/v1/events?wait=durable`.
     pub async fn publish_durable(&self, events: Vec<Event>) -> Result<Delivery, PublishError> {
         let (done, delivery) = oneshot::channel();
-        self.publish_inner(events, Some(Arc::new(done)), true)
-            .await?;
+        self.publish_inner(events, Some(done), true).await?;
         Ok(Delivery(delivery))
     }
 
     async fn publish_inner(
         &self,
         events: Vec<Event>,
-        done: Option<Arc<oneshot::Sender<()>>>,
+        done: Option<oneshot::Sender<()>>,
         durable: bool,
     ) -> Result<(), PublishError> {
         let inner = &*self.inner;
@@ -293,20 +296,18 @@ impl Publisher {
             };
             reserved.push(permits);
         }
-        let events: Vec<Received> = events
-            .into_iter()
-            .map(|event| {
-                Received(Arc::new(Envelope {
-                    event,
-                    durable,
-                    _done: done.clone(),
-                }))
-            })
-            .collect();
+        let batch = Arc::new(Envelope {
+            events,
+            durable,
+            _done: done,
+        });
         for (outlet, permits) in inner.outlets.iter().zip(reserved) {
             outlet.depth.add(len as i64);
-            for (permit, event) in permits.zip(&events) {
-                permit.send(event.clone());
+            for (index, permit) in permits.enumerate() {
+                permit.send(Received {
+                    batch: batch.clone(),
+                    index,
+                });
             }
         }
         inner.published.inc_by(len as u64);

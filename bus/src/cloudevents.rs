@@ -9,7 +9,7 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use crate::event::{Event, Labels, new_event_id, validate_labels};
+use crate::event::{Event, EventId, Labels, Name, validate_labels};
 use crate::subject::Subject;
 
 /// What the receiving connector fills in when the producer leaves an attribute out.
@@ -118,11 +118,12 @@ pub fn decode_object(
             ));
         }
     };
-    let id = take_string(&mut map, "id", &at)?.unwrap_or_else(new_event_id);
+    let id =
+        take_string(&mut map, "id", &at)?.map_or_else(|| EventId::at(defaults.now), EventId::from);
     let source =
-        take_string(&mut map, "source", &at)?.unwrap_or_else(|| defaults.source.to_owned());
+        take_string(&mut map, "source", &at)?.map_or_else(|| defaults.source.into(), Name::from);
     let event_type =
-        take_string(&mut map, "type", &at)?.unwrap_or_else(|| defaults.event_type.to_owned());
+        take_string(&mut map, "type", &at)?.map_or_else(|| defaults.event_type.into(), Name::from);
     let time = match take_string(&mut map, "time", &at)? {
         Some(t) => t
             .parse::<Timestamp>()
@@ -267,7 +268,11 @@ mod tests {
         .unwrap();
         let e = &events[0];
         assert_eq!(
-            (e.id.as_str(), e.source.as_str(), e.event_type.as_str()),
+            (
+                e.id.to_string().as_str(),
+                e.source.as_str(),
+                e.event_type.as_str()
+            ),
             ("e1", "/esp32", "sensor.reading")
         );
         assert_eq!(e.subject.as_str(), "home/kitchen/temp");
@@ -284,7 +289,8 @@ mod tests {
         assert_eq!(e.event_type, "test.event");
         assert_eq!(e.time, defaults().now);
         assert_eq!(e.data, Value::Null);
-        assert_eq!(e.id.len(), 36);
+        assert!(matches!(e.id, crate::event::EventId::Generated(_)));
+        assert_eq!(e.id.to_string().len(), 36);
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The one event model: CloudEvents attribute names plus flat string labels.
 
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::subject::Subject;
@@ -28,12 +32,12 @@ pub const MQTT_RETAINED_LABEL: &str = "mqtt_retained";
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     /// Unique per producer; generated (UUIDv7) when the producer gives none.
-    pub id: String,
+    pub id: EventId,
     /// Who produced it (a URI-reference, e.g. `/atalaya/http` or `mqtt://broker`).
-    pub source: String,
+    pub source: Name,
     /// What kind of occurrence this is (`atalaya.event` unless the producer says).
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: Name,
     /// The token path rules match on.
     pub subject: Subject,
     /// When it happened, as the producer says, or when atalaya received it.
@@ -47,11 +51,11 @@ pub struct Event {
 
 impl Event {
     /// An event with a fresh id, received `now` from `source`.
-    pub fn new(source: &str, subject: Subject, data: Value, now: Timestamp) -> Self {
+    pub fn new(source: impl Into<Name>, subject: Subject, data: Value, now: Timestamp) -> Self {
         Self {
-            id: event_id_at(now),
-            source: source.to_owned(),
-            event_type: DEFAULT_EVENT_TYPE.to_owned(),
+            id: EventId::at(now),
+            source: source.into(),
+            event_type: Name::from_static(DEFAULT_EVENT_TYPE),
             subject,
             time: now,
             data,
@@ -60,26 +64,178 @@ impl Event {
     }
 }
 
-/// A fresh, time-ordered event id (UUIDv7).
-pub fn new_event_id() -> String {
-    event_id_at(Timestamp::now())
+/// A string that many events carry (a source, a type): a constant, or one allocation every
+/// event of a connector shares, so that making an event does not copy it.
+#[derive(Clone)]
+pub struct Name(NameRepr);
+
+#[derive(Clone)]
+enum NameRepr {
+    Static(&'static str),
+    Shared(Arc<str>),
 }
 
-/// A fresh event id (UUIDv7) for an event received `now`: the caller's reading of the clock,
-/// not another one, and ordered after every id made before in this process.
-pub fn event_id_at(now: Timestamp) -> String {
-    static CONTEXT: std::sync::Mutex<uuid::ContextV7> =
-        std::sync::Mutex::new(uuid::ContextV7::new());
-    let since_1970 = uuid::Timestamp::from_unix(
-        &CONTEXT,
-        u64::try_from(now.as_second()).unwrap_or(0),
-        u32::try_from(now.subsec_nanosecond()).unwrap_or(0),
-    );
-    let mut text = uuid::Uuid::encode_buffer();
-    uuid::Uuid::new_v7(since_1970)
-        .hyphenated()
-        .encode_lower(&mut text)
-        .to_owned()
+impl Name {
+    /// A constant name: nothing is allocated, ever.
+    pub const fn from_static(name: &'static str) -> Self {
+        Self(NameRepr::Static(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            NameRepr::Static(name) => name,
+            NameRepr::Shared(name) => name,
+        }
+    }
+}
+
+impl Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Name {
+    fn from(name: &str) -> Self {
+        Self(NameRepr::Shared(Arc::from(name)))
+    }
+}
+
+impl From<&String> for Name {
+    fn from(name: &String) -> Self {
+        Self::from(name.as_str())
+    }
+}
+
+impl From<String> for Name {
+    fn from(name: String) -> Self {
+        Self(NameRepr::Shared(Arc::from(name)))
+    }
+}
+
+impl From<&Name> for Name {
+    fn from(name: &Name) -> Self {
+        name.clone()
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<Name> for String {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// An event's id: as its producer gave it, or a UUIDv7 atalaya generated, kept as its 16
+/// bytes and written out only when something prints or forwards the event.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EventId {
+    Generated(uuid::Uuid),
+    Given(String),
+}
+
+impl EventId {
+    /// A fresh id for an event received `now`: the caller's reading of the clock, not
+    /// another one, and ordered after every id made before in this process.
+    pub fn at(now: Timestamp) -> Self {
+        static CONTEXT: std::sync::Mutex<uuid::ContextV7> =
+            std::sync::Mutex::new(uuid::ContextV7::new());
+        let since_1970 = uuid::Timestamp::from_unix(
+            &CONTEXT,
+            u64::try_from(now.as_second()).unwrap_or(0),
+            u32::try_from(now.subsec_nanosecond()).unwrap_or(0),
+        );
+        Self::Generated(uuid::Uuid::new_v7(since_1970))
+    }
+}
+
+impl From<String> for EventId {
+    fn from(id: String) -> Self {
+        Self::Given(id)
+    }
+}
+
+impl PartialEq<str> for EventId {
+    fn eq(&self, other: &str) -> bool {
+        match self {
+            Self::Given(id) => id == other,
+            Self::Generated(uuid) => {
+                let mut text = uuid::Uuid::encode_buffer();
+                uuid.hyphenated().encode_lower(&mut text) == other
+            }
+        }
+    }
+}
+
+impl PartialEq<&str> for EventId {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Given(id) => f.write_str(id),
+            Self::Generated(uuid) => uuid.hyphenated().fmt(f),
+        }
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// Whether `name` is a valid label name: a letter or `_`, then letters, digits or `_`.
@@ -131,7 +287,7 @@ mod tests {
     #[test]
     fn event_ids_carry_the_reception_time_and_never_repeat() {
         let now: Timestamp = "2026-12-04T14:05:00.123456Z".parse().unwrap();
-        let ids: Vec<String> = (0..1000).map(|_| event_id_at(now)).collect();
+        let ids: Vec<String> = (0..1000).map(|_| EventId::at(now).to_string()).collect();
         for pair in ids.windows(2) {
             assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
         }
@@ -140,6 +296,22 @@ mod tests {
         let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
         assert_eq!((seconds, nanos / 1_000_000), (1_796_393_100, 123));
         assert_eq!(ids[0].len(), 36);
+    }
+
+    #[test]
+    fn ids_and_names_read_as_the_text_they_stand_for() {
+        let generated = EventId::at(Timestamp::now());
+        let text = generated.to_string();
+        assert!(generated == text.as_str());
+        assert_eq!(serde_json::to_value(&generated).unwrap(), text.as_str());
+        assert_eq!(format!("{generated:?}"), format!("{text:?}"));
+        let given = EventId::from("abc".to_owned());
+        assert!(given == "abc");
+        assert_eq!(given.to_string(), "abc");
+        let shared = Name::from("mqtt://broker");
+        assert_eq!(shared, Name::from_static("mqtt://broker"));
+        assert!(shared == "mqtt://broker");
+        assert_eq!(serde_json::to_value(&shared).unwrap(), "mqtt://broker");
     }
 
     #[test]

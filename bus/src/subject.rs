@@ -40,6 +40,12 @@ impl Subject {
     /// Parses a `/`-separated subject (the form of MQTT topics, HTTP paths and CloudEvents
     /// `subject` attributes).
     pub fn parse(path: &str) -> Result<Self, SubjectError> {
+        Self::check(path)?;
+        Ok(Self(path.to_owned()))
+    }
+
+    /// Whether `path` is a valid `/`-separated subject.
+    fn check(path: &str) -> Result<(), SubjectError> {
         if path.is_empty() {
             return Err(SubjectError::Empty);
         }
@@ -62,17 +68,26 @@ impl Subject {
                 });
             }
         }
-        Ok(Self(path.to_owned()))
+        Ok(())
     }
 
     /// Parses a `.`-separated NATS subject into the same token path.
     pub fn from_nats(subject: &str) -> Result<Self, SubjectError> {
-        if let Some(token) = subject.split('.').find(|t| t.contains('/')) {
-            return Err(SubjectError::SlashInNatsToken {
-                token: token.to_owned(),
-            });
+        // One allocation: the `/` form, written token by token.
+        let mut path = String::with_capacity(subject.len());
+        for (position, token) in subject.split('.').enumerate() {
+            if token.contains('/') {
+                return Err(SubjectError::SlashInNatsToken {
+                    token: token.to_owned(),
+                });
+            }
+            if position > 0 {
+                path.push('/');
+            }
+            path.push_str(token);
         }
-        Self::parse(&subject.replace('.', "/"))
+        Self::check(&path)?;
+        Ok(Self(path))
     }
 
     /// The subject as a `/`-separated path.

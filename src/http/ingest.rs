@@ -146,7 +146,7 @@ fn body_rejected(state: &ApiState, rejection: BytesRejection) -> Response {
 /// events accepted but not known durable).
 async fn publish(state: &ApiState, events: Vec<Event>, durable: bool) -> Response {
     let count = events.len();
-    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
     let published = tokio::time::timeout(state.publish_timeout, async {
         if durable {
             state.publisher.publish_durable(events).await.map(Some)

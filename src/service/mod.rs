@@ -238,7 +238,8 @@ async fn start_and_wait(config: Config, source: ConfigSource) -> Result<u8, Star
     routing.reconcile(now, &engine.alerts(now));
 
     let mut bus = BusBuilder::new(config.bus.capacity, &registry).map_err(registry_error)?;
-    if config.receivers.console.enabled {
+    // A consumer sees every event: one that would print none is not put on the bus.
+    if config.receivers.console.enabled && config.receivers.console.events {
         let consumer = bus.consumer("console");
         let receiver = ConsoleReceiver::new(config.receivers.console.clone());
         let ready = readiness.register("console");

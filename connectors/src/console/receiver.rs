@@ -367,7 +367,7 @@ mod tests {
             let datas = [json!(data.clone()), json!({ key: [data.clone(), 1] })];
             for data in datas {
                 let mut e = Event::new(&source, subject.clone(), data, Timestamp::UNIX_EPOCH);
-                e.event_type = event_type.clone();
+                e.event_type = event_type.as_str().into();
                 e.labels = labels.clone().into();
                 let line = render_event(&e);
                 prop_assert!(

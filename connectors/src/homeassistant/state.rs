@@ -16,7 +16,7 @@
 //! - labels `entity_id`, `domain`, and `area`, `device`, `device_name` where the registries
 //!   know them, plus the captures of the `entities` pattern it matched.
 
-use atalaya_bus::event::{Event, Labels};
+use atalaya_bus::event::{Event, Labels, Name};
 use atalaya_bus::{Pattern, Subject};
 use jiff::Timestamp;
 use serde_json::{Map, Number, Value, json};
@@ -123,7 +123,7 @@ pub(crate) fn to_event(
         }),
     };
     let mut event = Event::new(source, subject, data, now);
-    event.event_type = EVENT_TYPE.to_owned();
+    event.event_type = Name::from_static(EVENT_TYPE);
     event.time = time;
     event.labels = labels;
     Ok(event)

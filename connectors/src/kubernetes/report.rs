@@ -1,7 +1,7 @@
 //! [`Report`]: what one change of one object tells, as events for the bus — subject tokens
 //! made safe, labels, JSON data.
 
-use atalaya_bus::event::{Event, Labels};
+use atalaya_bus::event::{Event, Labels, Name};
 use atalaya_bus::subject::Subject;
 use jiff::Timestamp;
 use serde_json::Value;
@@ -48,7 +48,7 @@ impl<'a> Report<'a> {
             return;
         };
         let mut event = Event::new(self.source, subject, data, time.unwrap_or(self.now));
-        event.event_type = EVENT_TYPE.to_owned();
+        event.event_type = Name::from_static(EVENT_TYPE);
         event.labels = labels
             .iter()
             .filter(|(_, value)| !value.is_empty())

@@ -1,5 +1,6 @@
 //! Subscriptions as MQTT filters, and a received message into an event.
 
+use atalaya_bus::event::Name;
 use atalaya_bus::subject::SubjectError;
 use atalaya_bus::{Event, Pattern, Subject};
 use jiff::Timestamp;
@@ -60,7 +61,7 @@ pub(crate) struct Subscriptions {
     patterns: Vec<Pattern>,
     filters: Vec<Filter>,
     /// `mqtt://host:port`, the source of every event.
-    source: String,
+    source: Name,
     max_payload_bytes: usize,
 }
 
@@ -79,7 +80,7 @@ impl Subscriptions {
                     qos: subscription_qos(s.qos),
                 })
                 .collect(),
-            source,
+            source: source.into(),
             max_payload_bytes,
         }
     }
@@ -103,8 +104,8 @@ impl Subscriptions {
             .collect();
         let data =
             decode_payload(&publish.payload, self.max_payload_bytes).map_err(Skip::Payload)?;
-        let mut event = Event::new(&self.source, subject, data, now);
-        EVENT_TYPE.clone_into(&mut event.event_type);
+        let mut event = Event::new(self.source.clone(), subject, data, now);
+        event.event_type = Name::from_static(EVENT_TYPE);
         event.labels.extend(labels);
         if publish.retain {
             event

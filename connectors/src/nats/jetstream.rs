@@ -119,7 +119,7 @@ pub(crate) fn consumer_specs(
                 name,
                 filter_subject,
                 recipe: EventRecipe {
-                    source: source.to_owned(),
+                    source: source.into(),
                     pattern: consumer.filter.clone(),
                     max_payload_bytes: config.max_payload_bytes,
                 },

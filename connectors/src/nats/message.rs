@@ -3,6 +3,7 @@
 //! pattern's captures and from the message's headers.
 
 use async_nats::HeaderMap;
+use atalaya_bus::event::Name;
 use atalaya_bus::{Event, Labels, Pattern, Subject};
 
 use atalaya_bus::bus::Publisher;
@@ -21,7 +22,7 @@ pub const HEADER_LABEL_PREFIX: &str = "header_";
 #[derive(Debug, Clone)]
 pub(crate) struct EventRecipe {
     /// `nats://host:port` of the first configured server, without user info.
-    pub source: String,
+    pub source: Name,
     /// The pattern subscribed to; `None` matches everything (a consumer without a filter).
     pub pattern: Option<Pattern>,
     pub max_payload_bytes: usize,
@@ -62,8 +63,8 @@ impl EventRecipe {
         if let Some(headers) = headers {
             add_header_labels(headers, &mut labels);
         }
-        let mut event = Event::new(&self.source, subject, data, now);
-        EVENT_TYPE.clone_into(&mut event.event_type);
+        let mut event = Event::new(self.source.clone(), subject, data, now);
+        event.event_type = Name::from_static(EVENT_TYPE);
         event.labels = labels;
         Ok(Some(event))
     }
@@ -136,7 +137,7 @@ mod tests {
 
     fn recipe(pattern: Option<&str>) -> EventRecipe {
         EventRecipe {
-            source: "nats://127.0.0.1:4222".to_owned(),
+            source: "nats://127.0.0.1:4222".into(),
             pattern: pattern.map(|p| Pattern::parse(p).unwrap()),
             max_payload_bytes: 64,
         }

@@ -209,7 +209,7 @@ fn core_subscriptions(
                     .collect(),
                 queue_group: subscription.queue_group.clone(),
                 recipe: EventRecipe {
-                    source: source.to_owned(),
+                    source: source.into(),
                     pattern: Some(subscription.pattern.clone()),
                     max_payload_bytes: config.max_payload_bytes,
                 },

@@ -324,7 +324,7 @@ fn two_restarts_within_a_timer_keep_it() {
 /// An MQTT message; `retained` as the broker flags its replay of a topic's last message.
 fn mqtt(subject: &str, data: serde_json::Value, retained: bool, now: Timestamp) -> Event {
     let mut event = Event::new("mqtt://broker", Subject::parse(subject).unwrap(), data, now);
-    event.event_type = atalaya_bus::event::MQTT_EVENT_TYPE.to_owned();
+    event.event_type = atalaya_bus::event::Name::from_static(atalaya_bus::event::MQTT_EVENT_TYPE);
     if retained {
         event.labels.insert(
             atalaya_bus::event::MQTT_RETAINED_LABEL.to_owned(),

@@ -208,7 +208,7 @@ fn expand_series(
         );
         event.labels = labels.clone();
         if let Some(t) = &spec.event_type {
-            event.event_type = t.clone();
+            event.event_type = t.as_str().into();
         }
         events.push((time, n, event));
     }
