@@ -40,54 +40,69 @@ impl Subject {
     /// Parses a `/`-separated subject (the form of MQTT topics, HTTP paths and CloudEvents
     /// `subject` attributes).
     pub fn parse(path: &str) -> Result<Self, SubjectError> {
-        Self::check(path)?;
+        Self::check_text(path)?;
+        for (position, token) in path.split('/').enumerate() {
+            Self::check_token(token, position, || path.to_owned())?;
+        }
         Ok(Self(path.to_owned()))
     }
 
-    /// Whether `path` is a valid `/`-separated subject.
-    fn check(path: &str) -> Result<(), SubjectError> {
-        if path.is_empty() {
-            return Err(SubjectError::Empty);
-        }
-        if path.len() > MAX_SUBJECT_BYTES {
-            return Err(SubjectError::TooLong { len: path.len() });
-        }
-        if let Some(index) = path.bytes().position(|b| b.is_ascii_control()) {
-            return Err(SubjectError::ControlCharacter { index });
-        }
-        for (position, token) in path.split('/').enumerate() {
-            if token.is_empty() {
-                return Err(SubjectError::EmptyToken {
-                    subject: path.to_owned(),
-                    position,
-                });
-            }
-            if token.starts_with('+') || matches!(token, "#" | ">" | "*") {
-                return Err(SubjectError::Wildcard {
-                    token: token.to_owned(),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Parses a `.`-separated NATS subject into the same token path.
+    /// Parses a `.`-separated NATS subject into the same token path, with the same checks,
+    /// in one pass and one allocation.
     pub fn from_nats(subject: &str) -> Result<Self, SubjectError> {
-        // One allocation: the `/` form, written token by token.
+        if subject.contains('/')
+            && let Some(token) = subject.split('.').find(|t| t.contains('/'))
+        {
+            return Err(SubjectError::SlashInNatsToken {
+                token: token.to_owned(),
+            });
+        }
+        // `.` and `/` are one byte each: lengths and byte positions are the same in both forms.
+        Self::check_text(subject)?;
         let mut path = String::with_capacity(subject.len());
         for (position, token) in subject.split('.').enumerate() {
-            if token.contains('/') {
-                return Err(SubjectError::SlashInNatsToken {
-                    token: token.to_owned(),
-                });
-            }
+            Self::check_token(token, position, || subject.replace('.', "/"))?;
             if position > 0 {
                 path.push('/');
             }
             path.push_str(token);
         }
-        Self::check(&path)?;
         Ok(Self(path))
+    }
+
+    /// The checks on the whole text: not empty, not too long, no control characters.
+    fn check_text(text: &str) -> Result<(), SubjectError> {
+        if text.is_empty() {
+            return Err(SubjectError::Empty);
+        }
+        if text.len() > MAX_SUBJECT_BYTES {
+            return Err(SubjectError::TooLong { len: text.len() });
+        }
+        if let Some(index) = text.bytes().position(|b| b.is_ascii_control()) {
+            return Err(SubjectError::ControlCharacter { index });
+        }
+        Ok(())
+    }
+
+    /// The checks on one token: not empty, not a wildcard. `path` makes the subject for an
+    /// error (only then).
+    fn check_token(
+        token: &str,
+        position: usize,
+        path: impl FnOnce() -> String,
+    ) -> Result<(), SubjectError> {
+        if token.is_empty() {
+            return Err(SubjectError::EmptyToken {
+                subject: path(),
+                position,
+            });
+        }
+        if token.starts_with('+') || matches!(token, "#" | ">" | "*") {
+            return Err(SubjectError::Wildcard {
+                token: token.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// The subject as a `/`-separated path.
@@ -152,6 +167,17 @@ mod tests {
         );
         // A dot inside an MQTT topic level stays part of the token.
         assert_eq!(Subject::parse("a/b.c").unwrap().tokens().count(), 2);
+    }
+
+    proptest::proptest! {
+        /// A NATS subject parses as its `/` form would, error for error, whatever it holds.
+        #[test]
+        fn a_nats_subject_is_its_slash_form(subject in "[a-c.+#>*\\x00 ñ]{0,12}") {
+            proptest::prop_assert_eq!(
+                Subject::from_nats(&subject),
+                Subject::parse(&subject.replace('.', "/"))
+            );
+        }
     }
 
     #[test]

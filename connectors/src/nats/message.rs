@@ -90,6 +90,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Adds the event of a core `message` received `now` to `events`, or reports why there
+    /// is none (see [`Shared::event_or_report`]).
+    pub(crate) fn push_event(
+        &self,
+        recipe: &EventRecipe,
+        message: &async_nats::Message,
+        now: jiff::Timestamp,
+        events: &mut Vec<Event>,
+    ) {
+        if let Some(event) = self.event_or_report(
+            recipe,
+            &message.subject,
+            &message.payload,
+            message.headers.as_ref(),
+            now,
+        ) {
+            events.push(event);
+        }
+    }
+
     /// The event of a message received `now`, or `None` after reporting why there is none: a
     /// subject the pattern does not match is logged; an unusable message is counted and logged
     /// without flooding. Either way the caller skips (and, for JetStream, acks) the message.

@@ -241,25 +241,19 @@ async fn core_loop(
             () = stop.cancelled() => return Ok(()),
             message = subscriber.next() => message,
         };
-        // One reading of the clock for the messages drained together.
+        // One reading of the clock for the messages drained together. Messages are read
+        // where they lie, not moved about: one is larger than the event made of it.
         let now = jiff::Timestamp::now();
-        let mut message = Some(message);
-        while let Some(next) = message.take() {
+        let Some(message) = message else {
             // The client ends a subscription only when the connection is closed for good.
-            let Some(next) = next else {
-                return Err(NatsError::ConnectionClosed);
-            };
-            if let Some(event) = shared.event_or_report(
-                &recipe,
-                &next.subject,
-                &next.payload,
-                next.headers.as_ref(),
-                now,
-            ) {
-                events.push(event);
-            }
-            if events.len() < max_batch {
-                message = subscriber.next().now_or_never();
+            return Err(NatsError::ConnectionClosed);
+        };
+        shared.push_event(&recipe, &message, now, &mut events);
+        while events.len() < max_batch {
+            match subscriber.next().now_or_never() {
+                Some(Some(message)) => shared.push_event(&recipe, &message, now, &mut events),
+                Some(None) => return Err(NatsError::ConnectionClosed),
+                None => break,
             }
         }
         if events.is_empty() {

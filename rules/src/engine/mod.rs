@@ -56,6 +56,9 @@ use crate::compile::{Rule, RuleSet};
 use crate::expr::{EvalError, Expression, RuleValue, Vars};
 use crate::metrics::EngineMetrics;
 
+/// Subject tokens [`Engine::on_event`] splits on the stack; a longer subject goes to the heap.
+const INLINE_TOKENS: usize = 16;
+
 /// How often, at most, one rule logs the same kind of problem (virtual time).
 const LOG_EVERY: SignedDuration = SignedDuration::from_secs(60);
 
@@ -309,9 +312,28 @@ impl Engine {
             matched,
             ..
         } = self;
-        // The subject split once, for the index and every matched rule's pattern.
-        let tokens: Vec<&str> = event.subject.tokens().collect();
-        rules.index.matches_tokens(&tokens, matched);
+        // The subject split once, for the index and every matched rule's pattern: on the
+        // stack, unless it has more tokens than subjects usually do.
+        let mut inline = [""; INLINE_TOKENS];
+        let mut spilled = Vec::new();
+        let mut count = 0;
+        for token in event.subject.tokens() {
+            if count < INLINE_TOKENS {
+                inline[count] = token;
+            } else {
+                if spilled.is_empty() {
+                    spilled.extend_from_slice(&inline);
+                }
+                spilled.push(token);
+            }
+            count += 1;
+        }
+        let tokens = if spilled.is_empty() {
+            &inline[..count]
+        } else {
+            &spilled[..]
+        };
+        rules.index.matches_tokens(tokens, matched);
         if matched.is_empty() {
             return out;
         }
@@ -330,7 +352,7 @@ impl Engine {
             }
             // The index's candidate really matches (see `index`); its captures come sorted
             // by label name, as label maps and fingerprints want them.
-            let Some(captures) = rule.pattern.match_tokens(&tokens) else {
+            let Some(captures) = rule.pattern.match_tokens(tokens) else {
                 continue;
             };
             // Event labels with the captures on top: what expressions and `group_by` see.

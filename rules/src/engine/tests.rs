@@ -300,6 +300,39 @@ fn captures_make_one_series_per_label_set_and_render_templates() {
 }
 
 #[test]
+fn subjects_of_any_length_match_and_capture() {
+    let mut e = engine(
+        "rules:\n  - name: deep\n    subject: \"+first/#\"\n    condition: value > 1\n  - name: last\n    subject: \"a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/+last\"\n    condition: value > 1\n",
+    );
+    // Up to the tokens split on the stack, just past them, and far past them.
+    for (n, subject) in [16, 17, 19, 40].into_iter().map(|n| {
+        let tokens: Vec<String> = (0..n)
+            .map(|i| ((b'a' + (i % 26) as u8) as char).to_string())
+            .collect();
+        (n, tokens.join("/"))
+    }) {
+        let fired: Vec<String> = e
+            .on_event(at(n), &event(&subject, json!(2), n))
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Alert(a) => Some(format!(
+                    "{} {}",
+                    a.rule,
+                    a.labels.get("last").or(a.labels.get("first")).unwrap_or("")
+                )),
+                _ => None,
+            })
+            .collect();
+        let mut expected = vec!["deep a".to_owned()];
+        if n == 19 {
+            expected.push("last s".to_owned());
+        }
+        assert_eq!(fired, expected, "{n} tokens");
+        e.on_event(at(n), &event(&subject, json!(0), n));
+    }
+}
+
+#[test]
 fn group_by_chooses_the_series_labels() {
     let mut e = engine(
         "rules:\n  - name: r\n    subject: ups/+ups/+metric\n    group_by: [ups]\n    condition: value < 20\n",
