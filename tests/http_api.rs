@@ -342,16 +342,8 @@ async fn with_console_events_off_the_console_takes_nothing_from_the_bus() {
     let event = json!({"subject": "home/kitchen/temperature", "data": 21.5});
     let (status, body) = post(&client, atalaya.url("/api/v1/events"), event.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let ready: Value = client
-        .get(atalaya.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        ready["components"],
+        atalaya.get_json("/readyz").await["components"],
         json!({"bus": true, "http": true, "rules": true})
     );
     let metrics = atalaya.metrics().await;

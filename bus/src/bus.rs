@@ -95,14 +95,14 @@ struct Outlet {
 /// state it caused durable).
 ///
 /// The events of one publish share one allocation, freed with the last of them: publishing
-/// moves the batch's vector, not each event.
+/// moves the batch's vector, not each event (and one event held keeps its whole batch).
 #[derive(Clone)]
 pub struct Received {
-    batch: Arc<Envelope>,
+    batch: Arc<Batch>,
     index: usize,
 }
 
-struct Envelope {
+struct Batch {
     events: Vec<Event>,
     /// Its publisher waits for every change it causes to be on disk, minor ones included
     /// (see [`Publisher::publish_durable`]).
@@ -296,7 +296,7 @@ impl Publisher {
             };
             reserved.push(permits);
         }
-        let batch = Arc::new(Envelope {
+        let batch = Arc::new(Batch {
             events,
             durable,
             _done: done,
